@@ -1,0 +1,166 @@
+"""The ``fnd`` command line: a thin layer over fnd_core's functions.
+
+Each command imports what it needs inside its body, so ``fnd --help`` and ``fnd config``
+start instantly and only ``fnd train`` pays for torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from fnd_core.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.ensure_object(dict).setdefault("settings", Settings.from_env())
+
+
+def _engine(ctx: click.Context):
+    from fnd_core.db import engine_from_settings
+
+    return engine_from_settings(_settings(ctx))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """fnd: batch fake-news scoring of image+text posts (settings from FND_* variables)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.ensure_object(dict)
+
+
+@cli.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Print the effective settings (secrets masked)."""
+    rows = _settings(ctx).describe()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, doc in rows:
+        click.echo(f"{name:<{width}}  {value}")
+        click.echo(f"{'':<{width}}    {doc}")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """fnd's Postgres: migrations and connection."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending sql/ migrations, each in its own transaction."""
+    from fnd_core import migrations
+
+    applied = migrations.upgrade(_engine(ctx))
+    if applied:
+        for name in applied:
+            click.echo(f"applied  {name}")
+    else:
+        click.echo("database is up to date: nothing to apply")
+
+
+@db_group.command("status")
+@click.pass_context
+def db_status(ctx: click.Context) -> None:
+    """List migrations: applied, pending, or modified since applied."""
+    from fnd_core import migrations
+
+    for state in migrations.status(_engine(ctx)):
+        click.echo(f"{state.status:<9} {state.filename}  {state.applied_at or ''}".rstrip())
+
+
+@db_group.command("url")
+@click.pass_context
+def db_url(ctx: click.Context) -> None:
+    """Print the database URL (starts the embedded server if that is the one in use)."""
+    from fnd_core.db import database_url
+
+    click.echo(database_url(_settings(ctx)))
+
+
+@db_group.command("psql")
+@click.pass_context
+def db_psql(ctx: click.Context) -> None:
+    """Print a psql command connected to fnd's database."""
+    from fnd_core.db import database_url, psql_command
+
+    click.echo(psql_command(database_url(_settings(ctx))))
+
+
+@db_group.command("stop")
+@click.pass_context
+def db_stop(ctx: click.Context) -> None:
+    """Stop the embedded PostgreSQL (data kept under FND_HOME); no-op for an external one."""
+    from fnd_core.db import stop_embedded
+
+    settings = _settings(ctx)
+    if settings.database_url:
+        click.echo("FND_DATABASE_URL is set: fnd does not manage that server")
+    elif stop_embedded(settings):
+        click.echo(f"stopped the embedded PostgreSQL in {settings.embedded_pgdata}")
+    else:
+        click.echo("the embedded PostgreSQL is not running")
+
+
+@cli.group("demo")
+def demo_group() -> None:
+    """Synthetic 'semantic conflict' posts for demos, tests and benchmarks."""
+
+
+@demo_group.command("generate")
+@click.option("--posts", "n_posts", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "fakeddit"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option("--unlabelled-share", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--fake-share", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--label-noise", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+def demo_generate(
+    n_posts: int,
+    out_dir: Path,
+    seed: int,
+    fmt: str,
+    unlabelled_share: float,
+    fake_share: float,
+    label_noise: float,
+) -> None:
+    """Write a labelled landing batch: a data file plus images/ in OUT."""
+    from fnd_core.demo import generate_batch
+
+    batch = generate_batch(
+        out_dir,
+        n_posts,
+        seed=seed,
+        fmt=fmt,
+        unlabelled_share=unlabelled_share,
+        fake_share=fake_share,
+        label_noise=label_noise,
+    )
+    click.echo(
+        f"wrote {batch.n_posts} posts to {batch.data_file} "
+        f"(fake {batch.n_fake}, real {batch.n_real}, unlabelled {batch.n_unlabelled})"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

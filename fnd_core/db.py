@@ -1,0 +1,92 @@
+"""Where fnd's Postgres is and how to reach it.
+
+A configured ``FND_DATABASE_URL`` wins. Without one, fnd starts an embedded PostgreSQL
+(the ``pgserver`` package: real PostgreSQL binaries in a wheel) under ``FND_HOME/pgdata``,
+left running so later commands, Airflow workers and ``psql`` reuse it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING
+
+from fnd_core.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "fnd"
+
+
+def database_url(settings: Settings) -> str:
+    """The SQLAlchemy URL of fnd's database, starting the embedded server when none is set."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_database_url(settings)
+
+
+def embedded_database_url(settings: Settings) -> str:
+    """Start (or reuse) the embedded PostgreSQL under FND_HOME and return its URL."""
+    import sqlalchemy as sa
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+    pgdata = settings.embedded_pgdata.resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    log.info("Using embedded PostgreSQL in %s", pgdata)
+    # cleanup_mode=None: keep the server running after this process exits, so the next
+    # command (or an Airflow task in another process) finds it already up.
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    admin_url = server.get_uri("postgres")
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("select 1 from pg_database where datname = :name"),
+                {"name": EMBEDDED_DATABASE},
+            ).scalar()
+            if not exists:
+                conn.exec_driver_sql(f'create database "{EMBEDDED_DATABASE}"')
+    finally:
+        engine.dispose()
+    return server.get_uri(EMBEDDED_DATABASE)
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """A SQLAlchemy engine for ``url``; pre-ping so long-lived workers survive restarts."""
+    import sqlalchemy as sa
+
+    return sa.create_engine(url, pool_pre_ping=True, future=True, **kwargs)
+
+
+def engine_from_settings(settings: Settings | None = None) -> Engine:
+    """The engine fnd's CLI uses: settings from the environment unless given."""
+    settings = settings or Settings.from_env()
+    return make_engine(database_url(settings))
+
+
+def psql_command(url: str) -> str:
+    """A copy-pasteable psql command for ``url`` (SQLAlchemy driver suffix removed)."""
+    plain = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    return f"psql '{plain}'"
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded PostgreSQL under FND_HOME if it runs; True if one was stopped."""
+    pgdata = settings.embedded_pgdata.resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # A 'stop' handle that is the last one alive stops the server when cleaned up.
+    pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+    return True

@@ -1,0 +1,139 @@
+"""The one settings object of fnd: every knob, its ``FND_*`` variable, default and meaning.
+
+Read from the environment in exactly one place (:meth:`Settings.from_env`). Importing
+this module creates no folder and opens no connection: paths are only computed here,
+created by whoever writes to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    """Declare a setting: the variable that sets it, its default, and a line for `fnd config`."""
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Paths that default to ``None`` are derived from ``home``."""
+
+    home: Path = _setting("FND_HOME", Path(".fnd"), "Working folder: embedded DB, store, docs")
+    database_url: str | None = _setting(
+        "FND_DATABASE_URL", None, "SQLAlchemy URL of fnd's Postgres; unset = embedded pgserver"
+    )
+    landing_dir: str | None = _setting(
+        "FND_LANDING_DIR", None, "Landing zone: local folder or gs://bucket/prefix"
+    )
+    store_uri: str | None = _setting(
+        "FND_STORE", None, "Model + image store: local folder or gs://bucket/prefix"
+    )
+    data_docs_dir: Path | None = _setting(
+        "FND_DATA_DOCS_DIR", None, "Where Great Expectations Data Docs HTML is built"
+    )
+    gcs_endpoint: str | None = _setting(
+        "FND_GCS_ENDPOINT", None, "GCS API endpoint override (e.g. a local emulator)"
+    )
+    ingest_schedule: str = _setting(
+        "FND_INGEST_SCHEDULE", "*/10 * * * *", "Cron of the fnd_ingest DAG"
+    )
+    max_text_chars: int = _setting("FND_MAX_TEXT_CHARS", 5000, "Longest post text accepted")
+    max_image_pixels: int = _setting(
+        "FND_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (w*h) accepted: decompression-bomb guard"
+    )
+    quarantine_fail_share: float = _setting(
+        "FND_QUARANTINE_FAIL_SHARE",
+        0.5,
+        "A file whose quarantined share exceeds this fails as a whole",
+    )
+    model_preset: str = _setting("FND_MODEL_PRESET", "offline", "Backbones: offline | seed | tiny")
+    image_size: int = _setting("FND_IMAGE_SIZE", 224, "Image side in pixels fed to the encoder")
+    max_tokens: int = _setting("FND_MAX_TOKENS", 64, "Text truncated to this many tokens")
+    batch_size: int = _setting("FND_BATCH_SIZE", 32, "Batch size for encoding and scoring")
+    num_workers: int = _setting("FND_NUM_WORKERS", 2, "DataLoader worker processes")
+    retrain_cron: str = _setting("FND_RETRAIN_CRON", "0 2 * * *", "Cron of nightly retraining")
+    train_queue: str = _setting(
+        "FND_TRAIN_QUEUE", "default", "Airflow queue of the training task (e.g. gpu)"
+    )
+    gate_min_accuracy: float = _setting(
+        "FND_GATE_MIN_ACCURACY", 0.8, "Gate: test accuracy floor for promotion"
+    )
+    gate_tolerance: float = _setting(
+        "FND_GATE_TOLERANCE", 0.01, "Gate: allowed accuracy drop against the champion"
+    )
+    gate_min_class_recall: float = _setting(
+        "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"
+    )
+    score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per run")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``FND_*`` variables; unknown or empty ones keep the default."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f, raw)
+        return cls(**values)
+
+    # Derived locations --------------------------------------------------------------
+    @property
+    def landing(self) -> str:
+        return self.landing_dir or str(self.home / "landing")
+
+    @property
+    def store(self) -> str:
+        return self.store_uri or str(self.home / "store")
+
+    @property
+    def data_docs(self) -> Path:
+        return self.data_docs_dir or self.home / "data_docs"
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Rows of (variable, effective value, meaning), secrets masked, for `fnd config`."""
+        rows = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            shown = "(embedded pgserver)" if f.name == "database_url" and value is None else value
+            if f.name in {"landing_dir", "store_uri", "data_docs_dir"} and value is None:
+                shown = {"landing_dir": self.landing, "store_uri": self.store}.get(
+                    f.name, str(self.data_docs)
+                )
+            rows.append((f.metadata["env"], mask_secrets(str(shown)), f.metadata["doc"]))
+        return rows
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    """Convert one variable to the field's type, with an error that names the variable."""
+    kind = str(f.type)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if "Path" in kind:
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind}: {exc}") from exc
+    return raw
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<secret>[^@]+)(?P<tail>@)")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide the password of any URL in ``text`` (``postgresql://u:***@host``)."""
+    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)

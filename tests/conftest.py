@@ -1,0 +1,109 @@
+"""Shared fixtures: a fresh, migrated Postgres database per test session.
+
+The server is ``FND_TEST_DATABASE_URL`` (default: the local Postgres); when nothing answers
+there, an embedded PostgreSQL (pgserver) in a temporary folder stands in. Each session
+creates its own uniquely named database and drops it at the end, so runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from fnd_core import migrations
+from fnd_core.settings import Settings
+
+DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+DATA_TABLES = (
+    "predictions",
+    "scoring_errors",
+    "model_versions",
+    "quarantine",
+    "validation_runs",
+    "posts",
+    "ingest_batches",
+)
+
+
+def _server_answers(url: str) -> bool:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a database on a server where the tests may create databases."""
+    url = os.environ.get("FND_TEST_DATABASE_URL", DEFAULT_TEST_SERVER)
+    if _server_answers(url):
+        yield url
+        return
+    from fnd_core.db import embedded_database_url, stop_embedded
+
+    settings = Settings(home=tmp_path_factory.mktemp("embedded-pg"))
+    yield embedded_database_url(settings)
+    stop_embedded(settings)
+
+
+@pytest.fixture(scope="session")
+def create_database(pg_admin_url: str) -> Iterator:
+    """Factory: a new empty database on the test server, dropped at the end of the session."""
+    created: list[str] = []
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+
+    def create() -> str:
+        name = f"fnd_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'create database "{name}"')
+        created.append(name)
+        return make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with admin.connect() as conn:
+        for name in created:
+            conn.exec_driver_sql(f'drop database if exists "{name}" with (force)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def db_url(create_database) -> str:
+    """A migrated database shared by the session's tests."""
+    url = create_database()
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = sa.create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def clean_db(engine: Engine) -> Engine:
+    """The session database, emptied of data (schema kept) before the test."""
+    tables = ", ".join(f"fnd.{t}" for t in DATA_TABLES)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"truncate {tables} restart identity cascade")
+    return engine
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings pointing at the test database and a temporary FND_HOME."""
+    return Settings(home=tmp_path / "fnd_home", database_url=db_url)

@@ -1,0 +1,62 @@
+"""The `fnd` command as a user runs it: a real process, real databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+FND = [sys.executable, "-m", "fnd_core.cli"]
+
+
+def run_fnd(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FND_")}
+    full_env.update(env)
+    return subprocess.run(
+        [*FND, *args], env=full_env, capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def test_db_upgrade_twice_then_status(create_database, tmp_path: Path):
+    env = {"FND_DATABASE_URL": create_database(), "FND_HOME": str(tmp_path)}
+    first = run_fnd("db", "upgrade", env=env)
+    assert "applied  001_create_ingest_tables.sql" in first.stdout
+    second = run_fnd("db", "upgrade", env=env)
+    assert "nothing to apply" in second.stdout
+    status = run_fnd("db", "status", env=env).stdout.splitlines()
+    assert status and all(line.startswith("applied") for line in status)
+
+
+@pytest.mark.slow
+def test_db_upgrade_on_embedded_postgres(tmp_path: Path):
+    """No FND_DATABASE_URL: fnd starts its own PostgreSQL under FND_HOME, and can stop it."""
+    env = {"FND_HOME": str(tmp_path / "home")}
+    try:
+        assert "applied" in run_fnd("db", "upgrade", env=env).stdout
+        assert "nothing to apply" in run_fnd("db", "upgrade", env=env).stdout
+        url = run_fnd("db", "url", env=env).stdout.strip()
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            n = conn.exec_driver_sql("select count(*) from fnd.schema_migrations").scalar()
+        engine.dispose()
+        assert n >= 4
+    finally:
+        stopped = run_fnd("db", "stop", env=env, check=False)
+    assert "stopped" in stopped.stdout
+
+
+def test_config_masks_password(tmp_path: Path):
+    env = {"FND_DATABASE_URL": "postgresql://u:hunter2@h/d", "FND_HOME": str(tmp_path)}
+    out = run_fnd("config", env=env).stdout
+    assert "hunter2" not in out
+    assert "postgresql://u:***@h/d" in out
+
+
+def test_unknown_command_fails_with_usage(tmp_path: Path):
+    result = run_fnd("frobnicate", env={"FND_HOME": str(tmp_path)}, check=False)
+    assert result.returncode != 0
+    assert "No such command" in result.stderr

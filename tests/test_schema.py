@@ -1,0 +1,127 @@
+"""Constraints and rights the database itself guarantees."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+SHA = "a" * 64
+
+
+def _batch(conn) -> int:
+    return conn.exec_driver_sql(
+        "insert into fnd.ingest_batches (source_uri, content_sha256) values ('f.jsonl', %s) "
+        "returning batch_id",
+        (SHA,),
+    ).scalar_one()
+
+
+def _post(conn, batch_id: int, post_id: str = "p1", label: int | None = 1) -> None:
+    conn.exec_driver_sql(
+        "insert into fnd.posts (post_id, source, text, image_uri, image_sha256, label, split, "
+        "batch_id) values (%s, 'test', 'hello', 'img.jpg', %s, %s, 'train', %s)",
+        (post_id, SHA, label, batch_id),
+    )
+
+
+def _model(conn, version: str, status: str = "candidate") -> None:
+    conn.exec_driver_sql(
+        "insert into fnd.model_versions (version, status, preset, artifact_uri, artifact_sha256) "
+        "values (%s, %s, 'tiny', 'store/x', %s)",
+        (version, status, SHA),
+    )
+
+
+def test_duplicate_post_id_is_refused(clean_db):
+    with pytest.raises(IntegrityError, match="posts_pkey"), clean_db.begin() as conn:
+        batch = _batch(conn)
+        _post(conn, batch, "p1")
+        _post(conn, batch, "p1")
+
+
+def test_invalid_label_is_refused(clean_db):
+    with pytest.raises(IntegrityError, match="posts_label_is_binary"), clean_db.begin() as conn:
+        _post(conn, _batch(conn), "p1", label=2)
+
+
+def test_same_file_content_twice_is_refused(clean_db):
+    with pytest.raises(IntegrityError, match="content_is_unique"), clean_db.begin() as conn:
+        _batch(conn)
+        _batch(conn)
+
+
+def test_loaded_batch_counts_must_add_up(clean_db):
+    with pytest.raises(IntegrityError, match="counts_add_up"), clean_db.begin() as conn:
+        batch = _batch(conn)
+        conn.exec_driver_sql(
+            "update fnd.ingest_batches set status = 'loaded', n_received = 3, n_accepted = 1 "
+            "where batch_id = %s",
+            (batch,),
+        )
+
+
+def test_at_most_one_champion(clean_db):
+    with clean_db.begin() as conn:
+        _model(conn, "m1", "champion")
+        _model(conn, "m2", "retired")
+    with pytest.raises(IntegrityError, match="one_champion"), clean_db.begin() as conn:
+        _model(conn, "m3", "champion")
+
+
+def test_prediction_label_must_match_threshold(clean_db):
+    with clean_db.begin() as conn:
+        _post(conn, _batch(conn))
+        _model(conn, "m1", "champion")
+    with pytest.raises(IntegrityError, match="matches_threshold"), clean_db.begin() as conn:
+        conn.exec_driver_sql(
+            "insert into fnd.predictions (post_id, model_version, p_fake, label, threshold) "
+            "values ('p1', 'm1', 0.9, 'real', 0.5)"
+        )
+
+
+def test_latest_predictions_shows_only_the_champion(clean_db):
+    with clean_db.begin() as conn:
+        _post(conn, _batch(conn))
+        _model(conn, "old", "retired")
+        _model(conn, "new", "champion")
+        conn.exec_driver_sql(
+            "insert into fnd.predictions (post_id, model_version, p_fake, label, threshold) "
+            "values ('p1', 'old', 0.2, 'real', 0.5), ('p1', 'new', 0.8, 'fake', 0.5)"
+        )
+    with clean_db.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "select post_id, model_version, label, text from fnd.latest_predictions"
+        ).all()
+        summary = conn.exec_driver_sql(
+            "select n_posts, n_scored, n_fake, fake_share from fnd.daily_summary"
+        ).one()
+    assert rows == [("p1", "new", "fake", "hello")]
+    assert tuple(summary) == (1, 1, 1, 1)
+
+
+@pytest.fixture
+def as_analyst(engine):
+    """A connection whose role is fnd_analyst, rolled back afterwards."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("set role fnd_analyst")
+        yield conn
+        conn.rollback()
+
+
+@pytest.mark.parametrize("view", ["latest_predictions", "daily_summary", "model_leaderboard"])
+def test_analyst_reads_views(as_analyst, view):
+    as_analyst.exec_driver_sql(f"select * from fnd.{view} limit 1").all()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "insert into fnd.predictions (post_id, model_version, p_fake, label, threshold) "
+        "values ('p', 'm', 0.5, 'fake', 0.5)",
+        "select * from fnd.posts",
+        "delete from fnd.model_versions",
+    ],
+)
+def test_analyst_cannot_touch_tables(as_analyst, statement):
+    with pytest.raises(ProgrammingError, match="permission denied"):
+        as_analyst.exec_driver_sql(statement)
