@@ -45,7 +45,7 @@ def embedded_database_url(settings: Settings) -> str:
     # command (or an Airflow task in another process) finds it already up.
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     admin_url = server.get_uri("postgres")
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(
@@ -59,11 +59,23 @@ def embedded_database_url(settings: Settings) -> str:
     return server.get_uri(EMBEDDED_DATABASE)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with the psycopg2 driver made explicit.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; fnd's bulk writes use
+    psycopg2's COPY, so every engine fnd makes names psycopg2.
+    """
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
 def make_engine(url: str, **kwargs) -> Engine:
-    """A SQLAlchemy engine for ``url``; pre-ping so long-lived workers survive restarts."""
+    """A psycopg2 engine for ``url``; pre-ping so long-lived workers survive restarts."""
     import sqlalchemy as sa
 
-    return sa.create_engine(url, pool_pre_ping=True, future=True, **kwargs)
+    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, **kwargs)
 
 
 def engine_from_settings(settings: Settings | None = None) -> Engine:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from fnd_core import migrations
+from fnd_core.db import make_engine
 from fnd_core.settings import Settings
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -32,7 +33,7 @@ DATA_TABLES = (
 
 
 def _server_answers(url: str) -> bool:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    engine = make_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("select 1")
@@ -61,7 +62,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def create_database(pg_admin_url: str) -> Iterator:
     """Factory: a new empty database on the test server, dropped at the end of the session."""
     created: list[str] = []
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    admin = make_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
 
     def create() -> str:
         name = f"fnd_test_{uuid.uuid4().hex[:12]}"
@@ -81,7 +82,7 @@ def create_database(pg_admin_url: str) -> Iterator:
 def db_url(create_database) -> str:
     """A migrated database shared by the session's tests."""
     url = create_database()
-    engine = sa.create_engine(url)
+    engine = make_engine(url)
     migrations.upgrade(engine)
     engine.dispose()
     return url
@@ -89,7 +90,7 @@ def db_url(create_database) -> str:
 
 @pytest.fixture(scope="session")
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = sa.create_engine(db_url)
+    eng = make_engine(db_url)
     yield eng
     eng.dispose()
 

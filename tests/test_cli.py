@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+
+from fnd_core.db import make_engine
 
 FND = [sys.executable, "-m", "fnd_core.cli"]
 
@@ -39,7 +40,7 @@ def test_db_upgrade_on_embedded_postgres(tmp_path: Path):
         assert "applied" in run_fnd("db", "upgrade", env=env).stdout
         assert "nothing to apply" in run_fnd("db", "upgrade", env=env).stdout
         url = run_fnd("db", "url", env=env).stdout.strip()
-        engine = sa.create_engine(url)
+        engine = make_engine(url)
         with engine.connect() as conn:
             n = conn.exec_driver_sql("select count(*) from fnd.schema_migrations").scalar()
         engine.dispose()

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from fnd_core import migrations
+from fnd_core.db import make_engine
 
 TABLES = {
     "ingest_batches",
@@ -25,7 +25,7 @@ VIEWS = {"latest_predictions", "daily_summary", "model_leaderboard"}
 
 @pytest.fixture
 def empty_engine(create_database):
-    engine = sa.create_engine(create_database())
+    engine = make_engine(create_database())
     yield engine
     engine.dispose()
 
