@@ -111,6 +111,44 @@ def db_stop(ctx: click.Context) -> None:
         click.echo("the embedded PostgreSQL is not running")
 
 
+@cli.command("ingest")
+@click.argument("path", required=False)
+@click.option(
+    "--fail-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Quarantined share above which a file fails (default: the setting).",
+)
+@click.pass_context
+def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -> None:
+    """Ingest PATH (a file or folder, local or gs://; default: the landing zone)."""
+    from fnd_core.ingest import BatchRejectedError, ingest_file, list_new_files
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    files = list_new_files(path or settings.landing, settings)
+    if not files:
+        click.echo(f"no files waiting in {path or settings.landing}")
+        return
+    failed = 0
+    totals = dict.fromkeys(("n_received", "n_accepted", "n_quarantined", "n_duplicate"), 0)
+    for uri in files:
+        try:
+            report = ingest_file(engine, uri, settings, run_id="cli", fail_share=fail_share)
+        except BatchRejectedError as exc:
+            report, failed = exc.report, failed + 1
+        click.echo(report.summary())
+        for key in totals:
+            totals[key] += getattr(report, key)
+    click.echo(
+        f"total: received {totals['n_received']} / accepted {totals['n_accepted']} / "
+        f"quarantined {totals['n_quarantined']} / duplicates {totals['n_duplicate']}"
+        + (f"; {failed} file(s) failed (see failed/)" if failed else "")
+    )
+    if failed:
+        ctx.exit(1)
+
+
 @cli.group("demo")
 def demo_group() -> None:
     """Synthetic 'semantic conflict' posts for demos, tests and benchmarks."""

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fnd_core.resources import SQL_DIR
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 # Arbitrary constant: the key of the advisory lock that serialises upgrades.
 _UPGRADE_LOCK_KEY = 4_711_001

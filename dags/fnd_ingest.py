@@ -1,0 +1,101 @@
+"""
+### fnd_ingest — landing zone → validated posts in Postgres
+
+Every file that lands (JSONL, CSV, Parquet or Fakeddit TSV; local folder or `gs://`) is read,
+checked row by row, validated with the Great Expectations suite `posts`, and loaded into
+`fnd.posts` in one transaction. Bad rows go to `fnd.quarantine` with their reason; a file whose
+quarantined share passes the threshold fails loudly and moves to `failed/`. Loaded files move
+to `archive/`; the same bytes landing again are a no-op.
+
+One mapped task per new file. When rows were added, the asset `fnd://posts` is updated, which
+schedules `fnd_score`.
+
+**Params**: `path` (a folder or one file; empty = the landing zone), `fail_share`
+(quarantined share above which a file fails; empty = `FND_QUARANTINE_FAIL_SHARE`).
+"""
+
+from __future__ import annotations
+
+from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_engine, fnd_settings
+
+from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
+
+POSTS = Asset(POSTS_ASSET_URI)
+
+
+@dag(
+    dag_id="fnd_ingest",
+    schedule=fnd_settings().ingest_schedule,
+    doc_md=__doc__,
+    tags=["fnd", "ingest"],
+    max_active_runs=1,
+    params={
+        "path": Param(
+            None,
+            type=["null", "string"],
+            title="Path",
+            description="Folder or file to ingest (local or gs://). Empty: the landing zone.",
+        ),
+        "fail_share": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Fail threshold",
+            description="Quarantined share above which a file fails. Empty: the setting.",
+        ),
+    },
+    **COMMON_DAG_KWARGS,
+)
+def fnd_ingest():
+    @task
+    def find_new_files() -> list[str]:
+        """List the data files waiting in the landing zone (or the given path)."""
+        from fnd_core.ingest import list_new_files
+
+        params = get_current_context()["params"]
+        settings = fnd_settings()
+        files = list_new_files(params.get("path") or settings.landing, settings)
+        print(f"{len(files)} new file(s): {files}")
+        return files
+
+    @task(map_index_template="{{ file_name }}")
+    def ingest_file(uri: str) -> dict:
+        """Read, check, validate and load one file; fails loudly if the file is rejected."""
+        from fnd_core.ingest import BatchRejectedError
+        from fnd_core.ingest import ingest_file as ingest
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        context = get_current_context()
+        context["file_name"] = uri.rsplit("/", 1)[-1]  # shown as the map index in the UI
+        try:
+            report = ingest(
+                fnd_engine(),
+                uri,
+                fnd_settings(),
+                run_id=context["run_id"],
+                fail_share=context["params"].get("fail_share"),
+            )
+        except BatchRejectedError as exc:
+            # Rejected on its content: retrying cannot help, so fail without retries.
+            raise AirflowFailException(str(exc)) from exc
+        return report.to_json()
+
+    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE)
+    def any_posts_added(reports: list[dict | None]) -> bool:
+        """Sum up the run; only continue (and update the asset) when posts were added."""
+        done = [r for r in reports if r]
+        added = sum(r["n_accepted"] for r in done)
+        print(f"{len(done)} file(s) loaded, {added} post(s) added")
+        return added > 0
+
+    @task(outlets=[POSTS])
+    def announce_posts() -> None:
+        """Mark the posts asset updated: fnd_score runs next."""
+
+    reports = ingest_file.expand(uri=find_new_files())
+    chain(any_posts_added(reports), announce_posts())
+
+
+fnd_ingest()

@@ -1,0 +1,80 @@
+"""Airflow glue shared by the fnd DAGs: settings, the database URL, common DAG arguments.
+
+Kept out of DAG discovery by ``.airflowignore``. Imports here are light (no torch, pandas or
+GX): DAG files import this module at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+FND_DB_CONN_ID = "fnd_db"
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "fnd",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
+}
+COMMON_DAG_KWARGS: dict[str, Any] = {
+    "start_date": START_DATE,
+    "catchup": False,
+    "default_args": DEFAULT_ARGS,
+    "max_consecutive_failed_dag_runs": 5,
+}
+
+# Asset URIs: the contract between the DAGs (ingest -> score, retrain -> score).
+POSTS_ASSET_URI = "fnd://posts"
+PREDICTIONS_ASSET_URI = "fnd://predictions"
+
+
+def fnd_settings():
+    """fnd's settings from the worker's FND_* environment (cheap; no I/O)."""
+    from fnd_core.settings import Settings
+
+    return Settings.from_env()
+
+
+def fnd_database_url() -> str:
+    """The fnd database: Airflow connection ``fnd_db`` if defined, else fnd's own settings.
+
+    Called inside tasks only (never at parse time), so no connection look-up while parsing.
+    """
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(FND_DB_CONN_ID)
+    except AirflowNotFoundException:
+        conn = None
+    if conn is None:
+        from fnd_core.db import database_url
+
+        return database_url(fnd_settings())
+    return connection_to_url(conn)
+
+
+def connection_to_url(conn) -> str:
+    """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``)."""
+    from sqlalchemy.engine import URL
+
+    extra = conn.extra_dejson or {}
+    query = {k: str(v) for k, v in extra.items() if k in {"host", "sslmode", "options"}}
+    return URL.create(
+        "postgresql+psycopg2",
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
+        query=query,
+    ).render_as_string(hide_password=False)
+
+
+def fnd_engine():
+    """A SQLAlchemy engine on the fnd database, for use inside a task."""
+    from fnd_core.db import make_engine
+
+    return make_engine(fnd_database_url())

@@ -1,0 +1,527 @@
+"""Ingest one landed file into Postgres: read → check rows → validate (GX) → load → archive.
+
+Nothing is lost and nothing lands twice:
+- every row read ends up in ``fnd.posts`` (accepted), ``fnd.quarantine`` (with its rule and
+  reason) or counted as a duplicate (its post_id was already loaded);
+- the file's content hash is unique in ``fnd.ingest_batches``: the same bytes again are a no-op;
+- the batch, its posts, its quarantine and its validation run are written in one transaction;
+- a file that cannot be parsed, or whose quarantined share passes the threshold, is recorded
+  as failed with its reason and moved to ``failed/``; loaded files move to ``archive/``.
+
+Duplicates and labels: a post already loaded is never inserted again and its text and image
+never change. A label, though, may arrive later (a fact-check verdict for a post first seen
+unlabelled) or be corrected: when a duplicate row carries a label that differs from the stored
+one, the stored label is updated and ``label_updated_at`` set. The row still counts as a
+duplicate; the number of such updates is reported as ``n_labels_updated``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from fnd_core.landing import storage
+from fnd_core.pgcopy import copy_into, upsert_via_staging
+from fnd_core.resources import EXPECTATIONS_DIR
+from fnd_core.settings import Settings
+from fnd_core.splits import split_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from fnd_core.landing.readers import LandingFile
+    from fnd_core.landing.rows import CheckedFile
+
+log = logging.getLogger(__name__)
+
+POST_COLUMNS = (
+    "post_id",
+    "source",
+    "text",
+    "image_uri",
+    "image_sha256",
+    "image_width",
+    "image_height",
+    "created_at",
+    "label",
+    "split",
+    "batch_id",
+    "extra",
+)
+QUARANTINE_COLUMNS = ("batch_id", "row_number", "post_id", "rule", "reason", "raw")
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What happened to one file; small and JSON-able (it travels through XCom)."""
+
+    uri: str
+    status: str  # loaded | skipped (same bytes seen before) | failed
+    batch_id: int | None = None
+    format: str | None = None
+    n_received: int = 0
+    n_accepted: int = 0
+    n_quarantined: int = 0
+    n_duplicate: int = 0
+    n_labels_updated: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+    validation_success: bool | None = None
+    data_docs: str | None = None
+    moved_to: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        head = f"{storage.basename(self.uri)}: {self.status}"
+        if self.status == "skipped":
+            return f"{head} ({self.reason})"
+        counts = (
+            f"received {self.n_received}, accepted {self.n_accepted}, "
+            f"quarantined {self.n_quarantined}, duplicates {self.n_duplicate}"
+        )
+        tail = f" — {self.reason}" if self.reason else ""
+        return f"{head}: {counts}{tail}"
+
+
+class BatchRejectedError(RuntimeError):
+    """The whole file was refused (unparseable, or too many bad rows); it is in failed/."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+def list_new_files(path: str, settings: Settings) -> list[str]:
+    """The files waiting at ``path``: the path itself if it is a file, else the folder's files.
+
+    Sub-folders (``archive/``, ``failed/``, ``images/``) are not looked into.
+    """
+    endpoint = settings.gcs_endpoint
+    if storage.exists(path, gcs_endpoint=endpoint) and not storage.is_dir(
+        path, gcs_endpoint=endpoint
+    ):
+        return [path]
+    return storage.list_files(path, gcs_endpoint=endpoint)
+
+
+def ingest_file(
+    engine: Engine,
+    uri: str,
+    settings: Settings,
+    *,
+    run_id: str = "cli",
+    fail_share: float | None = None,
+) -> IngestReport:
+    """Ingest one file end to end; raises :class:`BatchRejectedError` if it is refused."""
+    from fnd_core.landing.readers import UnreadableFileError, read_landing_file
+
+    started = time.perf_counter()
+    endpoint = settings.gcs_endpoint
+    threshold = settings.quarantine_fail_share if fail_share is None else fail_share
+    try:
+        landing = read_landing_file(uri, gcs_endpoint=endpoint)
+    except UnreadableFileError as exc:
+        data = storage.read_bytes(uri, gcs_endpoint=endpoint)
+        return _refuse_unreadable(engine, uri, _sha256(data), exc.reason, run_id, endpoint, started)
+
+    previous = _find_batch(engine, landing.content_sha256)
+    if previous is not None:
+        return _skip_seen(uri, landing, previous, endpoint, started)
+
+    log.info("%s: %d rows (%s), checking", uri, len(landing.rows), landing.format)
+    checked = _check(landing, settings)
+    validation = _validate(landing, checked, settings)
+    n_received = checked.n_received
+    quarantined_share = len(checked.rejected) / n_received if n_received else 0.0
+    rules = dict(Counter(r.rule for r in checked.rejected).most_common())
+
+    if quarantined_share > threshold:
+        reason = (
+            f"{len(checked.rejected)} of {n_received} rows quarantined "
+            f"({quarantined_share:.0%} > threshold {threshold:.0%}); rules: {rules}"
+        )
+        batch_id = _record_failed(engine, landing, checked, validation, reason, run_id)
+        moved = _move_aside(uri, "failed", batch_id, endpoint, reason)
+        report = IngestReport(
+            uri=uri,
+            status="failed",
+            batch_id=batch_id,
+            format=landing.format,
+            n_received=n_received,
+            n_quarantined=len(checked.rejected),
+            rules=rules,
+            validation_success=validation["success"],
+            data_docs=validation["data_docs_path"],
+            moved_to=moved,
+            reason=reason,
+            seconds=time.perf_counter() - started,
+        )
+        raise BatchRejectedError(report)
+
+    try:
+        batch_id, n_accepted, n_labels = _load(engine, landing, checked, validation, run_id)
+    except sa.exc.IntegrityError as exc:
+        if "ingest_batches_content_is_unique" not in str(exc):
+            raise
+        # Another worker loaded the same bytes between our look-up and our insert.
+        previous = _find_batch(engine, landing.content_sha256)
+        return _skip_seen(uri, landing, previous, endpoint, started)
+    moved = _move_aside(uri, "archive", batch_id, endpoint)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
+            {"m": moved, "b": batch_id},
+        )
+    report = IngestReport(
+        uri=uri,
+        status="loaded",
+        batch_id=batch_id,
+        format=landing.format,
+        n_received=n_received,
+        n_accepted=n_accepted,
+        n_quarantined=len(checked.rejected),
+        n_duplicate=len(checked.accepted) - n_accepted,
+        n_labels_updated=n_labels,
+        rules=rules,
+        validation_success=validation["success"],
+        data_docs=validation["data_docs_path"],
+        moved_to=moved,
+        seconds=time.perf_counter() - started,
+    )
+    log.info("%s (%.1fs)", report.summary(), report.seconds)
+    return report
+
+
+# Steps -----------------------------------------------------------------------------------
+
+
+def _check(landing: LandingFile, settings: Settings) -> CheckedFile:
+    from fnd_core.landing.images import ImageStore
+    from fnd_core.landing.rows import check_file
+
+    store = ImageStore(settings.store, gcs_endpoint=settings.gcs_endpoint)
+    return check_file(
+        landing,
+        store,
+        max_text_chars=settings.max_text_chars,
+        max_image_pixels=settings.max_image_pixels,
+        gcs_endpoint=settings.gcs_endpoint,
+        workers=max(1, settings.num_workers),
+    )
+
+
+def _validate(landing: LandingFile, checked: CheckedFile, settings: Settings) -> dict[str, Any]:
+    """Run the GX ``posts`` suite over every row of the file (accepted and rejected)."""
+    from fnd_core.quality import posts_parameters, validate_frame
+
+    summary = validate_frame(
+        posts_frame(landing, checked),
+        "posts",
+        expectations_dir=EXPECTATIONS_DIR,
+        data_docs_dir=settings.data_docs,
+        batch_name=f"{storage.basename(landing.uri)}-{landing.content_sha256[:8]}",
+        parameters=posts_parameters(settings),
+    )
+    return summary.to_json()
+
+
+def posts_frame(landing: LandingFile, checked: CheckedFile):
+    """One row per row read, in the columns the ``posts`` suite expects."""
+    import pandas as pd
+
+    accepted = {a.row_number: a for a in checked.accepted}
+    rejected = {r.row_number: r for r in checked.rejected}
+    records = []
+    for raw in landing.rows:
+        fields = raw.fields or {}
+        ok = accepted.get(raw.row_number)
+        bad = rejected.get(raw.row_number)
+        text = ok.text if ok else fields.get("text")
+        label_raw = fields.get("label")
+        records.append(
+            {
+                "post_id": ok.post_id if ok else _as_str(fields.get("id")),
+                "text": text if isinstance(text, str) else None,
+                "text_length": len(text) if isinstance(text, str) else None,
+                "image_ok": ok is not None
+                or (bad is not None and not bad.rule.startswith("image")),
+                "image_pixels": ok.image_width * ok.image_height if ok else None,
+                "created_at": ok.created_at if ok else None,
+                "label": ok.label if ok else _label_or_none(label_raw),
+                "label_raw": None if label_raw is None else str(label_raw),
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
+    if not records:
+        frame = pd.DataFrame(
+            columns=[
+                "post_id",
+                "text",
+                "text_length",
+                "image_ok",
+                "image_pixels",
+                "created_at",
+                "label",
+                "label_raw",
+            ]
+        )
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, errors="coerce")
+    frame["label"] = frame["label"].astype("Int64")
+    frame["text_length"] = frame["text_length"].astype("Int64")
+    frame["image_pixels"] = frame["image_pixels"].astype("Int64")
+    return frame
+
+
+def _load(
+    engine: Engine,
+    landing: LandingFile,
+    checked: CheckedFile,
+    validation: dict[str, Any],
+    run_id: str,
+) -> tuple[int, int, int]:
+    """One transaction: batch row, posts, label updates, quarantine, validation run."""
+    with engine.begin() as conn:
+        batch_id = _insert_batch(conn, landing, run_id)
+        rows = [
+            (
+                a.post_id,
+                a.source,
+                a.text,
+                a.image_uri,
+                a.image_sha256,
+                a.image_width,
+                a.image_height,
+                a.created_at,
+                a.label,
+                split_for(a.post_id),
+                batch_id,
+                a.extra,
+            )
+            for a in checked.accepted
+        ]
+        inserted = upsert_via_staging(
+            conn,
+            "fnd.posts",
+            POST_COLUMNS,
+            rows,
+            conflict="(post_id) do nothing",
+            returning="post_id",
+        )
+        n_labels = conn.execute(
+            sa.text(
+                "update fnd.posts p set label = s.label, label_updated_at = now() "
+                "from fnd_stage_fnd_posts s where p.post_id = s.post_id "
+                "and s.label is not null and p.label is distinct from s.label "
+                "and p.batch_id <> :batch"
+            ),
+            {"batch": batch_id},
+        ).rowcount
+        _insert_quarantine(conn, batch_id, checked)
+        _insert_validation(conn, batch_id, validation, run_id)
+        n_dup = len(checked.accepted) - len(inserted)
+        conn.execute(
+            sa.text(
+                "update fnd.ingest_batches set status = 'loaded', n_received = :r, "
+                "n_accepted = :a, n_quarantined = :q, n_duplicate = :d, finished_at = now() "
+                "where batch_id = :b"
+            ),
+            {
+                "r": checked.n_received,
+                "a": len(inserted),
+                "q": len(checked.rejected),
+                "d": n_dup,
+                "b": batch_id,
+            },
+        )
+    return batch_id, len(inserted), n_labels
+
+
+def _record_failed(
+    engine: Engine,
+    landing: LandingFile,
+    checked: CheckedFile,
+    validation: dict[str, Any],
+    reason: str,
+    run_id: str,
+) -> int:
+    """A refused batch: its counts, reason, quarantined rows and validation run, no posts."""
+    with engine.begin() as conn:
+        batch_id = _insert_batch(conn, landing, run_id)
+        _insert_quarantine(conn, batch_id, checked)
+        _insert_validation(conn, batch_id, validation, run_id)
+        conn.execute(
+            sa.text(
+                "update fnd.ingest_batches set status = 'failed', error = :e, n_received = :r, "
+                "n_quarantined = :q, finished_at = now() where batch_id = :b"
+            ),
+            {"e": reason, "r": checked.n_received, "q": len(checked.rejected), "b": batch_id},
+        )
+    return batch_id
+
+
+def _refuse_unreadable(
+    engine: Engine,
+    uri: str,
+    sha: str,
+    reason: str,
+    run_id: str,
+    endpoint: str | None,
+    started: float,
+) -> IngestReport:
+    """A file that cannot be parsed at all: recorded as failed, moved aside, raised."""
+    batch_id = None
+    if _find_batch(engine, sha) is None:
+        with engine.begin() as conn:
+            batch_id = conn.execute(
+                sa.text(
+                    "insert into fnd.ingest_batches (source_uri, content_sha256, status, error, "
+                    "finished_at, run_id) values (:u, :s, 'failed', :e, now(), :r) "
+                    "returning batch_id"
+                ),
+                {"u": uri, "s": sha, "e": reason, "r": run_id},
+            ).scalar_one()
+    moved = _move_aside(uri, "failed", batch_id, endpoint, reason)
+    report = IngestReport(
+        uri=uri,
+        status="failed",
+        batch_id=batch_id,
+        reason=f"unreadable file: {reason}",
+        moved_to=moved,
+        seconds=time.perf_counter() - started,
+    )
+    raise BatchRejectedError(report)
+
+
+def _skip_seen(
+    uri: str, landing: LandingFile, previous: tuple[int, str], endpoint, started: float
+) -> IngestReport:
+    """The same bytes were ingested before: change nothing, clear the file from landing."""
+    batch_id, status = previous
+    moved = _move_aside(uri, "archive" if status == "loaded" else "failed", batch_id, endpoint)
+    return IngestReport(
+        uri=uri,
+        status="skipped",
+        batch_id=batch_id,
+        format=landing.format,
+        reason=f"same content as batch {batch_id} ({status}); nothing written",
+        moved_to=moved,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# Small helpers ---------------------------------------------------------------------------
+
+
+def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
+    return conn.execute(
+        sa.text(
+            "insert into fnd.ingest_batches (source_uri, content_sha256, format, run_id) "
+            "values (:u, :s, :f, :r) returning batch_id"
+        ),
+        {"u": landing.uri, "s": landing.content_sha256, "f": landing.format, "r": run_id},
+    ).scalar_one()
+
+
+def _insert_quarantine(conn: Connection, batch_id: int, checked: CheckedFile) -> None:
+    rows = [
+        (
+            batch_id,
+            r.row_number,
+            _storable(r.post_id),
+            r.rule,
+            _storable(r.reason),
+            _storable(r.raw),
+        )
+        for r in checked.rejected
+    ]
+    if rows:
+        copy_into(conn, "fnd.quarantine", QUARANTINE_COLUMNS, rows)
+
+
+def _insert_validation(
+    conn: Connection, batch_id: int, validation: dict[str, Any], run_id: str
+) -> None:
+    import json
+
+    conn.execute(
+        sa.text(
+            "insert into fnd.validation_runs (suite, batch_id, batch_name, success, "
+            "n_evaluated_rows, statistics, results, data_docs_uri, gx_version, run_id) values "
+            "(:suite, :batch, :name, :ok, :n, cast(:stats as jsonb), cast(:results as jsonb), "
+            ":docs, :gx, :run)"
+        ),
+        {
+            "suite": validation["suite"],
+            "batch": batch_id,
+            "name": validation["batch_name"],
+            "ok": validation["success"],
+            "n": validation["evaluated_rows"],
+            "stats": json.dumps(validation["statistics"]),
+            "results": json.dumps(_storable_json(validation["results"])),
+            "docs": validation["data_docs_path"],
+            "gx": validation["gx_version"],
+            "run": run_id,
+        },
+    )
+
+
+def _find_batch(engine: Engine, sha: str) -> tuple[int, str] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("select batch_id, status from fnd.ingest_batches where content_sha256 = :s"),
+            {"s": sha},
+        ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def _move_aside(
+    uri: str, folder: str, batch_id: int | None, endpoint: str | None, reason: str | None = None
+) -> str | None:
+    """Move ``uri`` into ``<its folder>/<folder>/``; never overwrite, never delete."""
+    if not storage.exists(uri, gcs_endpoint=endpoint):
+        return None
+    name = storage.basename(uri)
+    prefix = f"batch{batch_id}-" if batch_id is not None else f"{int(time.time())}-"
+    target = storage.join(storage.parent(uri), folder, prefix + name)
+    moved = storage.move(uri, target, gcs_endpoint=endpoint)
+    if reason:
+        storage.write_bytes(target + ".reason.txt", (reason + "\n").encode(), gcs_endpoint=endpoint)
+    return moved
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _storable(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL: show it as the escape ``\\x00`` (quarantine keeps raw)."""
+    return None if value is None else value.replace("\x00", "\\x00")
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _storable_json(v) for k, v in value.items()}
+    return value
+
+
+def _as_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _label_or_none(value: Any) -> int | None:
+    text = str(value).strip().lower() if value is not None else ""
+    return {"0": 0, "1": 1, "real": 0, "fake": 1}.get(text)
