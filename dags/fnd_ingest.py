@@ -16,9 +16,9 @@ schedules `fnd_score`.
 
 from __future__ import annotations
 
-from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_engine, fnd_settings
-
 from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
+
+from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_engine, fnd_settings
 
 POSTS = Asset(POSTS_ASSET_URI)
 
@@ -62,10 +62,10 @@ def fnd_ingest():
     @task(map_index_template="{{ file_name }}")
     def ingest_file(uri: str) -> dict:
         """Read, check, validate and load one file; fails loudly if the file is rejected."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from fnd_core.ingest import BatchRejectedError
         from fnd_core.ingest import ingest_file as ingest
-
-        from airflow.sdk.exceptions import AirflowFailException
 
         context = get_current_context()
         context["file_name"] = uri.rsplit("/", 1)[-1]  # shown as the map index in the UI
