@@ -149,6 +149,120 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
         ctx.exit(1)
 
 
+@cli.command("train")
+@click.option(
+    "--preset",
+    type=click.Choice(["offline", "seed", "tiny"]),
+    default=None,
+    help="Backbones (default: FND_MODEL_PRESET).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option(
+    "--ablation",
+    type=click.Choice(["text", "image"]),
+    default=None,
+    help="Train on one modality only (for comparison; the gate still applies).",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["interaction", "concat"]),
+    default="interaction",
+    show_default=True,
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--min-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Gate floor (default: FND_GATE_MIN_ACCURACY).",
+)
+@click.option(
+    "--force-promote",
+    "forced_by",
+    default=None,
+    metavar="WHO",
+    help="Promote even if the gate says no; WHO is recorded for the audit.",
+)
+@click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on shuffled labels.")
+@click.pass_context
+def train_cmd(
+    ctx: click.Context,
+    preset,
+    epochs,
+    ablation,
+    fusion,
+    seed,
+    min_accuracy,
+    forced_by,
+    shuffle_labels,
+) -> None:
+    """Snapshot labelled posts, validate, train, evaluate, gate, promote or reject."""
+    from fnd_core import retrain
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    snap = retrain.snapshot(engine)
+    retrain.validate_snapshot(engine, settings, snap)
+    cand = retrain.train_candidate(
+        engine,
+        settings,
+        snap,
+        preset=preset,
+        epochs=epochs,
+        seed=seed,
+        ablation=ablation,
+        fusion=fusion,
+        shuffle_labels=shuffle_labels,
+    )
+    evaluation = retrain.evaluate(engine, settings, cand["version"])
+    policy = retrain.policy_from(settings, min_accuracy=min_accuracy)
+    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
+    outcome = retrain.record_decision(engine, evaluation, decision, policy)
+    click.echo(f"candidate {cand['version']}: test accuracy {cand['test_accuracy']:.4f}")
+    click.echo(f"gate: {outcome['decision']} — {outcome['reason']}")
+
+
+@cli.command("score")
+@click.option("--rescore-all", is_flag=True, help="Score every post again (overwrites).")
+@click.option("--model-version", default=None, help="Score with this version (default: champion).")
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the work this many ways (scored one after another here).",
+)
+@click.pass_context
+def score_cmd(
+    ctx: click.Context, rescore_all: bool, model_version: str | None, shards: int
+) -> None:
+    """Score the posts the champion (or --model-version) has not scored yet."""
+    from fnd_core import scoring
+
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    work = scoring.plan(
+        engine, model_version=model_version, n_shards=shards, rescore_all=rescore_all
+    )
+    if not work["n_todo"]:
+        click.echo(f"nothing to score: every post has a verdict from {work['model_version']}")
+        return
+    for shard in work["shards"]:
+        report = scoring.score_shard(
+            engine,
+            settings,
+            model_version=work["model_version"],
+            shard=shard["shard"],
+            n_shards=shards,
+            rescore_all=rescore_all,
+            run_id="cli",
+        )
+        click.echo(
+            f"shard {report.shard}/{shards}: scored {report.n_scored}, errors {report.n_errors} "
+            f"({report.posts_per_s:.1f} posts/s)"
+        )
+
+
 @cli.group("demo")
 def demo_group() -> None:
     """Synthetic 'semantic conflict' posts for demos, tests and benchmarks."""

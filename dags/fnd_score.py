@@ -1,0 +1,123 @@
+"""
+### fnd_score — the champion's verdict for every post, in Postgres
+
+Runs when `fnd_ingest` updates the asset `fnd://posts`, when `fnd_retrain` promotes a new
+champion, and on a backstop schedule (`FND_SCORE_SCHEDULE`). It selects the posts the model
+has not scored yet (an indexed anti-join), splits them into shards scored by mapped tasks
+(several workers at once), and writes `fnd.predictions` in bulk and idempotently: a shard that
+dies midway is simply run again. Posts whose image cannot be read land in `fnd.scoring_errors`.
+Updates the asset `fnd://predictions`.
+
+**Params**: `rescore_all` (score every post again), `model_version` (empty = the champion),
+`shards` (empty = `FND_SCORE_SHARDS`).
+
+Query the results: `select * from fnd.latest_predictions where label = 'fake'`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
+
+from fnd_support import (
+    COMMON_DAG_KWARGS,
+    POSTS_ASSET_URI,
+    PREDICTIONS_ASSET_URI,
+    fnd_engine,
+    fnd_settings,
+)
+
+POSTS = Asset(POSTS_ASSET_URI)
+PREDICTIONS = Asset(PREDICTIONS_ASSET_URI)
+
+
+@dag(
+    dag_id="fnd_score",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(fnd_settings().score_schedule, timezone="UTC"),
+        assets=POSTS,
+    ),
+    doc_md=__doc__,
+    tags=["fnd", "scoring"],
+    max_active_runs=1,
+    params={
+        "rescore_all": Param(
+            False, type="boolean", title="Rescore all", description="Score every post again."
+        ),
+        "model_version": Param(
+            None,
+            type=["null", "string"],
+            title="Model version",
+            description="Score with this version from fnd.model_versions. Empty: the champion.",
+        ),
+        "shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=64,
+            title="Shards",
+            description="Parallel scoring tasks. Empty: FND_SCORE_SHARDS.",
+        ),
+    },
+    **COMMON_DAG_KWARGS,
+)
+def fnd_score():
+    @task
+    def plan_shards() -> list[dict]:
+        """Count the unscored posts per shard; skip the run when there is no model yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from fnd_core import scoring
+
+        params = get_current_context()["params"]
+        try:
+            work = scoring.plan(
+                fnd_engine(),
+                model_version=params.get("model_version"),
+                n_shards=params.get("shards") or fnd_settings().score_shards,
+                rescore_all=params["rescore_all"],
+            )
+        except scoring.NoChampionError as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        print(f"{work['n_todo']} post(s) to score with {work['model_version']}")
+        return [s for s in work["shards"] if s["n_todo"]]
+
+    @task(map_index_template="shard {{ shard_label }}")
+    def score_shard(shard: dict) -> dict:
+        """Score one shard page by page; safe to rerun (only unscored posts are selected)."""
+        from fnd_core import scoring
+
+        context = get_current_context()
+        context["shard_label"] = f"{shard['shard']}/{shard['n_shards']}"
+        report = scoring.score_shard(
+            fnd_engine(),
+            fnd_settings(),
+            model_version=shard["model_version"],
+            shard=shard["shard"],
+            n_shards=shard["n_shards"],
+            rescore_all=context["params"]["rescore_all"],
+            run_id=context["run_id"],
+        )
+        return report.to_json()
+
+    @task(outlets=[PREDICTIONS])
+    def publish(reports: list[dict]) -> dict:
+        """Sum up the run and update the predictions asset."""
+        total = {
+            "n_scored": sum(r["n_scored"] for r in reports),
+            "n_errors": sum(r["n_errors"] for r in reports),
+        }
+        print(f"scored {total['n_scored']} post(s), {total['n_errors']} error(s)")
+        return total
+
+    publish(score_shard.expand(shard=plan_shards()))
+
+
+fnd_score()

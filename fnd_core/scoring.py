@@ -1,0 +1,261 @@
+"""Batch scoring: every post gets the champion's verdict, exactly once per model version.
+
+- **Selection** is an anti-join against ``fnd.predictions`` (and ``fnd.scoring_errors``) for
+  the model version, served by the ``(model_version, post_id)`` index: only unscored posts.
+- **Shards** split the work by a hash of post_id, so N mapped tasks (on N workers) each score a
+  disjoint slice; each shard re-selects what is still unscored, so it is restartable.
+- **Pages** of posts are read by keyset (post_id order), scored through the model's encoders
+  (DataLoader workers decode images; features of frozen encoders come from the cache when
+  present) and written in bulk — COPY into a staging table, then INSERT … ON CONFLICT — and
+  committed page by page: a task killed midway keeps its finished pages, and a rerun fills the
+  rest with no duplicates and no gaps.
+- A post whose image cannot be read is written to ``fnd.scoring_errors`` with the error:
+  never silently skipped, and not retried on every run (``rescore_all`` retries it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from fnd_core import registry
+from fnd_core.pgcopy import upsert_via_staging
+from fnd_core.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from fnd_core.model.examples import PostExample
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("post_id", "model_version", "p_fake", "label", "threshold", "run_id")
+ERROR_COLUMNS = ("post_id", "model_version", "error", "run_id")
+# Shard of a post: a stable hash of its id (md5 is the same on every Postgres version).
+_SHARD_SQL = "(('x' || substr(md5(p.post_id), 1, 8))::bit(32)::bigint % :n_shards)"
+
+
+class NoChampionError(RuntimeError):
+    """Scoring needs a model: there is no champion yet and none was named."""
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    model_version: str
+    shard: int
+    n_shards: int
+    n_scored: int
+    n_errors: int
+    seconds: float
+
+    @property
+    def posts_per_s(self) -> float:
+        return self.n_scored / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "posts_per_s": round(self.posts_per_s, 1)}
+
+
+def resolve_version(engine: Engine, model_version: str | None) -> registry.ModelVersion:
+    """The named version, or the champion; a clear error when there is neither."""
+    if model_version:
+        return registry.get_version(engine, model_version)
+    champion = registry.current_champion(engine)
+    if champion is None:
+        raise NoChampionError(
+            "no champion model yet: run fnd_retrain (or `fnd train`) first, "
+            "or name a model version to score with"
+        )
+    return champion
+
+
+def plan(
+    engine: Engine,
+    *,
+    model_version: str | None = None,
+    n_shards: int = 2,
+    rescore_all: bool = False,
+) -> dict[str, Any]:
+    """How much work there is, per shard; small JSON for the mapped scoring tasks."""
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    version = resolve_version(engine, model_version).version
+    sql = (
+        f"select {_SHARD_SQL} as shard, count(*) from fnd.posts p where "
+        + ("true" if rescore_all else _UNSCORED)
+        + " group by 1"
+    )
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text(sql), {"v": version, "n_shards": n_shards}).all())
+    shards = [
+        {"model_version": version, "shard": k, "n_shards": n_shards, "n_todo": counts.get(k, 0)}
+        for k in range(n_shards)
+    ]
+    total = sum(s["n_todo"] for s in shards)
+    log.info("scoring plan for %s: %d posts in %d shard(s)", version, total, n_shards)
+    return {"model_version": version, "n_todo": total, "shards": shards}
+
+
+_UNSCORED = (
+    "not exists (select 1 from fnd.predictions pr "
+    "where pr.model_version = :v and pr.post_id = p.post_id) "
+    "and not exists (select 1 from fnd.scoring_errors se "
+    "where se.model_version = :v and se.post_id = p.post_id)"
+)
+
+
+def score_shard(
+    engine: Engine,
+    settings: Settings,
+    *,
+    model_version: str,
+    shard: int = 0,
+    n_shards: int = 1,
+    rescore_all: bool = False,
+    run_id: str = "cli",
+    page_size: int = 2048,
+    device: str = "auto",
+) -> ShardReport:
+    """Score every post of one shard not yet scored by ``model_version``."""
+    from fnd_core.model.artifacts import load_model
+    from fnd_core.model.runtime import resolve_device
+
+    started = time.perf_counter()
+    version = registry.get_version(engine, model_version)
+    loaded = load_model(
+        version.artifact_uri, version.artifact_sha256, device=resolve_device(device)
+    )
+    n_scored = n_errors = 0
+    after = ""
+    while True:
+        page = _next_page(engine, version.version, shard, n_shards, rescore_all, after, page_size)
+        if not page:
+            break
+        after = page[-1].post_id
+        p_fake, errors = _score_page(loaded.model, page, settings)
+        scored = [(ex, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
+        _write(engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all)
+        n_scored += len(scored)
+        n_errors += len(errors)
+        elapsed = time.perf_counter() - started
+        log.info(
+            "shard %d/%d: %d scored, %d errors (%.1f posts/s)",
+            shard, n_shards, n_scored, n_errors, n_scored / max(elapsed, 1e-9),
+        )  # fmt: skip
+    report = ShardReport(
+        version.version, shard, n_shards, n_scored, n_errors, time.perf_counter() - started
+    )
+    log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
+    return report
+
+
+def _next_page(
+    engine: Engine,
+    version: str,
+    shard: int,
+    n_shards: int,
+    rescore_all: bool,
+    after: str,
+    page_size: int,
+) -> list[PostExample]:
+    from fnd_core.model.examples import PostExample
+
+    sql = (
+        "select p.post_id, p.text, p.image_uri, p.image_sha256, p.label, p.split "
+        f"from fnd.posts p where {_SHARD_SQL} = :shard and p.post_id > :after and "
+        + ("true" if rescore_all else _UNSCORED)
+        + " order by p.post_id limit :limit"
+    )
+    params = {"v": version, "n_shards": n_shards, "shard": shard, "after": after,
+              "limit": page_size}  # fmt: skip
+    with engine.connect() as conn:
+        return [PostExample(*row) for row in conn.execute(sa.text(sql), params).all()]
+
+
+def _score_page(
+    model, page: list[PostExample], settings: Settings
+) -> tuple[list[float | None], list[tuple[str, str]]]:
+    """P(fake) per post (None where it failed) and the (post_id, error) failures.
+
+    The whole page goes through the batched path; only if it fails (an unreadable image)
+    are its posts retried one by one, to isolate the bad ones.
+    """
+    try:
+        return [float(p) for p in _predict(model, page, settings)], []
+    except Exception as exc:  # noqa: BLE001 - isolate below, then report every failure
+        log.warning("page of %d failed (%s); isolating bad posts", len(page), exc)
+    p_fake: list[float | None] = []
+    errors: list[tuple[str, str]] = []
+    for example in page:
+        try:
+            p_fake.append(float(_predict(model, [example], settings)[0]))
+        except Exception as exc:  # noqa: BLE001
+            p_fake.append(None)
+            errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
+    return p_fake, errors
+
+
+def _predict(model, examples: list[PostExample], settings: Settings):
+    from fnd_core.features import predict_proba
+
+    return predict_proba(
+        model,
+        examples,
+        cache_dir=str(settings.home / "feature_cache"),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers if len(examples) > 1 else 0,
+        max_pixels=settings.max_image_pixels,
+    )
+
+
+def _write(
+    engine: Engine,
+    version: str,
+    threshold: float,
+    scored: list[tuple[PostExample, float]],
+    errors: list[tuple[str, str]],
+    run_id: str,
+    rescore_all: bool,
+) -> None:
+    """One transaction per page: predictions and errors, idempotent."""
+    import numpy as np
+
+    # The table stores float4: decide the label on the stored values, so the row always
+    # satisfies predictions_label_matches_threshold.
+    t32 = float(np.float32(threshold))
+    rows = []
+    for ex, p in scored:
+        p32 = float(np.float32(p))
+        rows.append((ex.post_id, version, p32, "fake" if p32 >= t32 else "real", t32, run_id))
+    conflict = "(post_id, model_version) do nothing"
+    if rescore_all:
+        conflict = (
+            "(post_id, model_version) do update set p_fake = excluded.p_fake, "
+            "label = excluded.label, threshold = excluded.threshold, "
+            "scored_at = now(), run_id = excluded.run_id"
+        )
+    with engine.begin() as conn:
+        if rows:
+            upsert_via_staging(conn, "fnd.predictions", PREDICTION_COLUMNS, rows, conflict=conflict)
+        if errors:
+            upsert_via_staging(
+                conn,
+                "fnd.scoring_errors",
+                ERROR_COLUMNS,
+                [(post_id, version, error, run_id) for post_id, error in errors],
+                conflict="(post_id, model_version) do update set error = excluded.error, "
+                "occurred_at = now(), run_id = excluded.run_id",
+            )
+        if rescore_all and rows:
+            # A post that scores now no longer has an error for this version.
+            conn.execute(
+                sa.text(
+                    "delete from fnd.scoring_errors where model_version = :v "
+                    "and post_id = any(:ids)"
+                ),
+                {"v": version, "ids": [r[0] for r in rows]},
+            )
