@@ -232,9 +232,16 @@ def train_cmd(
     show_default=True,
     help="Split the work this many ways (scored one after another here).",
 )
+@click.option(
+    "--page-size",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Posts read, scored and committed together.",
+)
 @click.pass_context
 def score_cmd(
-    ctx: click.Context, rescore_all: bool, model_version: str | None, shards: int
+    ctx: click.Context, rescore_all: bool, model_version: str | None, shards: int, page_size: int
 ) -> None:
     """Score the posts the champion (or --model-version) has not scored yet."""
     from fnd_core import scoring
@@ -256,6 +263,7 @@ def score_cmd(
             n_shards=shards,
             rescore_all=rescore_all,
             run_id="cli",
+            page_size=page_size,
         )
         click.echo(
             f"shard {report.shard}/{shards}: scored {report.n_scored}, errors {report.n_errors} "

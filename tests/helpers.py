@@ -1,0 +1,28 @@
+"""Test helpers that build real state: demo posts ingested, a tiny champion promoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fnd_core import retrain
+from fnd_core.demo import generate_batch
+from fnd_core.gate import GatePolicy
+from fnd_core.ingest import ingest_file
+from fnd_core.settings import Settings
+
+
+def ingest_demo(engine, settings: Settings, n_posts: int, *, seed: int = 0, **kwargs) -> dict:
+    """Generate a demo batch in the landing zone and ingest it; returns the report."""
+    batch = generate_batch(Path(settings.landing), n_posts, seed=seed, **kwargs)
+    return ingest_file(engine, str(batch.data_file), settings).to_json()
+
+
+def promote_tiny(engine, settings: Settings, *, epochs: int = 3, forced_by: str = "tests") -> str:
+    """Train a tiny-preset candidate on what is in fnd.posts and force it to champion."""
+    snap = retrain.snapshot(engine)
+    cand = retrain.train_candidate(engine, settings, snap, preset="tiny", epochs=epochs)
+    evaluation = retrain.evaluate(engine, settings, cand["version"])
+    policy = GatePolicy()
+    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
+    retrain.record_decision(engine, evaluation, decision, policy)
+    return cand["version"]
