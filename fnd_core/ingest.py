@@ -244,11 +244,11 @@ def posts_frame(landing: LandingFile, checked: CheckedFile):
         fields = raw.fields or {}
         ok = accepted.get(raw.row_number)
         bad = rejected.get(raw.row_number)
-        text = ok.text if ok else fields.get("text")
-        label_raw = fields.get("label")
+        text = ok.text if ok else _printable(fields.get("text"))
+        label_raw = _printable(fields.get("label"))
         records.append(
             {
-                "post_id": ok.post_id if ok else _as_str(fields.get("id")),
+                "post_id": ok.post_id if ok else _printable(_as_str(fields.get("id"))),
                 "text": text if isinstance(text, str) else None,
                 "text_length": len(text) if isinstance(text, str) else None,
                 "image_ok": ok is not None
@@ -491,6 +491,10 @@ def _move_aside(
     name = storage.basename(uri)
     prefix = f"batch{batch_id}-" if batch_id is not None else f"{int(time.time())}-"
     target = storage.join(storage.parent(uri), folder, prefix + name)
+    base, n = target, 0
+    while storage.exists(target, gcs_endpoint=endpoint):  # the same file landed again
+        n += 1
+        target = f"{base}.{n}"
     moved = storage.move(uri, target, gcs_endpoint=endpoint)
     if reason:
         storage.write_bytes(target + ".reason.txt", (reason + "\n").encode(), gcs_endpoint=endpoint)
@@ -515,6 +519,13 @@ def _storable_json(value: Any) -> Any:
         return [_storable_json(v) for v in value]
     if isinstance(value, dict):
         return {k: _storable_json(v) for k, v in value.items()}
+    return value
+
+
+def _printable(value: Any) -> Any:
+    """Strings of rejected rows may hold undecodable bytes (surrogates): escape them for GX."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
 
 

@@ -1,0 +1,271 @@
+"""Ingest into Postgres: every row accounted for, nothing twice, bad files kept aside."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from fnd_core.demo import generate_batch
+from fnd_core.ingest import BatchRejectedError, ingest_file, list_new_files
+from tests.test_landing import jpeg_bytes, noisy_jpeg, png_bytes, png_header_only, write_jsonl
+
+pytestmark = pytest.mark.slow  # each ingest runs a Great Expectations validation
+
+GOOD_TEXTS = {
+    "good-ascii": "Officials confirm three red circles over the harbour",
+    "good-emoji": "Flood waters rise 🌊🚨 — residents told to leave",
+    "good-rtl": "שלום עולם: هذا خبر عاجل",
+    "good-combining": "Cafe\u0301 owner says \u201cno comment\u201d",
+    "good-cmyk": "A CMYK photo from a print agency",
+    "good-16bit": "A 16-bit scan from the archive",
+    "good-alpha": "A logo with a transparent background",
+    "good-palette": "A GIF-style palette image",
+    "good-exif": "A phone photo stored sideways",
+    "dup-1": "This post was loaded yesterday",
+}
+BAD_ROWS = {  # post id (or None) -> the rule its row must be quarantined under
+    "bad-missing-text": "text_missing",
+    "bad-empty-text": "text_empty",
+    "bad-huge-text": "text_too_long",
+    "bad-nul": "text_nul_byte",
+    "bad-no-image": "image_missing",
+    "bad-zero-byte": "image_empty",
+    "bad-truncated": "image_truncated",
+    "bad-fake-image": "image_not_an_image",
+    "bad-huge-dims": "image_too_large",
+    "bad-timestamp": "created_utc_invalid",
+    "bad-label": "label_invalid",
+    "good-ascii": "id_duplicate_in_file",  # a second row reusing a good row's id
+}
+
+
+def _exif_rotated() -> bytes:
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _images(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "ok.jpg": noisy_jpeg(seed=1),
+        "ok2.jpg": noisy_jpeg(seed=2),
+        "cmyk.jpg": jpeg_bytes(mode="CMYK", colour=(0, 255, 255, 0)),
+        "16bit.png": png_bytes(Image.fromarray(np.full((8, 8), 30000, dtype=np.uint16))),
+        "alpha.png": png_bytes(Image.new("RGBA", (8, 8), (0, 0, 255, 128))),
+        "palette.png": png_bytes(Image.new("P", (8, 8), 3)),
+        "exif.jpg": _exif_rotated(),
+        "empty.jpg": b"",
+        "truncated.jpg": noisy_jpeg(side=128, seed=3)[:600],
+        "fake.jpg": b"<html>not an image</html>",
+        "bomb.png": png_header_only(50_000, 50_000),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
+def mixed_batch(landing: Path) -> Path:
+    """Good rows and one of every kind of bad row; the ground truth is in the dicts above."""
+    _images(landing / "images")
+    img = {
+        "good-cmyk": "cmyk.jpg", "good-16bit": "16bit.png", "good-alpha": "alpha.png",
+        "good-palette": "palette.png", "good-exif": "exif.jpg",
+    }  # fmt: skip
+    records: list = [
+        {"id": pid, "text": f"  {text}\n", "image": f"images/{img.get(pid, 'ok.jpg')}",
+         "created_utc": 1700000000, "label": "fake" if i % 2 else 0}
+        for i, (pid, text) in enumerate(GOOD_TEXTS.items())
+    ]  # fmt: skip
+    base = {"image": "images/ok2.jpg", "text": "a caption"}
+    records += [
+        b'{"id": "broken", "text": "unterminated',  # broken JSON line
+        {"id": "bad-missing-text", "image": "images/ok2.jpg"},
+        {**base, "id": "bad-empty-text", "text": "   "},
+        {**base, "id": "bad-huge-text", "text": "x" * 1_000_000},
+        {**base, "id": "bad-nul", "text": "nul\x00byte"},
+        b'{"id": "bad-utf8", "text": "caf\xe9 latin-1", "image": "images/ok2.jpg"}',
+        {**base, "id": "bad-no-image", "image": "images/nowhere.jpg"},
+        {**base, "id": "bad-zero-byte", "image": "images/empty.jpg"},
+        {**base, "id": "bad-truncated", "image": "images/truncated.jpg"},
+        {**base, "id": "bad-fake-image", "image": "images/fake.jpg"},
+        {**base, "id": "bad-huge-dims", "image": "images/bomb.png"},
+        {**base, "id": "bad-timestamp", "created_utc": "yesterday"},
+        {**base, "id": "bad-label", "label": "maybe"},
+        {**base, "text": "no id at all"},
+        {**base, "id": "good-ascii", "text": "same id again"},
+    ]
+    return write_jsonl(landing / "mixed.jsonl", records)
+
+
+def rows_in(engine, sql: str, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def table_counts(engine) -> dict[str, int]:
+    tables = ["posts", "quarantine", "ingest_batches", "validation_runs"]
+    return {t: rows_in(engine, f"select count(*) from fnd.{t}")[0][0] for t in tables}
+
+
+def test_mixed_batch_accounts_for_every_row(clean_db, settings):
+    landing = Path(settings.landing)
+    landing.mkdir(parents=True)
+    (landing / "images").mkdir()
+    (landing / "images" / "ok.jpg").write_bytes(noisy_jpeg(seed=9))
+    earlier = write_jsonl(landing / "earlier.jsonl", [
+        {"id": "dup-1", "text": "loaded yesterday", "image": "images/ok.jpg"}
+    ])  # fmt: skip
+    ingest_file(clean_db, str(earlier), settings)
+
+    report = ingest_file(clean_db, str(mixed_batch(landing)), settings, fail_share=0.9)
+
+    assert report.status == "loaded"
+    assert report.n_received == len(GOOD_TEXTS) + 15
+    assert report.n_received == report.n_accepted + report.n_quarantined + report.n_duplicate
+    assert (report.n_accepted, report.n_duplicate) == (len(GOOD_TEXTS) - 1, 1)
+    quarantine = rows_in(
+        clean_db, "select post_id, rule, reason, raw from fnd.quarantine where batch_id = :b",
+        b=report.batch_id,
+    )  # fmt: skip
+    assert len(quarantine) == report.n_quarantined == 15
+    by_id = {(pid, rule) for pid, rule, _, _ in quarantine}
+    assert {(pid, rule) for pid, rule in BAD_ROWS.items()} <= by_id
+    rules = {rule for _, rule, _, _ in quarantine}
+    assert {"parse_error", "id_missing"} <= rules
+    assert any(rule in ("invalid_utf8", "text_invalid_utf8") for rule in rules)
+    for _, rule, reason, raw in quarantine:
+        assert len(reason) > 15 and rule.split("_")[0] in reason.lower() or " " in reason
+        assert raw  # verbatim row kept
+    huge = next(raw for pid, _, _, raw in quarantine if pid == "bad-huge-text")
+    assert len(huge) > 1_000_000  # the whole row, not a summary
+
+    stored = dict(rows_in(clean_db, "select post_id, text from fnd.posts"))
+    for pid, text in GOOD_TEXTS.items():
+        if pid != "dup-1":
+            assert stored[pid] == text  # trimmed, otherwise byte-exact
+    assert stored["dup-1"] == "loaded yesterday"  # a duplicate never changes the post
+    width, height = rows_in(
+        clean_db, "select image_width, image_height from fnd.posts where post_id = 'good-exif'"
+    )[0]
+    assert (width, height) == (20, 40)  # EXIF orientation applied
+
+    batch = rows_in(
+        clean_db,
+        "select status, n_received, n_accepted, n_quarantined, n_duplicate "
+        "from fnd.ingest_batches where batch_id = :b",
+        b=report.batch_id,
+    )[0]
+    assert tuple(batch) == ("loaded", report.n_received, report.n_accepted, 15, 1)
+
+
+def test_duplicate_with_new_label_updates_the_label(clean_db, settings):
+    landing = Path(settings.landing)
+    (landing / "images").mkdir(parents=True)
+    (landing / "images" / "ok.jpg").write_bytes(noisy_jpeg(seed=4))
+    row = {"id": "p-1", "text": "caption", "image": "images/ok.jpg"}
+    ingest_file(clean_db, str(write_jsonl(landing / "a.jsonl", [row])), settings)
+    report = ingest_file(
+        clean_db, str(write_jsonl(landing / "b.jsonl", [{**row, "label": "fake"}])), settings
+    )
+    assert (report.n_duplicate, report.n_labels_updated) == (1, 1)
+    label, updated = rows_in(clean_db, "select label, label_updated_at from fnd.posts")[0]
+    assert label == 1 and updated is not None
+
+
+def test_same_file_twice_adds_nothing(clean_db, settings):
+    batch = generate_batch(Path(settings.landing), 30, seed=21)
+    kept = batch.data_file.read_bytes()
+    first = ingest_file(clean_db, str(batch.data_file), settings)
+    assert first.status == "loaded" and not batch.data_file.exists()  # moved to archive/
+    before = table_counts(clean_db)
+
+    batch.data_file.write_bytes(kept)  # the very same bytes land again
+    second = ingest_file(clean_db, str(batch.data_file), settings)
+
+    assert second.status == "skipped" and "same content" in second.reason
+    assert table_counts(clean_db) == before
+    assert (
+        sorted(p.name for p in (Path(settings.landing) / "archive").iterdir())
+        == [
+            f"batch{first.batch_id}-{batch.data_file.name}",
+            f"batch{first.batch_id}-{batch.data_file.name}.1",
+        ]
+        or len(list((Path(settings.landing) / "archive").iterdir())) == 2
+    )
+
+
+def test_fakeddit_tsv_loads_with_the_right_labels(clean_db, settings):
+    batch = generate_batch(Path(settings.landing), 40, seed=5, fmt="fakeddit")
+    with batch.data_file.open(encoding="utf-8", newline="") as f:
+        truth = {r["id"]: 1 - int(r["2_way_label"]) for r in csv.DictReader(f, delimiter="\t")}
+    report = ingest_file(clean_db, str(batch.data_file), settings)
+    assert report.format == "fakeddit" and report.n_accepted == 40
+    labels = dict(rows_in(clean_db, "select post_id, label from fnd.posts"))
+    assert labels == truth
+    assert sum(labels.values()) == batch.n_fake
+
+
+def test_too_many_bad_rows_fail_the_file_loudly(clean_db, settings):
+    landing = Path(settings.landing)
+    landing.mkdir(parents=True)
+    bad = write_jsonl(landing / "bad.jsonl", [b"{not json"] * 4 + [{"id": "x", "text": "t"}])
+    with pytest.raises(BatchRejectedError, match="quarantined") as err:
+        ingest_file(clean_db, str(bad), settings)
+    report = err.value.report
+    assert report.status == "failed" and not bad.exists()
+    moved = Path(report.moved_to)
+    assert moved.parent.name == "failed" and moved.exists()
+    assert "threshold" in Path(str(moved) + ".reason.txt").read_text()
+    assert rows_in(clean_db, "select count(*) from fnd.posts")[0][0] == 0
+    status, error, n_q = rows_in(
+        clean_db, "select status, error, n_quarantined from fnd.ingest_batches"
+    )[0]
+    assert status == "failed" and "threshold" in error and n_q == 5
+
+
+def test_unparseable_file_is_kept_aside_with_its_reason(clean_db, settings):
+    landing = Path(settings.landing)
+    landing.mkdir(parents=True)
+    (landing / "notes.txt").write_text("hello")
+    [uri] = list_new_files(str(landing), settings)
+    with pytest.raises(BatchRejectedError, match="unknown file type"):
+        ingest_file(clean_db, uri, settings)
+    assert (landing / "failed").exists() and not (landing / "notes.txt").exists()
+    assert rows_in(clean_db, "select status from fnd.ingest_batches")[0][0] == "failed"
+
+
+def test_each_validation_has_a_row_and_data_docs(clean_db, settings):
+    report = ingest_file(
+        clean_db, str(generate_batch(Path(settings.landing), 20, seed=8).data_file), settings
+    )
+    [(suite, success, n, docs, results)] = rows_in(
+        clean_db,
+        "select suite, success, n_evaluated_rows, data_docs_uri, results "
+        "from fnd.validation_runs where batch_id = :b",
+        b=report.batch_id,
+    )
+    assert (suite, success, n) == ("posts", True, 20)
+    assert Path(docs).is_file() and "<html" in Path(docs).read_text().lower()
+    assert all(r["success"] for r in results)
+    json.dumps(results)
+
+
+def test_list_new_files_skips_subfolders(settings):
+    landing = Path(settings.landing)
+    generate_batch(landing, 3, seed=1)
+    (landing / "archive").mkdir()
+    (landing / "archive" / "old.jsonl").write_text("{}")
+    assert [Path(u).name for u in list_new_files(str(landing), settings)] == ["demo_s1.jsonl"]
+    shutil.rmtree(landing)
+    assert list_new_files(str(landing), settings) == []
