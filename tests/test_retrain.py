@@ -1,0 +1,65 @@
+"""Retraining against Postgres with the tiny preset: snapshot, validation, registry, gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fnd_core import registry, retrain, scoring
+from fnd_core.gate import GatePolicy
+from fnd_core.model.errors import ArtifactIntegrityError
+from tests.helpers import ingest_demo, promote_tiny
+
+pytestmark = pytest.mark.slow
+
+
+def test_snapshot_counts_labelled_posts(clean_db, settings):
+    ingest_demo(clean_db, settings, 120, seed=1, unlabelled_share=0.25)
+    snap = retrain.snapshot(clean_db)
+    assert 80 <= snap["n_labelled"] <= 100
+    assert sum(snap["counts"].values()) == snap["n_labelled"]
+
+
+def test_one_class_snapshot_fails_validation_and_is_recorded(clean_db, settings):
+    ingest_demo(clean_db, settings, 150, seed=2, fake_share=1.0)
+    snap = retrain.snapshot(clean_db)
+    with pytest.raises(retrain.SnapshotInvalidError, match="training_set"):
+        retrain.validate_snapshot(clean_db, settings, snap)
+    with clean_db.connect() as conn:
+        suite, success = conn.execute(
+            sa.text("select suite, success from fnd.validation_runs where batch_id is null")
+        ).one()
+    assert (suite, success) == ("training_set", False)
+
+
+def test_retrain_on_same_data_is_compared_with_champion(clean_db, settings):
+    ingest_demo(clean_db, settings, 200, seed=3)
+    champion = promote_tiny(clean_db, settings)
+    snap = retrain.snapshot(clean_db)
+    cand = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
+    evaluation = retrain.evaluate(clean_db, settings, cand["version"])
+    assert evaluation["champion"]["version"] == champion
+    assert evaluation["champion"]["n_test"] == evaluation["candidate"]["n_test"]
+    policy = GatePolicy(min_accuracy=0.99)  # out of reach for the tiny preset
+    decision = retrain.gate(evaluation, policy)
+    outcome = retrain.record_decision(clean_db, evaluation, decision, policy)
+    assert outcome["decision"] == "reject"
+    recorded = registry.get_version(clean_db, cand["version"])
+    assert recorded.status == "rejected"
+    assert recorded.gate["evaluation"]["champion"]["version"] == champion
+    assert "accuracy_floor" in recorded.gate["reason"]
+    assert registry.current_champion(clean_db).version == champion
+
+
+def test_tampered_artifact_is_refused_on_load(clean_db, settings):
+    ingest_demo(clean_db, settings, 100, seed=4)
+    version = promote_tiny(clean_db, settings)
+    artifact = Path(registry.get_version(clean_db, version).artifact_uri)
+    weights = artifact / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+        scoring.score_shard(clean_db, settings, model_version=version)
