@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates fnd's own database and role beside Airflow's metadata database, on the first start of
+# the postgres service (the image runs /docker-entrypoint-initdb.d only on an empty data folder).
+#
+# Why a separate database: Airflow's `db migrate` owns the metadata schema and fnd's migrations
+# (`fnd db upgrade`) own schema `fnd`; analysts and their read-only role never see Airflow's
+# tables. The role gets CREATEROLE because migration 004 creates the `fnd_analyst` role.
+#
+# Executed when the file is executable, sourced by the image's entrypoint otherwise: so no
+# `exit` and no `set -u` here.
+set -e
+
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+    --set=fnd_db="${FND_DB_NAME:-fnd}" \
+    --set=fnd_user="${FND_DB_USER:-fnd}" \
+    --set=fnd_password="${FND_DB_PASSWORD:-fnd}" <<-'EOSQL'
+	create role :"fnd_user" with login createrole password :'fnd_password';
+	create database :"fnd_db" with owner :"fnd_user";
+	comment on database :"fnd_db" is 'fnd: posts, predictions, models (schema fnd); not Airflow''s';
+EOSQL
