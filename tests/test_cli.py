@@ -61,3 +61,16 @@ def test_unknown_command_fails_with_usage(tmp_path: Path):
     result = run_fnd("frobnicate", env={"FND_HOME": str(tmp_path)}, check=False)
     assert result.returncode != 0
     assert "No such command" in result.stderr
+
+
+def test_demo_generate_twice_is_byte_identical(tmp_path: Path):
+    env = {"FND_HOME": str(tmp_path)}
+    for out in ("a", "b"):
+        args = ("demo", "generate", "--posts", "200", "--out", str(tmp_path / out), "--seed", "7")
+        assert "wrote 200 posts" in run_fnd(*args, env=env).stdout
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*"))
+    assert files_a == files_b and len(files_a) > 200
+    for rel in files_a:
+        a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
+        assert a.is_dir() or a.read_bytes() == b.read_bytes(), rel
