@@ -1,0 +1,152 @@
+"""Throughput of the offline preset: image and text feature extraction, head training.
+
+Usage::
+
+    python benchmarks/train_throughput.py                 # CPU (and CUDA when present)
+    python benchmarks/train_throughput.py --threads 1     # pin intra-op threads
+    python benchmarks/train_throughput.py --fusion-posts 3000 --work-dir /tmp/fnd-bench
+
+The second form also trains the offline preset on demo posts (fnd_core.demo) with both
+fusions and the text/image ablations and prints their test accuracies. Results print as a
+table and as one JSON line per figure (easy to collect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fnd_core.demo import generate_batch
+from fnd_core.features import EncodedFeatures, encode_examples
+from fnd_core.model import ModelConfig, PostExample
+from fnd_core.model.network import build_model
+from fnd_core.training import TrainOptions, fit_head, split_for, train
+
+
+def emit(name: str, value: float, unit: str, **context) -> None:
+    print(f"{name:<44} {value:>9.1f} {unit}  {context}")
+    print(json.dumps({"figure": name, "value": round(value, 2), "unit": unit, **context}))
+
+
+def demo_examples(folder: Path, n_posts: int, seed: int = 0) -> list[PostExample]:
+    """Demo posts as examples (generated once into ``folder``)."""
+    data = folder / f"demo_s{seed}.jsonl"
+    if not data.exists() or sum(1 for _ in data.open()) < n_posts:
+        generate_batch(folder, n_posts, seed=seed)
+    rows = [json.loads(line) for line in data.open()][:n_posts]
+    return [
+        PostExample(r["id"], r["text"], str(folder / r["image"]), None, r.get("label"),
+                    split_for(r["id"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+def timed(fn, *, windows: int = 3, seconds: float = 1.5) -> float:
+    """Calls per second of ``fn``: best of ``windows`` timing windows after a warm-up call.
+
+    Best-of, because on a shared machine other jobs only ever make a window slower.
+    """
+    fn()
+    rates = []
+    for _ in range(windows):
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn()
+            calls += 1
+        rates.append(calls / (time.perf_counter() - started))
+    return max(rates)
+
+
+def bench_encoders(model, examples, batch_sizes, device) -> None:
+    size = model.config.image_size
+    for bs in batch_sizes:
+        pixels = torch.randint(0, 256, (bs, 3, size, size), dtype=torch.uint8, device=device)
+        with torch.inference_mode():
+            rate = timed(lambda pixels=pixels: model.encode_images(pixels)) * bs
+        emit("image encoder (tensor in)", rate, "img/s", batch=bs, size=size, device=str(device))
+    texts = [ex.text for ex in examples[:256]]
+    for bs in batch_sizes:
+        tokens = {k: v.to(device) for k, v in model.tokenize(texts[:bs]).items()}
+        with torch.inference_mode():
+            rate = timed(lambda tokens=tokens: model.encode_texts(**tokens)) * bs
+        emit("text encoder (tokens in)", rate, "text/s", batch=bs, device=str(device))
+
+
+def bench_end_to_end(model, examples, batch_size, device) -> None:
+    """Read + decode + resize + encode, as training and scoring run it (no cache)."""
+    started = time.perf_counter()
+    features = encode_examples(model, examples, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    n = len(examples)
+    emit("encode_examples (files -> features)", n / seconds, "post/s", posts=n,
+         images=features.images_encoded, texts=features.texts_encoded, batch=batch_size,
+         device=str(device))  # fmt: skip
+
+
+def bench_head(config: ModelConfig, device: torch.device, n: int = 4000) -> None:
+    """Phase-1 speed on random features of the offline encoders' sizes (encoders unused)."""
+    torch.manual_seed(0)
+    model = build_model(config, pretrained=False).to(device)
+    text = torch.nn.functional.normalize(torch.randn(n, model.text_dim), dim=-1)
+    features = EncodedFeatures(image=torch.randn(n, model.image_dim), text=text)
+    labels = (torch.rand(n) < 0.5).float()
+    val = features.subset(range(500))
+    options = TrainOptions(patience=10)
+    history = fit_head(
+        model, features, labels, val, labels[:500], epochs=5, options=options, seed=0
+    )
+    rate = sorted(h["samples_per_s"] for h in history)[len(history) // 2]
+    emit("head training (cached features)", rate, "samples/s", fusion=config.fusion,
+         device=str(device))  # fmt: skip
+
+
+def fusion_study(examples: list[PostExample], cache_dir: Path, device: str) -> None:
+    variants = {
+        "interaction": ModelConfig(fusion="interaction"),
+        "concat": ModelConfig(fusion="concat"),
+        "text only": ModelConfig(fusion="concat", modalities="text"),
+        "image only": ModelConfig(fusion="concat", modalities="image"),
+    }
+    for name, config in variants.items():
+        started = time.perf_counter()
+        result = train(examples, config, epochs=60, seed=0, device=device,
+                       options=TrainOptions(cache_dir=cache_dir, encode_batch_size=4))  # fmt: skip
+        emit(f"test accuracy: {name}", 100 * result.metrics["test"]["accuracy"], "%",
+             posts=len(examples), n_test=result.counts["test"],
+             seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=96, help="demo posts for encoder figures")
+    parser.add_argument("--batch-sizes", default="1,4,8,16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--fusion-posts", type=int, default=0, help="run the fusion study")
+    parser.add_argument("--work-dir", type=Path, default=None, help="demo data + cache folder")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="fnd-bench-"))
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print(f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    examples = demo_examples(work / "demo", max(args.posts, args.fusion_posts))
+    for device in devices:
+        model = build_model(ModelConfig()).eval().to(device)
+        bench_encoders(model, examples, batch_sizes, device)
+        bench_end_to_end(model, examples[: args.posts], max(batch_sizes[:2]), device)
+        for fusion in ("interaction", "concat"):
+            bench_head(ModelConfig(fusion=fusion), device)
+    if args.fusion_posts:
+        fusion_study(examples[: args.fusion_posts], work / "features", "auto")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Encoders as modules that declare what they need and give: feature dim, normalisation, id.
+
+An :class:`ImageBackbone` takes uint8 pixels and normalises them itself, so the data pipeline
+never needs to know which preset it feeds. A :class:`TextBackbone` owns its tokenizer and
+mean-pools token states into one vector per text. The ``tiny`` preset's random-init encoders
+live here too; pretrained presets are loaded by :mod:`fnd_core.model.pretrained`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fnd_core.model.config import ModelConfig
+
+PREPROCESS_VERSION = "crop1"  # bump when resizing/normalisation changes: it keys the cache
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-channel mean and std on the 0..1 pixel scale."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+IMAGENET_NORM = Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# TF-Lite EfficientNet: (x - 127) / 128 on 0..255, i.e. mean 127/255, std 128/255 on 0..1.
+TF_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3)
+HALF_NORM = Normalisation((0.5,) * 3, (0.5,) * 3)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """sha256 over a module's state (names, dtypes, shapes, bytes): its weights' identity."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ImageBackbone(nn.Module):
+    """uint8 (B, 3, H, W) pixels -> (B, feature_dim) features via ``trunk``."""
+
+    def __init__(
+        self, trunk: nn.Module, *, name: str, feature_dim: int, normalisation: Normalisation
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.name = name
+        self.feature_dim = feature_dim
+        self.normalisation = normalisation
+        mean = torch.tensor(normalisation.mean).view(1, 3, 1, 1)
+        std = torch.tensor(normalisation.std).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.to(self.mean.dtype) / 255.0 if pixels.dtype == torch.uint8 else pixels
+        return self.trunk((x - self.mean) / self.std)
+
+    def backbone_id(self, image_size: int) -> str:
+        """Cache key prefix: features depend on weights, input size and preprocessing."""
+        return f"{self.name}-{image_size}px-{PREPROCESS_VERSION}-{weights_digest(self)[:16]}"
+
+
+class TextBackbone(nn.Module):
+    """Token ids -> (B, feature_dim): ``trunk`` gives token states, masked mean pooling."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
+        *,
+        name: str,
+        feature_dim: int,
+        l2_normalise: bool = False,
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.tokenize = tokenize
+        self.name = name
+        self.feature_dim = feature_dim
+        self.l2_normalise = l2_normalise
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.trunk(input_ids, attention_mask)
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1) if self.l2_normalise else pooled
+
+    def backbone_id(self, max_tokens: int) -> str:
+        return f"{self.name}-{max_tokens}tok-{weights_digest(self)[:16]}"
+
+
+# tiny preset -------------------------------------------------------------------------------
+class HashTokenizer:
+    """Lower-cased words hashed (crc32, stable across processes) into ``vocab_size`` ids.
+
+    No vocabulary file to ship; collisions are harmless for a test model. 0 is padding.
+    """
+
+    _WORD = re.compile(r"\w+")
+
+    def __init__(self, *, vocab_size: int, max_tokens: int) -> None:
+        if vocab_size < 2 or max_tokens < 1:
+            raise ValueError("HashTokenizer needs vocab_size >= 2 and max_tokens >= 1")
+        self.vocab_size = vocab_size
+        self.max_tokens = max_tokens
+
+    def ids(self, text: str) -> list[int]:
+        words = self._WORD.findall(text.lower())[: self.max_tokens]
+        return [1 + zlib.crc32(w.encode()) % (self.vocab_size - 1) for w in words] or [1]
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        rows = [self.ids(t) for t in texts]
+        width = max(len(r) for r in rows)
+        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class _TinyCnn(nn.Sequential):
+    def __init__(self, width: int) -> None:
+        layers: list[nn.Module] = []
+        channels = 3
+        for out in (width // 4, width // 2, width):
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        super().__init__(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class _TinyTextTrunk(nn.Module):
+    def __init__(self, vocab_size: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width, padding_idx=0)
+        self.mix = nn.Sequential(nn.Linear(width, width), nn.GELU())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.embed(input_ids))
+
+
+TINY_WIDTH = 64
+TINY_VOCAB = 4096
+
+
+def tiny_image_backbone(config: ModelConfig) -> ImageBackbone:
+    """Random-init 3-layer CNN (uses the global torch RNG: seed it first)."""
+    return ImageBackbone(
+        _TinyCnn(TINY_WIDTH), name="tiny-cnn", feature_dim=TINY_WIDTH, normalisation=HALF_NORM
+    )
+
+
+def tiny_text_backbone(config: ModelConfig) -> TextBackbone:
+    """Random-init hashed bag-of-words encoder with a built-in tokenizer."""
+    tokenize = HashTokenizer(vocab_size=TINY_VOCAB, max_tokens=config.max_tokens)
+    trunk = _TinyTextTrunk(TINY_VOCAB, TINY_WIDTH)
+    return TextBackbone(trunk, tokenize, name="tiny-hash-bow", feature_dim=TINY_WIDTH)
+
+
+def build_backbones(
+    config: ModelConfig, *, pretrained: bool = True
+) -> tuple[ImageBackbone | None, TextBackbone | None]:
+    """The encoders ``config`` asks for (only the modalities it uses).
+
+    Args:
+        config: the model config; ``config.preset`` picks the encoders.
+        pretrained: load the preset's pretrained weights. ``False`` builds the same
+            architecture with random weights, only for callers that load weights next
+            (an artifact holding the full model). Ignored for ``tiny``.
+
+    Raises:
+        BackboneUnavailableError: pretrained weights are not on this machine.
+    """
+    if config.preset == "tiny":
+        image = tiny_image_backbone(config) if config.uses_image else None
+        text = tiny_text_backbone(config) if config.uses_text else None
+        return image, text
+    from fnd_core.model import pretrained as hub
+
+    loaders = hub.LOADERS[config.preset]
+    if config.preset == "seed" and pretrained:
+        hub.require_seed_weights(need_image=config.uses_image, need_text=config.uses_text)
+    image = loaders.image(config, pretrained=pretrained) if config.uses_image else None
+    text = loaders.text(config, pretrained=pretrained) if config.uses_text else None
+    return image, text
