@@ -26,7 +26,8 @@ from fnd_core.demo import generate_batch
 from fnd_core.features import EncodedFeatures, encode_examples
 from fnd_core.model import ModelConfig, PostExample
 from fnd_core.model.network import build_model
-from fnd_core.training import TrainOptions, fit_head, split_for, train
+from fnd_core.splits import split_for
+from fnd_core.training import TrainOptions, fit_head, train
 
 
 def emit(name: str, value: float, unit: str, **context) -> None:

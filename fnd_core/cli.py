@@ -7,6 +7,7 @@ start instantly and only ``fnd train`` pays for torch.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -165,9 +166,10 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
 )
 @click.option(
     "--fusion",
-    type=click.Choice(["interaction", "concat"]),
-    default="interaction",
+    type=click.Choice(["concat", "interaction"]),
+    default="concat",
     show_default=True,
+    help="How the head combines image and text embeddings.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -315,6 +317,60 @@ def demo_generate(
         f"wrote {batch.n_posts} posts to {batch.data_file} "
         f"(fake {batch.n_fake}, real {batch.n_real}, unlabelled {batch.n_unlabelled})"
     )
+
+
+@cli.command("up")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("FND_AIRFLOW_PORT") or 8080),
+    show_default="FND_AIRFLOW_PORT or 8080",
+    help="Port of the Airflow UI / API server.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the UI binds to.")
+@click.option(
+    "--demo-posts",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Demo batch landed on a first run (no posts, empty landing zone); 0: none.",
+)
+@click.option("--demo-seed", type=int, default=7, show_default=True)
+@click.option(
+    "--kickoff/--no-kickoff",
+    default=True,
+    show_default=True,
+    help="Trigger fnd_ingest now, then fnd_retrain if there is no champion yet.",
+)
+@click.option(
+    "--airflow-db-url",
+    default=None,
+    help="Airflow metadata database (default: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else a "
+    "database 'airflow' on fnd's server).",
+)
+@click.pass_context
+def up_cmd(
+    ctx: click.Context,
+    port: int,
+    host: str,
+    demo_posts: int,
+    demo_seed: int,
+    kickoff: bool,
+    airflow_db_url: str | None,
+) -> None:
+    """Run fnd in Airflow 3 until Ctrl-C: Postgres, scheduler, DAG processor, triggerer, UI."""
+    from fnd_core.stack import StackOptions, run_stack
+
+    options = StackOptions(
+        port=port,
+        host=host,
+        demo_posts=demo_posts,
+        demo_seed=demo_seed,
+        kickoff=kickoff,
+        airflow_db_url=airflow_db_url,
+    )
+    logging.getLogger().setLevel(logging.WARNING)  # the stack prints its own progress
+    ctx.exit(run_stack(_settings(ctx), options, echo=lambda msg: click.echo(msg, err=False)))
 
 
 def main() -> None:

@@ -143,7 +143,7 @@ def train_candidate(
     epochs: int = 40,
     seed: int = 0,
     ablation: str | None = None,
-    fusion: str = "interaction",
+    fusion: str = "concat",
     shuffle_labels: bool = False,
     run_id: str = "cli",
 ) -> dict[str, Any]:
@@ -178,9 +178,10 @@ def train_candidate(
     )
     options = TrainOptions(
         cache_dir=str(settings.home / "feature_cache"),
-        encode_batch_size=min(settings.batch_size, 16),
+        encode_batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         max_pixels=settings.max_image_pixels,
+        cpu_threads=settings.cpu_threads or None,
     )
     result = train(examples, config, epochs=epochs, seed=seed, options=options)
     now = datetime.now(UTC)
@@ -300,9 +301,10 @@ def _scorecard(model, threshold: float, test: list[PostExample], settings: Setti
         model,
         test,
         cache_dir=str(settings.home / "feature_cache"),
-        batch_size=min(settings.batch_size, 16),
+        batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         max_pixels=settings.max_image_pixels,
+        cpu_threads=settings.cpu_threads or None,
     )
     y_true = np.array([e.label for e in test])
     y_pred = metrics.predict_labels(p_fake, threshold)

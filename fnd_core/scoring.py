@@ -209,6 +209,7 @@ def _predict(model, examples: list[PostExample], settings: Settings):
         batch_size=settings.batch_size,
         num_workers=settings.num_workers if len(examples) > 1 else 0,
         max_pixels=settings.max_image_pixels,
+        cpu_threads=settings.cpu_threads or None,
     )
 
 

@@ -56,7 +56,12 @@ class Settings:
     model_preset: str = _setting("FND_MODEL_PRESET", "offline", "Backbones: offline | seed | tiny")
     image_size: int = _setting("FND_IMAGE_SIZE", 224, "Image side in pixels fed to the encoder")
     max_tokens: int = _setting("FND_MAX_TOKENS", 64, "Text truncated to this many tokens")
-    batch_size: int = _setting("FND_BATCH_SIZE", 32, "Batch size for encoding and scoring")
+    batch_size: int = _setting(
+        "FND_BATCH_SIZE", 4, "Image-encoder batch size (4 suits a 2-core CPU; 64+ a GPU)"
+    )
+    cpu_threads: int = _setting(
+        "FND_CPU_THREADS", 0, "Torch CPU threads per task (0: torch's default; 1 on shared CPUs)"
+    )
     num_workers: int = _setting("FND_NUM_WORKERS", 2, "DataLoader worker processes")
     retrain_cron: str = _setting("FND_RETRAIN_CRON", "0 2 * * *", "Cron of nightly retraining")
     train_queue: str = _setting(

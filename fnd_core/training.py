@@ -10,7 +10,6 @@ validation loss; the decision threshold is then chosen on the validation split.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import math
 import random
@@ -33,16 +32,6 @@ if TYPE_CHECKING:
     from fnd_core.model.network import FakeNewsModel
 
 log = logging.getLogger(__name__)
-
-
-def split_for(post_id: str, *, val_share: float = 0.15, test_share: float = 0.15) -> str:
-    """Stable split of a post from the sha256 of its id: the same post never changes split."""
-    if val_share < 0 or test_share < 0 or val_share + test_share >= 1:
-        raise ValueError(f"shares must be >= 0 and sum below 1, got {val_share}, {test_share}")
-    bucket = int.from_bytes(hashlib.sha256(post_id.encode("utf-8")).digest()[:8], "big") / 2**64
-    if bucket < test_share:
-        return "test"
-    return "val" if bucket < test_share + val_share else "train"
 
 
 @dataclass(frozen=True)
@@ -193,7 +182,7 @@ def train(
         metrics=report,
         history=history,
         scores=scores,
-        finetuned=options.finetune,
+        finetuned=model.encoders_finetuned,
         device=str(resolved),
         seconds=seconds,
         counts={name: len(rows) for name, rows in splits.items()},

@@ -17,7 +17,8 @@ from fnd_core.model.artifacts import load_model, save_model
 from fnd_core.model.network import build_model
 from fnd_core.model.objective import alignment_loss, warmup_cosine
 from fnd_core.plots import confusion_matrix, roc_curve, training_curves, training_report
-from fnd_core.training import TrainOptions, split_for, train
+from fnd_core.splits import split_for
+from fnd_core.training import TrainOptions, train
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220)}
 

@@ -61,7 +61,8 @@ def alignment_loss(
     (symmetric InfoNCE on cosine similarities). Every real post then teaches the projections
     which picture features go with which words, a far richer signal than one real/fake bit,
     so the fusion head can spot a mismatch. Measured on 3,000 demo posts (offline preset,
-    4 seeds): test accuracy 0.86 -> 0.98 with concat fusion, 0.76 -> 0.96 with interaction.
+    mean of 8 seeds): test accuracy 0.864 -> 0.965 with concat fusion, 0.758 -> 0.957 with
+    interaction fusion.
     """
     real = labels < 0.5
     if int(real.sum()) < 2:
