@@ -8,15 +8,12 @@ its own normalisation on the device.
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import fsspec
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from fnd_core.model.config import DEFAULT_MAX_PIXELS
@@ -28,68 +25,28 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
-    """Whole file at a local path or fsspec URI (``gs://bucket/key``)."""
-    with fsspec.open(uri, "rb", **dict(storage_options or {})) as f:
-        return f.read()
+    """Whole file at a local path or URI (``gs://bucket/key``), through fnd's storage layer.
+
+    ``storage_options`` may carry ``endpoint_url`` (a GCS emulator), as for fsspec.
+    """
+    from fnd_core.landing import storage
+
+    endpoint = dict(storage_options or {}).get("endpoint_url")
+    return storage.read_bytes(uri, gcs_endpoint=endpoint)
 
 
 def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
-    """Decode ``data`` into an upright 8-bit RGB image.
-
-    Args:
-        data: encoded image bytes (JPEG, PNG, WebP, GIF, TIFF, ...).
-        max_pixels: refuse images with more pixels (decompression-bomb guard), checked from
-            the header before any pixel is decoded.
-        draft_size: when set and the image is a JPEG, let libjpeg decode at a reduced scale
-            that still covers ``draft_size`` on the shorter side: a 12 MP photo bound for a
-            224 px model decodes ~8x faster.
+    """Decode ``data`` into an upright 8-bit RGB image — the same decoder ingest checked it with.
 
     Raises:
         ImageDecodeError: unreadable data, or more pixels than ``max_pixels``.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
-        raise ImageDecodeError(f"not a readable image ({len(data)} bytes): {exc}") from exc
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageDecodeError(
-            f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}"
-        )
-    if draft_size and image.format == "JPEG":
-        image.draft("RGB", (draft_size, draft_size))
-    try:
-        image = ImageOps.exif_transpose(image)  # loads the pixels
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"corrupt image data: {exc}") from exc
-    return _to_rgb(image)
+    from fnd_core.landing import images
 
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode to RGB: 16-bit scaled (not clipped), transparency flattened on white."""
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in _SIXTEEN_BIT_MODES or mode == "I":
-        values = np.asarray(image).astype(np.int64)
-        if mode != "I" or values.max(initial=0) > 255:
-            values = values >> 8  # 16-bit range to 8-bit; plain convert() would clip to white
-        grey = np.clip(values, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min(initial=0.0)), float(values.max(initial=1.0))
-        scaled = (values - low) / max(high - low, 1e-12) * 255.0
-        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
-    if mode == "P" and "transparency" in image.info:
-        image, mode = image.convert("RGBA"), "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    try:
+        return images.open_rgb(data, max_pixels=max_pixels, draft_size=draft_size)
+    except images.ImageRejected as exc:
+        raise ImageDecodeError(f"{exc.rule}: {exc.reason}") from exc
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
