@@ -111,7 +111,10 @@ def main() -> None:
     parser.add_argument("--scales", default="1000,10000,50000")
     parser.add_argument("--preset", default="offline")
     parser.add_argument("--sample", type=int, default=256, help="posts for (b) and (c)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     scales = [int(s) for s in args.scales.split(",")]
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -119,7 +122,7 @@ def main() -> None:
           f"{torch.get_num_threads()}")  # fmt: skip
 
     with bench_home() as home, bench_database() as url:
-        settings = bench_settings(home, url, model_preset=args.preset)
+        settings = bench_settings(home, url, model_preset=args.preset, cpu_threads=args.threads)
         engine = make_engine(url)
         have = grow_to(engine, settings, scales[0], 0, seed=1)
         version = train_champion(engine, settings, args.preset)
