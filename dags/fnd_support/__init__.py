@@ -13,10 +13,31 @@ import pendulum
 
 FND_DB_CONN_ID = "fnd_db"
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def on_task_failure(context) -> None:
+    """``on_failure_callback`` of every fnd task: the failure in fnd terms (fnd_core.notify).
+
+    Says which file, rule or model version failed; logged in the task's log, and sent
+    through the notifier named by ``FND_ALERT_NOTIFIER`` when one is set.
+    """
+    import os
+
+    from fnd_core import notify
+
+    notify.on_task_failure(
+        context,
+        engine_factory=fnd_engine,
+        notifier=os.environ.get("FND_ALERT_NOTIFIER") or None,
+        notifier_kwargs=os.environ.get("FND_ALERT_NOTIFIER_KWARGS"),
+    )
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "fnd",
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
+    "on_failure_callback": on_task_failure,
 }
 COMMON_DAG_KWARGS: dict[str, Any] = {
     "start_date": START_DATE,

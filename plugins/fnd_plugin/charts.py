@@ -1,0 +1,161 @@
+"""Small inline SVG charts drawn on the server: no JavaScript, nothing loaded from elsewhere.
+
+Each function returns one ``<svg>`` element as a string (every label escaped), sized by a
+``viewBox`` so it scales with the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+_W, _H = 760, 260  # viewBox of every chart
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 56, 16, 40  # plot margins (axis labels live there)
+_VOLUME, _FAKE = "#8fb3d9", "#d9534f"  # the share line takes the text colour (CSS)
+SERIES_COLOURS = ("#2b6cb0", "#dd8a2c")
+
+
+def daily_chart(days: Sequence[dict[str, Any]]) -> str:
+    """Posts per day (bars, fake part in red) and the fake share (line, right axis 0-100%).
+
+    Args:
+        days: ``fnd_core.monitoring.daily_volume(...)["days"]``: day, n_posts, n_fake,
+            fake_share (None when nothing was scored that day).
+    """
+    if not days:
+        return _empty("no posts yet")
+    top = _nice_ceiling(max(d["n_posts"] for d in days))
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    step = plot_w / len(days)
+    bar_w = max(1.0, step * 0.8)
+    parts = [_open("Posts per day and fake share"), *_y_axis(top, plot_h), *_share_axis(plot_h)]
+    points = []
+    for i, d in enumerate(days):
+        x = _LEFT + i * step + (step - bar_w) / 2
+        h_all = plot_h * d["n_posts"] / top
+        h_fake = plot_h * d["n_fake"] / top
+        share = d.get("fake_share")
+        tip = f"{d['day']}: {d['n_posts']} posts, {d['n_fake']} flagged fake" + (
+            f" ({share:.1%} of scored)" if share is not None else ""
+        )
+        parts.append(
+            f"<g><title>{escape(tip)}</title>"
+            f'<rect x="{x:.1f}" y="{_TOP + plot_h - h_all:.1f}" width="{bar_w:.1f}" '
+            f'height="{h_all:.1f}" fill="{_VOLUME}"/>'
+            f'<rect x="{x:.1f}" y="{_TOP + plot_h - h_fake:.1f}" width="{bar_w:.1f}" '
+            f'height="{h_fake:.1f}" fill="{_FAKE}"/></g>'
+        )
+        if share is not None:
+            cx, cy = x + bar_w / 2, _TOP + plot_h * (1 - share)
+            points.append(f"{cx:.1f},{cy:.1f}")
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.5" class="share-dot"/>')
+    if points:
+        parts.append(f'<polyline points="{" ".join(points)}" class="share-line"/>')
+    parts.extend(_x_labels([str(d["day"]) for d in days], step))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_chart(bins: Sequence[dict[str, Any]], series: Sequence[tuple[str, str]]) -> str:
+    """Side-by-side histograms of p_fake: one bar per series in each bin, as share of posts.
+
+    Args:
+        bins: ``[{lo, hi, <key>: count, ...}]`` (``fnd_core.monitoring.score_comparison``).
+        series: ``(key, label)`` pairs to draw, e.g. ``[("champion", "m2024..."), ...]``.
+    """
+    totals = [sum(b[key] for b in bins) for key, _ in series]
+    if not bins or not any(totals):
+        return _empty("nothing scored yet")
+    shares = [
+        [b[key] / t if t else 0.0 for b in bins] for (key, _), t in zip(series, totals, strict=True)
+    ]
+    top = _nice_ceiling(max(max(s) for s in shares), share=True)
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    step = plot_w / len(bins)
+    bar_w = step * 0.8 / len(series)
+    parts = [_open("p_fake histograms"), *_y_axis(top, plot_h, percent=True)]
+    for s, ((_, label), values) in enumerate(zip(series, shares, strict=True)):
+        colour = SERIES_COLOURS[s % len(SERIES_COLOURS)]
+        for i, (b, v) in enumerate(zip(bins, values, strict=True)):
+            x = _LEFT + i * step + step * 0.1 + s * bar_w
+            h = plot_h * v / top
+            tip = f"{label}: p_fake {b['lo']:.2f}–{b['hi']:.2f}: {v:.1%}"
+            parts.append(
+                f'<rect x="{x:.1f}" y="{_TOP + plot_h - h:.1f}" width="{bar_w:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
+            )
+    ticks = [f"{b['lo']:.1f}" for b in bins]
+    parts.extend(_x_labels(ticks, step, every=max(1, len(bins) // 10), offset=0.0))
+    parts.append(
+        f'<text x="{_W - _RIGHT:.0f}" y="{_H - 4}" text-anchor="end" class="axis">p_fake</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _open(title: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
+        f'class="chart" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    )
+
+
+def _empty(message: str) -> str:
+    return (
+        f'{_open(message)}<text x="{_W / 2:.0f}" y="{_H / 2:.0f}" text-anchor="middle" '
+        f'class="axis">{escape(message)}</text></svg>'
+    )
+
+
+def _y_axis(top: float, plot_h: float, *, percent: bool = False) -> list[str]:
+    parts = []
+    for k in range(5):
+        value = top * k / 4
+        y = _TOP + plot_h * (1 - k / 4)
+        text = f"{value:.0%}" if percent else _short(value)
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{text}</text>'
+        )
+    return parts
+
+
+def _share_axis(plot_h: float) -> list[str]:
+    return [
+        f'<text x="{_W - _RIGHT + 6}" y="{_TOP + plot_h * (1 - k / 4) + 4:.1f}" '
+        f'class="axis">{k * 25}%</text>'
+        for k in range(5)
+    ]
+
+
+def _x_labels(
+    labels: Sequence[str], step: float, *, every: int | None = None, offset: float = 0.5
+) -> list[str]:
+    every = every or max(1, math.ceil(len(labels) / 8))
+    y = _H - _BOTTOM + 16
+    return [
+        f'<text x="{_LEFT + (i + offset) * step:.1f}" y="{y}" text-anchor="middle" '
+        f'class="axis">{escape(label)}</text>'
+        for i, label in enumerate(labels)
+        if i % every == 0
+    ]
+
+
+def _nice_ceiling(value: float, *, share: bool = False) -> float:
+    """A round axis top at or above ``value`` (1, 2, 2.5, 5 × a power of ten)."""
+    if value <= 0:
+        return 1.0
+    if share:  # quarter ticks at whole percents
+        return next(t for t in (0.04, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0) if t >= value)
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
+def _short(value: float) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:g}M"
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"

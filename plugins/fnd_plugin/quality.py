@@ -1,0 +1,187 @@
+"""Data quality: every GX validation run, each batch's quarantine, and the Data Docs pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+
+from fnd_core import monitoring
+from fnd_plugin import files
+from fnd_plugin.backend import Backend
+from fnd_plugin.web import backend, link, render
+
+router = APIRouter()
+
+BackendDep = Annotated[Backend, Depends(backend)]
+Limit = Annotated[int, Query(ge=1, le=monitoring.MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0)]
+
+# GX's pages pull their styling and scripts from CDNs; the browser is told to load nothing
+# from elsewhere, so they render plain (their tables are all there) and leak nothing.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+)
+
+
+def _validations(
+    backend: Backend,
+    *,
+    run_id: str | None,
+    suite: str | None,
+    batch_id: int | None,
+    success: bool | None,
+    limit: int,
+    offset: int,
+) -> monitoring.Page:
+    page = monitoring.validation_runs(
+        backend.engine,
+        run_id=run_id,
+        suite=suite,
+        batch_id=batch_id,
+        success=success,
+        limit=limit,
+        offset=offset,
+    )
+    for item in page.items:
+        item["data_docs_path"] = monitoring.data_docs_relative_path(
+            item["data_docs_uri"], backend.settings.data_docs
+        )
+        item["failed_expectation_names"] = monitoring.failed_expectation_names(
+            item["failed_expectations"]
+        )
+    return page
+
+
+@router.get("/data-quality", response_class=HTMLResponse)
+def data_quality_page(
+    request: Request,
+    backend: BackendDep,
+    run_id: str | None = None,
+    suite: str | None = None,
+    batch_id: int | None = None,
+    success: bool | None = None,
+    limit: Limit = 25,
+    offset: Offset = 0,
+) -> HTMLResponse:
+    """Validation runs, newest first, with failed expectations and quarantine by rule."""
+    page = _validations(
+        backend,
+        run_id=run_id,
+        suite=suite,
+        batch_id=batch_id,
+        success=success,
+        limit=limit,
+        offset=offset,
+    )
+    return render(
+        request,
+        "data_quality.html",
+        page=page,
+        filters={"run_id": run_id, "suite": suite, "batch_id": batch_id, "success": success},
+    )
+
+
+@router.get("/data-quality/batches/{batch_id}", response_class=HTMLResponse)
+def batch_page(
+    request: Request,
+    backend: BackendDep,
+    batch_id: int,
+    rule: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> HTMLResponse:
+    """One landed file: its counts, quarantine rules, and the raw quarantined rows."""
+    batch = _batch_or_404(backend, batch_id)
+    return render(
+        request,
+        "batch.html",
+        batch=batch,
+        rules=monitoring.quarantine_rules(backend.engine, batch_id),
+        rows=monitoring.quarantined_rows(
+            backend.engine, batch_id, rule=rule, limit=limit, offset=offset
+        ),
+        validations=_validations(
+            backend,
+            run_id=None,
+            suite=None,
+            batch_id=batch_id,
+            success=None,
+            limit=10,
+            offset=0,
+        ).items,
+        rule=rule,
+    )
+
+
+@router.get("/data-docs/{path:path}")
+def data_docs(backend: BackendDep, path: str) -> FileResponse:
+    """A file of the GX Data Docs site (pages, their images), from FND_DATA_DOCS_DIR only."""
+    try:
+        target = files.data_docs_file(backend.settings.data_docs, path)
+    except files.NotServable as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return FileResponse(
+        target,
+        media_type=files.media_type(target),
+        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/api/validations")
+def validations_api(
+    request: Request,
+    backend: BackendDep,
+    run_id: str | None = None,
+    suite: str | None = None,
+    batch_id: int | None = None,
+    success: bool | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Validation runs as JSON (the data of the data-quality page), newest first."""
+    page = _validations(
+        backend,
+        run_id=run_id,
+        suite=suite,
+        batch_id=batch_id,
+        success=success,
+        limit=limit,
+        offset=offset,
+    )
+    for item in page.items:
+        rel = item.pop("data_docs_path")
+        item["data_docs_url"] = link(request, f"data-docs/{rel}") if rel else None
+    return page.to_json()
+
+
+@router.get("/api/batches/{batch_id}")
+def batch_api(backend: BackendDep, batch_id: int) -> dict[str, Any]:
+    """One ingest batch with its quarantine counts by rule."""
+    batch = _batch_or_404(backend, batch_id)
+    return {**batch, "quarantine_rules": monitoring.quarantine_rules(backend.engine, batch_id)}
+
+
+@router.get("/api/batches/{batch_id}/quarantine")
+def quarantine_api(
+    backend: BackendDep,
+    batch_id: int,
+    rule: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """A batch's quarantined rows, verbatim, in file order."""
+    _batch_or_404(backend, batch_id)
+    page = monitoring.quarantined_rows(
+        backend.engine, batch_id, rule=rule, limit=limit, offset=offset
+    )
+    return page.to_json()
+
+
+def _batch_or_404(backend: Backend, batch_id: int) -> dict[str, Any]:
+    batch = monitoring.ingest_batch(backend.engine, batch_id)
+    if batch is None:
+        raise HTTPException(404, f"no ingest batch {batch_id}")
+    return batch

@@ -1,0 +1,451 @@
+"""The fnd monitoring plugin inside Airflow's own API server app, with Airflow's own auth.
+
+Airflow's API app is built from the plugins folder ``plugins/`` (as ``airflow api-server``
+does); tokens come from the SimpleAuthManager's login endpoint ``POST /auth/token``. Pages are
+checked against real state built with ``tests/helpers.py``: demo files ingested (one with
+bad rows, one rejected), two tiny models promoted in turn, every post scored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from markupsafe import escape
+
+from fnd_core import scoring
+from fnd_core.demo import generate_batch
+from fnd_core.ingest import BatchRejectedError, ingest_file
+from fnd_core.settings import Settings
+from tests.airflow.conftest import DAGS_DIR, REPO
+from tests.helpers import ingest_demo, promote_tiny
+
+pytestmark = pytest.mark.airflow
+
+PLUGINS_DIR = REPO / "plugins"
+USERS = "viewer:viewer"
+PAGES = ["/fnd/data-quality", "/fnd/models", "/fnd/scores"]
+JSON_ENDPOINTS = ["/fnd/api/validations", "/fnd/api/models", "/fnd/api/scores"]
+DATA_TABLES = "predictions, scoring_errors, model_versions, quarantine, validation_runs, posts"
+
+
+@pytest.fixture(scope="module")
+def fnd_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("plugin") / "fnd_home"
+
+
+@pytest.fixture(scope="module")
+def airflow_app(airflow_db, db_url: str, fnd_home: Path):
+    """Airflow's API app (core) with the plugins folder ``plugins/`` and fnd's env set."""
+    from airflow import plugins_manager, settings
+    from airflow.api_fastapi.app import create_app
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+        mp.setenv("FND_HOME", str(fnd_home))
+        mp.setenv("FND_DATABASE_URL", db_url)
+        mp.setenv("AIRFLOW_CONN_FND_DB", db_url.replace("+psycopg2", ""))
+        mp.setattr(settings, "PLUGINS_FOLDER", str(PLUGINS_DIR))
+        mp.syspath_prepend(str(PLUGINS_DIR))  # Airflow puts its plugins folder on sys.path
+        _forget_plugins(plugins_manager)
+        yield create_app(apps="core")
+    _forget_plugins(plugins_manager)
+
+
+def _forget_plugins(plugins_manager) -> None:
+    for cached in (
+        plugins_manager._get_plugins,
+        plugins_manager._get_ui_plugins,
+        plugins_manager.get_fastapi_plugins,
+        plugins_manager.get_flask_plugins,
+    ):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def client(airflow_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(airflow_app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def token(client, airflow_db: Path) -> str:
+    """A JWT from Airflow's own login endpoint, for the user ``viewer``."""
+    passwords = json.loads(
+        (airflow_db / "simple_auth_manager_passwords.json.generated").read_text()
+    )
+    response = client.post(
+        "/auth/token", json={"username": "viewer", "password": passwords["viewer"]}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+@pytest.fixture(scope="module")
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def built(engine, db_url: str, fnd_home: Path) -> dict:
+    """Real state: three files ingested (one with bad rows, one rejected), two champions."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"truncate fnd.{DATA_TABLES.replace(', ', ', fnd.')}, "
+                             "fnd.ingest_batches restart identity cascade")  # fmt: skip
+    settings = Settings(home=fnd_home, database_url=db_url)
+    good = ingest_demo(engine, settings, 60, seed=21)
+    mixed = _ingest_with_bad_rows(engine, settings)
+    rejected = _ingest_rejected(engine, settings)
+    first = promote_tiny(engine, settings, epochs=2)
+    _score_all(engine, settings)
+    second = promote_tiny(engine, settings, epochs=2)
+    _score_all(engine, settings)
+    return {
+        "good": good,
+        "mixed": mixed,
+        "rejected": rejected,
+        "previous": first,
+        "champion": second,
+    }
+
+
+def _ingest_with_bad_rows(engine, settings: Settings) -> dict:
+    """A demo file plus three bad rows: two without an image file, one with blank text."""
+    batch = generate_batch(Path(settings.landing), 20, seed=22)
+    bad = [
+        {"id": "bad-1", "text": "a caption", "image": "images/nowhere.jpg"},
+        {"id": "bad-2", "text": "another", "image": "images/nowhere-either.jpg"},
+        {"id": "bad-3", "text": "   ", "image": "images/s22-000000.jpg"},
+    ]
+    with open(batch.data_file, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in bad)
+    return ingest_file(engine, str(batch.data_file), settings).to_json()
+
+
+def _ingest_rejected(engine, settings: Settings) -> dict:
+    landing = Path(settings.landing)
+    landing.mkdir(parents=True, exist_ok=True)
+    path = landing / "broken.jsonl"
+    path.write_text('{"id": "x1"}\n{"id": "x2", "text": "t"}\n')
+    with pytest.raises(BatchRejectedError) as err:
+        ingest_file(engine, str(path), settings)
+    return err.value.report.to_json()
+
+
+def _score_all(engine, settings: Settings) -> None:
+    work = scoring.plan(engine, n_shards=1)
+    scoring.score_shard(engine, settings, model_version=work["model_version"], shard=0, n_shards=1)
+
+
+# Loading ------------------------------------------------------------------------------
+
+
+def test_plugin_loads_with_its_app_and_views(airflow_app):
+    from airflow import plugins_manager
+
+    plugins, errors = plugins_manager._get_plugins()
+    assert not [path for path in errors if str(PLUGINS_DIR) in path], errors
+    [info] = [p for p in plugins_manager.get_plugin_info() if p["name"] == "fnd_monitoring"]
+    assert [a["url_prefix"] for a in info["fastapi_apps"]] == ["/fnd"]
+    views = {v["name"]: v for v in info["external_views"]}
+    assert {"Data quality", "Models", "Scores", "fnd"} <= set(views)
+    assert views["fnd"]["destination"] == "dag_run" and "{RUN_ID}" in views["fnd"]["href"]
+    assert all(not v["href"].startswith("/") for v in views.values())  # base-URL relative
+    # fnd_plugin/.airflowignore: the package's modules are not also loaded as top-level
+    # modules named after their files ("app", "models"...).
+    for name in ("app", "models", "quality", "scores", "web", "files", "charts", "backend"):
+        assert str(PLUGINS_DIR) not in str(getattr(sys.modules.get(name), "__file__", ""))
+
+
+def test_loading_the_plugin_builds_no_app():
+    """Airflow loads plugins in every task: importing ours must not pull in its web app."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(PLUGINS_DIR)!r}); import fnd_monitoring; "
+        "print(sorted(m for m in ('fnd_plugin.app', 'fastapi.templating', 'fnd_core.monitoring')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_airflow_lists_the_plugin_views_for_the_ui(client, auth):
+    response = client.get("/api/v2/plugins", headers=auth)
+    assert response.status_code == 200
+    [plugin] = [p for p in response.json()["plugins"] if p["name"] == "fnd_monitoring"]
+    assert {v["url_route"] for v in plugin["external_views"]} == {
+        "fnd-data-quality",
+        "fnd-models",
+        "fnd-scores",
+        "fnd-run",
+    }
+
+
+# Auth ---------------------------------------------------------------------------------
+
+ALL_ROUTES = [
+    *PAGES,
+    *JSON_ENDPOINTS,
+    "/fnd/",
+    "/fnd/run?dag_id=fnd_ingest&run_id=x",
+    "/fnd/data-quality/batches/1",
+    "/fnd/api/batches/1/quarantine",
+    "/fnd/data-docs/index.html",
+    "/fnd/models/m1/plots/roc_test.png",
+    "/fnd/images/" + "0" * 64 + ".jpg",
+]
+
+
+@pytest.mark.parametrize("path", ALL_ROUTES)
+def test_anonymous_requests_are_refused(client, path):
+    assert client.get(path, follow_redirects=False).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/fnd/scores", "/fnd/api/models"])
+def test_forged_token_is_refused(client, token, path):
+    header, payload, _ = token.split(".")
+    forged = f"{header}.{payload}.c2lnbmF0dXJl"
+    response = client.get(path, headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("path", PAGES + JSON_ENDPOINTS)
+def test_token_from_airflow_login_opens_every_page(client, auth, path):
+    response = client.get(path, headers=auth)
+    assert response.status_code == 200, response.text
+
+
+def test_ui_cookie_works_like_the_bearer_header(airflow_app, token):
+    """In the UI, the pages load in an iframe that sends Airflow's ``_token`` cookie."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(airflow_app, cookies={"_token": token}) as browser:
+        assert browser.get("/fnd/api/validations").status_code == 200
+
+
+def test_run_tab_sends_each_dag_to_its_page(client, auth):
+    response = client.get(
+        "/fnd/run", params={"dag_id": "fnd_retrain", "run_id": "manual__1"}, headers=auth,
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303
+    target = urlsplit(response.headers["location"])
+    assert target.path == "/fnd/models" and parse_qs(target.query) == {"run_id": ["manual__1"]}
+    other = client.get("/fnd/run", params={"dag_id": "etl", "run_id": "r"}, headers=auth)
+    assert other.status_code == 200 and "not one of fnd" in other.text
+
+
+# Pages on real data ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_data_quality_page_shows_runs_rules_and_reasons(client, auth, built):
+    html = client.get("/fnd/data-quality", headers=auth).text
+    assert built["mixed"]["uri"] in html and built["rejected"]["uri"] in html
+    assert "image_missing</a> × 2" in html and "text_empty</a> × 1" in html
+    assert "threshold" in html  # the rejected file's reason
+    assert html.count('href="/fnd/data-docs/validations/posts/') == 3
+    api = client.get("/fnd/api/validations", params={"success": "false"}, headers=auth).json()
+    # GX sees every row read, bad ones included: both files with bad rows fail the suite.
+    assert {v["source_uri"] for v in api["items"]} == {
+        built["rejected"]["uri"],
+        built["mixed"]["uri"],
+    }
+
+
+@pytest.mark.slow
+def test_batch_page_pages_through_raw_rows_of_one_rule(client, auth, built):
+    batch_id = built["mixed"]["batch_id"]
+    first = client.get(
+        f"/fnd/data-quality/batches/{batch_id}",
+        params={"rule": "image_missing", "limit": 1},
+        headers=auth,
+    ).text
+    assert "<td>bad-1</td>" in first and "<td>bad-2</td>" not in first  # one row a page
+    assert (
+        f"/fnd/data-quality/batches/{batch_id}?rule=image_missing&amp;limit=1&amp;offset=1" in first
+    )
+    rows = client.get(
+        f"/fnd/api/batches/{batch_id}/quarantine", params={"offset": 1, "limit": 1}, headers=auth
+    ).json()
+    assert rows["total"] == 3 and json.loads(rows["items"][0]["raw"])["id"] == "bad-2"
+    assert client.get("/fnd/api/batches/999999", headers=auth).status_code == 404
+
+
+@pytest.mark.slow
+def test_data_docs_are_served_from_their_folder_only(client, auth, built, fnd_home):
+    [run] = client.get(
+        "/fnd/api/validations", params={"batch_id": built["good"]["batch_id"]}, headers=auth
+    ).json()["items"]
+    page = client.get(run["data_docs_url"], headers=auth)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    (fnd_home / "secret.txt").write_text("not for the web")
+    for attempt in (
+        "../secret.txt",
+        "%2e%2e/secret.txt",
+        "/etc/passwd",
+        "validations/../../secret.txt",
+    ):
+        response = client.get(f"/fnd/data-docs/{attempt}", headers=auth)
+        assert response.status_code == 404 and "not for the web" not in response.text
+
+
+@pytest.mark.slow
+def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
+    html = client.get("/fnd/models", headers=auth).text
+    assert built["champion"] in html and built["previous"] in html
+    assert "forced by tests" in html and "compared with" in html
+    api = client.get("/fnd/api/models", headers=auth).json()
+    champion = next(m for m in api["items"] if m["version"] == built["champion"])
+    assert champion["status"] == "champion" and champion["gate_decision"] == "promote"
+    names = {p["name"] for p in champion["plots"]}
+    assert {"training_curves.png", "roc_test.png", "confusion_test.png"} <= names
+    plot = client.get(champion["plots"][0]["url"], headers=auth)
+    assert plot.headers["content-type"] == "image/png" and plot.content[:4] == b"\x89PNG"
+    assert f'src="{champion["plots"][0]["url"]}"' in html  # the champion's plots are shown
+    missing = client.get(f"/fnd/models/{built['champion']}/plots/model.png", headers=auth)
+    assert missing.status_code == 404
+
+
+@pytest.mark.slow
+def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
+    response = client.get("/fnd/scores", headers=auth)
+    html = response.text
+    external = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "http://" not in external and "https://" not in external  # nothing from elsewhere
+    assert html.count("<svg") == 2 and built["champion"] in html and built["previous"] in html
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    data = client.get("/fnd/api/scores", params={"days": 7}, headers=auth).json()
+    assert len(data["daily"]["days"]) == 7
+    assert data["comparison"]["n_posts"] == 80  # every post, scored by both champions
+    flagged = data["flagged"]["items"]
+    assert flagged and all(p["p_fake"] >= p["threshold"] for p in flagged)
+    assert str(escape(flagged[0]["text"])) in html
+
+
+@pytest.mark.slow
+def test_thumbnails_are_resized_on_the_server(client, auth, built):
+    from PIL import Image
+
+    post = client.get("/fnd/api/scores", headers=auth).json()["flagged"]["items"][0]
+    response = client.get(post["thumbnail_url"], headers=auth)
+    assert response.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(response.content)).size) <= 160
+    sha = post["image_sha256"]
+    assert client.get(f"/fnd/images/{sha}.jpg?size=5000", headers=auth).status_code == 422
+    assert client.get(f"/fnd/images/{'f' * 64}.jpg", headers=auth).status_code == 404
+
+
+# Files and charts -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def plugin_modules(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS_DIR))
+    from fnd_plugin import charts, files
+
+    return charts, files
+
+
+def test_data_docs_paths_cannot_leave_their_folder(plugin_modules, tmp_path):
+    _, files = plugin_modules
+    docs = tmp_path / "docs"
+    (docs / "validations").mkdir(parents=True)
+    (docs / "validations" / "run.html").write_text("<html>")
+    (tmp_path / "secret.txt").write_text("secret")
+    (docs / "validations" / "link.html").symlink_to(tmp_path / "secret.txt")
+    assert files.data_docs_file(docs, "validations/run.html").read_text() == "<html>"
+    for bad in ("", "../secret.txt", "/etc/passwd", "validations/link.html", "validations"):
+        with pytest.raises(files.NotServable):
+            files.data_docs_file(docs, bad)
+
+
+def test_thumbnails_refuse_images_over_the_pixel_limit(plugin_modules):
+    from PIL import Image
+
+    _, files = plugin_modules
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 200), (200, 10, 10)).save(buffer, format="PNG")
+    small = Image.open(io.BytesIO(files.thumbnail(buffer.getvalue(), 96, max_pixels=10**6)))
+    assert (small.format, small.size) == ("JPEG", (96, 48))
+    with pytest.raises(files.NotServable, match="over the limit"):
+        files.thumbnail(buffer.getvalue(), 96, max_pixels=1000)
+    with pytest.raises(files.NotServable, match="not a readable image"):
+        files.thumbnail(b"<html>", 96, max_pixels=1000)
+
+
+def test_charts_are_self_contained_svg_with_escaped_labels(plugin_modules):
+    charts, _ = plugin_modules
+    days = [
+        {"day": "2024-03-01", "n_posts": 40, "n_fake": 10, "fake_share": 0.25},
+        {"day": "2024-03-02", "n_posts": 0, "n_fake": 0, "fake_share": None},
+    ]
+    svg = charts.daily_chart(days)
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and svg.count("<rect") == 4
+    assert "2024-03-01: 40 posts, 10 flagged fake (25.0% of scored)" in svg
+    bins = [{"lo": 0.0, "hi": 0.5, "a": 3, "b": 1}, {"lo": 0.5, "hi": 1.0, "a": 1, "b": 3}]
+    svg = charts.histogram_chart(bins, [("a", "<script>x</script>"), ("b", "previous")])
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and svg.count("<rect") == 4
+    empty = [{**b, "a": 0} for b in bins]
+    assert "nothing scored yet" in charts.histogram_chart(empty, [("a", "champion")])
+    assert "no posts yet" in charts.daily_chart([])
+
+
+# Failure alerts ---------------------------------------------------------------------------
+
+
+class RecordingNotifier:
+    """A notifier configured by class path, as FND_ALERT_NOTIFIER names one."""
+
+    alerts: list[str] = []
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+
+    def __call__(self, context) -> None:
+        RecordingNotifier.alerts.append(context["fnd_alert_text"])
+
+
+def test_every_fnd_task_has_the_failure_alert(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    import fnd_support
+
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert fnd_support.on_task_failure in callbacks, f"{dag.dag_id}.{task.task_id}"
+
+
+@pytest.mark.slow
+def test_a_rejected_file_alerts_with_its_file_and_rules(airflow_db, fnd_env, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("FND_ALERT_NOTIFIER", f"{__name__}.RecordingNotifier")
+    RecordingNotifier.alerts.clear()
+    landing = fnd_env / "landing"
+    landing.mkdir(parents=True)
+    (landing / "junk.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n{"text": "no id"}\n')
+
+    dag = DagBag(dag_folder=str(DAGS_DIR / "fnd_ingest.py")).dags["fnd_ingest"]
+    run = dag.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["ingest_file"] == "failed"
+    [alert] = RecordingNotifier.alerts
+    assert alert.startswith("[fnd] file junk.jsonl rejected")
+    assert f"file: {landing / 'junk.jsonl'}" in alert
+    assert "quarantine rules: text_missing ×2, id_missing ×1" in alert
+    assert "threshold" in alert
