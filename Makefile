@@ -10,7 +10,7 @@ FND := $(VENV)/bin/fnd
 # The install is redone only when the lock or the project metadata change.
 STAMP := $(VENV)/.fnd-installed
 
-.PHONY: help install run test test-fast lint format bench clean
+.PHONY: help install run test test-fast lint format bench clean browser-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,14 +24,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## Create the venv and install the pinned lock (idempotent)
 
-run: $(STAMP)  ## Start the database (embedded unless FND_DATABASE_URL), migrate, print how to connect
-	$(FND) db upgrade
-	@echo
-	@echo "fnd's database is ready. Connect with:"
-	@echo "  $$($(FND) db psql 2>/dev/null)"
-	@echo "Try: select * from fnd.model_leaderboard;   Stop it: $(FND) db stop"
+run: $(STAMP)  ## Run fnd in Airflow 3 (UI :8080, embedded Postgres, demo data); Ctrl-C stops it
+	$(FND) up
 
-test: $(STAMP)  ## Run every test that can run on this machine
+test: browser-deps $(STAMP)  ## Run every test that can run on this machine
 	$(PY) -m pytest
 
 test-fast: $(STAMP)  ## Skip the slow tests
@@ -46,7 +42,16 @@ format: $(STAMP)  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)  ## Run the benchmarks (prints figures; slow)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) -m benchmarks.ingest_throughput 10000
+	$(PY) -m benchmarks.score_throughput --scales 1000,10000
+	$(PY) -m benchmarks.train_throughput
+
+# Headless chromium + chromedriver for tests/airflow/test_browser.py; apt runs only when missing.
+browser-deps:  ## Install chromium + chromedriver for the browser test (apt, idempotent)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser-deps: chromium/chromedriver missing and apt-get unusable here: the browser test will skip"; fi
 
 clean:  ## Remove caches (keeps .venv and FND_HOME data)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

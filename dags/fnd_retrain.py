@@ -58,9 +58,15 @@ from fnd_support import COMMON_DAG_KWARGS, fnd_engine, fnd_settings
 def fnd_retrain():
     @task
     def snapshot() -> dict:
+        """Freeze the labelled posts; skip the whole run (not fail) when there are none yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from fnd_core import retrain
 
-        return retrain.snapshot(fnd_engine())
+        snap = retrain.snapshot(fnd_engine())
+        if snap["n_labelled"] == 0:
+            raise AirflowSkipException("no labelled posts yet: nothing to train on")
+        return snap
 
     @task(retries=0)
     def validate_snapshot(snap: dict) -> dict:

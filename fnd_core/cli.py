@@ -7,7 +7,6 @@ start instantly and only ``fnd train`` pays for torch.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -323,15 +322,17 @@ def demo_generate(
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=lambda: int(os.environ.get("FND_AIRFLOW_PORT") or 8080),
-    show_default="FND_AIRFLOW_PORT or 8080",
+    default=8080,
+    envvar="FND_AIRFLOW_PORT",
+    show_default=True,
+    show_envvar=True,
     help="Port of the Airflow UI / API server.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the UI binds to.")
 @click.option(
     "--demo-posts",
     type=click.IntRange(min=0),
-    default=2000,
+    default=1500,
     show_default=True,
     help="Demo batch landed on a first run (no posts, empty landing zone); 0: none.",
 )
@@ -370,7 +371,11 @@ def up_cmd(
         airflow_db_url=airflow_db_url,
     )
     logging.getLogger().setLevel(logging.WARNING)  # the stack prints its own progress
-    ctx.exit(run_stack(_settings(ctx), options, echo=lambda msg: click.echo(msg, err=False)))
+    try:
+        code = run_stack(_settings(ctx), options, echo=click.echo)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx.exit(code)
 
 
 def main() -> None:

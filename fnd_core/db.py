@@ -91,14 +91,11 @@ def psql_command(url: str) -> str:
 
 
 def stop_embedded(settings: Settings) -> bool:
-    """Stop the embedded PostgreSQL under FND_HOME if it runs; True if one was stopped."""
-    pgdata = settings.embedded_pgdata.resolve()
-    if not (pgdata / "postmaster.pid").exists():
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    # A 'stop' handle that is the last one alive stops the server when cleaned up.
-    pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
-    return True
+    """Stop the embedded PostgreSQL under FND_HOME if it runs; True if one was stopped.
+
+    Uses the postmaster's pid file rather than pgserver's handle bookkeeping, which refuses to
+    stop a server while any process that ever used it (e.g. a killed task) is still listed.
+    """
+    from fnd_core.processes import stop_postgres
+
+    return stop_postgres(settings.embedded_pgdata.resolve())
