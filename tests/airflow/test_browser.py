@@ -113,3 +113,20 @@ def test_log_in_see_the_dags_open_a_run(browser, live_stack):
     body = browser.find_element("tag name", "body").text
     assert "success" in body.lower(), body[:2000]
     browser.save_screenshot(str(ARTIFACTS / "03-run.png"))
+
+
+@pytest.mark.parametrize(
+    ("path", "texts", "shot"),
+    [
+        ("/fnd/data-quality", ("Data quality", "posts"), "04-data-quality.png"),
+        ("/fnd/models", ("Models", "champion"), "05-models.png"),
+        ("/fnd/scores", ("Scores", "Posts per day and fake share"), "06-scores.png"),
+    ],
+)
+def test_plugin_pages_render_for_a_logged_in_user(browser, live_stack, path, texts, shot):
+    """The monitoring plugin's pages, with the UI's own login (its `_token` cookie)."""
+    if browser.get_cookie("_token") is None:
+        _log_in(browser, live_stack)
+    browser.get(live_stack.url + path)
+    _wait_text(browser, *texts)
+    browser.save_screenshot(str(ARTIFACTS / shot))
