@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fnd_core.settings import Settings
 
@@ -69,6 +69,27 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(bare):
             return "postgresql+psycopg2://" + url[len(bare) :]
     return url
+
+
+def url_from_airflow_connection(conn: Any) -> str:
+    """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``).
+
+    Duck-typed (login, password, host, port, schema, extra_dejson): fnd_core never imports airflow;
+    the DAGs and the plugin pass the connection in.
+    """
+    from sqlalchemy.engine import URL
+
+    extra = conn.extra_dejson or {}
+    query = {k: str(v) for k, v in extra.items() if k in {"host", "sslmode", "options"}}
+    return URL.create(
+        "postgresql+psycopg2",
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
+        query=query,
+    ).render_as_string(hide_password=False)
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -79,19 +79,9 @@ def fnd_database_url() -> str:
 
 def connection_to_url(conn) -> str:
     """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``)."""
-    from sqlalchemy.engine import URL
+    from fnd_core.db import url_from_airflow_connection
 
-    extra = conn.extra_dejson or {}
-    query = {k: str(v) for k, v in extra.items() if k in {"host", "sslmode", "options"}}
-    return URL.create(
-        "postgresql+psycopg2",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or None,
-        query=query,
-    ).render_as_string(hide_password=False)
+    return url_from_airflow_connection(conn)
 
 
 def fnd_engine():

@@ -70,21 +70,7 @@ def fnd_database_url(settings: Settings) -> str:
 
 
 def connection_url(conn: Any) -> str:
-    """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``).
+    """A SQLAlchemy URL from an Airflow Postgres connection (the mapping the DAGs use too)."""
+    from fnd_core.db import url_from_airflow_connection
 
-    The same mapping as ``dags/fnd_support.connection_to_url``, which the API server cannot
-    import (the DAGs folder is not on its path).
-    """
-    from sqlalchemy.engine import URL
-
-    extra = conn.extra_dejson or {}
-    query = {k: str(v) for k, v in extra.items() if k in {"host", "sslmode", "options"}}
-    return URL.create(
-        "postgresql+psycopg2",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or None,
-        query=query,
-    ).render_as_string(hide_password=False)
+    return url_from_airflow_connection(conn)
