@@ -534,5 +534,10 @@ def _as_str(value: Any) -> str | None:
 
 
 def _label_or_none(value: Any) -> int | None:
-    text = str(value).strip().lower() if value is not None else ""
-    return {"0": 0, "1": 1, "real": 0, "fake": 1}.get(text)
+    """The row checks' label parser; an invalid label is None here (GX sees ``label_raw``)."""
+    from fnd_core.landing.rows import InvalidField, parse_label
+
+    try:
+        return parse_label(value)
+    except InvalidField:
+        return None

@@ -45,13 +45,17 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")  # in Pillow's DecompressionBombE
 _SWAPS_SIDES = (5, 6, 7, 8)  # orientations that turn the picture a quarter
 
 
-class ImageRejected(ValueError):
-    """An image that cannot be accepted: ``rule`` is a stable code, ``reason`` is for people."""
+class RuleViolation(ValueError):
+    """A value that breaks an ingest rule: ``rule`` is a stable code, ``reason`` is for people."""
 
     def __init__(self, rule: str, reason: str) -> None:
         super().__init__(f"{rule}: {reason}")
         self.rule = rule
         self.reason = reason
+
+
+class ImageRejected(RuleViolation):
+    """An image that cannot be accepted."""
 
 
 @dataclass(frozen=True)

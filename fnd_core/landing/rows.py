@@ -23,7 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fnd_core.landing.images import ImageRejected, ImageStore, StoredImage, ingest_image
+from fnd_core.landing.images import (
+    ImageRejected,
+    ImageStore,
+    RuleViolation,
+    StoredImage,
+    ingest_image,
+)
 from fnd_core.landing.images import resolve_image_ref as _resolve
 from fnd_core.landing.readers import LandingFile, RawRow
 
@@ -93,13 +99,8 @@ class RowContext:
         return cls(folder=landing.folder, source=landing.source, store=store, **limits)
 
 
-class InvalidField(ValueError):
-    """A field that breaks a rule: ``rule`` is the stable code, ``reason`` is for people."""
-
-    def __init__(self, rule: str, reason: str) -> None:
-        super().__init__(f"{rule}: {reason}")
-        self.rule = rule
-        self.reason = reason
+class InvalidField(RuleViolation):
+    """A field that breaks a rule (same shape as an image rejection, kept apart from it)."""
 
 
 @dataclass(frozen=True)
