@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -229,9 +230,14 @@ def train_cmd(
 @click.option(
     "--shards",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Split the work this many ways (scored one after another here).",
+    default=None,
+    help="Split the work this many ways (default: FND_SCORE_SHARDS).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Shards scored at once, in worker processes (default: one per core on CPU).",
 )
 @click.option(
     "--page-size",
@@ -242,34 +248,44 @@ def train_cmd(
 )
 @click.pass_context
 def score_cmd(
-    ctx: click.Context, rescore_all: bool, model_version: str | None, shards: int, page_size: int
+    ctx: click.Context,
+    rescore_all: bool,
+    model_version: str | None,
+    shards: int | None,
+    workers: int | None,
+    page_size: int,
 ) -> None:
     """Score the posts the champion (or --model-version) has not scored yet."""
+    from dataclasses import replace
+
     from fnd_core import scoring
+    from fnd_core.db import database_url, make_engine
 
     settings = _settings(ctx)
-    engine = _engine(ctx)
+    if workers:
+        settings = replace(settings, score_workers=workers)
+    url = database_url(settings)
+    engine = make_engine(url)
+    n_shards = shards or settings.score_shards
     work = scoring.plan(
-        engine, model_version=model_version, n_shards=shards, rescore_all=rescore_all
+        engine, model_version=model_version, n_shards=n_shards, rescore_all=rescore_all
     )
+    engine.dispose()
     if not work["n_todo"]:
         click.echo(f"nothing to score: every post has a verdict from {work['model_version']}")
         return
-    for shard in work["shards"]:
-        report = scoring.score_shard(
-            engine,
-            settings,
-            model_version=work["model_version"],
-            shard=shard["shard"],
-            n_shards=shards,
-            rescore_all=rescore_all,
-            run_id="cli",
-            page_size=page_size,
-        )
+    started = time.perf_counter()
+    reports = scoring.score_shards(
+        url, settings, work, rescore_all=rescore_all, run_id="cli", page_size=page_size
+    )
+    for report in reports:
         click.echo(
-            f"shard {report.shard}/{shards}: scored {report.n_scored}, errors {report.n_errors} "
+            f"shard {report.shard}/{n_shards}: scored {report.n_scored}, errors {report.n_errors} "
             f"({report.posts_per_s:.1f} posts/s)"
         )
+    n_scored = sum(r.n_scored for r in reports)
+    seconds = time.perf_counter() - started
+    click.echo(f"scored {n_scored} post(s) in {seconds:.1f} s ({n_scored / seconds:.1f} posts/s)")
 
 
 @cli.group("demo")

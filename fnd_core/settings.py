@@ -77,6 +77,9 @@ class Settings:
         "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"
     )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per run")
+    score_workers: int = _setting(
+        "FND_SCORE_WORKERS", 0, "`fnd score` processes on CPU (0: one per FND_CPU_THREADS cores)"
+    )
     score_schedule: str = _setting(
         "FND_SCORE_SCHEDULE", "0 * * * *", "Backstop cron of fnd_score (it also runs on new posts)"
     )

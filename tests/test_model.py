@@ -287,3 +287,32 @@ def test_offline_artifact_stores_only_the_head(offline_model, tmp_path):
     pixels = _sample_pixels("flower.jpg")[None]
     with torch.inference_mode():
         assert torch.allclose(loaded.model(pixels, **tokens), offline_model(pixels, **tokens))
+
+
+@pytest.mark.parametrize("preset", ["tiny", pytest.param("offline", marks=pytest.mark.slow)])
+def test_optimised_for_inference_is_the_same_function_with_the_same_cache_id(preset):
+    """BatchNorm folded + channels-last: same features, same cache key, no more training."""
+    torch.manual_seed(0)
+    config = ModelConfig(preset=preset)
+    model = build_model(config).eval()
+    side = config.image_size
+    pixels = (
+        torch.stack([_sample_pixels("china.jpg"), _sample_pixels("flower.jpg")])
+        if side == 224
+        else torch.randint(0, 256, (2, 3, side, side), dtype=torch.uint8)
+    )
+    tokens = model.tokenize(["a red balloon over snow", "stock markets fell on Tuesday"])
+    cache_id = model.image_encoder.backbone_id(side)
+    with torch.inference_mode():
+        before_features = model.encode_images(pixels)
+        before_logits = model(pixels, **tokens)
+        model.optimise_for_inference()
+        after_features = model.encode_images(pixels)
+        after_logits = model(pixels, **tokens)
+    batchnorms = [m for m in model.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batchnorms == []
+    assert torch.allclose(after_features, before_features, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(after_logits, before_logits, rtol=1e-4, atol=1e-4)
+    assert model.image_encoder.backbone_id(side) == cache_id
+    with pytest.raises(RuntimeError, match="optimised for inference"):
+        model.train()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,19 @@ def test_every_post_scored_once_then_nothing(clean_db, settings, champion):
     again = score_all(clean_db, settings, n_shards=3)
     assert sum(r.n_scored for r in again) == 0
     assert count(clean_db, "select count(*) from fnd.predictions") == 150
+
+
+def test_worker_processes_score_shards_at_once(clean_db, settings, champion):
+    """`fnd score`'s path on CPU: two spawned workers, one shard each, every post once."""
+    settings = replace(settings, score_workers=2, num_workers=0)
+    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (2, 1)
+    assert scoring.worker_plan(settings, n_shards=1, device="cpu")[0] == 1
+    work = scoring.plan(clean_db, n_shards=2)
+    reports = scoring.score_shards(settings.database_url, settings, work, page_size=40)
+    assert sorted(r.shard for r in reports) == [0, 1]
+    assert sum(r.n_scored for r in reports) == 150
+    assert count(clean_db, "select count(distinct post_id) from fnd.predictions") == 150
+    assert scoring.plan(clean_db, n_shards=2)["n_todo"] == 0
 
 
 def test_labels_follow_threshold_and_run_id(clean_db, settings, champion):
@@ -103,17 +118,22 @@ def test_killed_midway_then_rerun_leaves_no_gaps_or_duplicates(clean_db, setting
         "FND_DATABASE_URL": settings.database_url,
         "FND_NUM_WORKERS": "0",
     }
-    cmd = [sys.executable, "-m", "fnd_core.cli", "score", "--page-size", "10"]
+    cmd = [sys.executable, "-m", "fnd_core.cli", "score", "--page-size", "10",
+           "--shards", "2", "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    # Kill -9 as soon as the first page is committed: the process dies mid-shard.
+    # Kill -9 as soon as a first page is committed: `fnd score` dies mid-shard, and its two
+    # worker processes die with it (they would otherwise finish the job).
     deadline = time.monotonic() + 120
     for line in proc.stderr:
-        if "scored" in line and "shard 0/1" in line or time.monotonic() > deadline:
+        if re.search(r"shard \d/2: \d+ scored", line) or time.monotonic() > deadline:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    time.sleep(2)  # let a surviving worker (the bug this guards against) write more pages
     partial = count(clean_db, "select count(*) from fnd.predictions")
     assert 0 < partial < 150, "the kill should land between the first and the last page"
+    time.sleep(3)
+    assert count(clean_db, "select count(*) from fnd.predictions") == partial, "orphan scorer"
 
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     assert count(clean_db, "select count(*) from fnd.predictions") == 150

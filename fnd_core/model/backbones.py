@@ -9,6 +9,7 @@ live here too; pretrained presets are loaded by :mod:`fnd_core.model.pretrained`
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import zlib
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 from fnd_core.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = "crop1"  # bump when resizing/normalisation changes: it keys the cache
 
@@ -62,13 +65,64 @@ class ImageBackbone(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
+        self._inference_digest: str | None = None  # set once optimised: weights then frozen
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(self.mean.dtype) / 255.0 if pixels.dtype == torch.uint8 else pixels
-        return self.trunk((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self._inference_digest is not None:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.trunk(x)
 
     def backbone_id(self, image_size: int) -> str:
         """Cache key prefix: features depend on weights, input size and preprocessing."""
-        return f"{self.name}-{image_size}px-{PREPROCESS_VERSION}-{weights_digest(self)[:16]}"
+        digest = self._inference_digest or weights_digest(self)
+        return f"{self.name}-{image_size}px-{PREPROCESS_VERSION}-{digest[:16]}"
+
+    @property
+    def inference_only(self) -> bool:
+        return self._inference_digest is not None
+
+    def optimise_for_inference(self) -> ImageBackbone:
+        """Fold BatchNorm into the convolutions and switch to channels-last, in place.
+
+        Same function up to float rounding (relative error ~1e-6), 1.3-1.5x faster on CPU
+        (EfficientNet-Lite0, measured in ``benchmarks/score_throughput.py``). The weights
+        digest is pinned first, so cached features of the unfolded encoder stay valid. The
+        module can no longer be trained afterwards.
+        """
+        if self._inference_digest is None:
+            self._inference_digest = weights_digest(self)
+            self.eval()
+            self.trunk = fold_batchnorm(self.trunk)
+            self.to(memory_format=torch.channels_last)
+        return self
+
+    def train(self, mode: bool = True) -> ImageBackbone:
+        if mode and self.inference_only:
+            raise RuntimeError(
+                f"{self.name} was optimised for inference (BatchNorm folded): it cannot train"
+            )
+        return super().train(mode)
+
+
+def fold_batchnorm(trunk: nn.Module) -> nn.Module:
+    """``trunk`` with each eval BatchNorm folded into the convolution before it.
+
+    A trunk may fold itself (``fold_batchnorm()``, for convolutions hidden inside custom
+    modules); otherwise torch.fx traces it and fuses the Conv-BN pairs it finds. A trunk fx
+    cannot trace is returned unchanged.
+    """
+    if hasattr(trunk, "fold_batchnorm"):
+        trunk.fold_batchnorm()
+        return trunk
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(trunk)
+    except Exception as exc:  # noqa: BLE001 - an untraceable trunk just stays unfused
+        log.info("BatchNorm not folded in %s: %s", type(trunk).__name__, exc)
+        return trunk
 
 
 class TextBackbone(nn.Module):

@@ -92,6 +92,13 @@ class FakeNewsModel(nn.Module):
             )
         return self.text_encoder.tokenize(texts)
 
+    def optimise_for_inference(self) -> FakeNewsModel:
+        """Scoring-only speed-ups, in place: see :meth:`ImageBackbone.optimise_for_inference`."""
+        self.eval()
+        if self.image_encoder is not None:
+            self.image_encoder.optimise_for_inference()
+        return self
+
     def set_encoders_trainable(self, trainable: bool) -> None:
         """Freeze (phase 1) or unfreeze (phase 2 fine-tuning) both encoders."""
         for encoder in (self.image_encoder, self.text_encoder):

@@ -64,6 +64,27 @@ class _LiteTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x).mean(dim=(2, 3))
 
+    def fold_batchnorm(self) -> None:
+        """Fold every BatchNorm into its convolution (eval statistics), in place.
+
+        The package's convolutions pad inside custom modules, which torch.fx's Conv-BN fusion
+        does not see through, so the pairs are named here; torch does the arithmetic.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+        net = self.net
+        pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+        for block in net._blocks:
+            if hasattr(block, "_expand_conv"):
+                pairs.append((block, "_expand_conv", "_bn0"))
+            pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+        for owner, conv_name, bn_name in pairs:
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            setattr(owner, bn_name, nn.Identity())
+
 
 # offline ----------------------------------------------------------------------------------
 def offline_image(config: ModelConfig, *, pretrained: bool = True) -> ImageBackbone:
