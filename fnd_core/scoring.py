@@ -129,10 +129,9 @@ def score_shard(
     device: str = "auto",
 ) -> ShardReport:
     """Score every post of one shard not yet scored by ``model_version``."""
+    from fnd_core.features import FeatureCache
     from fnd_core.model.artifacts import load_model
     from fnd_core.model.runtime import resolve_device
-
-    from fnd_core.features import FeatureCache
 
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
