@@ -1,23 +1,34 @@
 """Scoring throughput: fnd's scorer vs the model's ceiling vs the one-post-at-a-time loop.
 
-    python benchmarks/score_throughput.py [--scales 1000,10000,50000] [--preset offline]
+    python -m benchmarks.score_throughput [--scales 1000,10000,50000] [--preset offline]
 
 All in one run, same machine, same model (a champion trained here), same posts:
-  (a) fnd's scorer end to end, Postgres to Postgres (select unscored → decode images in
-      DataLoader workers → encoders → head → COPY + INSERT … ON CONFLICT), feature cache cold;
-  (b) the model's forward pass alone on preloaded tensors (decoded, resized, tokenized) at the
-      same batch size: the ceiling;
-  (c) one post at a time: read + decode the image, tokenize, forward at batch 1, INSERT one row.
-Prints posts/s and the ratios a/b and a/c; then scaling (a) at each size, and a second run
-with no new posts.
+  (a) fnd's scorer end to end, Postgres to Postgres, as ``fnd score`` runs it with its
+      defaults (shards scored at once by worker processes, encoders optimised for inference;
+      select unscored → decode images in DataLoader workers → encoders → head → COPY +
+      INSERT … ON CONFLICT), feature cache cold;
+  (b) the same model's forward pass alone on preloaded tensors (decoded, resized, tokenized)
+      at the same batch sizes, with the same worker processes and threads: the ceiling;
+  (c) the classic loop a competent user writes: the model as loaded from the registry,
+      torch's default threads, and per post: read + decode the image, tokenize, forward at
+      batch 1, INSERT one row and commit;
+  (c') the same loop with fnd's encoder settings (BatchNorm folded, channels-last, the
+      resolved FND_INFERENCE_PRECISION), to show how much of a/c comes from those and how
+      much from batching and parallelism.
+(a)'s verdicts are compared with (c)'s plain fp32 ones on the same posts (labels changed,
+largest |Δp|).
+Then (a) at each scale, a second run with no new posts, and a rescore of every post with
+the feature cache warm (what a newly promoted champion with the same frozen encoders does).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -28,6 +39,8 @@ from fnd_core.db import make_engine
 from fnd_core.demo import generate_batch
 from fnd_core.gate import GatePolicy
 from fnd_core.ingest import ingest_file
+
+TEXT_BATCH = 32  # fnd_core.features.encode_examples' default
 
 
 def grow_to(engine, settings, target: int, have: int, seed: int) -> int:
@@ -52,43 +65,96 @@ def train_champion(engine, settings, preset: str) -> str:
     return cand["version"]
 
 
-def score_all(engine, settings) -> tuple[int, float]:
-    """(a): what `fnd score` does, one shard, with a cold feature cache."""
-    shutil.rmtree(settings.home / "feature_cache", ignore_errors=True)
+def fnd_score(url: str, settings, *, rescore_all: bool = False, cold: bool = True):
+    """(a): what `fnd score` does with its defaults; returns (posts scored, seconds)."""
+    if cold:
+        shutil.rmtree(settings.home / "feature_cache", ignore_errors=True)
+    engine = make_engine(url)
     with Timer() as t:
-        work = scoring.plan(engine, n_shards=1)
-        n = 0
+        work = scoring.plan(engine, n_shards=settings.score_shards, rescore_all=rescore_all)
+        reports = []
         if work["n_todo"]:
-            n = scoring.score_shard(
-                engine, settings, model_version=work["model_version"], shard=0, n_shards=1
-            ).n_scored
-    return n, t.seconds
+            reports = scoring.score_shards(url, settings, work, rescore_all=rescore_all)
+    engine.dispose()
+    return sum(r.n_scored for r in reports), t.seconds
 
 
-def ceiling(model, examples, settings) -> float:
-    """(b): encoders + head on preloaded tensors, same batch size; posts/s."""
+def load_champion(url: str, version: str, *, optimised: bool):
+    from fnd_core.model.artifacts import load_model
+
+    engine = make_engine(url)
+    mv = scoring.resolve_version(engine, version)
+    engine.dispose()
+    loaded = load_model(mv.artifact_uri, mv.artifact_sha256)
+    if optimised:
+        loaded.model.optimise_for_inference()
+    return loaded
+
+
+def _ceiling_worker(
+    url, version, examples, batch_size, threads, precision, barrier
+) -> tuple[int, float]:
+    """One worker of (b): preload its posts, wait for the others, then time the forward."""
     from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.runtime import inference_autocast
 
+    torch.set_num_threads(threads)
+    model = load_champion(url, version, optimised=True).model
     pixels = torch.stack(
         [load_pixels(e.image_uri, image_size=model.config.image_size) for e in examples]
     )
-    tokens = model.tokenize([e.text for e in examples])
-    bs = settings.batch_size
+    by_length = sorted(examples, key=lambda e: len(e.text))
+    token_batches = [
+        model.tokenize([e.text for e in by_length[lo : lo + TEXT_BATCH]])
+        for lo in range(0, len(by_length), TEXT_BATCH)
+    ]
+    barrier.wait()
     with torch.inference_mode(), Timer() as t:
-        for lo in range(0, len(examples), bs):
-            model(
-                pixels[lo : lo + bs],
-                tokens["input_ids"][lo : lo + bs],
-                tokens["attention_mask"][lo : lo + bs],
+        with inference_autocast(torch.device("cpu"), precision):
+            image = torch.cat(
+                [model.encode_images(pixels[lo : lo + batch_size])
+                 for lo in range(0, len(pixels), batch_size)]
+            ).float()  # fmt: skip
+            text = torch.cat([model.encode_texts(**tokens) for tokens in token_batches]).float()
+        torch.sigmoid(model.head_forward(image, text))
+    return len(examples), t.seconds
+
+
+def ceiling(url, version, examples, settings, precision: str) -> float:
+    """(b): the forward pass alone, with (a)'s workers, threads and batch sizes; posts/s."""
+    workers, threads = scoring.worker_plan(settings, settings.score_shards)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        barrier = manager.Barrier(workers)
+        parts = [examples[k::workers] for k in range(workers)]
+        futures = [
+            pool.submit(
+                _ceiling_worker,
+                url,
+                version,
+                part,
+                settings.batch_size,
+                threads,
+                precision,
+                barrier,
             )
-    return len(examples) / t.seconds
+            for part in parts
+        ]
+        results = [f.result() for f in futures]
+    return sum(n for n, _ in results) / max(s for _, s in results)
 
 
-def one_at_a_time(model, threshold, examples, url: str) -> float:
-    """(c): the classic loop — per post: load, decode, tokenize, forward, INSERT."""
+def one_at_a_time(loaded, examples, url: str, precision: str = "fp32") -> tuple[float, dict]:
+    """(c): the classic loop — per post: load, decode, tokenize, forward, INSERT, commit.
+
+    Returns posts/s and each post's P(fake).
+    """
     from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.runtime import inference_autocast
 
+    model, threshold = loaded.model, loaded.threshold
     engine = make_engine(url)
+    p_fake = {}
     with engine.connect() as conn:
         conn.exec_driver_sql("create temp table naive (post_id text, p_fake real, label text)")
         conn.commit()
@@ -96,14 +162,33 @@ def one_at_a_time(model, threshold, examples, url: str) -> float:
             for e in examples:
                 pixels = load_pixels(e.image_uri, image_size=model.config.image_size)[None]
                 tokens = model.tokenize([e.text])
-                p = torch.sigmoid(model(pixels, **tokens)).item()
+                with inference_autocast(torch.device("cpu"), precision):
+                    p = torch.sigmoid(model(pixels, **tokens).float()).item()
+                p_fake[e.post_id] = p
                 conn.exec_driver_sql(
                     "insert into naive values (%s, %s, %s)",
                     (e.post_id, p, "fake" if p >= threshold else "real"),
                 )
                 conn.commit()
     engine.dispose()
-    return len(examples) / t.seconds
+    return len(examples) / t.seconds, p_fake
+
+
+def agreement(url: str, version: str, reference: dict[str, float], threshold: float) -> str:
+    """How (a)'s stored verdicts compare with the plain fp32 loop's on the same posts."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        stored = dict(
+            conn.exec_driver_sql(
+                "select post_id, p_fake from fnd.predictions where model_version = %s "
+                "and post_id = any(%s)",
+                (version, list(reference)),
+            ).all()
+        )
+    engine.dispose()
+    flips = sum((stored[k] >= threshold) != (p >= threshold) for k, p in reference.items())
+    worst = max(abs(stored[k] - p) for k, p in reference.items())
+    return f"{flips} of {len(reference)} labels differ from fp32, largest |Δp| {worst:.4f}"
 
 
 def main() -> None:
@@ -111,58 +196,80 @@ def main() -> None:
     parser.add_argument("--scales", default="1000,10000,50000")
     parser.add_argument("--preset", default="offline")
     parser.add_argument("--sample", type=int, default=256, help="posts for (b) and (c)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="FND_CPU_THREADS for (a), (b) (0: default)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="FND_SCORE_WORKERS")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     scales = [int(s) for s in args.scales.split(",")]
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
-    print(f"scoring benchmark, preset {args.preset}, on {machine()}, torch threads "
-          f"{torch.get_num_threads()}")  # fmt: skip
+    print(f"scoring benchmark, preset {args.preset}, on {machine()}")
 
     with bench_home() as home, bench_database() as url:
-        settings = bench_settings(home, url, model_preset=args.preset, cpu_threads=args.threads)
+        settings = bench_settings(
+            home, url, model_preset=args.preset, cpu_threads=args.threads,
+            score_workers=args.workers,
+        )  # fmt: skip
+        from fnd_core.model.runtime import resolve_precision
+
+        workers, threads = scoring.worker_plan(settings, settings.score_shards)
+        precision = resolve_precision(settings.inference_precision, torch.device("cpu"))
+        print(f"(a), (b): {workers} worker(s) x {threads} thread(s), {precision}; (c): torch "
+              f"default {torch.get_num_threads()} thread(s), fp32")  # fmt: skip
         engine = make_engine(url)
         have = grow_to(engine, settings, scales[0], 0, seed=1)
         version = train_champion(engine, settings, args.preset)
-
-        scaling = []
-        for scale in scales:
-            have = grow_to(engine, settings, scale, have, seed=scale)
-            n, seconds = score_all(engine, settings)
-            scaling.append((f"{scale:,}", f"{n:,}", f"{seconds:.1f}", f"{n / seconds:.1f}"))
-            print(f"(a) at {scale:,} posts: {n:,} new scored in {seconds:.1f} s")
-        again_n, again_s = score_all(engine, settings)
-        scaling.append((f"{have:,} (no new posts)", f"{again_n}", f"{again_s:.2f}", "-"))
-
-        from fnd_core.model.artifacts import load_model
-
-        mv = scoring.resolve_version(engine, version)
-        loaded = load_model(mv.artifact_uri, mv.artifact_sha256)
         sample = retrain.load_examples(engine, labelled_only=False)[: args.sample]
-        rate_a = sum(int(r[1].replace(",", "")) for r in scaling[:-1]) / sum(
-            float(r[2]) for r in scaling[:-1]
-        )
-        rate_b = ceiling(loaded.model, sample, settings)
-        rate_c = one_at_a_time(loaded.model, loaded.threshold, sample, url)
+
+        # The comparison first, on the first scale's posts, then the scaling runs.
+        n_a, s_a = fnd_score(url, settings)
+        rate_a = n_a / s_a
+        rate_b = ceiling(url, version, sample, settings, precision)
+        plain = load_champion(url, version, optimised=False)
+        rate_c, reference = one_at_a_time(plain, sample, url)
+        optimised = load_champion(url, version, optimised=True)
+        rate_c_opt, _ = one_at_a_time(optimised, sample, url, precision)
+        print(f"(a) {rate_a:.1f}  (b) {rate_b:.1f}  (c) {rate_c:.1f}  (c') {rate_c_opt:.1f}")
+        agree = agreement(url, version, reference, plain.threshold)
+        print(f"(a) vs (c): {agree}")
+
+        scaling = [(f"{have:,}", f"{n_a:,}", f"{s_a:.1f}", f"{rate_a:.1f}")]
+        for scale in scales[1:]:
+            have = grow_to(engine, settings, scale, have, seed=scale)
+            n, seconds = fnd_score(url, settings, cold=False)  # new posts: not cached yet
+            scaling.append((f"{have:,}", f"{n:,}", f"{seconds:.1f}", f"{n / seconds:.1f}"))
+            print(f"(a) at {scale:,} posts: {n:,} new scored in {seconds:.1f} s")
+        n, seconds = fnd_score(url, settings, cold=False)
+        scaling.append((f"{have:,} (no new posts)", f"{n}", f"{seconds:.2f}", "-"))
+        n, seconds = fnd_score(url, settings, rescore_all=True, cold=False)
+        scaling.append(
+            (f"{have:,} (rescore all, warm cache)", f"{n:,}", f"{seconds:.1f}",
+             f"{n / seconds:.1f}")
+        )  # fmt: skip
         engine.dispose()
 
     print()
     print(table(
         [
-            ("(a) fnd scorer, Postgres → Postgres", f"{rate_a:.1f}", "", ""),
-            ("(b) forward pass on preloaded tensors (ceiling)", f"{rate_b:.1f}", "", ""),
-            ("(c) one post at a time", f"{rate_c:.1f}", "", ""),
-            ("ratios", "", f"a/b = {rate_a / rate_b:.2f}", f"a/c = {rate_a / rate_c:.2f}"),
+            ("(a) fnd scorer, Postgres → Postgres", f"{rate_a:.1f}", ""),
+            ("(b) forward pass on preloaded tensors (ceiling)", f"{rate_b:.1f}",
+             f"a/b = {rate_a / rate_b:.2f}"),
+            ("(c) one post at a time, model as loaded", f"{rate_c:.1f}",
+             f"a/c = {rate_a / rate_c:.2f}"),
+            ("(c') one post at a time, optimised encoders", f"{rate_c_opt:.1f}",
+             f"a/c' = {rate_a / rate_c_opt:.2f}"),
         ],
-        ("path", "posts/s", "", ""),
+        ("path", "posts/s", "ratio"),
     ))  # fmt: skip
     print()
     print(table(scaling, ("posts in table", "newly scored", "seconds", "posts/s")))
-    print(f"(batch size {settings.batch_size}, DataLoader workers {settings.num_workers}, "
-          f"image size {settings.image_size}; (b), (c) on {len(sample)} posts; "
-          f"timestamp {time.strftime('%Y-%m-%d %H:%M')})")  # fmt: skip
+    print(f"(a) vs (c) verdicts: {agree}")
+    print(f"({workers} worker(s) x {threads} thread(s), {precision}, image batch "
+          f"{settings.batch_size}, "
+          f"text batch {TEXT_BATCH}, DataLoader workers {settings.num_workers}, image size "
+          f"{settings.image_size}; (b), (c) on {len(sample)} posts; "
+          f"{time.strftime('%Y-%m-%d %H:%M')})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def train_cmd(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Shards scored at once, in worker processes (default: one per core on CPU).",
+    help="Shards scored at once, in worker processes on CPU (default: FND_SCORE_WORKERS).",
 )
 @click.option(
     "--page-size",

@@ -18,6 +18,7 @@ duplicate; the number of such updates is reported as ``n_labels_updated``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -214,7 +215,7 @@ def _check(landing: LandingFile, settings: Settings) -> CheckedFile:
         max_text_chars=settings.max_text_chars,
         max_image_pixels=settings.max_image_pixels,
         gcs_endpoint=settings.gcs_endpoint,
-        workers=max(1, settings.num_workers),
+        workers=settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1),
     )
 
 

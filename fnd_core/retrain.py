@@ -182,6 +182,7 @@ def train_candidate(
         num_workers=settings.num_workers,
         max_pixels=settings.max_image_pixels,
         cpu_threads=settings.cpu_threads or None,
+        precision=settings.inference_precision,
     )
     result = train(examples, config, epochs=epochs, seed=seed, options=options)
     now = datetime.now(UTC)
@@ -295,17 +296,9 @@ def _scorecard(model, threshold: float, test: list[PostExample], settings: Setti
     import numpy as np
 
     from fnd_core import metrics
-    from fnd_core.features import predict_proba
+    from fnd_core.features import encode_options, predict_proba
 
-    p_fake = predict_proba(
-        model,
-        test,
-        cache_dir=str(settings.home / "feature_cache"),
-        batch_size=settings.batch_size,
-        num_workers=settings.num_workers,
-        max_pixels=settings.max_image_pixels,
-        cpu_threads=settings.cpu_threads or None,
-    )
+    p_fake = predict_proba(model, test, **encode_options(settings))
     y_true = np.array([e.label for e in test])
     y_pred = metrics.predict_labels(p_fake, threshold)
     recalls = metrics.per_class_recall(y_true, y_pred)

@@ -62,7 +62,16 @@ class Settings:
     cpu_threads: int = _setting(
         "FND_CPU_THREADS", 0, "Torch CPU threads per task (0: torch's default; 1 on shared CPUs)"
     )
-    num_workers: int = _setting("FND_NUM_WORKERS", 2, "DataLoader worker processes")
+    num_workers: int = _setting(
+        "FND_NUM_WORKERS",
+        -1,
+        "DataLoader processes decoding images (-1: auto, 0 on CPU, up to 4 with a GPU)",
+    )
+    inference_precision: str = _setting(
+        "FND_INFERENCE_PRECISION",
+        "auto",
+        "Encoders at inference: auto (bf16 where the GPU/CPU has native bf16) | fp32 | bf16",
+    )
     retrain_cron: str = _setting("FND_RETRAIN_CRON", "0 2 * * *", "Cron of nightly retraining")
     train_queue: str = _setting(
         "FND_TRAIN_QUEUE", "default", "Airflow queue of the training task (e.g. gpu)"
@@ -78,7 +87,7 @@ class Settings:
     )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per run")
     score_workers: int = _setting(
-        "FND_SCORE_WORKERS", 0, "`fnd score` processes on CPU (0: one per FND_CPU_THREADS cores)"
+        "FND_SCORE_WORKERS", 1, "`fnd score` processes on CPU, each scoring whole shards"
     )
     score_schedule: str = _setting(
         "FND_SCORE_SCHEDULE", "0 * * * *", "Backstop cron of fnd_score (it also runs on new posts)"

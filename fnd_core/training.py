@@ -52,11 +52,12 @@ class TrainOptions:
     finetune_lr: float = 2e-5  # encoders; the head gets 10x
     finetune_batch_size: int = 16
     encode_batch_size: int = 4  # images; small batches are fastest on a 2-core CPU
-    num_workers: int = 0
+    num_workers: int = 0  # -1: auto (fnd_core.model.runtime.loader_workers)
     cpu_threads: int | None = None  # cap torch CPU threads while encoding (1 on shared CPUs)
     cache_dir: str | Path | None = None  # feature cache folder; None = no disk cache
     max_pixels: int = DEFAULT_MAX_PIXELS
     storage_options: Mapping[str, Any] | None = None
+    precision: str = "auto"  # frozen-encoder features: fp32 | bf16 | auto (bf16 where native)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "patience", "finetune_epochs", "finetune_batch_size",
@@ -69,8 +70,8 @@ class TrainOptions:
             raise ValueError(f"warmup_share must be in [0, 1), got {self.warmup_share!r}")
         if self.align_weight < 0 or self.align_temperature <= 0:
             raise ValueError("align_weight must be >= 0 and align_temperature > 0")
-        if self.grad_clip <= 0 or self.weight_decay < 0 or self.num_workers < 0:
-            raise ValueError("grad_clip must be > 0, weight_decay and num_workers >= 0")
+        if self.grad_clip <= 0 or self.weight_decay < 0 or self.num_workers < -1:
+            raise ValueError("grad_clip must be > 0, weight_decay >= 0, num_workers >= -1")
 
 
 @dataclass
@@ -197,6 +198,7 @@ def _encode_kwargs(options: TrainOptions) -> dict[str, Any]:
         "max_pixels": options.max_pixels,
         "storage_options": options.storage_options,
         "cpu_threads": options.cpu_threads,
+        "precision": options.precision,
     }
 
 
@@ -393,7 +395,7 @@ def _finetune(
     from fnd_core.features import encode_examples
     from fnd_core.model.objective import batch_loss, classification_criterion, warmup_cosine
     from fnd_core.model.preprocess import PostDataset, make_loader
-    from fnd_core.model.runtime import autocast, module_device
+    from fnd_core.model.runtime import autocast, loader_workers, module_device
 
     device = module_device(model)
     model.set_encoders_trainable(True)
@@ -408,7 +410,7 @@ def _finetune(
             storage_options=options.storage_options,
         ),
         batch_size=options.finetune_batch_size,
-        num_workers=options.num_workers,
+        num_workers=loader_workers(options.num_workers, device),
         tokenize=model.text_encoder.tokenize if model.text_encoder is not None else None,
         shuffle=True,
         seed=seed,

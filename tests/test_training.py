@@ -152,6 +152,26 @@ def test_feature_cache_misses_when_encoder_weights_change(posts, tmp_path):
     assert again.images_encoded == 5 and again.texts_encoded == 0
 
 
+def test_bf16_and_fp32_features_are_cached_apart(posts, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    fp32 = encode_examples(model, posts[:5], cache_dir=tmp_path, precision="fp32")
+    bf16 = encode_examples(model, posts[:5], cache_dir=tmp_path, precision="bf16")
+    assert (bf16.images_encoded, bf16.texts_encoded) == (5, fp32.texts_encoded)  # none reused
+    assert sorted(p.name.rsplit("-", 1)[-1] for p in tmp_path.iterdir()).count("bf16") == 2
+    assert torch.nn.functional.cosine_similarity(fp32.image, bf16.image).min() > 0.99
+    with pytest.raises(ValueError, match="FND_INFERENCE_PRECISION"):
+        encode_examples(model, posts[:5], precision="fp16")
+
+
+def test_auto_precision_is_bf16_only_where_native():
+    from fnd_core.model.runtime import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+
+
 # training ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(posts, tmp_path_factory):
