@@ -55,8 +55,10 @@ def test_every_post_scored_once_then_nothing(clean_db, settings, champion):
 
 def test_worker_processes_score_shards_at_once(clean_db, settings, champion):
     """`fnd score`'s path on CPU: two spawned workers, one shard each, every post once."""
+    cores = len(os.sched_getaffinity(0))
+    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (1, cores)  # default
     settings = replace(settings, score_workers=2, num_workers=0)
-    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (2, 1)
+    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (2, max(1, cores // 2))
     assert scoring.worker_plan(settings, n_shards=1, device="cpu")[0] == 1
     work = scoring.plan(clean_db, n_shards=2)
     reports = scoring.score_shards(settings.database_url, settings, work, page_size=40)

@@ -172,6 +172,14 @@ def test_auto_precision_is_bf16_only_where_native():
     assert resolve_precision("fp32", cpu) == "fp32"
 
 
+def test_decoding_is_inline_on_cpu_unless_workers_are_asked_for():
+    from fnd_core.model.runtime import loader_workers
+
+    cpu = torch.device("cpu")
+    assert loader_workers(-1, cpu) == 0
+    assert loader_workers(3, cpu) == 3
+
+
 # training ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(posts, tmp_path_factory):

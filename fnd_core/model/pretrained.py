@@ -66,7 +66,8 @@ class _LiteTrunk(nn.Module):
 
     def optimise_for_inference(self) -> None:
         """Fold each BatchNorm into its convolution and symmetric 'same' padding into the
-        convolution's own padding, in place (eval only; same function up to rounding).
+        convolution's own padding, clip in place; in place (eval only; same function up to
+        rounding).
 
         The package pads with a separate ZeroPad2d pass before each 3x3/5x5 convolution (9%
         of encoding time, profiled) and hides its convolutions in custom modules that
@@ -87,6 +88,9 @@ class _LiteTrunk(nn.Module):
                 conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
             )
             setattr(owner, bn_name, nn.Identity())
+        for module in net.modules():
+            if isinstance(module, nn.ReLU6):  # it only ever clips a fresh conv output
+                module.inplace = True
         for conv in net.modules():
             pad = getattr(conv, "static_padding", None)
             if isinstance(pad, nn.ZeroPad2d):
