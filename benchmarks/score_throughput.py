@@ -73,7 +73,9 @@ def fnd_score(url: str, settings, *, rescore_all: bool = False, cold: bool = Tru
         shutil.rmtree(settings.home / "feature_cache", ignore_errors=True)
     engine = make_engine(url)
     with Timer() as t:
-        work = scoring.plan(engine, n_shards=settings.score_shards, rescore_all=rescore_all)
+        work = scoring.plan(  # one shard per worker, as `fnd score` splits it
+            engine, n_shards=settings.score_workers, rescore_all=rescore_all
+        )
         reports = []
         if work["n_todo"]:
             reports = scoring.score_shards(url, settings, work, rescore_all=rescore_all)
@@ -124,7 +126,7 @@ def _ceiling_worker(
 
 def ceiling(url, version, examples, settings, precision: str) -> float:
     """(b): the forward pass alone, with (a)'s workers, threads and batch sizes; posts/s."""
-    workers, threads = scoring.worker_plan(settings, settings.score_shards)
+    workers, threads = scoring.worker_plan(settings, settings.score_workers)
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         barrier = manager.Barrier(workers)
@@ -217,7 +219,7 @@ def main() -> None:
         from fnd_core.model.runtime import loader_workers, resolve_precision
 
         cpu = torch.device("cpu")
-        workers, threads = scoring.worker_plan(settings, settings.score_shards)
+        workers, threads = scoring.worker_plan(settings, settings.score_workers)
         precision = resolve_precision(settings.inference_precision, cpu)
         print(f"(a), (b): {workers} worker(s) x {threads} thread(s), {precision}; (c): torch "
               f"default {torch.get_num_threads()} thread(s), fp32")  # fmt: skip

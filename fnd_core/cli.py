@@ -231,7 +231,7 @@ def train_cmd(
     "--shards",
     type=click.IntRange(min=1),
     default=None,
-    help="Split the work this many ways (default: FND_SCORE_SHARDS).",
+    help="Split the work this many ways (default: one shard per worker).",
 )
 @click.option(
     "--workers",
@@ -266,7 +266,7 @@ def score_cmd(
         settings = replace(settings, score_workers=workers)
     url = database_url(settings)
     engine = make_engine(url)
-    n_shards = shards or settings.score_shards
+    n_shards = shards or settings.score_workers  # in one process, more shards only add overhead
     work = scoring.plan(
         engine, model_version=model_version, n_shards=n_shards, rescore_all=rescore_all
     )

@@ -85,7 +85,7 @@ class Settings:
     gate_min_class_recall: float = _setting(
         "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"
     )
-    score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per run")
+    score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(
         "FND_SCORE_WORKERS", 1, "`fnd score` processes on CPU, each scoring whole shards"
     )

@@ -303,6 +303,7 @@ def test_optimised_for_inference_is_the_same_function_with_the_same_cache_id(pre
     )
     tokens = model.tokenize(["a red balloon over snow", "stock markets fell on Tuesday"])
     cache_id = model.image_encoder.backbone_id(side)
+    text_id = model.text_encoder.backbone_id(config.max_tokens)
     with torch.inference_mode():
         before_features = model.encode_images(pixels)
         before_logits = model(pixels, **tokens)
@@ -314,5 +315,9 @@ def test_optimised_for_inference_is_the_same_function_with_the_same_cache_id(pre
     assert torch.allclose(after_features, before_features, rtol=1e-4, atol=1e-4)
     assert torch.allclose(after_logits, before_logits, rtol=1e-4, atol=1e-4)
     assert model.image_encoder.backbone_id(side) == cache_id
+    assert model.text_encoder.backbone_id(config.max_tokens) == text_id
+    assert model.text_encoder.inference_only  # digest pinned: not re-hashed on every page
     with pytest.raises(RuntimeError, match="optimised for inference"):
         model.train()
+    with pytest.raises(RuntimeError, match="optimised for inference"):
+        model.text_encoder.train()

@@ -95,8 +95,9 @@ class FakeNewsModel(nn.Module):
     def optimise_for_inference(self) -> FakeNewsModel:
         """Scoring-only speed-ups, in place: see :meth:`ImageBackbone.optimise_for_inference`."""
         self.eval()
-        if self.image_encoder is not None:
-            self.image_encoder.optimise_for_inference()
+        for encoder in (self.image_encoder, self.text_encoder):
+            if encoder is not None:
+                encoder.optimise_for_inference()
         return self
 
     def set_encoders_trainable(self, trainable: bool) -> None:
