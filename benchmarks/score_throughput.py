@@ -68,9 +68,30 @@ def train_champion(engine, settings, preset: str) -> str:
 
 
 def fnd_score(url: str, settings, *, rescore_all: bool = False, cold: bool = True):
-    """(a): what `fnd score` does with its defaults; returns (posts scored, seconds)."""
+    """(a): what `fnd score` does with its defaults; returns (posts scored, seconds).
+
+    Run in a fresh process, as `fnd score` and an Airflow task run it: the timing covers
+    plan, model load (nothing kept from an earlier run) and scoring, not Python's imports.
+    """
     if cold:
         shutil.rmtree(settings.home / "feature_cache", ignore_errors=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_import_scorer) as pool:
+        return pool.submit(_score_in_process, url, settings, rescore_all).result()
+
+
+def _import_scorer() -> None:
+    """Python's imports of the scoring stack: process start-up, not scoring."""
+    import efficientnet_lite_pytorch  # noqa: F401
+    import transformers
+
+    import fnd_core.features  # noqa: F401
+    import fnd_core.model.artifacts  # noqa: F401
+
+    transformers.BertModel, transformers.AutoTokenizer  # noqa: B018 - resolve lazy imports
+
+
+def _score_in_process(url: str, settings, rescore_all: bool) -> tuple[int, float]:
     engine = make_engine(url)
     with Timer() as t:
         work = scoring.plan(  # one shard per worker, as `fnd score` splits it
@@ -89,16 +110,13 @@ def load_champion(url: str, version: str, *, optimised: bool):
     engine = make_engine(url)
     mv = scoring.resolve_version(engine, version)
     engine.dispose()
-    loaded = load_model(mv.artifact_uri, mv.artifact_sha256)
-    if optimised:
-        loaded.model.optimise_for_inference()
-    return loaded
+    return load_model(mv.artifact_uri, mv.artifact_sha256, for_inference=optimised)
 
 
 def _ceiling_worker(
     url, version, examples, batch_size, threads, precision, barrier
 ) -> tuple[int, float]:
-    """One worker of (b): preload its posts, wait for the others, then time the forward."""
+    """One worker of (b): preload its posts, warm up, wait for the others, time the forward."""
     from fnd_core.model.preprocess import load_pixels
     from fnd_core.model.runtime import inference_autocast
 
@@ -112,16 +130,24 @@ def _ceiling_worker(
         model.tokenize([e.text for e in by_length[lo : lo + TEXT_BATCH]])
         for lo in range(0, len(by_length), TEXT_BATCH)
     ]
-    barrier.wait()
-    with torch.inference_mode(), Timer() as t:
-        with inference_autocast(torch.device("cpu"), precision):
+
+    def forward() -> None:
+        with torch.inference_mode(), inference_autocast(torch.device("cpu"), precision):
             image = torch.cat(
                 [model.encode_images(pixels[lo : lo + batch_size])
                  for lo in range(0, len(pixels), batch_size)]
             ).float()  # fmt: skip
             text = torch.cat([model.encode_texts(**tokens) for tokens in token_batches]).float()
-        torch.sigmoid(model.head_forward(image, text))
-    return len(examples), t.seconds
+            torch.sigmoid(model.head_forward(image, text))
+
+    forward()  # warm-up: oneDNN picks and caches its kernels on first use
+    barrier.wait()
+    seconds = []
+    for _ in range(2):  # best of two: the ceiling, not the noise
+        with Timer() as t:
+            forward()
+        seconds.append(t.seconds)
+    return len(examples), min(seconds)
 
 
 def ceiling(url, version, examples, settings, precision: str) -> float:

@@ -237,12 +237,12 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
     test = [e for e in load_examples(engine, as_of=as_of) if e.split == "test"]
     if not test:
         raise ValueError(f"snapshot of {version} has no labelled test posts to evaluate on")
-    loaded = load_model(candidate.artifact_uri, candidate.artifact_sha256)
+    loaded = load_model(candidate.artifact_uri, candidate.artifact_sha256, for_inference=True)
     cand_card = _scorecard(loaded.model, loaded.threshold, test, settings)
     champion = registry.current_champion(engine)
     champ_card = None
     if champion is not None:
-        champ = load_model(champion.artifact_uri, champion.artifact_sha256)
+        champ = load_model(champion.artifact_uri, champion.artifact_sha256, for_inference=True)
         champ_card = _scorecard(champ.model, champ.threshold, test, settings)
     result = {
         "version": version,

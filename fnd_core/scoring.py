@@ -175,9 +175,7 @@ def _inference_model(artifact_uri: str, artifact_sha256: str, device: str) -> Lo
     """
     from fnd_core.model.artifacts import load_model
 
-    loaded = load_model(artifact_uri, artifact_sha256, device=device)
-    loaded.model.optimise_for_inference()
-    return loaded
+    return load_model(artifact_uri, artifact_sha256, device=device, for_inference=True)
 
 
 def worker_plan(settings: Settings, n_shards: int, device: str = "auto") -> tuple[int, int]:

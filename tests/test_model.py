@@ -287,6 +287,18 @@ def test_offline_artifact_stores_only_the_head(offline_model, tmp_path):
     pixels = _sample_pixels("flower.jpg")[None]
     with torch.inference_mode():
         assert torch.allclose(loaded.model(pixels, **tokens), offline_model(pixels, **tokens))
+    # Loaded for scoring: the encoder digests it verified are the cache ids it pins.
+    scorer = load_model(saved.uri, saved.sha256, for_inference=True).model
+    side, max_tokens = scorer.config.image_size, scorer.config.max_tokens
+    assert scorer.image_encoder.inference_only and scorer.text_encoder.inference_only
+    assert scorer.image_encoder.backbone_id(side) == offline_model.image_encoder.backbone_id(side)
+    assert scorer.text_encoder.backbone_id(max_tokens) == offline_model.text_encoder.backbone_id(
+        max_tokens
+    )
+    with torch.inference_mode():
+        assert torch.allclose(
+            scorer(pixels, **tokens), offline_model(pixels, **tokens), rtol=1e-4, atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("preset", ["tiny", pytest.param("offline", marks=pytest.mark.slow)])

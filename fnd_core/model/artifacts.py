@@ -195,8 +195,11 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     storage_options: Mapping[str, Any] | None = None,
+    for_inference: bool = False,
 ) -> LoadedModel:
     """Verify, then rebuild the model saved at ``uri`` (eval mode, on ``device``).
+
+    ``for_inference`` also optimises it for scoring (it can then no longer train).
 
     Raises:
         ArtifactIntegrityError: the files do not match ``expected_sha256``, or rebuilt
@@ -220,11 +223,13 @@ def load_model(
             f"{uri}: weights do not fit the config: missing {bad_missing}, unexpected {unexpected}"
         )
     model.encoders_finetuned = bool(meta["encoders_finetuned"])
-    if not full:
-        _check_encoders(model, meta["encoders"], uri)
+    digests = {} if full else _check_encoders(model, meta["encoders"], uri)
+    model = model.to(device).eval()
+    if for_inference:
+        model.optimise_for_inference(digests)
     metrics = json.loads(files[METRICS]) if METRICS in files else None
     return LoadedModel(
-        model=model.to(device).eval(),
+        model=model,
         config=config,
         threshold=float(meta["threshold"]),
         metrics=metrics,
@@ -233,9 +238,12 @@ def load_model(
     )
 
 
-def _check_encoders(model: FakeNewsModel, recorded: dict[str, dict[str, str]], uri: str) -> None:
-    """A head is only valid on the exact encoder weights it was trained on."""
-    for modality, saved in _encoder_digests(model).items():
+def _check_encoders(
+    model: FakeNewsModel, recorded: dict[str, dict[str, str]], uri: str
+) -> dict[str, str]:
+    """A head is only valid on the exact encoder weights it was trained on; their digests."""
+    rebuilt = _encoder_digests(model)
+    for modality, saved in rebuilt.items():
         expected = recorded.get(modality, {}).get("sha256")
         if saved["sha256"] != expected:
             raise ArtifactIntegrityError(
@@ -243,3 +251,4 @@ def _check_encoders(model: FakeNewsModel, recorded: dict[str, dict[str, str]], u
                 f"({saved['name']}, weights {saved['sha256'][:12]}) is not the one this head was "
                 f"trained on (weights {str(expected)[:12]}); were the backbone packages upgraded?"
             )
+    return {modality: saved["sha256"] for modality, saved in rebuilt.items()}

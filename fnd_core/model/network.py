@@ -6,6 +6,8 @@ features can be computed once, cached, and the head trained on them in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -92,12 +94,16 @@ class FakeNewsModel(nn.Module):
             )
         return self.text_encoder.tokenize(texts)
 
-    def optimise_for_inference(self) -> FakeNewsModel:
-        """Scoring-only speed-ups, in place: see :meth:`ImageBackbone.optimise_for_inference`."""
+    def optimise_for_inference(self, digests: Mapping[str, str] | None = None) -> FakeNewsModel:
+        """Scoring-only speed-ups, in place: see :meth:`ImageBackbone.optimise_for_inference`.
+
+        ``digests`` (modality -> weights sha256) spares re-hashing encoders just verified.
+        """
         self.eval()
-        for encoder in (self.image_encoder, self.text_encoder):
+        for modality in ("image", "text"):
+            encoder = getattr(self, f"{modality}_encoder")
             if encoder is not None:
-                encoder.optimise_for_inference()
+                encoder.optimise_for_inference((digests or {}).get(modality))
         return self
 
     def set_encoders_trainable(self, trainable: bool) -> None:
