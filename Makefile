@@ -43,7 +43,7 @@ format: $(STAMP)  ## Apply ruff fixes and formatting
 
 bench: $(STAMP)  ## Run the benchmarks (prints figures; slow)
 	$(PY) -m benchmarks.ingest_throughput 10000
-	$(PY) -m benchmarks.score_throughput --scales 1000,10000
+	$(PY) -m benchmarks.score_throughput --scales 1000,10000,50000
 	$(PY) -m benchmarks.train_throughput
 
 # Headless chromium + chromedriver for tests/airflow/test_browser.py; apt runs only when missing.

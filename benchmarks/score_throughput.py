@@ -274,7 +274,7 @@ def main() -> None:
         rate_a, rate_b, rate_c, rate_c_opt = (statistics.median(r) for r in rounds.values())
         print(f"(a) vs (c): {agree}")
 
-        scaling = [(f"{have:,}", f"{n_a:,}", f"{s_a:.1f}", f"{rate_a:.1f}")]
+        scaling = [(f"{have:,}", f"{n_a:,}", f"{s_a:.1f}", f"{n_a / s_a:.1f}")]
         for scale in scales[1:]:
             have = grow_to(engine, settings, scale, have, seed=scale)
             n, seconds = fnd_score(url, settings, cold=False)  # new posts: not cached yet
