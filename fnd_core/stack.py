@@ -159,10 +159,27 @@ def ensure_password(path: Path, username: str) -> str:
     passwords = json.loads(path.read_text()) if path.exists() else {}
     if username not in passwords:
         passwords[username] = secrets.token_urlsafe(12)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(passwords, indent=2) + "\n")
-        path.chmod(0o600)
+        _write_private(path, json.dumps(passwords, indent=2) + "\n")
     return passwords[username]
+
+
+def ensure_jwt_secret(path: Path) -> str:
+    """The key that signs Airflow's API tokens, generated once (64 random bytes, hex).
+
+    Airflow's own generated default is 16 bytes, below the 64 that RFC 7518 asks of the
+    HMAC-SHA512 it signs with (PyJWT warns on every token).
+    """
+    if not path.exists():
+        _write_private(path, secrets.token_hex(64) + "\n")
+    return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def airflow_env(
@@ -173,6 +190,7 @@ def airflow_env(
     airflow_db_url: str,
     airflow_home: Path,
     passwords_file: Path,
+    jwt_secret: str,
     base: Mapping[str, str] = os.environ,
 ) -> dict[str, str]:
     """The environment every Airflow component (and so every task) runs with."""
@@ -204,6 +222,7 @@ def airflow_env(
         }
     )
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)  # derived from the sync URL
+    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret)  # the user's own key wins
     # LocalExecutor forks this many workers up front; Airflow's 32 only cost memory here.
     cpus = os.cpu_count() or 1
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(max(4, 2 * cpus)))
@@ -248,6 +267,7 @@ def prepare(settings: Settings, options: StackOptions, echo: Callable[[str], Non
         airflow_db_url=airflow_db_url,
         airflow_home=home,
         passwords_file=passwords_file,
+        jwt_secret=ensure_jwt_secret(home / "jwt_secret"),
     )
     stack = Stack(
         fnd_url=fnd_url,

@@ -14,6 +14,7 @@ from fnd_core.stack import (
     airflow_env,
     connection_json,
     ensure_database,
+    ensure_jwt_secret,
     ensure_password,
     seed_demo,
     sibling_database_url,
@@ -66,6 +67,15 @@ def test_password_generated_once_and_private(tmp_path: Path):
     assert json.loads(path.read_text()) == {"admin": first}
 
 
+def test_jwt_secret_generated_once_long_and_private(tmp_path: Path):
+    path = tmp_path / "af" / "jwt_secret"
+    first = ensure_jwt_secret(path)
+    assert len(bytes.fromhex(first)) == 64  # RFC 7518: HMAC-SHA512 keys of 64 bytes at least
+    assert ensure_jwt_secret(path) == first
+    assert path.stat().st_mode & 0o077 == 0
+    assert ensure_jwt_secret(tmp_path / "other") != first
+
+
 def test_airflow_env_points_every_component_at_the_same_places(tmp_path: Path):
     settings = Settings(home=tmp_path / "home")
     options = StackOptions(port=9123)
@@ -76,6 +86,7 @@ def test_airflow_env_points_every_component_at_the_same_places(tmp_path: Path):
         airflow_db_url="postgresql://postgres@/airflow?host=/abs/.fnd/pgdata",
         airflow_home=tmp_path / "af",
         passwords_file=tmp_path / "af" / "pw.json",
+        jwt_secret="k" * 128,
         base={"AIRFLOW__CORE__PARALLELISM": "7", "PATH": "/bin"},
     )
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
@@ -87,6 +98,7 @@ def test_airflow_env_points_every_component_at_the_same_places(tmp_path: Path):
     assert Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).name == "dags"
     assert env["AIRFLOW__CORE__PARALLELISM"] == "7"  # the user's choice wins
     assert Path(env["FND_HOME"]).is_absolute()
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "k" * 128
     assert json.loads(env["AIRFLOW_CONN_FND_DB"])["extra"] == {"host": "/abs/.fnd/pgdata"}
 
 

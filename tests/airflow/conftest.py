@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fnd_core.stack import ensure_jwt_secret
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 _HOME = Path(tempfile.mkdtemp(prefix="fnd-airflow-test-"))
@@ -23,6 +25,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_DIR)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+# A key as long as `fnd up` makes (Airflow's generated one is too short for HMAC-SHA512).
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = ensure_jwt_secret(_HOME / "jwt_secret")
 sys.path.insert(0, str(DAGS_DIR))  # as Airflow does for the DAGs folder
 
 
