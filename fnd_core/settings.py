@@ -87,7 +87,9 @@ class Settings:
     )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(
-        "FND_SCORE_WORKERS", 1, "`fnd score` processes on CPU, each scoring whole shards"
+        "FND_SCORE_WORKERS",
+        1,
+        "`fnd score` processes on CPU, one shard each unless --shards says more",
     )
     score_schedule: str = _setting(
         "FND_SCORE_SCHEDULE", "0 * * * *", "Backstop cron of fnd_score (it also runs on new posts)"
