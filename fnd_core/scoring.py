@@ -170,7 +170,7 @@ def _inference_model(artifact_uri: str, artifact_sha256: str, device: str) -> Lo
     """The artifact loaded (checked against its sha256) and optimised for inference.
 
     Kept for the next shard this process scores: loading, verifying and folding cost
-    ~0.3 s (offline preset), which several shards in one process would otherwise repeat.
+    ~0.7 s (offline preset, measured), which several shards in one process would repeat.
     The key includes the sha256, so a changed artifact is never served from here.
     """
     from fnd_core.model.artifacts import load_model
