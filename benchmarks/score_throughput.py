@@ -39,7 +39,6 @@ from benchmarks.common import Timer, bench_database, bench_home, bench_settings,
 from fnd_core import retrain, scoring
 from fnd_core.db import make_engine
 from fnd_core.demo import generate_batch
-from fnd_core.gate import GatePolicy
 from fnd_core.ingest import ingest_file
 
 TEXT_BATCH = 32  # fnd_core.features.encode_examples' default
@@ -58,12 +57,9 @@ def grow_to(engine, settings, target: int, have: int, seed: int) -> int:
 
 
 def train_champion(engine, settings, preset: str) -> str:
-    snap = retrain.snapshot(engine)
-    cand = retrain.train_candidate(engine, settings, snap, preset=preset, epochs=30)
-    evaluation = retrain.evaluate(engine, settings, cand["version"])
-    decision = retrain.gate(evaluation, GatePolicy(), forced_by="benchmark")
-    retrain.record_decision(engine, evaluation, decision, GatePolicy())
-    print(f"champion {cand['version']}: test accuracy {cand['test_accuracy']:.3f}")
+    outcome = retrain.run(engine, settings, forced_by="benchmark", preset=preset, epochs=30)
+    cand = outcome["candidate"]
+    print(f"champion {cand['version']}: cross-validated test accuracy {cand['test_accuracy']:.3f}")
     return cand["version"]
 
 

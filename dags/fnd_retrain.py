@@ -2,17 +2,21 @@
 ### fnd_retrain — nightly retraining behind an accuracy gate
 
 1. **snapshot**: the labelled posts ingested up to now (later steps re-read exactly those);
-2. **validate_snapshot**: Great Expectations suite `training_set` (rows, balance, splits);
-3. **train**: the multimodal model on the train split, early-stopped on val (runs on the
-   queue `FND_TRAIN_QUEUE`, e.g. a GPU worker); artifact + candidate row in `fnd.model_versions`;
-4. **evaluate**: the candidate *and the champion* on the same held-out test posts;
-5. **gate**: promote only if test accuracy ≥ the floor, not worse than the champion beyond the
-   tolerance, and no class recall collapses — else reject. Every decision is recorded;
+   no labelled posts yet → the run is skipped, not failed;
+2. **validate_snapshot**: Great Expectations suite `training_set` (rows, balance, leak groups);
+3. **train** (queue `FND_TRAIN_QUEUE`, e.g. a GPU worker): posts sharing a picture or a caption
+   form leak groups; grouped, stratified k-fold cross-validation estimates the gate metric
+   (balanced accuracy by default) for the candidate, a prior and a text baseline, and the
+   champion's recipe, all on the same folds; the artifact is then trained on every post;
+4. **evaluate**: assembles that evidence; the candidate's artifact is loaded (sha256 checked);
+5. **gate**: promote only if the estimate reaches the floor, beats both baselines by the margin,
+   is not worse than the champion's recipe beyond the tolerance, and no class recall
+   collapses. **route** follows the decision; **promote** / **reject** record it as decided;
 6. on promotion, **fnd_score** is triggered to score everything with the new champion.
 
-**Params**: `epochs`, `preset` (empty = `FND_MODEL_PRESET`), `min_accuracy` (empty =
-`FND_GATE_MIN_ACCURACY`), `force_promote` (promote past a failed gate; the triggering user is
-recorded in `forced_by`).
+**Params**: `epochs`, `preset` (empty = `FND_MODEL_PRESET`), `min_accuracy` (floor on the gate
+metric; empty = `FND_GATE_MIN_ACCURACY`; a value set here is recorded with your user name),
+`force_promote` (promote past a failed gate; your user name is recorded in `forced_by`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from airflow.sdk import Param, chain, dag, get_current_context, task
 
 from fnd_support import COMMON_DAG_KWARGS, fnd_engine, fnd_settings
 
+DEFAULT_EPOCHS = 40  # fnd_core.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
+
 
 @dag(
     dag_id="fnd_retrain",
@@ -30,7 +36,7 @@ from fnd_support import COMMON_DAG_KWARGS, fnd_engine, fnd_settings
     tags=["fnd", "training"],
     max_active_runs=1,
     params={
-        "epochs": Param(40, type="integer", minimum=1, maximum=500, title="Epochs"),
+        "epochs": Param(DEFAULT_EPOCHS, type="integer", minimum=1, maximum=500, title="Epochs"),
         "preset": Param(
             None,
             type=["null", "string"],
@@ -43,8 +49,8 @@ from fnd_support import COMMON_DAG_KWARGS, fnd_engine, fnd_settings
             type=["null", "number"],
             minimum=0,
             maximum=1,
-            title="Gate: minimum test accuracy",
-            description="Empty: FND_GATE_MIN_ACCURACY.",
+            title="Gate: floor on the cross-validated gate metric",
+            description="Empty: FND_GATE_MIN_ACCURACY. A value set here is audited.",
         ),
         "force_promote": Param(
             False,
@@ -65,7 +71,7 @@ def fnd_retrain():
 
         snap = retrain.snapshot(fnd_engine())
         if snap["n_labelled"] == 0:
-            raise AirflowSkipException("no labelled posts yet: nothing to train on")
+            raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
         return snap
 
     @task(retries=0)
@@ -103,20 +109,27 @@ def fnd_retrain():
 
         return retrain.evaluate(fnd_engine(), fnd_settings(), candidate["version"])
 
-    @task.branch
-    def gate(evaluation: dict) -> str:
-        """Branch on the gate's decision (a pure function of the evaluation and the policy)."""
-        decision, _ = _decide(evaluation)
+    @task
+    def gate(evaluation: dict) -> dict:
+        """The gate's decision (a pure function of the evidence and the policy), passed on."""
+        from fnd_core import retrain
+
+        policy, forced_by, _ = _policy()
+        decision = retrain.gate(evaluation, policy, forced_by=forced_by)
         print(f"gate: {decision.decision} — {decision.reason}")
-        return "promote" if decision.promote else "reject"
+        return decision.to_json()
+
+    @task.branch
+    def route(decision: dict) -> str:
+        return "promote" if decision["decision"] == "promote" else "reject"
 
     @task
-    def promote(evaluation: dict) -> dict:
-        return _record(evaluation)
+    def promote(evaluation: dict, decision: dict) -> dict:
+        return _record(evaluation, decision)
 
     @task
-    def reject(evaluation: dict) -> dict:
-        return _record(evaluation)
+    def reject(evaluation: dict, decision: dict) -> dict:
+        return _record(evaluation, decision)
 
     trigger_rescoring = TriggerDagRunOperator(
         task_id="trigger_rescoring",
@@ -128,30 +141,38 @@ def fnd_retrain():
     snap = snapshot()
     candidate = train(snap, validate_snapshot(snap))
     evaluation = evaluate(candidate)
-    promoted, rejected = promote(evaluation), reject(evaluation)
-    chain(gate(evaluation), [promoted, rejected])
+    decision = gate(evaluation)
+    promoted, rejected = promote(evaluation, decision), reject(evaluation, decision)
+    chain(route(decision), [promoted, rejected])
     chain(promoted, trigger_rescoring)
 
 
-def _decide(evaluation: dict):
-    """The gate's decision and policy for this run (Params override settings)."""
+def _policy():
+    """This run's gate policy (Params override settings), who forced, who set the floor."""
     from fnd_core import retrain
 
     context = get_current_context()
     params = context["params"]
-    forced_by = None
-    if params.get("force_promote"):
-        forced_by = getattr(context["dag_run"], "triggering_user_name", None) or "unknown user"
+    user = getattr(context["dag_run"], "triggering_user_name", None) or "unknown user"
+    forced_by = user if params.get("force_promote") else None
+    floor_set_by = user if params.get("min_accuracy") is not None else None
     policy = retrain.policy_from(fnd_settings(), min_accuracy=params.get("min_accuracy"))
-    return retrain.gate(evaluation, policy, forced_by=forced_by), policy
+    return policy, forced_by, floor_set_by
 
 
-def _record(evaluation: dict) -> dict:
-    """Promote or reject in the registry, with the decision and its reasons."""
+def _record(evaluation: dict, decision: dict) -> dict:
+    """Promote or reject in the registry, as the gate task decided (not decided again)."""
     from fnd_core import retrain
+    from fnd_core.gate import GateDecision
 
-    decision, policy = _decide(evaluation)
-    return retrain.record_decision(fnd_engine(), evaluation, decision, policy)
+    policy, _, floor_set_by = _policy()
+    return retrain.record_decision(
+        fnd_engine(),
+        evaluation,
+        GateDecision.from_json(decision),
+        policy,
+        floor_set_by=floor_set_by,
+    )
 
 
 fnd_retrain()

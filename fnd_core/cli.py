@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from fnd_core.model.config import PRESETS
 from fnd_core.settings import Settings
 
 
@@ -153,11 +154,11 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
 @cli.command("train")
 @click.option(
     "--preset",
-    type=click.Choice(["offline", "seed", "tiny"]),
+    type=click.Choice(PRESETS),
     default=None,
     help="Backbones (default: FND_MODEL_PRESET).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
 @click.option(
     "--ablation",
     type=click.Choice(["text", "image"]),
@@ -176,7 +177,7 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
     "--min-accuracy",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Gate floor (default: FND_GATE_MIN_ACCURACY).",
+    help="Gate floor on the gate metric (default: FND_GATE_MIN_ACCURACY); recorded as set by you.",
 )
 @click.option(
     "--force-promote",
@@ -198,30 +199,107 @@ def train_cmd(
     forced_by,
     shuffle_labels,
 ) -> None:
-    """Snapshot labelled posts, validate, train, evaluate, gate, promote or reject."""
+    """Snapshot labelled posts, validate, cross-validate + train, gate, promote or reject."""
+    import getpass
+
     from fnd_core import retrain
 
-    settings = _settings(ctx)
-    engine = _engine(ctx)
-    snap = retrain.snapshot(engine)
-    retrain.validate_snapshot(engine, settings, snap)
-    cand = retrain.train_candidate(
-        engine,
-        settings,
-        snap,
+    outcome = retrain.run(
+        _engine(ctx),
+        _settings(ctx),
+        min_accuracy=min_accuracy,
+        forced_by=forced_by,
+        floor_set_by=getpass.getuser() if min_accuracy is not None else None,
         preset=preset,
-        epochs=epochs,
+        epochs=epochs or retrain.DEFAULT_EPOCHS,
         seed=seed,
         ablation=ablation,
         fusion=fusion,
         shuffle_labels=shuffle_labels,
     )
-    evaluation = retrain.evaluate(engine, settings, cand["version"])
-    policy = retrain.policy_from(settings, min_accuracy=min_accuracy)
-    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
-    outcome = retrain.record_decision(engine, evaluation, decision, policy)
-    click.echo(f"candidate {cand['version']}: test accuracy {cand['test_accuracy']:.4f}")
+    if "skipped" in outcome:
+        click.echo(f"nothing trained: {outcome['skipped']}")
+        return
+    click.echo(_candidate_line(outcome["candidate"], outcome["evaluation"]))
     click.echo(f"gate: {outcome['decision']} — {outcome['reason']}")
+
+
+def _candidate_line(candidate: dict, evaluation: dict) -> str:
+    """One line: the candidate's cross-validated estimate next to the baselines' (same folds)."""
+    from fnd_core.evaluation import brief
+
+    base = evaluation.get("baselines") or {}
+    parts = [f"{name} {v['estimate']:.3f}" for name, v in sorted(base.items())]
+    return (
+        f"candidate {candidate['version']}: {evaluation['metric']} "
+        f"{brief(evaluation['candidate'])}; baselines on the same folds: {', '.join(parts)}"
+    )
+
+
+@cli.command("evaluate")
+@click.argument("path", required=False)
+@click.option(
+    "--holdout-groups",
+    "field",
+    default=None,
+    metavar="FIELD",
+    help="Landing column naming each post's group (e.g. event): leave-one-group-out.",
+)
+@click.option(
+    "--holdout-values",
+    default=None,
+    metavar="A,B",
+    help="With --holdout-groups: hold out only these values, and print the gate's estimate.",
+)
+@click.option(
+    "--time-holdout",
+    type=float,
+    default=None,
+    metavar="SHARE",
+    help="Hold out the newest SHARE of posts (created_utc) instead.",
+)
+@click.option(
+    "--preset", type=click.Choice(PRESETS), default=None, help="Default: FND_MODEL_PRESET."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
+@click.pass_context
+def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs) -> None:
+    """Train on part of a labelled landing folder, test on groups it never saw (no database).
+
+    Prints, per held-out group and pooled, fnd's balanced accuracy next to the gate's two
+    baselines trained on the same posts.
+    """
+    from fnd_core import holdout, retrain
+
+    settings = _settings(ctx)
+    if (field is None) == (time_holdout is None):
+        raise click.UsageError("give exactly one of --holdout-groups FIELD or --time-holdout SHARE")
+    try:
+        posts = holdout.read_labelled(path or settings.landing, settings, holdout_field=field)
+        if field is None:
+            parts = holdout.newest_part(posts.created, time_holdout)
+        elif holdout_values:
+            parts = holdout.chosen_part(posts.holdout_values, holdout_values.split(","))
+        else:
+            parts = holdout.leave_one_out_parts(posts.holdout_values)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not parts:
+        raise click.UsageError(f"no labelled post has a value in column {field!r}")
+    click.echo(
+        f"{len(posts.examples)} labelled posts ({posts.n_rejected} rows rejected by the row "
+        f"checks{': ' + str(posts.rejected_rules) if posts.rejected_rules else ''})"
+    )
+    results = holdout.evaluate_holdouts(
+        posts,
+        settings,
+        parts,
+        preset=preset,
+        epochs=epochs or retrain.DEFAULT_EPOCHS,
+        with_estimate=len(parts) == 1,
+    )
+    for line in holdout.report_lines(posts, results):
+        click.echo(line)
 
 
 @cli.command("score")

@@ -1,7 +1,11 @@
 """The accuracy gate: may a candidate replace the champion? A pure, unit-tested comparison.
 
-The champion's figures must come from the *same* test posts as the candidate's (the trainer
-re-scores the champion on today's test split), otherwise the comparison means nothing.
+The gate decides on a *cross-validated estimate* of the gate metric (balanced accuracy by
+default) over grouped folds: every fold's posts share no picture and no caption with the
+posts its model trained on, so the estimate speaks of new stories, not reposts. Everything
+the candidate is compared with was measured on the same folds in the same run: the prior
+(majority) classifier, a cheap text baseline, and the champion's recipe retrained per fold
+(the champion itself has trained on most of today's snapshot, so scoring it there would leak).
 """
 
 from __future__ import annotations
@@ -9,30 +13,51 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+GATE_METRIC_NAMES = ("balanced_accuracy", "macro_f1")
+
 
 @dataclass(frozen=True)
 class GatePolicy:
     """Thresholds, from settings (FND_GATE_*) or the retrain DAG's Params."""
 
-    min_accuracy: float = 0.8
+    min_accuracy: float = 0.7  # floor on the gate metric (the name is kept for the CLI/Params)
     tolerance: float = 0.01
     min_class_recall: float = 0.5
+    baseline_margin: float = 0.01
+    metric: str = "balanced_accuracy"
 
     def __post_init__(self) -> None:
-        for name in ("min_accuracy", "tolerance", "min_class_recall"):
+        for name in ("min_accuracy", "tolerance", "min_class_recall", "baseline_margin"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"GatePolicy.{name} must be within [0, 1], got {value}")
+        if self.metric not in GATE_METRIC_NAMES:
+            raise ValueError(
+                f"GatePolicy.metric must be one of {', '.join(GATE_METRIC_NAMES)}, "
+                f"got {self.metric!r}"
+            )
 
 
 @dataclass(frozen=True)
 class Scorecard:
-    """What the gate looks at: test accuracy and each class's recall on the same posts."""
+    """One recipe's cross-validated figures on the snapshot's grouped folds."""
 
-    accuracy: float
+    estimate: float  # the gate metric, pooled out-of-fold, mean over repeats
     recall_real: float
     recall_fake: float
-    n_test: int
+    n: int
+    fold_std: float = 0.0
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any], metric: str) -> Scorecard:
+        """From :func:`fnd_core.evaluation.summarise`'s JSON, for the gate ``metric``."""
+        return cls(
+            estimate=summary["estimates"][metric],
+            recall_real=summary["recall_real"] or 0.0,
+            recall_fake=summary["recall_fake"] or 0.0,
+            n=summary["n"],
+            fold_std=summary.get("fold_std", 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,8 @@ class GateDecision:
     reason: str
     checks: list[dict[str, Any]] = field(default_factory=list)
     forced_by: str | None = None
+    metric: str = "balanced_accuracy"
+    estimate: float | None = None
 
     @property
     def promote(self) -> bool:
@@ -49,43 +76,55 @@ class GateDecision:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GateDecision:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
 
 def decide(
     candidate: Scorecard,
-    champion: Scorecard | None,
     policy: GatePolicy,
     *,
+    baselines: dict[str, Scorecard] | None = None,
+    champion: Scorecard | None = None,
     forced_by: str | None = None,
 ) -> GateDecision:
     """Promote only if every check passes; ``forced_by`` overrides a failure, on the record.
 
-    Checks: accuracy >= floor; accuracy >= champion's accuracy on the same posts - tolerance;
-    recall of each class >= floor (a model that calls everything "real" fails here).
+    Checks: estimate >= floor; estimate >= each baseline's + margin (``prior``, ``text_lr``);
+    each class's recall >= floor (a model that calls everything "real" fails here);
+    estimate >= the champion recipe's on the same folds - tolerance.
     """
+    m = policy.metric
     checks = [
-        _check("accuracy_floor", candidate.accuracy, ">=", policy.min_accuracy),
-        _check("recall_real_floor", candidate.recall_real, ">=", policy.min_class_recall),
-        _check("recall_fake_floor", candidate.recall_fake, ">=", policy.min_class_recall),
+        _check(f"{m}_floor", candidate.estimate, policy.min_accuracy),
+        _check("recall_real_floor", candidate.recall_real, policy.min_class_recall),
+        _check("recall_fake_floor", candidate.recall_fake, policy.min_class_recall),
     ]
+    for name, card in sorted((baselines or {}).items()):
+        bar = min(1.0, card.estimate + policy.baseline_margin)
+        checks.append(_check(f"beats_{name}", candidate.estimate, bar))
     if champion is not None:
-        bar = champion.accuracy - policy.tolerance
-        checks.append(_check("not_worse_than_champion", candidate.accuracy, ">=", bar))
+        bar = champion.estimate - policy.tolerance
+        checks.append(_check("not_worse_than_champion", candidate.estimate, bar))
     failed = [c for c in checks if not c["passed"]]
+    common = {"checks": checks, "metric": m, "estimate": candidate.estimate}
     if not failed:
         reason = "all checks passed: " + "; ".join(c["text"] for c in checks)
-        return GateDecision("promote", reason, checks)
+        return GateDecision("promote", reason, **common)
     failures = "; ".join(c["text"] for c in failed)
     if forced_by:
         return GateDecision(
-            "promote", f"forced by {forced_by} despite: {failures}", checks, forced_by
+            "promote", f"forced by {forced_by} despite: {failures}", forced_by=forced_by, **common
         )
-    return GateDecision("reject", f"failed: {failures}", checks)
+    return GateDecision("reject", f"failed: {failures}", **common)
 
 
-def _check(name: str, value: float, op: str, bound: float) -> dict[str, Any]:
+def _check(name: str, value: float, bound: float) -> dict[str, Any]:
     passed = value >= bound
     verb = "ok" if passed else "below"
-    text = f"{name} {value:.4f} {verb} (needs {op} {bound:.4f})"
+    text = f"{name} {value:.4f} {verb} (needs >= {bound:.4f})"
     return {
         "name": name,
         "value": round(value, 6),

@@ -65,8 +65,13 @@ def balanced_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(skm.balanced_accuracy_score(y_true, y_pred))
 
 
-def choose_threshold(y_true: ArrayLike, p_fake: ArrayLike) -> float:
+def choose_threshold(
+    y_true: ArrayLike, p_fake: ArrayLike, *, weights: ArrayLike | None = None
+) -> float:
     """The threshold with the best balanced accuracy on these (validation) labels.
+
+    ``weights``: per-post weights (e.g. each leak group counting once), so one picture
+    reposted 300 times in the validation split does not set the threshold on its own.
 
     Balanced accuracy, so a skewed validation set cannot push the model into calling
     everything the majority class. Candidates are 0.5 and the midpoints between adjacent
@@ -76,12 +81,14 @@ def choose_threshold(y_true: ArrayLike, p_fake: ArrayLike) -> float:
     p = np.asarray(p_fake, dtype=float)
     if len(y) == 0 or len(np.unique(y)) < 2:
         return 0.5
-    fpr, tpr, thresholds = skm.roc_curve(y, p, drop_intermediate=False)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    fpr, tpr, thresholds = skm.roc_curve(y, p, sample_weight=w, drop_intermediate=False)
     # thresholds[0] is +inf (nothing called fake); thresholds[k] calls p >= thresholds[k] fake.
     cuts = thresholds[1:]
     below = np.append(cuts[1:], cuts[-1] - 1.0)  # next lower distinct value
     candidates = np.append((cuts + np.maximum(below, 0.0)) / 2, 0.5)
-    scores = np.append((tpr[1:] + 1.0 - fpr[1:]) / 2, balanced_accuracy(y, predict_labels(p, 0.5)))
+    at_half = float(skm.balanced_accuracy_score(y, predict_labels(p, 0.5), sample_weight=w))
+    scores = np.append((tpr[1:] + 1.0 - fpr[1:]) / 2, at_half)
     ties = candidates[scores >= scores.max() - 1e-12]
     return float(ties[np.argmin(np.abs(ties - 0.5))])
 

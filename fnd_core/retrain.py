@@ -26,8 +26,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from fnd_core.model.examples import PostExample
+    from fnd_core.training import TrainOptions, TrainResult
 
 log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 40
+NO_LABELLED_POSTS = "no labelled posts yet: nothing to train on"
 
 
 class SnapshotInvalidError(RuntimeError):
@@ -37,18 +41,28 @@ class SnapshotInvalidError(RuntimeError):
 def load_examples(
     engine: Engine, *, as_of: datetime | None = None, labelled_only: bool = True
 ) -> list[PostExample]:
-    """Posts as model examples, ordered by post_id (deterministic training input)."""
+    """Posts as model examples, ordered by post_id (deterministic training input).
+
+    ``group`` comes from the landing file's optional ``group`` column (kept in ``posts.extra``).
+    """
     from fnd_core.model.examples import PostExample
 
     query = (
-        "select post_id, text, image_uri, image_sha256, label, split from fnd.posts "
-        "where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
+        "select post_id, text, image_uri, image_sha256, label, 'train', extra ->> 'group' "
+        "from fnd.posts where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
         + (" and label is not null" if labelled_only else "")
         + " order by post_id"
     )
     with engine.connect() as conn:
         rows = conn.execute(sa.text(query), {"as_of": as_of}).all()
     return [PostExample(*row) for row in rows]
+
+
+def leak_groups_of(examples: list[PostExample]):
+    """Leak groups of a snapshot's examples (see :mod:`fnd_core.grouping`)."""
+    from fnd_core.grouping import PostKeys, leak_groups
+
+    return leak_groups([PostKeys(e.image_sha256, e.text, e.group) for e in examples])
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
@@ -58,18 +72,16 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         row = conn.execute(
             sa.text(
                 "select count(*), min(ingested_at), max(ingested_at), "
-                "count(*) filter (where split = 'train'), count(*) filter (where split = 'val'), "
-                "count(*) filter (where split = 'test'), count(*) filter (where label = 1) "
+                "count(*) filter (where label = 1) "
                 "from fnd.posts where label is not null and ingested_at <= :as_of"
             ),
             {"as_of": as_of},
         ).one()
-    n, first, last, n_train, n_val, n_test, n_fake = row
+    n, first, last, n_fake = row
     summary = {
         "as_of": as_of.isoformat(),
         "n_labelled": n,
         "n_fake": n_fake,
-        "counts": {"train": n_train, "val": n_val, "test": n_test},
         "window": [first.isoformat() if first else None, last.isoformat() if last else None],
     }
     log.info("training snapshot: %s", summary)
@@ -93,7 +105,7 @@ def validate_snapshot(
             "text": [e.text for e in examples],
             "image_sha256": [e.image_sha256 for e in examples],
             "label": pd.array([e.label for e in examples], dtype="Int64"),
-            "split": [e.split for e in examples],
+            "leak_group": leak_groups_of(examples),
         }
     )
     name = f"snapshot-{snap['as_of'][:19].replace(':', '')}"
@@ -103,6 +115,7 @@ def validate_snapshot(
         expectations_dir=EXPECTATIONS_DIR,
         data_docs_dir=settings.data_docs,
         batch_name=name,
+        parameters={"min_groups": settings.cv_folds},
     ).to_json()
     with engine.begin() as conn:
         conn.execute(
@@ -134,39 +147,58 @@ def validate_snapshot(
     return {"batch_name": name, "success": True, "data_docs": summary["data_docs_path"]}
 
 
+def train_options(settings: Settings) -> TrainOptions:
+    """The training options of this deployment (feature cache, batching, precision)."""
+    from fnd_core.training import TrainOptions
+
+    return TrainOptions(
+        cache_dir=str(settings.home / "feature_cache"),
+        encode_batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
+        max_pixels=settings.max_image_pixels,
+        cpu_threads=settings.cpu_threads or None,
+        precision=settings.inference_precision,
+    )
+
+
 def train_candidate(
     engine: Engine,
     settings: Settings,
     snap: dict[str, Any],
     *,
     preset: str | None = None,
-    epochs: int = 40,
+    epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
     ablation: str | None = None,
     fusion: str = "concat",
     shuffle_labels: bool = False,
     run_id: str = "cli",
 ) -> dict[str, Any]:
-    """Train on the snapshot, save the artifact, register a candidate; returns its summary.
+    """Cross-validate the recipe on grouped folds, train on the whole snapshot, register.
 
-    ``shuffle_labels`` permutes the training labels (a sanity check: the gate must refuse it).
+    The candidate's figures (``metrics.cv``; ``metrics.test`` = its pooled out-of-fold
+    report) come from models that never saw the held-out posts' pictures or captions; the
+    baselines and the champion's recipe are measured on the same folds. The artifact is then
+    trained on every labelled post (one grouped fold early-stops it).
+    ``shuffle_labels`` permutes the labels (a sanity check: the gate must refuse it).
     """
+    import dataclasses
     import random
 
-    from fnd_core.model.artifacts import save_model
+    import numpy as np
+
+    from fnd_core import evaluation
+    from fnd_core.features import encode_examples
+    from fnd_core.grouping import leak_report
     from fnd_core.model.config import ModelConfig
-    from fnd_core.model.examples import PostExample
-    from fnd_core.plots import training_report
-    from fnd_core.training import TrainOptions, train
+    from fnd_core.model.network import build_model
+    from fnd_core.model.runtime import resolve_device
 
     examples = load_examples(engine, as_of=datetime.fromisoformat(snap["as_of"]))
     if shuffle_labels:
         labels = [e.label for e in examples]
         random.Random(seed).shuffle(labels)
-        examples = [
-            PostExample(e.post_id, e.text, e.image_uri, e.image_sha256, y, e.split)
-            for e, y in zip(examples, labels, strict=True)
-        ]
+        examples = [dataclasses.replace(e, label=y) for e, y in zip(examples, labels, strict=True)]
     preset = preset or settings.model_preset
     modalities = {"text": "text", "image": "image", None: "both"}[ablation]
     config = ModelConfig.for_preset(
@@ -176,15 +208,121 @@ def train_candidate(
         fusion=fusion,
         modalities=modalities,
     )
-    options = TrainOptions(
-        cache_dir=str(settings.home / "feature_cache"),
-        encode_batch_size=settings.batch_size,
-        num_workers=settings.num_workers,
-        max_pixels=settings.max_image_pixels,
-        cpu_threads=settings.cpu_threads or None,
-        precision=settings.inference_precision,
+    options = train_options(settings)
+    recipe = evaluation.Recipe(epochs=epochs, options=options, seed=seed)
+    groups = leak_groups_of(examples)
+    y = evaluation.labels_of(examples)
+    plan = evaluation.CVPlan.make(
+        y, groups, n_folds=settings.cv_folds, repeats=settings.cv_repeats, seed=seed
     )
-    result = train(examples, config, epochs=epochs, seed=seed, options=options)
+    base = build_model(config).to(resolve_device("auto"))
+    base.set_encoders_trainable(False)
+    features = encode_examples(base, examples, cache_dir=options.cache_dir, **_encode(options))
+    metric = settings.gate_metric
+    log.info("grouped cross-validation: %s", leak_report(groups, plan.repeats[0]))
+    cv, oof = evaluation.cross_validate(
+        base, config, features, y, groups, plan, recipe, metric=metric
+    )
+    baselines = evaluation.baselines(features, y, groups, plan, metric=metric)
+    champion = _champion_recipe(engine, base, config, features, y, groups, plan, recipe, metric)
+    log.info(
+        "cross-validated %s: candidate %s; prior %s; text baseline %s; champion recipe %s",
+        metric, evaluation.brief(cv), evaluation.brief(baselines.get("prior")),
+        evaluation.brief(baselines.get("text_lr")), evaluation.brief(champion.get("cv")),
+    )  # fmt: skip
+    result = _train_final(base, config, examples, groups, y, plan, recipe)
+    result.metrics["test"] = cv.pop("report")
+    result.scores["test"] = _oof_scores(examples, y, oof[0])
+    result.metrics |= {
+        "cv": cv,
+        "baselines": {k: _without_report(v) for k, v in baselines.items()},
+        "champion_recipe": champion,
+        "leak": leak_report(groups, plan.repeats[0]) | {"split_policy": "grouped_stratified_kfold"},
+    }
+    return _save_and_register(
+        engine, settings, snap, result, config,
+        preset=preset, epochs=epochs, seed=seed, ablation=ablation,
+        shuffle_labels=shuffle_labels, run_id=run_id, n_groups=int(np.unique(groups).size),
+    )  # fmt: skip
+
+
+def _encode(options: TrainOptions) -> dict[str, Any]:
+    from fnd_core.training import encode_kwargs
+
+    return encode_kwargs(options)
+
+
+def _without_report(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "report"}
+
+
+def _oof_scores(examples: list[PostExample], y, p):
+    from fnd_core.training import SplitScores
+
+    return SplitScores(post_ids=[e.post_id for e in examples], y_true=y, p_fake=p)
+
+
+def _train_final(base, config, examples, groups, y, plan, recipe) -> TrainResult:
+    """The artifact: trained on every labelled post; one grouped fold early-stops it."""
+    import dataclasses
+
+    from fnd_core.evaluation import fresh_head
+    from fnd_core.grouping import grouped_folds
+    from fnd_core.training import train
+
+    val = set(grouped_folds(y, groups, n_folds=plan.n_folds, seed=recipe.seed)[0].tolist())
+    roles = [
+        dataclasses.replace(e, split="val" if i in val else "train") for i, e in enumerate(examples)
+    ]
+    return train(
+        roles, config, epochs=recipe.epochs, seed=recipe.seed, options=recipe.options,
+        model=fresh_head(base, config, recipe.seed), groups=groups,
+    )  # fmt: skip
+
+
+def _champion_recipe(engine, base, config, features, y, groups, plan, recipe, metric):
+    """The champion's recipe retrained on the candidate's folds, or why it could not be."""
+    from fnd_core import evaluation
+    from fnd_core.model.config import ModelConfig
+
+    champion = registry.current_champion(engine)
+    if champion is None:
+        return {"version": None, "cv": None, "note": "no champion yet"}
+    known = set(ModelConfig.__dataclass_fields__)
+    try:
+        champ_config = ModelConfig.from_dict(
+            {k: v for k, v in champion.config.items() if k in known}
+        )
+    except ValueError as exc:
+        return {"version": champion.version, "cv": None, "note": f"unreadable config: {exc}"}
+    same_encoders = all(
+        getattr(champ_config, k) == getattr(config, k)
+        for k in ("preset", "image_size", "max_tokens")
+    )
+    has_inputs = (not champ_config.uses_image or features.image is not None) and (
+        not champ_config.uses_text or features.text is not None
+    )
+    if not (same_encoders and has_inputs):
+        return {
+            "version": champion.version,
+            "cv": None,
+            "note": "other encoders than the candidate's: not comparable on these features",
+        }
+    epochs = int(champion.config.get("epochs") or recipe.epochs)
+    champ_recipe = evaluation.Recipe(epochs=epochs, options=recipe.options, seed=recipe.seed)
+    cv, _ = evaluation.cross_validate(
+        base, champ_config, features, y, groups, plan, champ_recipe, metric=metric
+    )
+    return {"version": champion.version, "cv": _without_report(cv), "note": "same folds"}
+
+
+def _save_and_register(
+    engine, settings, snap, result, config, *, preset, epochs, seed, ablation,
+    shuffle_labels, run_id, n_groups,
+) -> dict[str, Any]:  # fmt: skip
+    from fnd_core.model.artifacts import save_model
+    from fnd_core.plots import training_report
+
     now = datetime.now(UTC)
     version = registry.new_version_id(now, f"{run_id}-{snap['as_of']}-{seed}-{ablation}")
     uri = storage.join(settings.store, "models", version)
@@ -205,6 +343,9 @@ def train_candidate(
         "snapshot_as_of": snap["as_of"],
         "shuffle_labels": shuffle_labels,
         "weights_scope": saved.weights_scope,
+        "n_groups": n_groups,
+        "cv_folds": settings.cv_folds,
+        "cv_repeats": settings.cv_repeats,
     }
     registry.register_candidate(
         engine,
@@ -218,68 +359,103 @@ def train_candidate(
         counts=result.counts,
         run_id=run_id,
     )
-    test = result.metrics.get("test") or {}
-    log.info("candidate %s: test accuracy %s (%s)", version, test.get("accuracy"), saved.uri)
+    cv = result.metrics["cv"]
+    log.info("candidate %s: %s %s (%s)", version, cv["metric"], cv["estimate"], saved.uri)
     return {
         "version": version,
         "artifact_uri": saved.uri,
-        "test_accuracy": test.get("accuracy"),
+        "gate_metric": cv["metric"],
+        "gate_estimate": cv["estimate"],
+        "test_accuracy": result.metrics["test"]["accuracy"],
         "seconds": round(result.seconds, 1),
     }
 
 
 def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]:
-    """Scorecards of the candidate and the champion on the candidate's test posts."""
+    """The evidence the gate decides on: the candidate's cross-validated figures, the
+    baselines' and the champion recipe's on the same folds; the candidate's artifact is
+    loaded (sha256 verified) so a model that cannot be served is never promoted, and a
+    champion that cannot be loaded is recorded rather than blocking retraining."""
     from fnd_core.model.artifacts import load_model
 
     candidate = registry.get_version(engine, version)
-    as_of = datetime.fromisoformat(candidate.config["snapshot_as_of"])
-    test = [e for e in load_examples(engine, as_of=as_of) if e.split == "test"]
-    if not test:
-        raise ValueError(f"snapshot of {version} has no labelled test posts to evaluate on")
-    loaded = load_model(candidate.artifact_uri, candidate.artifact_sha256, for_inference=True)
-    cand_card = _scorecard(loaded.model, loaded.threshold, test, settings)
-    champion = registry.current_champion(engine)
-    champ_card = None
-    if champion is not None:
-        champ = load_model(champion.artifact_uri, champion.artifact_sha256, for_inference=True)
-        champ_card = _scorecard(champ.model, champ.threshold, test, settings)
+    load_model(candidate.artifact_uri, candidate.artifact_sha256)
+    m = candidate.metrics
+    if "cv" not in m:
+        raise ValueError(f"{version} has no cross-validated figures: it predates grouped folds")
+    champion = m.get("champion_recipe") or {}
+    current = registry.current_champion(engine)
+    champion_state = None
+    if current is not None:
+        try:
+            load_model(current.artifact_uri, current.artifact_sha256)
+            champion_state = "loadable"
+        except Exception as exc:  # noqa: BLE001 — any failure means it cannot serve
+            champion_state = f"cannot be loaded: {exc}"
+            log.warning("champion %s %s", current.version, champion_state)
     result = {
         "version": version,
-        "n_test": len(test),
-        "candidate": cand_card.__dict__,
-        "champion": None
-        if champ_card is None
-        else {"version": champion.version, **champ_card.__dict__},
+        "metric": m["cv"]["metric"],
+        "candidate": m["cv"],
+        "baselines": m.get("baselines") or {},
+        "champion": champion.get("cv") and {"version": champion.get("version"), **champion["cv"]},
+        "champion_note": champion.get("note"),
+        "champion_state": champion_state,
+        "leak": m.get("leak"),
     }
-    log.info("evaluation on %d test posts: %s", len(test), result)
+    log.info("evaluation of %s: %s", version, {k: result[k] for k in ("metric", "leak")})
     return result
 
 
 def gate(
     evaluation: dict[str, Any], policy: GatePolicy, *, forced_by: str | None = None
 ) -> GateDecision:
-    """Apply the gate to an evaluation (pure decision), with the champion compared recorded."""
+    """Apply the gate to an evaluation (pure decision) for the policy's metric."""
+    metric = policy.metric
     champion = evaluation.get("champion")
-    champ_card = None
-    if champion:
-        champ_card = Scorecard(**{k: v for k, v in champion.items() if k != "version"})
-    decision = decide(Scorecard(**evaluation["candidate"]), champ_card, policy, forced_by=forced_by)
+    decision = decide(
+        Scorecard.from_summary(evaluation["candidate"], metric),
+        policy,
+        baselines={
+            name: Scorecard.from_summary(summary, metric)
+            for name, summary in (evaluation.get("baselines") or {}).items()
+        },
+        champion=Scorecard.from_summary(champion, metric) if champion else None,
+        forced_by=forced_by,
+    )
     log.info("gate for %s: %s", evaluation["version"], decision.reason)
     return decision
 
 
 def record_decision(
-    engine: Engine, evaluation: dict[str, Any], decision: GateDecision, policy: GatePolicy
+    engine: Engine,
+    evaluation: dict[str, Any],
+    decision: GateDecision,
+    policy: GatePolicy,
+    *,
+    floor_set_by: str | None = None,
 ) -> dict[str, Any]:
-    """Promote or reject in the registry, keeping the decision, thresholds and comparison."""
+    """Promote or reject in the registry, keeping the decision, thresholds and comparison.
+
+    Idempotent: a retry after the version was already decided returns the recorded outcome.
+    ``floor_set_by``: who changed the floor for this run (a trigger-form override), audited.
+    """
+    version = evaluation["version"]
+    current = registry.get_version(engine, version)
+    if current.status != "candidate" and current.gate:
+        return {
+            "version": version,
+            "decision": current.gate.get("decision"),
+            "reason": current.gate.get("reason"),
+            "already_recorded": True,
+        }
     payload = {
         **decision.to_json(),
         "policy": policy.__dict__,
+        "floor_set_by": floor_set_by,
         "evaluation": evaluation,
         "decided_at": datetime.now(UTC).isoformat(),
     }
-    version = evaluation["version"]
     if decision.promote:
         retired = registry.promote(engine, version, payload)
         return {
@@ -292,28 +468,37 @@ def record_decision(
     return {"version": version, "decision": "reject", "reason": decision.reason}
 
 
-def _scorecard(model, threshold: float, test: list[PostExample], settings: Settings) -> Scorecard:
-    import numpy as np
-
-    from fnd_core import metrics
-    from fnd_core.features import encode_options, predict_proba
-
-    p_fake = predict_proba(model, test, **encode_options(settings))
-    y_true = np.array([e.label for e in test])
-    y_pred = metrics.predict_labels(p_fake, threshold)
-    recalls = metrics.per_class_recall(y_true, y_pred)
-    return Scorecard(
-        accuracy=round(metrics.accuracy(y_true, y_pred), 6),
-        recall_real=round(recalls["real"] or 0.0, 6),
-        recall_fake=round(recalls["fake"] or 0.0, 6),
-        n_test=len(test),
-    )
-
-
 def policy_from(settings: Settings, *, min_accuracy: float | None = None) -> GatePolicy:
     """The gate policy of the settings, with an optional floor override (a DAG Param)."""
     return GatePolicy(
         min_accuracy=settings.gate_min_accuracy if min_accuracy is None else min_accuracy,
         tolerance=settings.gate_tolerance,
         min_class_recall=settings.gate_min_class_recall,
+        baseline_margin=settings.gate_baseline_margin,
+        metric=settings.gate_metric,
     )
+
+
+def run(
+    engine: Engine,
+    settings: Settings,
+    *,
+    min_accuracy: float | None = None,
+    forced_by: str | None = None,
+    floor_set_by: str | None = None,
+    run_id: str = "cli",
+    **train_kwargs: Any,
+) -> dict[str, Any]:
+    """The whole recipe in one process (``fnd train``, tests, benchmarks): snapshot →
+    validate → train → evaluate → gate → promote or reject. The ``fnd_retrain`` DAG runs the
+    same steps as tasks. No labelled posts: ``{"skipped": reason}``, nothing trained."""
+    snap = snapshot(engine)
+    if snap["n_labelled"] == 0:
+        return {"skipped": NO_LABELLED_POSTS}
+    validate_snapshot(engine, settings, snap, run_id=run_id)
+    candidate = train_candidate(engine, settings, snap, run_id=run_id, **train_kwargs)
+    evaluation = evaluate(engine, settings, candidate["version"])
+    policy = policy_from(settings, min_accuracy=min_accuracy)
+    decision = gate(evaluation, policy, forced_by=forced_by)
+    outcome = record_decision(engine, evaluation, decision, policy, floor_set_by=floor_set_by)
+    return {"candidate": candidate, "evaluation": evaluation, **outcome}

@@ -76,11 +76,29 @@ class Settings:
     train_queue: str = _setting(
         "FND_TRAIN_QUEUE", "default", "Airflow queue of the training task (e.g. gpu)"
     )
+    gate_metric: str = _setting(
+        "FND_GATE_METRIC",
+        "balanced_accuracy",
+        "Gate metric, estimated by grouped cross-validation: balanced_accuracy | macro_f1",
+    )
     gate_min_accuracy: float = _setting(
-        "FND_GATE_MIN_ACCURACY", 0.8, "Gate: test accuracy floor for promotion"
+        "FND_GATE_MIN_ACCURACY", 0.7, "Gate: floor on the gate metric's cross-validated estimate"
+    )
+    gate_baseline_margin: float = _setting(
+        "FND_GATE_BASELINE_MARGIN",
+        0.01,
+        "Gate: the candidate must beat the prior and the text baseline by this much",
     )
     gate_tolerance: float = _setting(
-        "FND_GATE_TOLERANCE", 0.01, "Gate: allowed accuracy drop against the champion"
+        "FND_GATE_TOLERANCE",
+        0.01,
+        "Gate: allowed drop against the champion's recipe on the same folds",
+    )
+    cv_folds: int = _setting(
+        "FND_CV_FOLDS", 5, "Grouped cross-validation folds behind the gate's estimate"
+    )
+    cv_repeats: int = _setting(
+        "FND_CV_REPEATS", 2, "Times the grouped folds are redrawn (estimates averaged)"
     )
     gate_min_class_recall: float = _setting(
         "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"

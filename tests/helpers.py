@@ -6,7 +6,6 @@ from pathlib import Path
 
 from fnd_core import retrain
 from fnd_core.demo import generate_batch
-from fnd_core.gate import GatePolicy
 from fnd_core.ingest import ingest_file
 from fnd_core.settings import Settings
 
@@ -18,11 +17,7 @@ def ingest_demo(engine, settings: Settings, n_posts: int, *, seed: int = 0, **kw
 
 
 def promote_tiny(engine, settings: Settings, *, epochs: int = 3, forced_by: str = "tests") -> str:
-    """Train a tiny-preset candidate on what is in fnd.posts and force it to champion."""
-    snap = retrain.snapshot(engine)
-    cand = retrain.train_candidate(engine, settings, snap, preset="tiny", epochs=epochs)
-    evaluation = retrain.evaluate(engine, settings, cand["version"])
-    policy = GatePolicy()
-    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
-    retrain.record_decision(engine, evaluation, decision, policy)
-    return cand["version"]
+    """Run the retrain recipe with the tiny preset on what is in fnd.posts; force promotion."""
+    outcome = retrain.run(engine, settings, forced_by=forced_by, preset="tiny", epochs=epochs)
+    assert outcome["decision"] == "promote", outcome
+    return outcome["version"]

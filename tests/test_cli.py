@@ -74,3 +74,37 @@ def test_demo_generate_twice_is_byte_identical(tmp_path: Path):
     for rel in files_a:
         a, b = tmp_path / "a" / rel, tmp_path / "b" / rel
         assert a.is_dir() or a.read_bytes() == b.read_bytes(), rel
+
+
+def test_evaluate_holds_out_each_event_and_prints_both_baselines(tmp_path: Path):
+    """`fnd evaluate` on a labelled folder, no database: leave-one-event-out, then one split."""
+    import json
+
+    env = {"FND_HOME": str(tmp_path / "home"), "FND_MODEL_PRESET": "tiny", "FND_CV_FOLDS": "3"}
+    out = tmp_path / "landing"
+    run_fnd("demo", "generate", "--posts", "120", "--out", str(out), "--seed", "3", env=env)
+    (data,) = out.glob("*.jsonl")
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["event"] = "abc"[i % 3]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    logo = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--epochs", "2", env=env)
+    lines = logo.stdout.splitlines()
+    assert lines[0].startswith("120 labelled posts (0 rows rejected")
+    assert "| held out | posts | fake share | fnd | text baseline | prior |" in lines
+    for event in "abc":
+        assert any(line.startswith(f"| {event} | 40 | ") for line in lines), lines
+    assert any(line.startswith("| **all held-out posts** | 120 |") for line in lines)
+
+    one = run_fnd(
+        "evaluate", str(out), "--holdout-groups", "event", "--holdout-values", "a,b",
+        "--epochs", "2", env=env,
+    )  # fmt: skip
+    assert any(line.startswith("| a+b | 80 |") for line in one.stdout.splitlines())
+    assert "gate estimate from the other posts (grouped CV): fnd " in one.stdout
+
+    bad = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--holdout-values", "zz",
+                  env=env, check=False)  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "Error: no labelled post has these holdout values: zz"

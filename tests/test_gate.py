@@ -1,54 +1,74 @@
-"""The accuracy gate: every rule, both directions, and the audited override."""
+"""The accuracy gate: every rule, both directions, the baselines and the audited override."""
 
 from __future__ import annotations
 
 import pytest
 
-from fnd_core.gate import GatePolicy, Scorecard, decide
+from fnd_core.gate import GateDecision, GatePolicy, Scorecard, decide
 
-POLICY = GatePolicy(min_accuracy=0.8, tolerance=0.01, min_class_recall=0.5)
-
-
-def card(acc: float, r_real: float = 0.9, r_fake: float = 0.9) -> Scorecard:
-    return Scorecard(accuracy=acc, recall_real=r_real, recall_fake=r_fake, n_test=200)
+POLICY = GatePolicy(min_accuracy=0.7, tolerance=0.01, min_class_recall=0.5, baseline_margin=0.02)
 
 
-def test_first_model_above_floor_is_promoted():
-    d = decide(card(0.91), None, POLICY)
+def card(estimate: float, r_real: float = 0.9, r_fake: float = 0.9) -> Scorecard:
+    return Scorecard(estimate=estimate, recall_real=r_real, recall_fake=r_fake, n=200)
+
+
+PRIOR = {"prior": card(0.5, 0.0, 1.0)}
+
+
+def test_first_model_above_floor_and_baselines_is_promoted():
+    d = decide(card(0.81), POLICY, baselines={**PRIOR, "text_lr": card(0.70)})
     assert d.promote
     assert "all checks passed" in d.reason
+    assert (d.metric, d.estimate) == ("balanced_accuracy", 0.81)
+    assert [c["name"] for c in d.checks] == [
+        "balanced_accuracy_floor", "recall_real_floor", "recall_fake_floor",
+        "beats_prior", "beats_text_lr",
+    ]  # fmt: skip
 
 
 def test_below_floor_is_rejected_with_reason():
-    d = decide(card(0.55), None, POLICY)
+    d = decide(card(0.55), POLICY)
     assert not d.promote
-    assert "accuracy_floor 0.5500 below (needs >= 0.8000)" in d.reason
+    assert "balanced_accuracy_floor 0.5500 below (needs >= 0.7000)" in d.reason
 
 
-def test_worse_than_champion_beyond_tolerance_is_rejected():
-    d = decide(card(0.90), card(0.93), POLICY)
+def test_not_beating_the_text_baseline_by_the_margin_is_rejected():
+    d = decide(card(0.80), POLICY, baselines={**PRIOR, "text_lr": card(0.79)})
     assert not d.promote
-    assert "not_worse_than_champion" in d.reason
+    assert d.reason == "failed: beats_text_lr 0.8000 below (needs >= 0.8100)"
+
+
+def test_worse_than_champion_recipe_beyond_tolerance_is_rejected():
+    d = decide(card(0.80), POLICY, champion=card(0.83))
+    assert not d.promote
+    assert "not_worse_than_champion 0.8000 below (needs >= 0.8200)" in d.reason
 
 
 def test_within_tolerance_of_champion_is_promoted():
-    assert decide(card(0.925), card(0.93), POLICY).promote
+    assert decide(card(0.825), POLICY, champion=card(0.83)).promote
 
 
-def test_collapsed_class_recall_is_rejected_even_with_good_accuracy():
-    d = decide(card(0.85, r_real=1.0, r_fake=0.2), None, POLICY)
+def test_collapsed_class_recall_is_rejected_even_with_a_good_estimate():
+    d = decide(card(0.85, r_real=1.0, r_fake=0.2), POLICY)
     assert not d.promote
     assert "recall_fake_floor" in d.reason
+    assert "recall_real_floor" not in d.reason
 
 
-def test_force_promote_is_audited():
-    d = decide(card(0.5), card(0.9), POLICY, forced_by="alice")
+def test_force_promote_is_audited_and_round_trips():
+    d = decide(card(0.5), POLICY, champion=card(0.9), forced_by="alice")
     assert d.promote
     assert d.forced_by == "alice"
     assert d.reason.startswith("forced by alice despite: ")
-    assert d.to_json()["forced_by"] == "alice"
+    again = GateDecision.from_json(d.to_json())
+    assert again == d
 
 
-def test_policy_validates_bounds():
-    with pytest.raises(ValueError, match="min_accuracy"):
-        GatePolicy(min_accuracy=1.5)
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("min_accuracy", 1.5), ("baseline_margin", -0.1), ("metric", "accuracy")],
+)
+def test_policy_validates(field, value):
+    with pytest.raises(ValueError, match=field):
+        GatePolicy(**{field: value})

@@ -26,6 +26,7 @@ IN_SET = "expect_column_values_to_be_in_set"
 CONTAINS = "expect_column_distinct_values_to_contain_set"
 MEAN = "expect_column_mean_to_be_between"
 ROWS = "expect_table_row_count_to_be_between"
+UNIQUE_COUNT = "expect_column_unique_value_count_to_be_between"
 
 
 def posts_frame(n: int = 8) -> pd.DataFrame:
@@ -47,14 +48,14 @@ def posts_frame(n: int = 8) -> pd.DataFrame:
 
 
 def training_frame(n: int = 120) -> pd.DataFrame:
-    """A balanced snapshot with all three splits."""
+    """A balanced snapshot of 30 leak groups."""
     return pd.DataFrame(
         {
             "post_id": [f"t3_{i:04d}" for i in range(n)],
             "text": [f"caption {i}" for i in range(n)],
             "image_sha256": [f"{i:064x}" for i in range(n)],
             "label": [i % 2 for i in range(n)],
-            "split": [("train", "train", "val", "test")[i % 4] for i in range(n)],
+            "leak_group": [i % 30 for i in range(n)],
         }
     )
 
@@ -297,10 +298,11 @@ def test_training_set_with_too_few_rows_fails_unless_lowered() -> None:
     assert validate(df, "training_set", parameters={"min_rows": 40}).success
 
 
-def test_training_set_missing_a_split_fails() -> None:
+def test_training_set_with_fewer_leak_groups_than_folds_fails() -> None:
     df = training_frame()
-    df.loc[df["split"] == "test", "split"] = "val"
-    assert set(failures(validate(df, "training_set"))) == {(CONTAINS, "split")}
+    df["leak_group"] = df["leak_group"] % 4  # 4 stories, 5 folds by default
+    assert set(failures(validate(df, "training_set"))) == {(UNIQUE_COUNT, "leak_group")}
+    assert validate(df, "training_set", parameters={"min_groups": 4}).success
 
 
 def test_training_set_null_labels_and_duplicates_fail() -> None:

@@ -19,7 +19,9 @@ def test_snapshot_counts_labelled_posts(clean_db, settings):
     ingest_demo(clean_db, settings, 120, seed=1, unlabelled_share=0.25)
     snap = retrain.snapshot(clean_db)
     assert 80 <= snap["n_labelled"] <= 100
-    assert sum(snap["counts"].values()) == snap["n_labelled"]
+    with clean_db.connect() as conn:
+        labelled = conn.execute(sa.text("select count(*) from fnd.posts where label is not null"))
+        assert snap["n_labelled"] == labelled.scalar_one()
 
 
 def test_one_class_snapshot_fails_validation_and_is_recorded(clean_db, settings):
@@ -34,23 +36,49 @@ def test_one_class_snapshot_fails_validation_and_is_recorded(clean_db, settings)
     assert (suite, success) == ("training_set", False)
 
 
-def test_retrain_on_same_data_is_compared_with_champion(clean_db, settings):
+def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settings):
     ingest_demo(clean_db, settings, 200, seed=3)
     champion = promote_tiny(clean_db, settings)
     snap = retrain.snapshot(clean_db)
     cand = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
     evaluation = retrain.evaluate(clean_db, settings, cand["version"])
     assert evaluation["champion"]["version"] == champion
-    assert evaluation["champion"]["n_test"] == evaluation["candidate"]["n_test"]
+    assert evaluation["champion_state"] == "loadable"
+    candidate, champ = evaluation["candidate"], evaluation["champion"]
+    assert champ["n"] == candidate["n"] == snap["n_labelled"]
+    assert (champ["n_folds"], champ["n_repeats"]) == (settings.cv_folds, settings.cv_repeats)
+    assert evaluation["leak"]["groups_straddling_folds"] == 0
+    assert set(evaluation["baselines"]) == {"prior", "text_lr"}
+    assert evaluation["baselines"]["prior"]["estimate"] == 0.5
     policy = GatePolicy(min_accuracy=0.99)  # out of reach for the tiny preset
     decision = retrain.gate(evaluation, policy)
-    outcome = retrain.record_decision(clean_db, evaluation, decision, policy)
+    outcome = retrain.record_decision(clean_db, evaluation, decision, policy, floor_set_by="bob")
     assert outcome["decision"] == "reject"
     recorded = registry.get_version(clean_db, cand["version"])
     assert recorded.status == "rejected"
     assert recorded.gate["evaluation"]["champion"]["version"] == champion
-    assert "accuracy_floor" in recorded.gate["reason"]
+    assert recorded.gate["floor_set_by"] == "bob"
+    assert "balanced_accuracy_floor" in recorded.gate["reason"]
     assert registry.current_champion(clean_db).version == champion
+    again = retrain.record_decision(clean_db, evaluation, decision, policy)  # a task retry
+    assert again["already_recorded"] and again["decision"] == "reject"
+    with clean_db.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "select gate_metric, gate_estimate from fnd.model_leaderboard where version = :v"
+            ),
+            {"v": cand["version"]},
+        ).one()
+    assert row[0] == "balanced_accuracy"
+    assert float(row[1]) == pytest.approx(candidate["estimate"])
+
+
+def test_no_labelled_posts_skips_the_recipe(clean_db, settings):
+    ingest_demo(clean_db, settings, 30, seed=5, unlabelled_share=1.0)
+    assert retrain.run(clean_db, settings, preset="tiny", epochs=1) == {
+        "skipped": retrain.NO_LABELLED_POSTS
+    }
+    assert registry.current_champion(clean_db) is None
 
 
 def test_tampered_artifact_is_refused_on_load(clean_db, settings):

@@ -12,13 +12,15 @@ class PostExample:
     """One post as the model sees it.
 
     Attributes:
-        post_id: the source's id (stable: it decides the split).
+        post_id: the source's id .
         text: the caption or title.
         image_uri: local path or fsspec URI (``gs://...``) of the image bytes.
         image_sha256: hex digest of the image bytes when known (ingest records it); the
             feature cache keys images by it, so a picture shared by many posts is encoded once.
         label: 0 real, 1 fake, ``None`` unlabelled.
-        split: ``train``, ``val`` or ``test``.
+        split: ``train``, ``val`` or ``test``: the role a training run gives the post.
+        group: the landing file's optional ``group`` (event or story id): posts of one group
+            never straddle a train/test boundary.
     """
 
     post_id: str
@@ -27,6 +29,7 @@ class PostExample:
     image_sha256: str | None = None
     label: int | None = None
     split: str = "train"
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if not self.post_id:

@@ -24,12 +24,10 @@ def warmup_cosine(total_steps: int, warmup_share: float) -> Callable[[int], floa
     return factor
 
 
-def classification_criterion(y_train: torch.Tensor, use_weights: bool) -> torch.nn.Module:
-    """BCE with the fake class weighted by n_real / n_fake, so both classes count equally."""
-    n_fake = float(y_train.sum())
-    n_real = float(len(y_train)) - n_fake
-    pos_weight = torch.tensor(n_real / max(n_fake, 1.0)) if use_weights else None
-    return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy averaged with per-post weights (see grouping.group_weights)."""
+    losses = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+    return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
 def batch_loss(
@@ -37,14 +35,26 @@ def batch_loss(
     image: torch.Tensor | None,
     text: torch.Tensor | None,
     labels: torch.Tensor,
-    criterion: torch.nn.Module,
+    weights: torch.Tensor,
     *,
     align_weight: float,
     align_temperature: float,
+    modality_dropout: float = 0.0,
 ) -> torch.Tensor:
-    """Classification loss, plus the alignment loss when the model sees both modalities."""
+    """Weighted classification loss, plus the alignment loss when the model sees both modalities.
+
+    ``modality_dropout``: in training, that share of posts has its projected picture (or, as
+    often, its caption) zeroed before fusion, so the head cannot lean on one modality alone:
+    a picture it has seen in many posts is the easiest thing to memorise.
+    """
     image, text = model.project(image, text)
-    loss = criterion(model.fuse(image, text).float(), labels)
+    fused_image, fused_text = image, text
+    if modality_dropout > 0 and image is not None and text is not None and model.training:
+        drop = torch.rand(len(labels), device=labels.device)
+        fused_image = image * (drop >= modality_dropout / 2).unsqueeze(-1).to(image.dtype)
+        keep_text = (drop < modality_dropout / 2) | (drop >= modality_dropout)
+        fused_text = text * keep_text.unsqueeze(-1).to(text.dtype)
+    loss = weighted_bce(model.fuse(fused_image, fused_text), labels, weights)
     if align_weight > 0 and image is not None and text is not None:
         loss = loss + align_weight * alignment_loss(image, text, labels, align_temperature)
     return loss

@@ -74,7 +74,9 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
         ).one()
     assert status == "champion"
     assert forced_by  # the audit trail names who forced it
-    assert gate["decision"] == "promote" and gate["evaluation"]["n_test"] > 0
+    assert gate["decision"] == "promote"
+    assert gate["evaluation"]["candidate"]["n"] == 240  # every post predicted out-of-fold
+    assert gate["evaluation"]["leak"]["groups_straddling_folds"] == 0
 
     score = load_dag("fnd_score").test(run_conf={"shards": 3})
     assert score.state == "success", task_states(score)

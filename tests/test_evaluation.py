@@ -1,0 +1,74 @@
+"""Grouped cross-validation tells the truth where a random post split flatters.
+
+A snapshot where the label belongs to the *picture* (each picture reposted many times, its
+posts all fake or all real, captions saying nothing) can be learnt by memorising pictures: a
+random post split rewards that, grouped folds must not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fnd_core import evaluation, metrics
+from fnd_core.features import encode_examples, head_proba
+from fnd_core.grouping import PostKeys, leak_groups
+from fnd_core.model import ModelConfig, PostExample
+from fnd_core.model.network import build_model
+from fnd_core.training import TrainOptions
+
+TINY = ModelConfig.for_preset("tiny", image_size=32)
+RECIPE = evaluation.Recipe(epochs=40, options=TrainOptions(batch_size=32, lr=3e-3, patience=40))
+WORDS = ["storm", "city", "water", "people", "street", "night", "photo", "wow", "look", "today"]
+
+
+@pytest.fixture(scope="module")
+def reposted(tmp_path_factory):
+    """48 pictures x 8 reposts; a picture's posts share its (random) label."""
+    folder = tmp_path_factory.mktemp("reposts")
+    rng = np.random.default_rng(0)
+    posts = []
+    for picture in range(48):
+        path = folder / f"{picture}.png"
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        sha = f"{picture:064x}"
+        label = picture % 2
+        for k in range(8):
+            text = " ".join(rng.choice(WORDS, 3))
+            posts.append(PostExample(f"p{picture}-{k}", text, str(path), sha, label))
+    torch.manual_seed(0)
+    base = build_model(TINY, pretrained=False)
+    base.set_encoders_trainable(False)
+    features = encode_examples(base, posts)
+    groups = leak_groups([PostKeys(p.image_sha256, p.text) for p in posts])
+    return base, features, evaluation.labels_of(posts), groups
+
+
+def test_a_random_post_split_rewards_memorised_pictures(reposted):
+    base, features, y, groups = reposted
+    rng = np.random.default_rng(1)
+    test = rng.choice(len(y), len(y) // 4, replace=False)
+    train = np.setdiff1d(np.arange(len(y)), test)
+    model = evaluation.fresh_head(base, TINY, 0)
+    # an honest recipe, but the held-out posts are reposts of pictures it trained on
+    singletons = np.arange(len(y))  # what a post-level split assumes
+    evaluation.fit_on(model, features, y, singletons, train, RECIPE, n_folds=5)
+    model.eval()
+    p = head_proba(model, features.subset(test))
+    assert metrics.balanced_accuracy(y[test], metrics.predict_labels(p, 0.5)) >= 0.8
+
+
+def test_grouped_cross_validation_sees_through_it(reposted):
+    base, features, y, groups = reposted
+    assert len(np.unique(groups)) == 48
+    plan = evaluation.CVPlan.make(y, groups, n_folds=4, repeats=1)
+    cv, oof = evaluation.cross_validate(
+        base, TINY, features, y, groups, plan, RECIPE, metric="balanced_accuracy"
+    )
+    assert cv["estimate"] <= 0.7  # chance is 0.5: nothing about a new picture was learnt
+    assert len(cv["fold_values"]) == 4 and len(oof[0]) == len(y)
+    base_cv = evaluation.baselines(features, y, groups, plan, metric="balanced_accuracy")
+    assert base_cv["prior"]["estimate"] == 0.5
+    assert base_cv["text_lr"]["estimate"] <= 0.7  # captions are random words
