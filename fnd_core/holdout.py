@@ -58,6 +58,7 @@ def read_labelled(path: str, settings: Settings, *, holdout_field: str | None) -
             store,
             max_text_chars=settings.max_text_chars,
             max_image_pixels=settings.max_image_pixels,
+            max_image_bytes=settings.max_image_bytes,
             gcs_endpoint=settings.gcs_endpoint,
         )
         out.n_rejected += len(checked.rejected)

@@ -214,6 +214,7 @@ def _check(landing: LandingFile, settings: Settings) -> CheckedFile:
         store,
         max_text_chars=settings.max_text_chars,
         max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_image_bytes,
         gcs_endpoint=settings.gcs_endpoint,
         workers=settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1),
     )

@@ -45,6 +45,9 @@ class Settings:
         "FND_INGEST_SCHEDULE", "*/10 * * * *", "Cron of the fnd_ingest DAG"
     )
     max_text_chars: int = _setting("FND_MAX_TEXT_CHARS", 5000, "Longest post text accepted")
+    max_image_bytes: int = _setting(
+        "FND_MAX_IMAGE_BYTES", 50 * 1024 * 1024, "Largest image file read at ingest, in bytes"
+    )
     max_image_pixels: int = _setting(
         "FND_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (w*h) accepted: decompression-bomb guard"
     )

@@ -168,7 +168,7 @@ def test_parquet_reader(landing: Path, store: ImageStore):
         {
             "id": ["q1", "q2"],
             "text": ["Parquet one", "Parquet two"],
-            "image": ["images/ok0.jpg", str(landing / "images" / "ok1.jpg")],
+            "image": ["images/ok0.jpg", "./images/sub/../ok1.jpg"],
             "created_utc": [1704067200.5, float("nan")],
             "label": [0, None],
             "score": [3, 4],
@@ -397,7 +397,7 @@ def test_truncated_png_is_caught(store):
 def test_image_directory_is_unreadable(landing, store):
     (landing / "images" / "dir.jpg").mkdir()
     result = check_all(write_jsonl(landing / "b.jsonl", [post(image="images/dir.jpg")]), store)
-    assert only(result).rule == "image_unreadable"
+    assert only(result).rule == "image_not_a_file"
 
 
 # Image modes and orientation ---------------------------------------------------------------------
@@ -541,14 +541,108 @@ def test_relative_store_root_becomes_absolute(tmp_path, monkeypatch):
     assert ImageStore("rel/store").uri_for("ab", "png") == str(tmp_path / "rel/store/images/ab.png")
 
 
-def test_image_refs_absolute_and_file_uri(landing, store):
-    absolute = str(landing / "images" / "ok1.jpg")
-    path = write_jsonl(
-        landing / "abs.jsonl",
-        [post(id="x1", image=absolute), post(id="x2", image=f"file://{absolute}")],
+def test_hostile_image_references_are_refused_unopened(landing, store, tmp_path):
+    """Every way out of the landing folder is refused with a rule, without reading a byte."""
+    import http.server
+    import resource
+    import threading
+
+    outside = tmp_path / "outside.jpg"  # a valid picture next to (not inside) the landing folder
+    outside.write_bytes(noisy_jpeg(seed=9))
+    (landing / "images" / "link_out.jpg").symlink_to(outside)
+    (landing / "images" / "link_passwd.jpg").symlink_to("/etc/passwd")
+    (landing / "images" / "link_ok.jpg").symlink_to(landing / "images" / "ok2.jpg")  # stays in
+    os.mkfifo(landing / "images" / "fifo.jpg")
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(noisy_jpeg(seed=3))
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/x.jpg"
+    hostile = {
+        "dev_zero": ("/dev/zero", "image_outside_zone"),
+        "passwd": ("/etc/passwd", "image_outside_zone"),
+        "no_such": ("/etc/no-such-file", "image_outside_zone"),
+        "dotdot": ("../../../../etc/passwd", "image_outside_zone"),
+        "dotdot_jpeg": ("../outside.jpg", "image_outside_zone"),
+        "abs_jpeg": (str(outside), "image_outside_zone"),
+        "file_uri": ("file:///etc/passwd", "image_outside_zone"),
+        "proc": ("/proc/self/environ", "image_outside_zone"),
+        "link_out": ("images/link_out.jpg", "image_outside_zone"),
+        "link_passwd": ("images/link_passwd.jpg", "image_outside_zone"),
+        "http": (url, "image_remote_refused"),
+        "https": ("https://example.com/x.jpg", "image_remote_refused"),
+        "fifo": ("images/fifo.jpg", "image_not_a_file"),
+        "folder": ("images", "image_not_a_file"),
+    }
+    records = [
+        post(id="good0", image="images/ok0.jpg"),
+        post(id="good1", image="images/link_ok.jpg"),
+    ]
+    records += [post(id=name, image=ref) for name, (ref, _) in hostile.items()]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        result = check_all(write_jsonl(landing / "hostile.jsonl", records), store)
+    finally:
+        server.shutdown()
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert [a.post_id for a in result.accepted] == ["good0", "good1"]
+    assert {r.post_id: r.rule for r in result.rejected} == {
+        n: rule for n, (_, rule) in hostile.items()
+    }
+    assert hits == []  # no request left the process
+    stored = {p.name.split(".")[0] for p in (tmp_path / "store" / "images").iterdir()}
+    assert stored == {a.image_sha256 for a in result.accepted}  # nothing from outside
+    assert grown_kib < 50_000  # /dev/zero was never read
+    reasons = {r.post_id: r.reason for r in result.rejected}
+    # a reason never tells whether something outside exists
+    assert reasons["passwd"].replace("passwd", "X") == reasons["no_such"].replace(
+        "no-such-file", "X"
     )
-    accepted = check_all(path, store).accepted
-    assert len(accepted) == 2 and accepted[0].image_sha256 == accepted[1].image_sha256
+    assert all("bytes" not in reason for reason in reasons.values())
+
+
+def test_oversized_image_files_are_refused_before_reading(landing, store):
+    result = check_all(
+        write_jsonl(landing / "big.jsonl", [post(image="images/ok0.jpg")]),
+        store,
+        max_image_bytes=100,
+    )
+    assert only(result).rule == "image_too_big"
+    assert "FND_MAX_IMAGE_BYTES" in only(result).reason
+
+
+def test_an_unexpected_image_error_quarantines_the_row_only(landing, store, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("HTTP 500 from a flaky store")
+
+    monkeypatch.setattr(rows, "ingest_image", boom)
+    records = [post(id="a", image="images/ok0.jpg")]
+    result = check_all(write_jsonl(landing / "flaky.jsonl", records), store)
+    assert (only(result).rule, only(result).reason) == (
+        "image_unreadable",
+        f"cannot read or decode image {landing / 'images' / 'ok0.jpg'}: RuntimeError",
+    )
+
+
+def test_fakeddit_ids_cannot_escape_the_image_folder(tmp_path: Path, store: ImageStore):
+    folder = tmp_path / "fakeddit"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "f0.jpg").write_bytes(noisy_jpeg(seed=1))
+    (tmp_path / "secret.jpg").write_bytes(noisy_jpeg(seed=2))
+    path = write_fakeddit(
+        folder / "multimodal_train.tsv",
+        [fakeddit_record("f0", "0"), fakeddit_record("../../secret", "1")],
+    )
+    result = check_all(path, store)
+    assert [a.post_id for a in result.accepted] == ["f0"]
+    assert [r.rule for r in result.rejected] == ["image_outside_zone"]
 
 
 def test_threads_give_the_same_outcome(landing, store, tmp_path):

@@ -80,24 +80,154 @@ class StoredImage:
     format: str
 
 
+DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_OUTSIDE = "image_outside_zone"
+
+
 def resolve_image_ref(ref: str, folder: str) -> str:
-    """Where an image reference points: URIs and absolute paths as given, else under ``folder``."""
-    if "://" in ref or os.path.isabs(ref):
-        return ref
-    return storage.join(folder, ref)
+    """Where an image reference points, confined to ``folder``'s tree; nothing is opened.
+
+    A reference is a path relative to the landing file's folder (``images/x.jpg``), or, in a
+    ``gs://`` landing zone, a ``gs://`` URI under the landing file's own prefix. Refused with
+    :class:`ImageRejected`: absolute paths, ``..`` escapes, ``file://`` and every other scheme,
+    and ``http(s)`` URLs (fnd makes no requests on a landing file's behalf). The reason never
+    says whether a path outside the zone exists: nothing outside is looked at.
+    """
+    remote_root = not storage.is_local(folder)
+    if _SCHEME.match(ref) or "://" in ref:
+        scheme = ref.split(":", 1)[0].lower()
+        if scheme in ("http", "https"):
+            raise ImageRejected(
+                "image_remote_refused",
+                "image references must be files beside the landing file: remote URLs are "
+                "never fetched",
+            )
+        if remote_root and scheme in ("gs", "gcs"):
+            return _inside(_posix_norm(ref.split("://", 1)[1]), folder.split("://", 1)[1], ref,
+                           prefix=folder.split("://", 1)[0] + "://")  # fmt: skip
+        raise ImageRejected(
+            _OUTSIDE, f"image reference {_shown(ref)} is not a path relative to the landing file"
+        )
+    if ref.startswith(("/", "\\")) or "\x00" in ref:
+        raise ImageRejected(
+            _OUTSIDE, f"image reference {_shown(ref)} is absolute: give a path relative to the "
+            "landing file's folder"
+        )  # fmt: skip
+    if remote_root:
+        root = folder.split("://", 1)[1]
+        return _inside(
+            _posix_norm(f"{root}/{ref}"), root, ref, prefix=folder.split("://", 1)[0] + "://"
+        )
+    root = os.path.abspath(storage.local_path(folder))
+    candidate = os.path.normpath(os.path.join(root, ref))
+    if not _is_within(candidate, root):
+        raise ImageRejected(_OUTSIDE, _escape_reason(ref))
+    return candidate
 
 
-def read_image_bytes(uri: str, *, gcs_endpoint: str | None = None) -> bytes:
-    """The image file's bytes, or an :class:`ImageRejected` saying why there are none."""
+def _inside(path: str, root: str, ref: str, *, prefix: str) -> str:
+    root = root.rstrip("/")
+    if not path.startswith(root + "/"):
+        raise ImageRejected(_OUTSIDE, _escape_reason(ref))
+    return prefix + path
+
+
+def _posix_norm(path: str) -> str:
+    import posixpath
+
+    return posixpath.normpath(path)
+
+
+def _is_within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root and path != root
+
+
+def _escape_reason(ref: str) -> str:
+    return f"image reference {_shown(ref)} leads outside the landing file's folder"
+
+
+def _shown(ref: str) -> str:
+    return repr(ref if len(ref) <= 200 else ref[:200] + "…")
+
+
+def read_image_bytes(
+    uri: str,
+    *,
+    zone: str | None = None,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    gcs_endpoint: str | None = None,
+) -> bytes:
+    """The image file's bytes (at most ``max_bytes``), or an :class:`ImageRejected` saying why not.
+
+    ``zone``: the folder the file must really be in. Locally, symlinks are resolved first and
+    a file whose real path leaves the zone is refused unopened, as are device files, FIFOs and
+    folders (``/dev/zero`` costs nothing); the size is checked before reading.
+    """
+    if storage.is_local(uri):
+        return _read_local(storage.local_path(uri), zone, max_bytes)
     try:
-        data = storage.read_bytes(uri, gcs_endpoint=gcs_endpoint)
+        fs, path = storage.filesystem(uri, gcs_endpoint=gcs_endpoint)
+        size = fs.size(path)
+        if size is not None and size > max_bytes:
+            raise ImageRejected("image_too_big", _too_big(uri, size, max_bytes))
+        data = fs.cat_file(path)
+    except ImageRejected:
+        raise
     except FileNotFoundError as exc:
         raise ImageRejected("image_missing", f"image file not found: {uri}") from exc
-    except (IsADirectoryError, PermissionError, OSError) as exc:
-        raise ImageRejected("image_unreadable", f"cannot read image file {uri}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 — any storage error is this row's problem only
+        raise ImageRejected(
+            "image_unreadable", f"cannot read image {uri}: {type(exc).__name__}"
+        ) from exc
+    return _non_empty(data, uri, max_bytes)
+
+
+def _read_local(path: str, zone: str | None, max_bytes: int) -> bytes:
+    import stat
+
+    real = os.path.realpath(path)
+    if zone is not None:
+        real_zone = os.path.realpath(storage.local_path(zone))
+        if not _is_within(real, real_zone):
+            raise ImageRejected(
+                _OUTSIDE, f"image {_shown(os.path.relpath(path, zone))} leads outside the landing "
+                "file's folder (a link out of it)"
+            )  # fmt: skip
+    try:
+        info = os.stat(real)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRejected("image_not_a_file", f"image {path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise ImageRejected("image_too_big", _too_big(path, info.st_size, max_bytes))
+        fd = os.open(
+            real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the stat
+                raise ImageRejected("image_not_a_file", f"image {path} is not a regular file")
+            data = f.read(max_bytes + 1)
+    except ImageRejected:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageRejected("image_missing", f"image file not found: {path}") from exc
+    except OSError as exc:
+        raise ImageRejected(
+            "image_unreadable", f"cannot read image file {path}: {exc.strerror}"
+        ) from exc
+    return _non_empty(data, path, max_bytes)
+
+
+def _non_empty(data: bytes, uri: str, max_bytes: int) -> bytes:
     if not data:
         raise ImageRejected("image_empty", f"image file is empty (0 bytes): {uri}")
+    if len(data) > max_bytes:
+        raise ImageRejected("image_too_big", _too_big(uri, len(data), max_bytes))
     return data
+
+
+def _too_big(uri: str, size: int, max_bytes: int) -> str:
+    return f"image {uri} has {size:,} bytes, more than FND_MAX_IMAGE_BYTES ({max_bytes:,})"
 
 
 def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
@@ -281,14 +411,20 @@ class ImageStore:
 
 
 def ingest_image(
-    uri: str, store: ImageStore, *, max_pixels: int, gcs_endpoint: str | None = None
+    uri: str,
+    store: ImageStore,
+    *,
+    max_pixels: int,
+    zone: str | None = None,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    gcs_endpoint: str | None = None,
 ) -> StoredImage:
-    """Read, check and store one landing image.
+    """Read (confined to ``zone``, capped at ``max_bytes``), check and store one landing image.
 
     Raises:
         ImageRejected: with the rule the image broke.
     """
-    data = read_image_bytes(uri, gcs_endpoint=gcs_endpoint)
+    data = read_image_bytes(uri, zone=zone, max_bytes=max_bytes, gcs_endpoint=gcs_endpoint)
     info = inspect_image(data, max_pixels=max_pixels)
     digest = sha256_hex(data)
     stored_uri = store.put(data, sha256=digest, ext=info.ext)

@@ -17,6 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fnd_core.landing.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
     ImageRejected,
     ImageStore,
     RuleViolation,
@@ -32,6 +34,8 @@ from fnd_core.landing.images import (
 )
 from fnd_core.landing.images import resolve_image_ref as _resolve
 from fnd_core.landing.readers import LandingFile, RawRow
+
+log = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 256
 _SHOWN_CHARS = 60  # offending values are quoted up to this many characters
@@ -79,6 +83,7 @@ class RowContext:
         store: where accepted images are copied.
         max_text_chars: longest accepted text, in characters.
         max_image_pixels: largest accepted image (width x height).
+        max_image_bytes: largest image file read (bytes); larger ones are refused unread.
         gcs_endpoint: GCS endpoint override for reading landing images (emulator).
         seen_ids: post ids already claimed in this file -> the row that claimed them.
         images: resolved image URI -> its outcome, so an image used twice is checked once.
@@ -89,6 +94,7 @@ class RowContext:
     store: ImageStore
     max_text_chars: int = 5000
     max_image_pixels: int = 40_000_000
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     gcs_endpoint: str | None = None
     seen_ids: dict[str, int] = field(default_factory=dict)
     images: dict[str, StoredImage | ImageRejected] = field(default_factory=dict)
@@ -164,6 +170,7 @@ def check_file(
     *,
     max_text_chars: int = 5000,
     max_image_pixels: int = 40_000_000,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     gcs_endpoint: str | None = None,
     workers: int = 1,
 ) -> CheckedFile:
@@ -173,6 +180,7 @@ def check_file(
         store,
         max_text_chars=max_text_chars,
         max_image_pixels=max_image_pixels,
+        max_image_bytes=max_image_bytes,
         gcs_endpoint=gcs_endpoint,
     )
     results = check_rows(landing.rows, ctx, workers=workers)
@@ -205,7 +213,7 @@ def _check_fields(raw: RawRow, ctx: RowContext) -> _Checked | RejectedRow:
             extra=parse_extra(fields.get("extra") or {}),
             image_uri=_image_uri(fields.get("image"), ctx.folder),
         )
-    except InvalidField as exc:
+    except RuleViolation as exc:  # a field, or an image reference refused before any read
         return RejectedRow(raw.row_number, raw.raw, exc.rule, exc.reason, post_id)
 
 
@@ -236,10 +244,20 @@ def _image_outcome(uri: str, ctx: RowContext) -> StoredImage | ImageRejected:
     if known is None:
         try:
             known = ingest_image(
-                uri, ctx.store, max_pixels=ctx.max_image_pixels, gcs_endpoint=ctx.gcs_endpoint
+                uri,
+                ctx.store,
+                max_pixels=ctx.max_image_pixels,
+                zone=ctx.folder,
+                max_bytes=ctx.max_image_bytes,
+                gcs_endpoint=ctx.gcs_endpoint,
             )
         except ImageRejected as exc:
             known = exc
+        except Exception as exc:  # noqa: BLE001 — one bad image never fails the file
+            log.warning("image %s: unexpected %s: %s", uri, type(exc).__name__, exc)
+            known = ImageRejected(
+                "image_unreadable", f"cannot read or decode image {uri}: {type(exc).__name__}"
+            )
         ctx.images[uri] = known
     return known
 

@@ -63,7 +63,7 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     assert load_dag("fnd_ingest").test().state == "success"
 
     retrain = load_dag("fnd_retrain").test(
-        run_conf={"preset": "tiny", "epochs": 3, "force_promote": True}
+        run_conf={"preset": "tiny", "epochs": 3, "force_promote": True, "min_accuracy": 0.6}
     )
     states = task_states(retrain)
     assert retrain.state == "success", states
@@ -75,6 +75,7 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     assert status == "champion"
     assert forced_by  # the audit trail names who forced it
     assert gate["decision"] == "promote"
+    assert gate["policy"]["min_accuracy"] == 0.6 and gate["floor_set_by"]  # audited like a force
     assert gate["evaluation"]["candidate"]["n"] == 240  # every post predicted out-of-fold
     assert gate["evaluation"]["leak"]["groups_straddling_folds"] == 0
 
