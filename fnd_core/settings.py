@@ -101,7 +101,7 @@ class Settings:
         "FND_CV_FOLDS", 5, "Grouped cross-validation folds behind the gate's estimate"
     )
     cv_repeats: int = _setting(
-        "FND_CV_REPEATS", 2, "Times the grouped folds are redrawn (estimates averaged)"
+        "FND_CV_REPEATS", 3, "Times the grouped folds are redrawn (estimates averaged)"
     )
     gate_min_class_recall: float = _setting(
         "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"

@@ -101,7 +101,7 @@ def built(engine, db_url: str, fnd_home: Path) -> dict:
         conn.exec_driver_sql(f"truncate fnd.{DATA_TABLES.replace(', ', ', fnd.')}, "
                              "fnd.ingest_batches restart identity cascade")  # fmt: skip
     settings = Settings(home=fnd_home, database_url=db_url)
-    good = ingest_demo(engine, settings, 60, seed=21)
+    good = ingest_demo(engine, settings, 100, seed=21)
     mixed = _ingest_with_bad_rows(engine, settings)
     rejected = _ingest_rejected(engine, settings)
     first = promote_tiny(engine, settings, epochs=2)
@@ -308,6 +308,10 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     api = client.get("/fnd/api/models", headers=auth).json()
     champion = next(m for m in api["items"] if m["version"] == built["champion"])
     assert champion["status"] == "champion" and champion["gate_decision"] == "promote"
+    assert champion["gate_metric"] == "balanced_accuracy" and 0 <= champion["gate_estimate"] <= 1
+    assert champion["leak"]["groups_straddling_folds"] == 0
+    assert champion["compared_with"] == built["previous"]  # its recipe, on the same folds
+    assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"training_curves.png", "roc_test.png", "confusion_test.png"} <= names
     plot = client.get(champion["plots"][0]["url"], headers=auth)
@@ -327,7 +331,7 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     assert "default-src 'none'" in response.headers["content-security-policy"]
     data = client.get("/fnd/api/scores", params={"days": 7}, headers=auth).json()
     assert len(data["daily"]["days"]) == 7
-    assert data["comparison"]["n_posts"] == 80  # every post, scored by both champions
+    assert data["comparison"]["n_posts"] == 120  # every post, scored by both champions
     flagged = data["flagged"]["items"]
     assert flagged and all(p["p_fake"] >= p["threshold"] for p in flagged)
     assert str(escape(flagged[0]["text"])) in html
