@@ -34,7 +34,8 @@ POSTS = Asset(POSTS_ASSET_URI)
             None,
             type=["null", "string"],
             title="Path",
-            description="Folder or file to ingest (local or gs://). Empty: the landing zone.",
+            description="Folder or file inside the landing zone (or FND_LANDING_ROOTS) to "
+            "ingest, local or gs://. Empty: the whole landing zone.",
         ),
         "fail_share": Param(
             None,
@@ -50,12 +51,18 @@ POSTS = Asset(POSTS_ASSET_URI)
 def fnd_ingest():
     @task
     def find_new_files() -> list[str]:
-        """List the data files waiting in the landing zone (or the given path)."""
-        from fnd_core.ingest import list_new_files
+        """List the data files waiting in the landing zone (or the given path inside it)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from fnd_core.ingest import PathNotAllowedError, allowed_landing_path, list_new_files
 
         params = get_current_context()["params"]
         settings = fnd_settings()
-        files = list_new_files(params.get("path") or settings.landing, settings)
+        try:
+            path = allowed_landing_path(params.get("path") or settings.landing, settings)
+        except PathNotAllowedError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        files = list_new_files(path, settings)
         print(f"{len(files)} new file(s): {files}")
         return files
 

@@ -123,14 +123,28 @@ def db_stop(ctx: click.Context) -> None:
 )
 @click.pass_context
 def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -> None:
-    """Ingest PATH (a file or folder, local or gs://; default: the landing zone)."""
-    from fnd_core.ingest import BatchRejectedError, ingest_file, list_new_files
+    """Ingest PATH (a file or folder, local or gs://; default: the landing zone).
+
+    Ingested files are moved to archive/ or failed/ beside them, so PATH may not be in fnd's
+    own store, Data Docs, feature cache or database folder.
+    """
+    from fnd_core.ingest import (
+        BatchRejectedError,
+        PathNotAllowedError,
+        allowed_landing_path,
+        ingest_file,
+        list_new_files,
+    )
 
     settings = _settings(ctx)
+    try:
+        path = allowed_landing_path(path or settings.landing, settings, operator=True)
+    except PathNotAllowedError as exc:
+        raise click.ClickException(str(exc)) from exc
     engine = _engine(ctx)
-    files = list_new_files(path or settings.landing, settings)
+    files = list_new_files(path, settings)
     if not files:
-        click.echo(f"no files waiting in {path or settings.landing}")
+        click.echo(f"no files waiting in {path}")
         return
     failed = 0
     totals = dict.fromkeys(("n_received", "n_accepted", "n_quarantined", "n_duplicate"), 0)

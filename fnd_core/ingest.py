@@ -100,17 +100,98 @@ class BatchRejectedError(RuntimeError):
         self.report = report
 
 
+class PathNotAllowedError(ValueError):
+    """A path given to ingest that is not in the landing zone (or a configured root)."""
+
+
+def allowed_landing_path(path: str, settings: Settings, *, operator: bool = False) -> str:
+    """``path`` if ingest may read (and then move) files there; else :class:`PathNotAllowedError`.
+
+    Ingest *moves* what it reads (to ``archive/`` or ``failed/``): a path naming the model
+    store could move a champion's artifact away. A path from a trigger form must lie in the
+    landing zone or a root of ``FND_LANDING_ROOTS``; an ``operator`` at the shell (``fnd
+    ingest PATH``) may name any other folder, never fnd's own store, Data Docs, feature cache
+    or database folder. Local paths are compared after resolving links.
+    """
+    own = [settings.store, str(settings.data_docs), str(settings.home / "pgdata"),
+           str(settings.home / "feature_cache")]  # fmt: skip
+    inside_own = next((f for f in own if _is_under(path, f) or _is_under(f, path)), None)
+    if inside_own is not None:
+        raise PathNotAllowedError(
+            f"{path!r} holds fnd's own data ({inside_own}): ingest moves the files it reads, "
+            "so it never reads there"
+        )
+    if operator:
+        return path
+    roots = [settings.landing, *(r.strip() for r in settings.landing_roots.split(",") if r.strip())]
+    if any(_is_under(path, root) for root in roots):
+        return path
+    raise PathNotAllowedError(
+        f"{path!r} is not inside the landing zone {settings.landing!r}"
+        + (f" or FND_LANDING_ROOTS ({settings.landing_roots})" if settings.landing_roots else "")
+        + ": a path from a trigger form may only name files there"
+    )
+
+
+def _is_under(path: str, root: str) -> bool:
+    if storage.is_local(path) != storage.is_local(root):
+        return False
+    if storage.is_local(path):
+        real = os.path.realpath(storage.local_path(path))
+        real_root = os.path.realpath(storage.local_path(root))
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+    norm = path.rstrip("/").replace("gcs://", "gs://")
+    base = root.rstrip("/").replace("gcs://", "gs://")
+    return norm == base or norm.startswith(base + "/")
+
+
 def list_new_files(path: str, settings: Settings) -> list[str]:
     """The files waiting at ``path``: the path itself if it is a file, else the folder's files.
 
-    Sub-folders (``archive/``, ``failed/``, ``images/``) are not looked into.
+    Sub-folders (``archive/``, ``failed/``, ``images/``) are not looked into. Files still being
+    written are left for the next run: a local file modified within the last
+    ``FND_LANDING_SETTLE_SECONDS`` is looked at again once that window has passed, and taken
+    only if its size and modification time did not move. (Writers that land files by atomic
+    rename, or as hidden ``.name`` files renamed when complete, are never delayed by more than
+    the window.) A ``gs://`` object only appears once its upload is complete.
     """
     endpoint = settings.gcs_endpoint
     if storage.exists(path, gcs_endpoint=endpoint) and not storage.is_dir(
         path, gcs_endpoint=endpoint
     ):
-        return [path]
-    return storage.list_files(path, gcs_endpoint=endpoint)
+        files = [path]
+    else:
+        files = storage.list_files(path, gcs_endpoint=endpoint)
+    return settled_files(files, settings.landing_settle_seconds)
+
+
+def settled_files(files: list[str], window_s: float) -> list[str]:
+    """``files`` without the local ones still changing (see :func:`list_new_files`)."""
+    if window_s <= 0:
+        return files
+    now, fresh = time.time(), {}
+    for uri in files:
+        if storage.is_local(uri):
+            seen = _stat(uri)
+            if seen is not None and now - seen[1] < window_s:
+                fresh[uri] = seen
+    if fresh:
+        time.sleep(max(window_s - (now - mtime) for _, mtime in fresh.values()))
+    settled = []
+    for uri in files:
+        if uri in fresh and _stat(uri) != fresh[uri]:
+            log.info("%s is still being written: left for the next run", uri)
+            continue
+        settled.append(uri)
+    return settled
+
+
+def _stat(uri: str) -> tuple[int, float] | None:
+    try:
+        info = os.stat(storage.local_path(uri))
+    except FileNotFoundError:
+        return None
+    return info.st_size, info.st_mtime
 
 
 def ingest_file(

@@ -41,6 +41,16 @@ class Settings:
     gcs_endpoint: str | None = _setting(
         "FND_GCS_ENDPOINT", None, "GCS API endpoint override (e.g. a local emulator)"
     )
+    landing_roots: str = _setting(
+        "FND_LANDING_ROOTS",
+        "",
+        "More folders (comma-separated) that `fnd ingest PATH` and the DAG's path may name",
+    )
+    landing_settle_seconds: float = _setting(
+        "FND_LANDING_SETTLE_SECONDS",
+        3,
+        "Local landing files changed this recently are re-checked; still changing: skipped",
+    )
     ingest_schedule: str = _setting(
         "FND_INGEST_SCHEDULE", "*/10 * * * *", "Cron of the fnd_ingest DAG"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -269,3 +270,49 @@ def test_list_new_files_skips_subfolders(settings):
     assert [Path(u).name for u in list_new_files(str(landing), settings)] == ["demo_s1.jsonl"]
     shutil.rmtree(landing)
     assert list_new_files(str(landing), settings) == []
+
+
+def test_trigger_paths_stay_in_the_landing_zone_and_never_touch_the_store(settings, tmp_path):
+    from fnd_core.ingest import PathNotAllowedError, allowed_landing_path
+
+    landing = Path(settings.landing)
+    (landing / "sub").mkdir(parents=True)
+    assert allowed_landing_path(str(landing / "sub"), settings) == str(landing / "sub")
+    models = Path(settings.store) / "models"
+    models.mkdir(parents=True)
+    (landing / "to_store").symlink_to(models)  # a link in the zone does not open the store
+    for path in (str(models), str(landing / "to_store"), str(settings.home / "pgdata")):
+        with pytest.raises(PathNotAllowedError, match="fnd's own data"):
+            allowed_landing_path(path, settings, operator=True)
+    with pytest.raises(PathNotAllowedError, match="not inside the landing zone"):
+        allowed_landing_path(str(tmp_path / "elsewhere"), settings)
+    assert allowed_landing_path(str(tmp_path / "elsewhere"), settings, operator=True)
+    roots = dataclasses.replace(settings, landing_roots=str(tmp_path / "elsewhere"))
+    assert allowed_landing_path(str(tmp_path / "elsewhere" / "a.jsonl"), roots)
+
+
+def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path):
+    import threading
+    import time
+
+    from fnd_core.ingest import settled_files
+
+    quiet, growing = tmp_path / "quiet.jsonl", tmp_path / "growing.jsonl"
+    quiet.write_text("{}\n")
+    growing.write_text("{}\n")
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            with growing.open("a") as f:
+                f.write("{}\n")
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert settled_files([str(quiet), str(growing)], 0.5) == [str(quiet)]
+    finally:
+        stop.set()
+        thread.join()
+    assert settled_files([str(quiet), str(growing)], 0.5) == [str(quiet), str(growing)]
