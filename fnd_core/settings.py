@@ -184,9 +184,22 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
     return raw
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<secret>[^@]+)(?P<tail>@)")
+# user:password@ — the password runs to the *last* @ before the host (a raw @ in a password)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>://[^:/@\s]*:)(?P<secret>[^\s/]*?)"
+    r"(?P<tail>@[^@\s]*$|@(?=[^@\s/]*[/?#\s]|[^@\s]*$))"
+)
+    r"(?P<head>://[^:/@\s]*:)(?P<secret>[^\s/]*?)(?P<tail>@[^@\s]*$|@(?=[^@\s/]*[/?#\s]|[^@\s]*$))"
+)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|secret|token|api_key|apikey|access_token)=)"
+    r"(?P<secret>[^&;#\s]+)",
+    re.IGNORECASE,
+)
 
 
 def mask_secrets(text: str) -> str:
-    """Hide the password of any URL in ``text`` (``postgresql://u:***@host``)."""
-    return _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
+    """Hide passwords in URLs: ``u:***@host``, also with a raw ``@`` inside the password, and
+    secrets in query strings (``?password=***``, ``&token=***``)."""
+    text = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
+    return _QUERY_SECRET.sub(r"\g<head>***", text)

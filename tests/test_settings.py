@@ -51,3 +51,18 @@ def test_mask_secrets_leaves_passwordless_urls():
     assert mask_secrets("postgresql://postgres@127.0.0.1/test") == (
         "postgresql://postgres@127.0.0.1/test"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("postgresql://u:pa@ss@db:5432/fnd", "postgresql://u:***@db:5432/fnd"),
+        ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("postgresql://u@db/fnd?password=hunter2&sslmode=require",
+         "postgresql://u@db/fnd?password=***&sslmode=require"),
+        ("gs://bucket/a@b/c.jpg", "gs://bucket/a@b/c.jpg"),
+        ("http://host:8080/a@b", "http://host:8080/a@b"),
+    ],
+)  # fmt: skip
+def test_mask_secrets_handles_at_signs_and_query_strings(raw, masked):
+    assert mask_secrets(raw) == masked
