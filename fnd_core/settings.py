@@ -189,8 +189,6 @@ _URL_PASSWORD = re.compile(
     r"(?P<head>://[^:/@\s]*:)(?P<secret>[^\s/]*?)"
     r"(?P<tail>@[^@\s]*$|@(?=[^@\s/]*[/?#\s]|[^@\s]*$))"
 )
-    r"(?P<head>://[^:/@\s]*:)(?P<secret>[^\s/]*?)(?P<tail>@[^@\s]*$|@(?=[^@\s/]*[/?#\s]|[^@\s]*$))"
-)
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:password|passwd|pwd|secret|token|api_key|apikey|access_token)=)"
     r"(?P<secret>[^&;#\s]+)",
