@@ -14,7 +14,10 @@ set -euo pipefail
 : "${AIRFLOW_HOME:=/opt/airflow}"
 : "${FND_HOME:=/opt/fnd}"
 : "${AIRFLOW_ADMIN_USER:=admin}"
-: "${AIRFLOW_ADMIN_PASSWORD:=admin}"
+if [[ -z "${AIRFLOW_ADMIN_PASSWORD:-}" || "${AIRFLOW_ADMIN_PASSWORD}" == "admin" ]]; then
+    echo "ERROR: set AIRFLOW_ADMIN_PASSWORD (not empty, not 'admin'): ./docker/make-env.sh > .env" >&2
+    exit 1
+fi
 : "${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:=${AIRFLOW_HOME}/config/simple_auth_manager_passwords.json}"
 export AIRFLOW_ADMIN_USER AIRFLOW_ADMIN_PASSWORD AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE
 

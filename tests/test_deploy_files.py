@@ -96,14 +96,56 @@ def variables_read(text: str) -> set[str]:
     return {m["name"] or m["bare"] for m in _VARIABLE.finditer(text) if not m["escaped"]}
 
 
+def generated_secrets() -> dict[str, str]:
+    """The .env docker/make-env.sh prints (a real run of the script)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "docker" / "make-env.sh")], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(
+        line.split("=", 1) for line in out.splitlines() if line and not line.startswith("#")
+    )
+
+
+SECRETS = generated_secrets()
+
+
 def load_compose(environ: dict[str, str] | None = None) -> dict:
-    return resolve(yaml.safe_load(COMPOSE_FILE.read_text()), environ or {})
+    """The compose file as compose sees it, with the generated secrets and ``environ`` set."""
+    return resolve(yaml.safe_load(COMPOSE_FILE.read_text()), {**SECRETS, **(environ or {})})
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    """docker-compose.yaml as compose sees it with no variable set (every default applies)."""
+    """docker-compose.yaml with only the generated secrets set (every other default applies)."""
     return load_compose()
+
+
+def test_compose_refuses_to_start_without_its_secrets():
+    text = COMPOSE_FILE.read_text()
+    for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW__API_AUTH__JWT_SECRET", "POSTGRES_PASSWORD",
+                 "FND_DB_PASSWORD"):  # fmt: skip
+        missing = {k: v for k, v in SECRETS.items() if k != name}
+        with pytest.raises(ValueError, match=f"compose needs \\${name}: run ./docker/make-env.sh"):
+            resolve(yaml.safe_load(text), missing)
+    assert "PASSWORD:-" not in text and "airflow:airflow@" not in text and "placeholder" not in text
+
+
+def test_generated_secrets_are_fresh_and_strong():
+    from cryptography.fernet import Fernet
+
+    again = generated_secrets()
+    assert all(SECRETS[k] != again[k] for k in SECRETS)  # new on every run
+    assert len(SECRETS["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 128  # 64 bytes, hex
+    assert min(len(SECRETS[k]) for k in ("POSTGRES_PASSWORD", "FND_DB_PASSWORD")) >= 48
+    Fernet(SECRETS["FERNET_KEY"].encode())  # a valid key
+
+
+def test_published_ports_listen_on_this_host_only_by_default(compose: dict):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    exposed = load_compose({"AIRFLOW_API_BIND": "0.0.0.0"})["services"]["airflow-apiserver"]
+    assert exposed["ports"] == ["0.0.0.0:8080:8080"]
 
 
 def service_env(service: dict) -> dict[str, str]:
