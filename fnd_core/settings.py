@@ -95,7 +95,7 @@ class Settings:
         "Gate metric, estimated by grouped cross-validation: balanced_accuracy | macro_f1",
     )
     gate_min_accuracy: float = _setting(
-        "FND_GATE_MIN_ACCURACY", 0.7, "Gate: floor on the gate metric's cross-validated estimate"
+        "FND_GATE_MIN_ACCURACY", 0.65, "Gate: floor on the gate metric's cross-validated estimate"
     )
     gate_baseline_margin: float = _setting(
         "FND_GATE_BASELINE_MARGIN",
