@@ -250,6 +250,74 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
     )
 
 
+@cli.group("model")
+def model_group() -> None:
+    """The model registry: list versions, retire the champion, roll back (audited)."""
+
+
+@model_group.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.pass_context
+def model_list(ctx: click.Context, limit: int) -> None:
+    """Versions, newest first: status, gate metric and estimate, decision."""
+    import sqlalchemy as sa
+
+    with _engine(ctx).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select version, status, gate_metric, gate_estimate, gate_decision, forced_by "
+                "from fnd.model_leaderboard limit :n"
+            ),
+            {"n": limit},
+        ).all()
+    if not rows:
+        click.echo("no model versions yet: run `fnd train`")
+    for version, status, metric, estimate, decision, forced_by in rows:
+        shown = "n/a" if estimate is None else f"{float(estimate):.3f}"
+        forced = f" (forced by {forced_by})" if forced_by else ""
+        click.echo(
+            f"{version}  {status:<9}  {metric or 'accuracy'} {shown}  {decision or '-'}{forced}"
+        )
+
+
+@model_group.command("retire")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+@click.pass_context
+def model_retire(ctx: click.Context, version: str, reason: str) -> None:
+    """Take the champion VERSION out of service (audited with your user name)."""
+    import getpass
+
+    from fnd_core import registry
+
+    try:
+        registry.retire(_engine(ctx), version, by=getpass.getuser(), reason=reason)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{version} retired: there is no champion until a promotion or a rollback")
+
+
+@model_group.command("rollback")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+@click.pass_context
+def model_rollback(ctx: click.Context, version: str, reason: str) -> None:
+    """Make the former champion VERSION the champion again, once its artifact verifies."""
+    import getpass
+
+    from fnd_core import registry
+    from fnd_core.model.artifacts import load_model
+
+    engine = _engine(ctx)
+    try:
+        target = registry.get_version(engine, version)
+        load_model(target.artifact_uri, target.artifact_sha256)
+        before = registry.rollback(engine, version, by=getpass.getuser(), reason=reason)
+    except Exception as exc:  # noqa: BLE001 — unknown version, wrong status, unloadable artifact
+        raise click.ClickException(f"cannot roll back to {version}: {exc}") from exc
+    click.echo(f"{version} is the champion again (was: {before or 'none'}); run `fnd score`")
+
+
 @cli.command("evaluate")
 @click.argument("path", required=False)
 @click.option(

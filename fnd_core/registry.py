@@ -143,3 +143,81 @@ def reject(engine: Engine, version: str, gate: dict[str, Any]) -> None:
         ).rowcount
     if updated != 1:
         raise ValueError(f"model version {version} is not a candidate: cannot reject it")
+
+
+def retire(engine: Engine, version: str, *, by: str, reason: str) -> None:
+    """Take the champion out of service by hand (it scores nothing more); audited.
+
+    After this there is no champion until a promotion or a rollback: scoring says so.
+    """
+    with engine.begin() as conn:
+        status = _status_for_update(conn, version)
+        if status != "champion":
+            raise ValueError(f"model version {version} is {status}; only the champion is retired")
+        conn.execute(
+            sa.text(
+                "update fnd.model_versions set status = 'retired', retired_at = now(), "
+                "audit = audit || cast(:event as jsonb) where version = :v"
+            ),
+            {"v": version, "event": _event("retire", by, reason, version)},
+        )
+
+
+def rollback(engine: Engine, version: str, *, by: str, reason: str) -> str | None:
+    """Make a former champion (status ``retired``) the champion again; audited.
+
+    The caller checks first that its artifact still loads. Returns the champion it replaced.
+    """
+    with engine.begin() as conn:
+        status = _status_for_update(conn, version)
+        if (
+            status != "retired"
+            or not conn.execute(
+                sa.text(
+                    "select promoted_at is not null from fnd.model_versions where version = :v"
+                ),
+                {"v": version},
+            ).scalar_one()
+        ):
+            raise ValueError(
+                f"model version {version} is {status}; only a former champion (retired) can be "
+                "rolled back to: a candidate goes through the gate (or --force-promote)"
+            )
+        before = conn.execute(
+            sa.text(
+                "update fnd.model_versions set status = 'retired', retired_at = now() "
+                "where status = 'champion' returning version"
+            )
+        ).scalar_one_or_none()
+        conn.execute(
+            sa.text(
+                "update fnd.model_versions set status = 'champion', promoted_at = now(), "
+                "retired_at = null, audit = audit || cast(:event as jsonb) where version = :v"
+            ),
+            {"v": version, "event": _event("rollback", by, reason, before)},
+        )
+    return before
+
+
+def _status_for_update(conn, version: str) -> str:
+    status = conn.execute(
+        sa.text("select status from fnd.model_versions where version = :v for update"),
+        {"v": version},
+    ).scalar_one_or_none()
+    if status is None:
+        raise LookupError(f"model version {version!r} is not in fnd.model_versions")
+    return status
+
+
+def _event(action: str, by: str, reason: str, champion_before: str | None) -> str:
+    return json.dumps(
+        [
+            {
+                "action": action,
+                "by": by,
+                "at": datetime.now(UTC).isoformat(),
+                "reason": reason,
+                "champion_before": champion_before,
+            }
+        ]
+    )

@@ -54,6 +54,10 @@ class NoChampionError(RuntimeError):
     """Scoring needs a model: there is no champion yet and none was named."""
 
 
+class ModelUnavailableError(RuntimeError):
+    """The model to score with cannot be loaded (missing, tampered, unreadable artifact)."""
+
+
 @dataclass(frozen=True)
 class ShardReport:
     model_version: str
@@ -137,9 +141,17 @@ def score_shard(
 
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
-    loaded = _inference_model(
-        version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
-    )
+    try:
+        loaded = _inference_model(
+            version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
+        )
+    except Exception as exc:  # noqa: BLE001 — say which model and what to do, keep the cause
+        raise ModelUnavailableError(
+            f"model {version.version} ({version.status}) cannot be loaded from "
+            f"{version.artifact_uri}: {exc}. Nothing was scored. Roll back to a former champion "
+            "(`fnd model list`, then `fnd model rollback VERSION`) or retrain: retraining "
+            "promotes a candidate even when the champion cannot be evaluated"
+        ) from exc
     cache = FeatureCache(settings.home / "feature_cache")  # read once, not once per page
     n_scored = n_errors = 0
     after = ""

@@ -89,5 +89,45 @@ def test_tampered_artifact_is_refused_on_load(clean_db, settings):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one byte
     weights.write_bytes(bytes(data))
-    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+    with pytest.raises(scoring.ModelUnavailableError, match="sha256") as raised:
         scoring.score_shard(clean_db, settings, model_version=version)
+    assert isinstance(raised.value.__cause__, ArtifactIntegrityError)
+    assert "fnd model rollback" in str(raised.value)
+
+
+def test_a_broken_champion_neither_blocks_retraining_nor_stays_stuck(clean_db, settings, db_url):
+    """Scoring says what is wrong; retraining still promotes; rollback is audited."""
+    from tests.test_cli import run_fnd
+
+    ingest_demo(clean_db, settings, 120, seed=6)
+    first = promote_tiny(clean_db, settings)
+    second = promote_tiny(clean_db, settings)  # first is now retired
+    weights = Path(registry.get_version(clean_db, second).artifact_uri) / "model.safetensors"
+    weights.unlink()  # the champion's artifact is gone
+    with pytest.raises(scoring.ModelUnavailableError, match=f"model {second} .*fnd model rollback"):
+        scoring.score_shard(clean_db, settings, model_version=second)
+
+    third = retrain.run(clean_db, settings, forced_by="tests", preset="tiny", epochs=2)
+    assert third["decision"] == "promote"
+    assert third["evaluation"]["champion_state"].startswith("cannot be loaded")
+
+    env = {"FND_DATABASE_URL": db_url, "FND_HOME": str(settings.home)}
+    listed = run_fnd("model", "list", env=env).stdout
+    assert f"{third['version']}  champion" in listed and f"{first}  retired" in listed
+    refused = run_fnd("model", "rollback", second, "--reason", "x", env=env, check=False)
+    assert refused.returncode == 1 and f"cannot roll back to {second}" in refused.stderr
+    done = run_fnd("model", "rollback", first, "--reason", "third looks off", env=env)
+    assert f"{first} is the champion again (was: {third['version']})" in done.stdout
+    audit = registry.get_version(clean_db, first)
+    with clean_db.connect() as conn:
+        [event] = conn.execute(
+            sa.text("select audit from fnd.model_versions where version = :v"), {"v": first}
+        ).scalar_one()
+    assert audit.status == "champion"
+    assert (event["action"], event["reason"], event["champion_before"]) == (
+        "rollback",
+        "third looks off",
+        third["version"],
+    )
+    retired = run_fnd("model", "retire", first, "--reason", "pause scoring", env=env)
+    assert "retired" in retired.stdout and registry.current_champion(clean_db) is None
