@@ -24,7 +24,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 
-from fnd_support import COMMON_DAG_KWARGS, fnd_engine, fnd_settings
+from fnd_support import COMMON_DAG_KWARGS, TRAIN_TIMEOUT, fnd_engine, fnd_settings
 
 DEFAULT_EPOCHS = 40  # fnd_core.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
 
@@ -88,7 +88,7 @@ def fnd_retrain():
         except retrain.SnapshotInvalidError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    @task(queue=fnd_settings().train_queue)
+    @task(queue=fnd_settings().train_queue, execution_timeout=TRAIN_TIMEOUT)
     def train(snap: dict, _validated: dict) -> dict:
         from fnd_core import retrain
 

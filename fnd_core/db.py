@@ -92,11 +92,29 @@ def url_from_airflow_connection(conn: Any) -> str:
     ).render_as_string(hide_password=False)
 
 
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_MS = 30 * 60 * 1000  # no fnd statement should run 30 min; a stuck one fails
+LOCK_TIMEOUT_MS = 5 * 60 * 1000
+
+
 def make_engine(url: str, **kwargs) -> Engine:
-    """A psycopg2 engine for ``url``; pre-ping so long-lived workers survive restarts."""
+    """A psycopg2 engine for ``url``; pre-ping so long-lived workers survive restarts.
+
+    Connecting gives up after 10 s and a statement after 30 min (a lock wait after 5 min), so
+    a dead or wedged server fails the task (Airflow retries it) instead of hanging a worker.
+    ``connect_args`` given by the caller win.
+    """
     import sqlalchemy as sa
 
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, **kwargs)
+    parsed = sa.engine.make_url(sqlalchemy_url(url))
+    timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+    own = parsed.query.get("options")  # the URL's own server options come after, so they win
+    connect_args = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "options": f"{timeouts} {own}" if own else timeouts,
+        **kwargs.pop("connect_args", {}),
+    }
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def engine_from_settings(settings: Settings | None = None) -> Engine:

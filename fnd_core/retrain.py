@@ -194,12 +194,19 @@ def train_candidate(
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
 
+    preset = preset or settings.model_preset
+    version = candidate_version(
+        snap, run_id, preset=preset, fusion=fusion, ablation=ablation, seed=seed, epochs=epochs,
+        shuffle_labels=shuffle_labels,
+    )  # fmt: skip
+    done = _already_trained(engine, version)
+    if done is not None:
+        return done
     examples = load_examples(engine, as_of=datetime.fromisoformat(snap["as_of"]))
     if shuffle_labels:
         labels = [e.label for e in examples]
         random.Random(seed).shuffle(labels)
         examples = [dataclasses.replace(e, label=y) for e, y in zip(examples, labels, strict=True)]
-    preset = preset or settings.model_preset
     modalities = {"text": "text", "image": "image", None: "both"}[ablation]
     config = ModelConfig.for_preset(
         preset,
@@ -240,7 +247,7 @@ def train_candidate(
         "leak": leak_report(groups, plan.repeats[0]) | {"split_policy": "grouped_stratified_kfold"},
     }
     return _save_and_register(
-        engine, settings, snap, result, config,
+        engine, settings, snap, result, config, version,
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
         shuffle_labels=shuffle_labels, run_id=run_id, n_groups=int(np.unique(groups).size),
     )  # fmt: skip
@@ -316,15 +323,42 @@ def _champion_recipe(engine, base, config, features, y, groups, plan, recipe, me
     return {"version": champion.version, "cv": _without_report(cv), "note": "same folds"}
 
 
+def candidate_version(snap: dict[str, Any], run_id: str, **recipe: Any) -> str:
+    """The candidate's version id: a function of the snapshot, the run and the recipe.
+
+    A retried ``train`` task therefore finds the version its first try registered instead of
+    leaving an orphan candidate behind.
+    """
+    salt = f"{run_id}-{snap['as_of']}-" + "-".join(f"{k}={recipe[k]}" for k in sorted(recipe))
+    return registry.new_version_id(datetime.fromisoformat(snap["as_of"]), salt)
+
+
+def _already_trained(engine: Engine, version: str) -> dict[str, Any] | None:
+    """The summary of ``version`` when a previous try of this task registered it."""
+    try:
+        existing = registry.get_version(engine, version)
+    except LookupError:
+        return None
+    cv = existing.metrics.get("cv") or {}
+    log.info("candidate %s was registered by an earlier try of this task: reused", version)
+    return {
+        "version": version,
+        "artifact_uri": existing.artifact_uri,
+        "gate_metric": cv.get("metric"),
+        "gate_estimate": cv.get("estimate"),
+        "test_accuracy": (existing.metrics.get("test") or {}).get("accuracy"),
+        "seconds": 0.0,
+        "reused": True,
+    }
+
+
 def _save_and_register(
-    engine, settings, snap, result, config, *, preset, epochs, seed, ablation,
+    engine, settings, snap, result, config, version, *, preset, epochs, seed, ablation,
     shuffle_labels, run_id, n_groups,
 ) -> dict[str, Any]:  # fmt: skip
     from fnd_core.model.artifacts import save_model
     from fnd_core.plots import training_report
 
-    now = datetime.now(UTC)
-    version = registry.new_version_id(now, f"{run_id}-{snap['as_of']}-{seed}-{ablation}")
     uri = storage.join(settings.store, "models", version)
     saved = save_model(
         result.model,

@@ -41,6 +41,8 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
     champion = promote_tiny(clean_db, settings)
     snap = retrain.snapshot(clean_db)
     cand = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
+    retried = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
+    assert retried["version"] == cand["version"] and retried["reused"]  # no orphan candidate
     evaluation = retrain.evaluate(clean_db, settings, cand["version"])
     assert evaluation["champion"]["version"] == champion
     assert evaluation["champion_state"] == "loadable"

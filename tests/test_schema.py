@@ -125,3 +125,20 @@ def test_analyst_reads_views(as_analyst, view):
 def test_analyst_cannot_touch_tables(as_analyst, statement):
     with pytest.raises(ProgrammingError, match="permission denied"):
         as_analyst.exec_driver_sql(statement)
+
+
+def test_connections_carry_connect_and_statement_timeouts(db_url):
+    from fnd_core.db import STATEMENT_TIMEOUT_MS, make_engine
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("show statement_timeout").scalar() == "30min"
+        assert conn.exec_driver_sql("show lock_timeout").scalar() == "5min"
+    engine.dispose()
+    own = make_engine(
+        db_url + ("&" if "?" in db_url else "?") + "options=-c%20statement_timeout%3D7s"
+    )
+    with own.connect() as conn:  # a URL's own options win over fnd's defaults
+        assert conn.exec_driver_sql("show statement_timeout").scalar() == "7s"
+    own.dispose()
+    assert STATEMENT_TIMEOUT_MS == 30 * 60 * 1000

@@ -37,6 +37,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "owner": "fnd",
     "retries": 1,
     "retry_delay": timedelta(seconds=30),
+    # A task that hangs (a wedged mount, a stuck remote read) is failed and retried, not kept
+    # forever; training, the longest step, sets its own (TRAIN_TIMEOUT).
+    "execution_timeout": timedelta(hours=1),
     "on_failure_callback": on_task_failure,
 }
 COMMON_DAG_KWARGS: dict[str, Any] = {
@@ -45,6 +48,8 @@ COMMON_DAG_KWARGS: dict[str, Any] = {
     "default_args": DEFAULT_ARGS,
     "max_consecutive_failed_dag_runs": 5,
 }
+
+TRAIN_TIMEOUT = timedelta(hours=6)
 
 # Asset URIs: the contract between the DAGs (ingest -> score, retrain -> score).
 POSTS_ASSET_URI = "fnd://posts"
