@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import multiprocessing
@@ -316,6 +317,8 @@ def _score_page(
     try:
         return [float(p) for p in _predict(model, page, settings, cache)], []
     except Exception as exc:  # noqa: BLE001 - isolate below, then report every failure
+        if is_transient(exc):
+            raise
         log.warning("page of %d failed (%s); isolating bad posts", len(page), exc)
     p_fake: list[float | None] = []
     errors: list[tuple[str, str]] = []
@@ -323,9 +326,38 @@ def _score_page(
         try:
             p_fake.append(float(_predict(model, [example], settings, cache)[0]))
         except Exception as exc:  # noqa: BLE001
+            if is_transient(exc):
+                raise
             p_fake.append(None)
             errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
     return p_fake, errors
+
+
+_TRANSIENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
+    errno.ENFILE, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.EAGAIN,
+}  # fmt: skip
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the machine (disk full, memory, network, database), not the post.
+
+    Those fail the task so that Airflow retries it; only errors about a post itself (its image
+    undecodable or missing from the store) become permanent ``fnd.scoring_errors`` rows.
+    """
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the exception and what caused it
+        seen.add(id(exc))
+        if isinstance(
+            exc, MemoryError | TimeoutError | ConnectionError | sqlalchemy.exc.DBAPIError
+        ):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _predict(model, examples: list[PostExample], settings: Settings, cache: FeatureCache):

@@ -147,3 +147,39 @@ def test_killed_midway_then_rerun_leaves_no_gaps_or_duplicates(clean_db, setting
         )
         == 0
     )
+
+
+def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
+    clean_db, settings, champion, monkeypatch
+):
+    import errno
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scoring, "_predict", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        scoring.score_shard(clean_db, settings, model_version=champion)
+    assert count(clean_db, "select count(*) from fnd.scoring_errors") == 0
+    monkeypatch.undo()
+    score_all(clean_db, settings)  # the retry scores everything
+    assert count(clean_db, "select count(*) from fnd.predictions") == count(
+        clean_db, "select count(*) from fnd.posts"
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (OSError(28, "No space left on device"), True),
+        (ConnectionResetError(), True),
+        (MemoryError(), True),
+        (ValueError("cannot identify image file"), False),
+        (FileNotFoundError(2, "No such file"), False),
+    ],
+)
+def test_what_counts_as_the_machines_fault(exc, transient):
+    assert scoring.is_transient(exc) is transient
+    wrapped = RuntimeError("decoding failed")
+    wrapped.__cause__ = exc
+    assert scoring.is_transient(wrapped) is transient
