@@ -65,6 +65,10 @@ def stop_components(components: list[Component], grace_s: float = STOP_GRACE_S) 
         time.sleep(0.2)
     for pid in tree:
         signal_group(pid, signal.SIGKILL)
+    settle = time.monotonic() + 2.0  # SIGKILL is delivered asynchronously: see them gone
+    while tree and time.monotonic() < settle:
+        tree = {pid for pid in tree if alive(pid)}
+        time.sleep(0.05)
 
 
 def first_dead(components: list[Component]) -> Component | None:
