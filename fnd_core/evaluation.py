@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fnd_core import metrics
-from fnd_core.grouping import group_weights, grouped_folds
+from fnd_core.grouping import early_stopping_split, group_weights, grouped_folds
 
 if TYPE_CHECKING:
     from fnd_core.features import EncodedFeatures
@@ -136,8 +136,7 @@ def fit_on(
 
     from fnd_core.training import fit_head
 
-    inner = grouped_folds(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)
-    val = rows[inner[0]]
+    val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
     train = np.setdiff1d(rows, val)
 
     def weights(idx: np.ndarray) -> torch.Tensor:

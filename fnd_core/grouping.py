@@ -119,6 +119,37 @@ def grouped_folds(
     return [test for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
 
 
+def early_stopping_split(
+    labels: Sequence[int], groups: np.ndarray, *, n_folds: int, seed: int = 0
+) -> np.ndarray:
+    """Indices (into ``labels``) of a validation part for early stopping: whole groups if possible.
+
+    The first grouped fold that leaves both classes on both sides; with too few groups for
+    that, a stratified share of posts instead (logged: early stopping may then see reposts of
+    training pictures, which only makes it stop later, never changes what is measured).
+    """
+    import logging
+
+    labels = np.asarray(labels, dtype=int)
+    k = min(n_folds, len(np.unique(groups)))
+    if k >= 2:
+        for rows in grouped_folds(labels, groups, n_folds=k, seed=seed):
+            rest = np.setdiff1d(np.arange(len(labels)), rows)
+            if len(set(labels[rows])) == 2 and len(set(labels[rest])) == 2:
+                return rows
+    logging.getLogger(__name__).warning(
+        "too few leak groups (%d) for a grouped early-stopping split: using a post split",
+        len(np.unique(groups)),
+    )
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(idx, max(1, len(idx) // n_folds), replace=False)
+        for idx in (np.flatnonzero(labels == c) for c in (0, 1))
+        if len(idx) > 1
+    ]
+    return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=int)
+
+
 def leak_report(groups: np.ndarray, folds: Sequence[np.ndarray]) -> dict[str, int]:
     """Leak statistics stored with the model: groups, largest, and groups on two sides (0)."""
     sizes = Counter(np.asarray(groups).tolist())

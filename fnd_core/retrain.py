@@ -274,10 +274,10 @@ def _train_final(base, config, examples, groups, y, plan, recipe) -> TrainResult
     import dataclasses
 
     from fnd_core.evaluation import fresh_head
-    from fnd_core.grouping import grouped_folds
+    from fnd_core.grouping import early_stopping_split
     from fnd_core.training import train
 
-    val = set(grouped_folds(y, groups, n_folds=plan.n_folds, seed=recipe.seed)[0].tolist())
+    val = set(early_stopping_split(y, groups, n_folds=plan.n_folds, seed=recipe.seed).tolist())
     roles = [
         dataclasses.replace(e, split="val" if i in val else "train") for i, e in enumerate(examples)
     ]

@@ -70,3 +70,16 @@ def test_weights_count_each_group_once_and_balance_the_classes():
     assert w[:300].sum() == pytest.approx(w[300])  # the 300 reposts weigh as one story
     assert w[labels == 1].sum() == pytest.approx(w[labels == 0].sum())
     assert w.mean() == pytest.approx(1.0)
+
+
+def test_early_stopping_split_keeps_both_classes_on_both_sides():
+    from fnd_core.grouping import early_stopping_split
+
+    groups = np.repeat(np.arange(12), 10)
+    labels = (groups < 2).astype(int)  # only two stories of one class
+    val = early_stopping_split(labels, groups, n_folds=5, seed=0)
+    rest = np.setdiff1d(np.arange(len(labels)), val)
+    assert set(labels[val]) == set(labels[rest]) == {0, 1}
+    assert not set(groups[val]) & set(groups[rest])  # whole groups
+    few = early_stopping_split(labels[:30], groups[:30], n_folds=5)  # 3 groups: post split
+    assert set(labels[:30][few]) == {0, 1} and 0 < len(few) < 30
