@@ -105,22 +105,12 @@ def current_champion(engine: Engine) -> ModelVersion | None:
 def promote(engine: Engine, version: str, gate: dict[str, Any]) -> str | None:
     """Make ``version`` the champion, retiring the previous one; returns the retired version."""
     with engine.begin() as conn:
-        status = conn.execute(
-            sa.text("select status from fnd.model_versions where version = :v for update"),
-            {"v": version},
-        ).scalar_one_or_none()
-        if status is None:
-            raise LookupError(f"model version {version!r} is not in fnd.model_versions")
+        status = _status_for_update(conn, version)
         if status == "champion":
             return None
         if status != "candidate":
             raise ValueError(f"model version {version} is {status}; only a candidate is promoted")
-        retired = conn.execute(
-            sa.text(
-                "update fnd.model_versions set status = 'retired', retired_at = now() "
-                "where status = 'champion' returning version"
-            )
-        ).scalar_one_or_none()
+        retired = _retire_champion(conn)
         conn.execute(
             sa.text(
                 "update fnd.model_versions set status = 'champion', promoted_at = now(), "
@@ -183,12 +173,7 @@ def rollback(engine: Engine, version: str, *, by: str, reason: str) -> str | Non
                 f"model version {version} is {status}; only a former champion (retired) can be "
                 "rolled back to: a candidate goes through the gate (or --force-promote)"
             )
-        before = conn.execute(
-            sa.text(
-                "update fnd.model_versions set status = 'retired', retired_at = now() "
-                "where status = 'champion' returning version"
-            )
-        ).scalar_one_or_none()
+        before = _retire_champion(conn)
         conn.execute(
             sa.text(
                 "update fnd.model_versions set status = 'champion', promoted_at = now(), "
@@ -197,6 +182,16 @@ def rollback(engine: Engine, version: str, *, by: str, reason: str) -> str | Non
             {"v": version, "event": _event("rollback", by, reason, before)},
         )
     return before
+
+
+def _retire_champion(conn) -> str | None:
+    """Retire the current champion, if any (inside the caller's transaction); its version."""
+    return conn.execute(
+        sa.text(
+            "update fnd.model_versions set status = 'retired', retired_at = now() "
+            "where status = 'champion' returning version"
+        )
+    ).scalar_one_or_none()
 
 
 def _status_for_update(conn, version: str) -> str:
