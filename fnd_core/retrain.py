@@ -193,6 +193,7 @@ def train_candidate(
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
+    from fnd_core.training import encode_kwargs
 
     preset = preset or settings.model_preset
     version = candidate_version(
@@ -224,7 +225,9 @@ def train_candidate(
     )
     base = build_model(config).to(resolve_device("auto"))
     base.set_encoders_trainable(False)
-    features = encode_examples(base, examples, cache_dir=options.cache_dir, **_encode(options))
+    features = encode_examples(
+        base, examples, cache_dir=options.cache_dir, **encode_kwargs(options)
+    )
     metric = settings.gate_metric
     log.info("grouped cross-validation: %s", leak_report(groups, plan.repeats[0]))
     cv, oof = evaluation.cross_validate(
@@ -251,12 +254,6 @@ def train_candidate(
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
         shuffle_labels=shuffle_labels, run_id=run_id, n_groups=int(np.unique(groups).size),
     )  # fmt: skip
-
-
-def _encode(options: TrainOptions) -> dict[str, Any]:
-    from fnd_core.training import encode_kwargs
-
-    return encode_kwargs(options)
 
 
 def _without_report(summary: dict[str, Any]) -> dict[str, Any]:
