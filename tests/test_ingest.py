@@ -316,3 +316,52 @@ def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path):
         stop.set()
         thread.join()
     assert settled_files([str(quiet), str(growing)], 0.5) == [str(quiet), str(growing)]
+
+
+def test_hostile_references_are_quarantined_and_nothing_from_outside_is_stored(
+    clean_db, settings, tmp_path
+):
+    """The ingest-level view of the confinement rules (tests/test_landing.py has every case)."""
+    import http.server
+    import threading
+
+    landing = Path(settings.landing)
+    (landing / "images").mkdir(parents=True)
+    (landing / "images" / "ok.jpg").write_bytes(noisy_jpeg(seed=1))
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(noisy_jpeg(seed=2))
+    (landing / "images" / "out.jpg").symlink_to(secret)
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_error(403)  # an answer that used to crash the whole file
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rows = {
+        "good": ("images/ok.jpg", None),
+        "zero": ("/dev/zero", "image_outside_zone"),
+        "escape": ("../secret.jpg", "image_outside_zone"),
+        "link": ("images/out.jpg", "image_outside_zone"),
+        "ssrf": (f"http://127.0.0.1:{server.server_port}/x.jpg", "image_remote_refused"),
+        "file": (f"file://{secret}", "image_outside_zone"),
+    }
+    data = write_jsonl(
+        landing / "hostile.jsonl",
+        [{"id": k, "text": f"caption {k}", "image": ref} for k, (ref, _) in rows.items()],
+    )
+    try:
+        report = ingest_file(clean_db, str(data), settings, fail_share=1.0)
+    finally:
+        server.shutdown()
+    assert (report.n_received, report.n_accepted, report.n_quarantined) == (6, 1, 5)
+    with clean_db.connect() as conn:
+        quarantined = dict(
+            conn.execute(sa.text("select raw::json ->> 'id', rule from fnd.quarantine")).all()
+        )
+    assert quarantined == {k: rule for k, (_, rule) in rows.items() if rule}
+    assert hits == []
+    stored = [p.read_bytes() for p in (Path(settings.store) / "images").iterdir()]
+    assert stored == [noisy_jpeg(seed=1)]  # only the good picture reached the store
