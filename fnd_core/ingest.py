@@ -213,9 +213,17 @@ def ingest_file(
     except UnreadableFileError as exc:
         data = storage.read_bytes(uri, gcs_endpoint=endpoint)
         return _refuse_unreadable(engine, uri, _sha256(data), exc.reason, run_id, endpoint, started)
+    except FileNotFoundError:
+        resumed = _resume(engine, uri, run_id, None, endpoint, started)
+        if resumed is None:
+            raise
+        return resumed  # a retry after this run's first try had loaded and moved the file
 
     previous = _find_batch(engine, landing.content_sha256)
     if previous is not None:
+        resumed = _resume(engine, uri, run_id, landing.content_sha256, endpoint, started)
+        if resumed is not None:
+            return resumed  # a retry after this run's first try had loaded the file
         return _skip_seen(uri, landing, previous, endpoint, started)
 
     log.info("%s: %d rows (%s), checking", uri, len(landing.rows), landing.format)
@@ -553,6 +561,57 @@ def _insert_validation(
             "gx": validation["gx_version"],
             "run": run_id,
         },
+    )
+
+
+def _resume(
+    engine: Engine, uri: str, run_id: str, sha: str | None, endpoint, started: float
+) -> IngestReport | None:
+    """The report of a batch this very run loaded from ``uri`` before a crash, if there is one.
+
+    A task retried after its first try committed the load (and perhaps moved the file) must
+    report "loaded" with the batch's counts, so the DAG still announces the new posts; the
+    archive move is finished if the first try did not get to it. A batch whose bookkeeping was
+    completed (``archived_uri`` set) by another run is a genuine repeat: not resumed.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "select batch_id, format, n_received, n_accepted, n_quarantined, n_duplicate, "
+                "archived_uri from fnd.ingest_batches where status = 'loaded' and run_id = :r "
+                "and source_uri = :u and (cast(:s as text) is null or content_sha256 = :s) "
+                "and (archived_uri is null or cast(:s as text) is null) "
+                "order by batch_id desc limit 1"
+            ),
+            {"r": run_id, "u": uri, "s": sha},
+        ).one_or_none()
+    if row is None:
+        return None
+    batch_id, fmt, n_received, n_accepted, n_quarantined, n_duplicate, moved = row
+    if moved is None:
+        if storage.exists(uri, gcs_endpoint=endpoint):
+            moved = _move_aside(uri, "archive", batch_id, endpoint)
+        else:  # moved by the first try, which died before recording where
+            name = f"batch{batch_id}-{storage.basename(uri)}"
+            moved = storage.join(storage.parent(uri), "archive", name)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
+                {"m": moved, "b": batch_id},
+            )
+    log.info("%s: batch %d was loaded by an earlier try of run %s: resumed", uri, batch_id, run_id)
+    return IngestReport(
+        uri=uri,
+        status="loaded",
+        batch_id=batch_id,
+        format=fmt,
+        n_received=n_received,
+        n_accepted=n_accepted,
+        n_quarantined=n_quarantined,
+        n_duplicate=n_duplicate,
+        moved_to=moved,
+        reason="resumed: loaded by an earlier try of this run",
+        seconds=time.perf_counter() - started,
     )
 
 

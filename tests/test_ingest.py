@@ -365,3 +365,34 @@ def test_hostile_references_are_quarantined_and_nothing_from_outside_is_stored(
     assert hits == []
     stored = [p.read_bytes() for p in (Path(settings.store) / "images").iterdir()]
     assert stored == [noisy_jpeg(seed=1)]  # only the good picture reached the store
+
+
+@pytest.mark.parametrize("crash_after_move", [False, True])
+def test_a_retry_after_a_crash_past_the_load_reports_the_posts_it_added(
+    clean_db, settings, monkeypatch, crash_after_move
+):
+    """The retry of a task that died after committing (before or after the archive move) says
+    "loaded" with the batch's counts, so the DAG still announces the posts; nothing doubles."""
+    from fnd_core import ingest
+
+    batch = generate_batch(Path(settings.landing), 40, seed=11)
+    real_move = ingest._move_aside
+
+    def dies(uri, folder, *args, **kwargs):
+        if crash_after_move:
+            real_move(uri, folder, *args, **kwargs)
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(ingest, "_move_aside", dies)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        ingest_file(clean_db, str(batch.data_file), settings, run_id="run-1")
+    monkeypatch.setattr(ingest, "_move_aside", real_move)
+    retry = ingest_file(clean_db, str(batch.data_file), settings, run_id="run-1")
+    assert (retry.status, retry.n_accepted) == ("loaded", 40)
+    assert retry.moved_to and Path(retry.moved_to).exists()
+    assert not batch.data_file.exists()
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from fnd.posts")).scalar_one() == 40
+        assert conn.execute(sa.text("select count(*) from fnd.ingest_batches")).scalar_one() == 1
+        archived = conn.execute(sa.text("select archived_uri from fnd.ingest_batches")).scalar_one()
+    assert archived == retry.moved_to
