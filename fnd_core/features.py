@@ -66,11 +66,11 @@ class FeatureCache:
 
     def _index(self, backbone_id: str) -> dict[str, torch.Tensor]:
         if backbone_id not in self._loaded:
-            from safetensors.torch import load_file
-
             index: dict[str, torch.Tensor] = {}
             for shard in sorted((self.root / backbone_id).glob("*.safetensors")):
-                tensors = load_file(shard)
+                tensors = _verified_shard(shard)
+                if tensors is None:
+                    continue
                 for key, row in zip(tensors["keys"].numpy(), tensors["features"], strict=True):
                     index[key.tobytes().hex()] = row
             self._loaded[backbone_id] = index
@@ -97,10 +97,44 @@ class FeatureCache:
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(raw.tobytes()).hexdigest()[:24]
         tmp = folder / f".{name}.tmp"
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata={"sha256": _shard_digest(tensors)})
         tmp.replace(folder / f"{name}.safetensors")
         index = self._index(backbone_id)
         index.update(zip(keys, tensors["features"], strict=True))
+
+
+def _shard_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a shard's keys and feature bytes, stored in its safetensors metadata."""
+    digest = hashlib.sha256(tensors["keys"].numpy().tobytes())
+    digest.update(tensors["features"].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _verified_shard(path: Path) -> dict[str, torch.Tensor] | None:
+    """A shard's tensors if they match the digest written with them; else None (re-encoded).
+
+    A cached vector feeds the verdict directly: a shard changed on disk (a flipped bit, a
+    truncated copy, an edit) must cost a re-encode, never a silently different score.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            expected = (f.metadata() or {}).get("sha256")
+            tensors = {name: f.get_tensor(name) for name in ("keys", "features")}
+    except Exception as exc:  # noqa: BLE001 — an unreadable shard is one to re-encode
+        log.warning(
+            "feature cache shard %s unreadable (%s): ignored, features re-encoded", path, exc
+        )
+        return None
+    if expected != _shard_digest(tensors):
+        log.warning(
+            "feature cache shard %s %s: ignored, its features are re-encoded",
+            path, "has no digest (written before fnd checked them)" if expected is None
+            else "does not match its sha256",
+        )  # fmt: skip
+        return None
+    return tensors
 
 
 def encode_examples(

@@ -142,6 +142,22 @@ def test_feature_cache_encodes_each_image_and_text_once(posts, tmp_path):
     assert torch.equal(first.image, second.image) and torch.equal(first.text, second.text)
 
 
+def test_a_changed_cache_shard_is_re_encoded_not_trusted(posts, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    first = encode_examples(model, posts[:6], cache_dir=tmp_path)
+    [shard] = [p for p in tmp_path.rglob("*.safetensors") if "text" not in p.parent.name][:1]
+    tensors = load_file(shard)
+    tensors["features"][0] += 1.0  # what a flipped bit or an edit does to one vector
+    save_file(tensors, str(shard), metadata={"sha256": "0" * 64})
+    again = encode_examples(model, posts[:6], cache_dir=tmp_path)
+    assert again.images_encoded + again.texts_encoded > 0  # that shard was re-encoded
+    assert torch.equal(first.image, again.image) and torch.equal(first.text, again.text)
+    assert "does not match its sha256" in caplog.text
+
+
 def test_feature_cache_misses_when_encoder_weights_change(posts, tmp_path):
     torch.manual_seed(0)
     model = build_model(TINY).eval()
