@@ -146,7 +146,7 @@ def test_mixed_batch_accounts_for_every_row(clean_db, settings):
     assert {"parse_error", "id_missing"} <= rules
     assert any(rule in ("invalid_utf8", "text_invalid_utf8") for rule in rules)
     for _, rule, reason, raw in quarantine:
-        assert len(reason) > 15 and rule.split("_")[0] in reason.lower() or " " in reason
+        assert len(reason.split()) >= 3 and not reason.startswith(rule), (rule, reason)
         assert raw  # verbatim row kept
     huge = next(raw for pid, _, _, raw in quarantine if pid == "bad-huge-text")
     assert len(huge) > 1_000_000  # the whole row, not a summary
@@ -196,14 +196,10 @@ def test_same_file_twice_adds_nothing(clean_db, settings):
 
     assert second.status == "skipped" and "same content" in second.reason
     assert table_counts(clean_db) == before
-    assert (
-        sorted(p.name for p in (Path(settings.landing) / "archive").iterdir())
-        == [
-            f"batch{first.batch_id}-{batch.data_file.name}",
-            f"batch{first.batch_id}-{batch.data_file.name}.1",
-        ]
-        or len(list((Path(settings.landing) / "archive").iterdir())) == 2
-    )
+    assert sorted(p.name for p in (Path(settings.landing) / "archive").iterdir()) == [
+        f"batch{first.batch_id}-{batch.data_file.name}",
+        f"batch{first.batch_id}-{batch.data_file.name}.1",
+    ]
 
 
 def test_fakeddit_tsv_loads_with_the_right_labels(clean_db, settings):

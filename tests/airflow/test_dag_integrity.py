@@ -42,7 +42,7 @@ def test_no_import_errors(dagbag):
 
 
 def test_expected_dags_present(dagbag):
-    assert {"fnd_ingest"} <= set(dagbag.dag_ids)
+    assert set(dagbag.dag_ids) == {"fnd_ingest", "fnd_score", "fnd_retrain"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
