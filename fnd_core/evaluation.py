@@ -195,6 +195,25 @@ def cross_validate(
     return summary, oof
 
 
+def gate_evidence(
+    base: FakeNewsModel,
+    config: Any,
+    features: EncodedFeatures,
+    y: np.ndarray,
+    groups: np.ndarray,
+    recipe: Recipe,
+    *,
+    n_folds: int,
+    repeats: int,
+    metric: str,
+) -> tuple[CVPlan, dict[str, Any], list[np.ndarray], dict[str, dict[str, Any]]]:
+    """What the gate decides on: the folds, the candidate's CV (and out-of-fold P(fake)), and
+    the baselines on the same folds."""
+    plan = CVPlan.make(y, groups, n_folds=n_folds, repeats=repeats, seed=recipe.seed)
+    cv, oof = cross_validate(base, config, features, y, groups, plan, recipe, metric=metric)
+    return plan, cv, oof, baselines(features, y, groups, plan, metric=metric)
+
+
 def baselines(
     features: EncodedFeatures, y: np.ndarray, groups: np.ndarray, plan: CVPlan, *, metric: str
 ) -> dict[str, dict[str, Any]]:

@@ -17,12 +17,16 @@ a repost and are not joined on (245 groups, the largest 1,280 posts).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MIN_TEXT_CHARS = 25
 
@@ -39,6 +43,14 @@ def normalise_text(text: str) -> str:
     return _RETWEET.sub("", text).strip(" :")
 
 
+class Linkable(Protocol):
+    """What links one post to others (a :class:`PostKeys` or a model ``PostExample``)."""
+
+    image_sha256: str | None
+    text: str
+    group: str | None
+
+
 @dataclass(frozen=True)
 class PostKeys:
     """What links one post to others: its picture, its text and an optional source group."""
@@ -48,7 +60,7 @@ class PostKeys:
     group: str | None = None
 
 
-def leak_groups(posts: Sequence[PostKeys], *, min_text_chars: int = MIN_TEXT_CHARS) -> np.ndarray:
+def leak_groups(posts: Sequence[Linkable], *, min_text_chars: int = MIN_TEXT_CHARS) -> np.ndarray:
     """A group number per post (0..n_groups-1, in order of first appearance)."""
     parent = list(range(len(posts)))
 
@@ -128,8 +140,6 @@ def early_stopping_split(
     that, a stratified share of posts instead (logged: early stopping may then see reposts of
     training pictures, which only makes it stop later, never changes what is measured).
     """
-    import logging
-
     labels = np.asarray(labels, dtype=int)
     k = min(n_folds, len(np.unique(groups)))
     if k >= 2:
@@ -137,7 +147,7 @@ def early_stopping_split(
             rest = np.setdiff1d(np.arange(len(labels)), rows)
             if len(set(labels[rows])) == 2 and len(set(labels[rest])) == 2:
                 return rows
-    logging.getLogger(__name__).warning(
+    log.warning(
         "too few leak groups (%d) for a grouped early-stopping split: using a post split",
         len(np.unique(groups)),
     )

@@ -109,7 +109,7 @@ def evaluate_holdouts(
     """For each (name, held-out rows): train on the rest, score the held-out posts."""
     from fnd_core import evaluation
     from fnd_core.features import encode_examples, head_proba
-    from fnd_core.grouping import PostKeys, leak_groups
+    from fnd_core.grouping import leak_groups
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
@@ -118,7 +118,7 @@ def evaluate_holdouts(
 
     examples = posts.examples
     y = evaluation.labels_of(examples)
-    groups = leak_groups([PostKeys(e.image_sha256, e.text, e.group) for e in examples])
+    groups = leak_groups(examples)
     config = ModelConfig.for_preset(
         preset or settings.model_preset,
         image_size=settings.image_size,
@@ -158,15 +158,10 @@ def _gate_estimate(base, config, features, y, groups, train, recipe, settings) -
     """What the gate would have recorded had the snapshot been the training part only."""
     from fnd_core import evaluation
 
-    sub = features.subset(train)
-    plan = evaluation.CVPlan.make(
-        y[train], groups[train], n_folds=settings.cv_folds, repeats=settings.cv_repeats
-    )
-    metric = settings.gate_metric
-    cv, _ = evaluation.cross_validate(
-        base, config, sub, y[train], groups[train], plan, recipe, metric=metric
-    )
-    base_cv = evaluation.baselines(sub, y[train], groups[train], plan, metric=metric)
+    _, cv, _, base_cv = evaluation.gate_evidence(
+        base, config, features.subset(train), y[train], groups[train], recipe,
+        n_folds=settings.cv_folds, repeats=settings.cv_repeats, metric=settings.gate_metric,
+    )  # fmt: skip
     return {
         "fnd": cv["estimate"],
         "fnd_fold_std": cv["fold_std"],
@@ -209,7 +204,9 @@ MODELS = ("fnd", "text_lr", "prior")
 
 def report_lines(posts: LabelledPosts, results: list[HeldOut]) -> list[str]:
     """The table ``fnd evaluate`` prints (Markdown, so it pastes into the README)."""
-    y = metrics_labels(posts)
+    from fnd_core.evaluation import labels_of
+
+    y = labels_of(posts.examples)
     lines = [
         "| held out | posts | fake share | fnd | text baseline | prior |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -242,10 +239,6 @@ def report_lines(posts: LabelledPosts, results: list[HeldOut]) -> list[str]:
         "(the recall of their one class) in italics"
     )
     return lines
-
-
-def metrics_labels(posts: LabelledPosts) -> np.ndarray:
-    return np.array([e.label for e in posts.examples], dtype=int)
 
 
 def _score(y: np.ndarray, p: np.ndarray) -> str:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from fnd_core import registry
 from fnd_core.gate import GateDecision, GatePolicy, Scorecard, decide
+from fnd_core.grouping import leak_groups, leak_report
 from fnd_core.landing import storage
 from fnd_core.resources import EXPECTATIONS_DIR
 from fnd_core.settings import Settings
@@ -56,13 +57,6 @@ def load_examples(
     with engine.connect() as conn:
         rows = conn.execute(sa.text(query), {"as_of": as_of}).all()
     return [PostExample(*row) for row in rows]
-
-
-def leak_groups_of(examples: list[PostExample]):
-    """Leak groups of a snapshot's examples (see :mod:`fnd_core.grouping`)."""
-    from fnd_core.grouping import PostKeys, leak_groups
-
-    return leak_groups([PostKeys(e.image_sha256, e.text, e.group) for e in examples])
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
@@ -105,7 +99,7 @@ def validate_snapshot(
             "text": [e.text for e in examples],
             "image_sha256": [e.image_sha256 for e in examples],
             "label": pd.array([e.label for e in examples], dtype="Int64"),
-            "leak_group": leak_groups_of(examples),
+            "leak_group": leak_groups(examples),
         }
     )
     name = f"snapshot-{snap['as_of'][:19].replace(':', '')}"
@@ -189,7 +183,6 @@ def train_candidate(
 
     from fnd_core import evaluation
     from fnd_core.features import encode_examples
-    from fnd_core.grouping import leak_report
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
@@ -218,22 +211,19 @@ def train_candidate(
     )
     options = train_options(settings)
     recipe = evaluation.Recipe(epochs=epochs, options=options, seed=seed)
-    groups = leak_groups_of(examples)
+    groups = leak_groups(examples)
     y = evaluation.labels_of(examples)
-    plan = evaluation.CVPlan.make(
-        y, groups, n_folds=settings.cv_folds, repeats=settings.cv_repeats, seed=seed
-    )
     base = build_model(config).to(resolve_device("auto"))
     base.set_encoders_trainable(False)
     features = encode_examples(
         base, examples, cache_dir=options.cache_dir, **encode_kwargs(options)
     )
     metric = settings.gate_metric
+    plan, cv, oof, baselines = evaluation.gate_evidence(
+        base, config, features, y, groups, recipe,
+        n_folds=settings.cv_folds, repeats=settings.cv_repeats, metric=metric,
+    )  # fmt: skip
     log.info("grouped cross-validation: %s", leak_report(groups, plan.repeats[0]))
-    cv, oof = evaluation.cross_validate(
-        base, config, features, y, groups, plan, recipe, metric=metric
-    )
-    baselines = evaluation.baselines(features, y, groups, plan, metric=metric)
     champion = _champion_recipe(engine, base, config, features, y, groups, plan, recipe, metric)
     log.info(
         "cross-validated %s: candidate %s; prior %s; text baseline %s; champion recipe %s",
