@@ -115,7 +115,9 @@ def allowed_landing_path(path: str, settings: Settings, *, operator: bool = Fals
     """
     own = [settings.store, str(settings.data_docs), str(settings.home / "pgdata"),
            str(settings.home / "feature_cache")]  # fmt: skip
-    inside_own = next((f for f in own if _is_under(path, f) or _is_under(f, path)), None)
+    inside_own = next(
+        (f for f in own if storage.is_within(path, f) or storage.is_within(f, path)), None
+    )
     if inside_own is not None:
         raise PathNotAllowedError(
             f"{path!r} holds fnd's own data ({inside_own}): ingest moves the files it reads, "
@@ -124,25 +126,13 @@ def allowed_landing_path(path: str, settings: Settings, *, operator: bool = Fals
     if operator:
         return path
     roots = [settings.landing, *(r.strip() for r in settings.landing_roots.split(",") if r.strip())]
-    if any(_is_under(path, root) for root in roots):
+    if any(storage.is_within(path, root) for root in roots):
         return path
     raise PathNotAllowedError(
         f"{path!r} is not inside the landing zone {settings.landing!r}"
         + (f" or FND_LANDING_ROOTS ({settings.landing_roots})" if settings.landing_roots else "")
         + ": a path from a trigger form may only name files there"
     )
-
-
-def _is_under(path: str, root: str) -> bool:
-    if storage.is_local(path) != storage.is_local(root):
-        return False
-    if storage.is_local(path):
-        real = os.path.realpath(storage.local_path(path))
-        real_root = os.path.realpath(storage.local_path(root))
-        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
-    norm = path.rstrip("/").replace("gcs://", "gs://")
-    base = root.rstrip("/").replace("gcs://", "gs://")
-    return norm == base or norm.startswith(base + "/")
 
 
 def list_new_files(path: str, settings: Settings) -> list[str]:

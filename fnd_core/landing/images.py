@@ -121,7 +121,7 @@ def resolve_image_ref(ref: str, folder: str) -> str:
         )
     root = os.path.abspath(storage.local_path(folder))
     candidate = os.path.normpath(os.path.join(root, ref))
-    if not _is_within(candidate, root):
+    if candidate == root or not storage.is_within(candidate, root, resolve_links=False):
         raise ImageRejected(_OUTSIDE, _escape_reason(ref))
     return candidate
 
@@ -137,10 +137,6 @@ def _posix_norm(path: str) -> str:
     import posixpath
 
     return posixpath.normpath(path)
-
-
-def _is_within(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root and path != root
 
 
 def _escape_reason(ref: str) -> str:
@@ -189,7 +185,7 @@ def _read_local(path: str, zone: str | None, max_bytes: int) -> bytes:
     real = os.path.realpath(path)
     if zone is not None:
         real_zone = os.path.realpath(storage.local_path(zone))
-        if not _is_within(real, real_zone):
+        if real == real_zone or not storage.is_within(real, real_zone):
             raise ImageRejected(
                 _OUTSIDE, f"image {_shown(os.path.relpath(path, zone))} leads outside the landing "
                 "file's folder (a link out of it)"

@@ -35,6 +35,20 @@ def local_path(uri: str) -> str:
     return uri[len(_FILE_SCHEME) :] if uri.startswith(_FILE_SCHEME) else uri
 
 
+def is_within(path: str, root: str, *, resolve_links: bool = True) -> bool:
+    """Whether ``path`` is ``root`` or lies under it: local paths compared after resolving
+    links (unless ``resolve_links`` is off: then as written, normalised), URIs by prefix."""
+    if is_local(path) != is_local(root):
+        return False
+    if is_local(path):
+        norm = os.path.realpath if resolve_links else os.path.abspath
+        path, root = norm(local_path(path)), norm(local_path(root))
+        return os.path.commonpath([path, root]) == root
+    path = path.rstrip("/").replace("gcs://", "gs://")
+    root = root.rstrip("/").replace("gcs://", "gs://")
+    return path == root or path.startswith(root + "/")
+
+
 def join(base: str, *parts: str) -> str:
     """Join path segments under ``base`` with the separator its kind uses."""
     if is_local(base):
