@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from fnd_core.landing import storage
-from fnd_core.pgcopy import copy_into, upsert_via_staging
+from fnd_core.pgcopy import copy_into, create_stage, insert_from_stage
 from fnd_core.resources import EXPECTATIONS_DIR
 from fnd_core.settings import Settings
 from fnd_core.splits import split_for
@@ -35,8 +35,8 @@ from fnd_core.splits import split_for
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from fnd_core.landing.readers import LandingFile
-    from fnd_core.landing.rows import CheckedFile
+    from fnd_core.landing.readers import LandingFile, RawRow
+    from fnd_core.landing.rows import AcceptedPost, RejectedRow
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +192,29 @@ def ingest_file(
     run_id: str = "cli",
     fail_share: float | None = None,
 ) -> IngestReport:
-    """Ingest one file end to end; raises :class:`BatchRejectedError` if it is refused."""
-    from fnd_core.landing.readers import UnreadableFileError, read_landing_file
+    """Ingest one file end to end; raises :class:`BatchRejectedError` if it is refused.
+
+    Memory stays flat with the file's size: rows are streamed in chunks of ``CHUNK_ROWS``;
+    each chunk is checked, its accepted posts COPYed into a staging table and its bad rows
+    into the quarantine, all in the batch's one transaction; only a few small columns per
+    row are kept for the GX suite.
+
+    Raises:
+        BatchRejectedError: the file cannot be read as a whole, or too many rows are bad.
+        FileChangedError: the file changed while it was read; nothing was written.
+    """
+    from fnd_core.landing.readers import UnreadableFileError, read_landing_file, refusal
 
     started = time.perf_counter()
     endpoint = settings.gcs_endpoint
-    threshold = settings.quarantine_fail_share if fail_share is None else fail_share
     try:
+        refused = refusal(uri, max_bytes=settings.max_landing_bytes, gcs_endpoint=endpoint)
+        if refused:  # moved to failed/ unread: no content hash, so no batch row
+            return _refuse_unreadable(engine, uri, None, refused, run_id, endpoint, started)
         landing = read_landing_file(uri, gcs_endpoint=endpoint)
     except UnreadableFileError as exc:
-        data = storage.read_bytes(uri, gcs_endpoint=endpoint)
-        return _refuse_unreadable(engine, uri, _sha256(data), exc.reason, run_id, endpoint, started)
+        sha = _content_sha256(uri, endpoint)
+        return _refuse_unreadable(engine, uri, sha, exc.reason, run_id, endpoint, started)
     except FileNotFoundError:
         resumed = _resume(engine, uri, run_id, None, endpoint, started)
         if resumed is None:
@@ -216,66 +228,184 @@ def ingest_file(
             return resumed  # a retry after this run's first try had loaded the file
         return _skip_seen(uri, landing, previous, endpoint, started)
 
-    log.info("%s: %d rows (%s), checking", uri, len(landing.rows), landing.format)
-    checked = _check(landing, settings)
-    validation = _validate(landing, checked, settings)
-    n_received = checked.n_received
-    quarantined_share = len(checked.rejected) / n_received if n_received else 0.0
-    rules = dict(Counter(r.rule for r in checked.rejected).most_common())
-
-    if quarantined_share > threshold:
-        reason = (
-            f"{len(checked.rejected)} of {n_received} rows quarantined "
-            f"({quarantined_share:.0%} > threshold {threshold:.0%}); rules: {rules}"
-        )
-        batch_id = _record_failed(engine, landing, checked, validation, reason, run_id)
-        moved = _move_aside(uri, "failed", batch_id, endpoint, reason)
-        report = IngestReport(
-            uri=uri,
-            status="failed",
-            batch_id=batch_id,
-            format=landing.format,
-            n_received=n_received,
-            n_quarantined=len(checked.rejected),
-            rules=rules,
-            validation_success=validation["success"],
-            data_docs=validation["data_docs_path"],
-            moved_to=moved,
-            reason=reason,
-            seconds=time.perf_counter() - started,
-        )
-        raise BatchRejectedError(report)
-
+    log.info("%s: %s, %d bytes: checking rows", uri, landing.format, landing.size_bytes)
+    threshold = settings.quarantine_fail_share if fail_share is None else fail_share
     try:
-        batch_id, n_accepted, n_labels = _load(engine, landing, checked, validation, run_id)
+        with engine.begin() as conn:
+            outcome = _load(conn, landing, settings, run_id, threshold)
+    except UnreadableFileError as exc:  # e.g. Parquet data broken after the footer was read
+        return _refuse_unreadable(
+            engine, uri, landing.content_sha256, exc.reason, run_id, endpoint, started
+        )
     except sa.exc.IntegrityError as exc:
         if "ingest_batches_content_is_unique" not in str(exc):
             raise
         # Another worker loaded the same bytes between our look-up and our insert.
         previous = _find_batch(engine, landing.content_sha256)
         return _skip_seen(uri, landing, previous, endpoint, started)
-    moved = _move_aside(uri, "archive", batch_id, endpoint)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
-            {"m": moved, "b": batch_id},
+    return _finish(engine, landing, outcome, endpoint, started)
+
+
+@dataclass
+class _Outcome:
+    """What loading one file wrote (the transaction has committed when it is read)."""
+
+    batch_id: int
+    n_received: int = 0
+    n_staged: int = 0  # accepted rows, before duplicates of loaded posts are dropped
+    n_accepted: int = 0
+    n_quarantined: int = 0
+    n_labels_updated: int = 0
+    rules: Counter = field(default_factory=Counter)
+    validation: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None  # why the whole file was refused, when it was
+
+
+CHUNK_ROWS = 2000  # rows checked, staged and released at a time
+
+
+def _load(
+    conn: Connection, landing: LandingFile, settings: Settings, run_id: str, threshold: float
+) -> _Outcome:
+    """One transaction: the batch row, then chunks staged, then the GX suite and the verdict."""
+    out = _Outcome(batch_id=_insert_batch(conn, landing, run_id))
+    stage = create_stage(conn, "fnd.posts")
+    frames = [
+        _stage_chunk(conn, stage, out, chunk, results)
+        for chunk, results in _checked_chunks(landing, settings)
+    ]
+    out.validation = _validate(landing, _concat(frames), settings)
+    share = out.n_quarantined / out.n_received if out.n_received else 0.0
+    if share > threshold:
+        rules = dict(out.rules.most_common())
+        out.refused = (
+            f"{out.n_quarantined} of {out.n_received} rows quarantined "
+            f"({share:.0%} > threshold {threshold:.0%}); rules: {rules}"
         )
+    else:
+        out.n_accepted = insert_from_stage(
+            conn, "fnd.posts", stage, POST_COLUMNS, conflict="(post_id) do nothing"
+        )
+        out.n_labels_updated = _update_labels(conn, stage, out.batch_id)
+    _insert_validation(conn, out.batch_id, out.validation, run_id)
+    conn.execute(
+        sa.text(
+            "update fnd.ingest_batches set status = :s, error = :e, n_received = :r, "
+            "n_accepted = :a, n_quarantined = :q, n_duplicate = :d, finished_at = now() "
+            "where batch_id = :b"
+        ),
+        {"s": "failed" if out.refused else "loaded", "e": out.refused, "r": out.n_received,
+         "a": out.n_accepted, "q": out.n_quarantined,
+         "d": 0 if out.refused else out.n_staged - out.n_accepted, "b": out.batch_id},
+    )  # fmt: skip
+    return out
+
+
+def _checked_chunks(landing: LandingFile, settings: Settings):
+    """(raw rows, verdicts) for each chunk of ``CHUNK_ROWS`` rows, images stored as checked."""
+    from fnd_core.landing.images import ImageStore
+    from fnd_core.landing.rows import RowContext, check_rows
+
+    ctx = RowContext.for_file(
+        landing,
+        ImageStore(settings.store, gcs_endpoint=settings.gcs_endpoint),
+        max_text_chars=settings.max_text_chars,
+        max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_image_bytes,
+        gcs_endpoint=settings.gcs_endpoint,
+    )
+    workers = settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1)
+    started, n = time.perf_counter(), 0
+    for chunk in _chunks(landing.iter_rows(), CHUNK_ROWS):
+        yield chunk, check_rows(chunk, ctx, workers=workers)
+        n += len(chunk)
+        log.info("%s: %d rows checked (%.0f rows/s)", landing.uri, n,
+                 n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
+
+
+def _chunks(rows, size: int):
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stage_chunk(
+    conn: Connection,
+    stage: str,
+    out: _Outcome,
+    chunk: list[RawRow],
+    results: list[AcceptedPost | RejectedRow],
+):
+    """COPY a chunk's accepted posts to the stage and its bad rows to the quarantine."""
+    from fnd_core.landing.rows import RejectedRow
+
+    rejected = [r for r in results if isinstance(r, RejectedRow)]
+    accepted = [r for r in results if not isinstance(r, RejectedRow)]
+    copy_into(conn, stage, POST_COLUMNS, (_post_row(a, out.batch_id) for a in accepted))
+    _insert_quarantine(conn, out.batch_id, rejected)
+    out.n_received += len(results)
+    out.n_staged += len(accepted)
+    out.n_quarantined += len(rejected)
+    out.rules.update(r.rule for r in rejected)
+    return posts_frame(chunk, results)
+
+
+def _post_row(a: AcceptedPost, batch_id: int) -> tuple:
+    return (a.post_id, a.source, a.text, a.image_uri, a.image_sha256, a.image_width,
+            a.image_height, a.created_at, a.label, split_for(a.post_id), batch_id,
+            a.extra)  # fmt: skip
+
+
+def _update_labels(conn: Connection, stage: str, batch_id: int) -> int:
+    """Labels that arrived (or changed) for posts loaded by earlier batches."""
+    return conn.execute(
+        sa.text(
+            "update fnd.posts p set label = s.label, label_updated_at = now() "
+            f"from {stage} s where p.post_id = s.post_id "
+            "and s.label is not null and p.label is distinct from s.label "
+            "and p.batch_id <> :batch"
+        ),
+        {"batch": batch_id},
+    ).rowcount
+
+
+def _finish(
+    engine: Engine, landing: LandingFile, out: _Outcome, endpoint: str | None, started: float
+) -> IngestReport:
+    """After the commit: move the file aside and report (raise, if it was refused)."""
+    uri = landing.uri
+    folder = "failed" if out.refused else "archive"
+    moved = _move_aside(uri, folder, out.batch_id, endpoint, out.refused)
+    if not out.refused:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
+                {"m": moved, "b": out.batch_id},
+            )
     report = IngestReport(
         uri=uri,
-        status="loaded",
-        batch_id=batch_id,
+        status="failed" if out.refused else "loaded",
+        batch_id=out.batch_id,
         format=landing.format,
-        n_received=n_received,
-        n_accepted=n_accepted,
-        n_quarantined=len(checked.rejected),
-        n_duplicate=len(checked.accepted) - n_accepted,
-        n_labels_updated=n_labels,
-        rules=rules,
-        validation_success=validation["success"],
-        data_docs=validation["data_docs_path"],
+        n_received=out.n_received,
+        n_accepted=out.n_accepted,
+        n_quarantined=out.n_quarantined,
+        n_duplicate=0 if out.refused else out.n_staged - out.n_accepted,
+        n_labels_updated=out.n_labels_updated,
+        rules=dict(out.rules.most_common()),
+        validation_success=out.validation["success"],
+        data_docs=out.validation["data_docs_path"],
         moved_to=moved,
+        reason=out.refused,
         seconds=time.perf_counter() - started,
     )
+    if out.refused:
+        raise BatchRejectedError(report)
     log.info("%s (%.1fs)", report.summary(), report.seconds)
     return report
 
@@ -283,28 +413,12 @@ def ingest_file(
 # Steps -----------------------------------------------------------------------------------
 
 
-def _check(landing: LandingFile, settings: Settings) -> CheckedFile:
-    from fnd_core.landing.images import ImageStore
-    from fnd_core.landing.rows import check_file
-
-    store = ImageStore(settings.store, gcs_endpoint=settings.gcs_endpoint)
-    return check_file(
-        landing,
-        store,
-        max_text_chars=settings.max_text_chars,
-        max_image_pixels=settings.max_image_pixels,
-        max_image_bytes=settings.max_image_bytes,
-        gcs_endpoint=settings.gcs_endpoint,
-        workers=settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1),
-    )
-
-
-def _validate(landing: LandingFile, checked: CheckedFile, settings: Settings) -> dict[str, Any]:
+def _validate(landing: LandingFile, frame, settings: Settings) -> dict[str, Any]:
     """Run the GX ``posts`` suite over every row of the file (accepted and rejected)."""
     from fnd_core.quality import posts_parameters, validate_frame
 
     summary = validate_frame(
-        posts_frame(landing, checked),
+        frame,
         "posts",
         expectations_dir=EXPECTATIONS_DIR,
         data_docs_dir=settings.data_docs,
@@ -314,152 +428,65 @@ def _validate(landing: LandingFile, checked: CheckedFile, settings: Settings) ->
     return summary.to_json()
 
 
-def posts_frame(landing: LandingFile, checked: CheckedFile):
-    """One row per row read, in the columns the ``posts`` suite expects."""
+FRAME_COLUMNS = ("post_id", "text", "text_length", "image_ok", "image_pixels", "created_at",
+                 "label", "label_raw")  # fmt: skip
+_FRAME_TEXT_CHARS = 256  # the suite checks text for presence; its length has its own column
+
+
+def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]):
+    """One row per row read, in the columns the ``posts`` suite expects.
+
+    Texts are cut to a few hundred characters: the suite only asks whether a text is there
+    (``text_length`` holds the full length), and the frame stays small for big files.
+    """
     import pandas as pd
 
-    accepted = {a.row_number: a for a in checked.accepted}
-    rejected = {r.row_number: r for r in checked.rejected}
+    from fnd_core.landing.rows import AcceptedPost
+
     records = []
-    for raw in landing.rows:
+    for raw, verdict in zip(rows, results, strict=True):
         fields = raw.fields or {}
-        ok = accepted.get(raw.row_number)
-        bad = rejected.get(raw.row_number)
+        ok = verdict if isinstance(verdict, AcceptedPost) else None
         text = ok.text if ok else _printable(fields.get("text"))
         label_raw = _printable(fields.get("label"))
         records.append(
-            {
-                "post_id": ok.post_id if ok else _printable(_as_str(fields.get("id"))),
-                "text": text if isinstance(text, str) else None,
-                "text_length": len(text) if isinstance(text, str) else None,
-                "image_ok": ok is not None
-                or (bad is not None and not bad.rule.startswith("image")),
-                "image_pixels": ok.image_width * ok.image_height if ok else None,
-                "created_at": ok.created_at if ok else None,
-                "label": ok.label if ok else _label_or_none(label_raw),
-                "label_raw": None if label_raw is None else str(label_raw),
-            }
+            (
+                ok.post_id if ok else _printable(_as_str(fields.get("id"))),
+                text[:_FRAME_TEXT_CHARS] if isinstance(text, str) else None,
+                len(text) if isinstance(text, str) else None,
+                ok is not None or not verdict.rule.startswith("image"),
+                ok.image_width * ok.image_height if ok else None,
+                ok.created_at if ok else None,
+                ok.label if ok else _label_or_none(label_raw),
+                None if label_raw is None else str(label_raw),
+            )
         )
-    frame = pd.DataFrame.from_records(records, columns=list(records[0]) if records else None)
-    if not records:
-        frame = pd.DataFrame(
-            columns=[
-                "post_id",
-                "text",
-                "text_length",
-                "image_ok",
-                "image_pixels",
-                "created_at",
-                "label",
-                "label_raw",
-            ]
-        )
+    frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True, errors="coerce")
-    frame["label"] = frame["label"].astype("Int64")
-    frame["text_length"] = frame["text_length"].astype("Int64")
-    frame["image_pixels"] = frame["image_pixels"].astype("Int64")
+    for column in ("label", "text_length", "image_pixels"):
+        frame[column] = frame[column].astype("Int64")
     return frame
 
 
-def _load(
-    engine: Engine,
-    landing: LandingFile,
-    checked: CheckedFile,
-    validation: dict[str, Any],
-    run_id: str,
-) -> tuple[int, int, int]:
-    """One transaction: batch row, posts, label updates, quarantine, validation run."""
-    with engine.begin() as conn:
-        batch_id = _insert_batch(conn, landing, run_id)
-        rows = [
-            (
-                a.post_id,
-                a.source,
-                a.text,
-                a.image_uri,
-                a.image_sha256,
-                a.image_width,
-                a.image_height,
-                a.created_at,
-                a.label,
-                split_for(a.post_id),
-                batch_id,
-                a.extra,
-            )
-            for a in checked.accepted
-        ]
-        inserted = upsert_via_staging(
-            conn,
-            "fnd.posts",
-            POST_COLUMNS,
-            rows,
-            conflict="(post_id) do nothing",
-            returning="post_id",
-        )
-        n_labels = conn.execute(
-            sa.text(
-                "update fnd.posts p set label = s.label, label_updated_at = now() "
-                "from fnd_stage_fnd_posts s where p.post_id = s.post_id "
-                "and s.label is not null and p.label is distinct from s.label "
-                "and p.batch_id <> :batch"
-            ),
-            {"batch": batch_id},
-        ).rowcount
-        _insert_quarantine(conn, batch_id, checked)
-        _insert_validation(conn, batch_id, validation, run_id)
-        n_dup = len(checked.accepted) - len(inserted)
-        conn.execute(
-            sa.text(
-                "update fnd.ingest_batches set status = 'loaded', n_received = :r, "
-                "n_accepted = :a, n_quarantined = :q, n_duplicate = :d, finished_at = now() "
-                "where batch_id = :b"
-            ),
-            {
-                "r": checked.n_received,
-                "a": len(inserted),
-                "q": len(checked.rejected),
-                "d": n_dup,
-                "b": batch_id,
-            },
-        )
-    return batch_id, len(inserted), n_labels
+def _concat(frames: list):
+    import pandas as pd
 
-
-def _record_failed(
-    engine: Engine,
-    landing: LandingFile,
-    checked: CheckedFile,
-    validation: dict[str, Any],
-    reason: str,
-    run_id: str,
-) -> int:
-    """A refused batch: its counts, reason, quarantined rows and validation run, no posts."""
-    with engine.begin() as conn:
-        batch_id = _insert_batch(conn, landing, run_id)
-        _insert_quarantine(conn, batch_id, checked)
-        _insert_validation(conn, batch_id, validation, run_id)
-        conn.execute(
-            sa.text(
-                "update fnd.ingest_batches set status = 'failed', error = :e, n_received = :r, "
-                "n_quarantined = :q, finished_at = now() where batch_id = :b"
-            ),
-            {"e": reason, "r": checked.n_received, "q": len(checked.rejected), "b": batch_id},
-        )
-    return batch_id
+    return pd.concat(frames, ignore_index=True) if frames else posts_frame([], [])
 
 
 def _refuse_unreadable(
     engine: Engine,
     uri: str,
-    sha: str,
+    sha: str | None,
     reason: str,
     run_id: str,
     endpoint: str | None,
     started: float,
 ) -> IngestReport:
-    """A file that cannot be parsed at all: recorded as failed, moved aside, raised."""
+    """A file that cannot be parsed at all: recorded as failed (when it could be hashed),
+    moved aside with its reason, raised."""
     batch_id = None
-    if _find_batch(engine, sha) is None:
+    if sha is not None and _find_batch(engine, sha) is None:
         with engine.begin() as conn:
             batch_id = conn.execute(
                 sa.text(
@@ -511,7 +538,7 @@ def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
     ).scalar_one()
 
 
-def _insert_quarantine(conn: Connection, batch_id: int, checked: CheckedFile) -> None:
+def _insert_quarantine(conn: Connection, batch_id: int, rejected: list[RejectedRow]) -> None:
     rows = [
         (
             batch_id,
@@ -521,7 +548,7 @@ def _insert_quarantine(conn: Connection, batch_id: int, checked: CheckedFile) ->
             _storable(r.reason),
             _storable(r.raw),
         )
-        for r in checked.rejected
+        for r in rejected
     ]
     if rows:
         copy_into(conn, "fnd.quarantine", QUARANTINE_COLUMNS, rows)
@@ -633,10 +660,10 @@ def _move_aside(
     return moved
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
+def _content_sha256(uri: str, endpoint: str | None) -> str:
+    from fnd_core.landing.readers import content_sha256
 
-    return hashlib.sha256(data).hexdigest()
+    return content_sha256(uri, gcs_endpoint=endpoint)
 
 
 def _storable(value: str | None) -> str | None:

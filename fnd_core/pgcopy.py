@@ -54,6 +54,27 @@ def copy_into(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
         )
 
 
+def create_stage(conn: Connection, target: str) -> str:
+    """An empty temporary copy of ``target`` (dropped at commit); returns its name."""
+    stage = "fnd_stage_" + target.replace(".", "_")
+    conn.exec_driver_sql(
+        f"create temp table if not exists {stage} (like {target} including defaults) on commit drop"
+    )
+    conn.exec_driver_sql(f"truncate {stage}")
+    return stage
+
+
+def insert_from_stage(
+    conn: Connection, target: str, stage: str, columns: Sequence[str], *, conflict: str
+) -> int:
+    """``insert into target select … from stage on conflict …``; the number of rows inserted."""
+    cols = ", ".join(columns)
+    return conn.exec_driver_sql(
+        f"with ins as (insert into {target} ({cols}) select {cols} from {stage} "
+        f"on conflict {conflict} returning 1) select count(*) from ins"
+    ).scalar_one()
+
+
 def upsert_via_staging(
     conn: Connection,
     target: str,
@@ -67,13 +88,9 @@ def upsert_via_staging(
 
     Returns the ``returning`` rows (e.g. the keys actually inserted), or [] without one.
     """
-    stage = "fnd_stage_" + target.replace(".", "_")
-    cols = ", ".join(columns)
-    conn.exec_driver_sql(
-        f"create temp table if not exists {stage} (like {target} including defaults) on commit drop"
-    )
-    conn.exec_driver_sql(f"truncate {stage}")
+    stage = create_stage(conn, target)
     copy_into(conn, stage, columns, rows)
+    cols = ", ".join(columns)
     sql = f"insert into {target} ({cols}) select {cols} from {stage} on conflict {conflict}"
     if returning:
         sql += f" returning {returning}"

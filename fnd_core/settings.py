@@ -58,6 +58,11 @@ class Settings:
     max_image_bytes: int = _setting(
         "FND_MAX_IMAGE_BYTES", 50 * 1024 * 1024, "Largest image file read at ingest, in bytes"
     )
+    max_landing_bytes: int = _setting(
+        "FND_MAX_LANDING_BYTES",
+        10 * 1024**3,
+        "Largest landing file read, in bytes; a larger one is moved to failed/ unread",
+    )
     max_image_pixels: int = _setting(
         "FND_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (w*h) accepted: decompression-bomb guard"
     )

@@ -6,7 +6,9 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +121,12 @@ def table_counts(engine) -> dict[str, int]:
     return {t: rows_in(engine, f"select count(*) from fnd.{t}")[0][0] for t in tables}
 
 
-def test_mixed_batch_accounts_for_every_row(clean_db, settings):
+@pytest.mark.parametrize("chunk_rows", [2000, 4])
+def test_mixed_batch_accounts_for_every_row(clean_db, settings, monkeypatch, chunk_rows):
+    """Also read in chunks of 4 rows: ids claimed, images shared and counts kept across chunks."""
+    from fnd_core import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", chunk_rows)
     landing = Path(settings.landing)
     landing.mkdir(parents=True)
     (landing / "images").mkdir()
@@ -240,6 +247,77 @@ def test_unparseable_file_is_kept_aside_with_its_reason(clean_db, settings):
         ingest_file(clean_db, uri, settings)
     assert (landing / "failed").exists() and not (landing / "notes.txt").exists()
     assert rows_in(clean_db, "select status from fnd.ingest_batches")[0][0] == "failed"
+
+
+@pytest.mark.timeout(60)
+def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
+    clean_db, settings, tmp_path
+):
+    """A device, a pipe, a link out of the folder and an oversized file: moved to failed/
+    with a reason, never opened (reading /dev/zero or a FIFO would never end)."""
+    landing = Path(settings.landing)
+    landing.mkdir(parents=True)
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text('{"id": "o1", "text": "secret from another folder", "image": "x.jpg"}\n')
+    os.mknod(landing / "zero.jsonl", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # a /dev/zero
+    (landing / "devzero.jsonl").symlink_to("/dev/zero")
+    (landing / "out.jsonl").symlink_to(outside)
+    os.mkfifo(landing / "pipe.csv")
+    (landing / "big.jsonl").write_bytes(b"{}\n" * 400)
+    limited = dataclasses.replace(settings, max_landing_bytes=1000)
+    reasons = {}
+    for uri in list_new_files(str(landing), limited):
+        with pytest.raises(BatchRejectedError) as err:
+            ingest_file(clean_db, uri, limited)
+        reasons[Path(uri).name] = err.value.report.reason
+    assert set(reasons) == {"zero.jsonl", "devzero.jsonl", "out.jsonl", "pipe.csv", "big.jsonl"}
+    for name in ("out.jsonl", "devzero.jsonl"):
+        assert "outside the landing folder" in reasons[name]
+    for name in ("zero.jsonl", "pipe.csv"):
+        assert "not a regular file" in reasons[name]
+    assert "over FND_MAX_LANDING_BYTES" in reasons["big.jsonl"]
+    assert sorted(p.name for p in landing.iterdir() if p.name != "failed") == []
+    assert outside.exists()  # the link was moved, not what it pointed at
+    assert rows_in(clean_db, "select count(*) from fnd.posts")[0][0] == 0
+
+
+def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, monkeypatch):
+    from fnd_core.landing import readers
+
+    monkeypatch.setattr(readers, "MAX_ROW_BYTES", 4096)
+    batch = generate_batch(Path(settings.landing), 6, seed=5)
+    lines = batch.data_file.read_bytes().splitlines(keepends=True)
+    huge = json.dumps({"id": "huge", "text": "x" * 50_000, "image": "i.jpg"}).encode() + b"\n"
+    batch.data_file.write_bytes(b"".join(lines[:3]) + huge + b"".join(lines[3:]))
+    report = ingest_file(clean_db, str(batch.data_file), settings)
+    assert (report.n_accepted, report.rules) == (6, {"row_too_long": 1})
+    [(row_number, reason, raw)] = rows_in(
+        clean_db, "select row_number, reason, raw from fnd.quarantine"
+    )
+    assert row_number == 4 and "longer than 4096 bytes" in reason and len(raw) < len(huge)
+
+
+def test_a_file_that_changes_while_read_writes_nothing_and_stays(clean_db, settings, monkeypatch):
+    from fnd_core.landing import readers
+
+    batch = generate_batch(Path(settings.landing), 8, seed=6)
+    real_read = readers.read_landing_file
+
+    def read_then_append(uri, **kwargs):
+        landing = real_read(uri, **kwargs)
+        with open(uri, "ab") as f:  # the writer was not done after all
+            f.write(b'{"id": "late", "text": "appended after hashing", "image": "i.jpg"}\n')
+        return landing
+
+    monkeypatch.setattr(readers, "read_landing_file", read_then_append)
+    with pytest.raises(readers.FileChangedError, match="changed while it was read"):
+        ingest_file(clean_db, str(batch.data_file), settings)
+    assert batch.data_file.exists()
+    assert table_counts(clean_db) == {"posts": 0, "quarantine": 0, "ingest_batches": 0,
+                                      "validation_runs": 0}  # fmt: skip
+    monkeypatch.setattr(readers, "read_landing_file", real_read)
+    again = ingest_file(clean_db, str(batch.data_file), settings)
+    assert (again.n_received, again.n_accepted) == (9, 8)  # the late row is read this time
 
 
 def test_each_validation_has_a_row_and_data_docs(clean_db, settings):

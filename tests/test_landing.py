@@ -134,6 +134,37 @@ def test_ndjson_with_crlf_and_blank_lines_numbers_rows_by_line(landing: Path, st
     assert len(rows.check_file(read, store).accepted) == 2
 
 
+def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch):
+    """An over-long field and a row of invalid UTF-8 cost their own rows, not the file's."""
+    monkeypatch.setattr(readers, "MAX_ROW_BYTES", 1000)
+    path = landing / "stream.csv"
+    path.write_bytes(
+        b"id,text,image\n"
+        b"a1,fine,images/ok0.jpg\n"
+        b'a2,"' + b"y" * 5000 + b'",images/ok0.jpg\n'
+        b"a3,caf\xe9 latin-1,images/ok0.jpg\n"
+        b"a4,also fine,images/ok1.jpg\n"
+    )
+    read = readers.read_landing_file(str(path))
+    by_id = {r.raw.split(",")[0]: r for r in read.rows}
+    assert by_id["a1"].error is None and by_id["a4"].error is None
+    assert by_id["a2"].error_rule == "row_too_long"
+    assert by_id["a3"].error_rule == "text_invalid_utf8" and "\\xe9" in by_id["a3"].raw
+
+
+def test_parquet_is_read_in_record_batches(landing: Path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setattr(readers, "_PARQUET_BATCH_ROWS", 3)
+    ids = [f"p{i}" for i in range(10)]
+    pd.DataFrame({"id": ids, "text": ids, "image": ["images/ok0.jpg"] * 10}).to_parquet(
+        landing / "b.parquet", row_group_size=4
+    )
+    read = readers.read_landing_file(str(landing / "b.parquet"))
+    assert [r.fields["id"] for r in read.rows] == ids
+    assert [r.row_number for r in read.rows] == list(range(1, 11))
+
+
 def test_csv_reader_keeps_each_record_verbatim(landing: Path, store: ImageStore):
     path = landing / "batch.csv"
     path.write_text(

@@ -183,7 +183,7 @@ def check_file(
         max_image_bytes=max_image_bytes,
         gcs_endpoint=gcs_endpoint,
     )
-    results = check_rows(landing.rows, ctx, workers=workers)
+    results = check_rows(landing.rows, ctx, workers=workers)  # small files: held whole
     return CheckedFile(
         accepted=[r for r in results if isinstance(r, AcceptedPost)],
         rejected=[r for r in results if isinstance(r, RejectedRow)],

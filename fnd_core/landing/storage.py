@@ -20,7 +20,8 @@ import os
 import posixpath
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 _FILE_SCHEME = "file://"
 
@@ -94,6 +95,18 @@ def read_bytes(uri: str, *, gcs_endpoint: str | None = None) -> bytes:
             return f.read()
     fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
     return fs.cat_file(path)
+
+
+@contextlib.contextmanager
+def open_read(uri: str, *, gcs_endpoint: str | None = None) -> Iterator[IO[bytes]]:
+    """A file opened for streamed binary reads (GCS objects are fetched in blocks, not whole)."""
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            yield f
+        return
+    fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+    with fs.open(path, "rb") as f:
+        yield f
 
 
 def write_bytes(uri: str, data: bytes, *, gcs_endpoint: str | None = None) -> None:
