@@ -69,7 +69,7 @@ def fnd_retrain():
 
         from fnd_core import retrain
 
-        snap = retrain.snapshot(fnd_engine())
+        snap = retrain.snapshot(fnd_engine(), fnd_settings().train_max_posts)
         if snap["n_labelled"] == 0:
             raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
         return snap

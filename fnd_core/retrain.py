@@ -40,27 +40,35 @@ class SnapshotInvalidError(RuntimeError):
 
 
 def load_examples(
-    engine: Engine, *, as_of: datetime | None = None, labelled_only: bool = True
+    engine: Engine,
+    *,
+    as_of: datetime | None = None,
+    labelled_only: bool = True,
+    max_posts: int | None = None,
 ) -> list[PostExample]:
     """Posts as model examples, ordered by post_id (deterministic training input).
 
-    ``group`` comes from the landing file's optional ``group`` column (kept in ``posts.extra``).
+    ``max_posts`` keeps the newest ones (by ingestion, then post_id): what bounds a
+    retraining's memory. ``group`` comes from the landing file's optional ``group`` column
+    (kept in ``posts.extra``).
     """
     from fnd_core.model.examples import PostExample
 
     query = (
-        "select post_id, text, image_uri, image_sha256, label, 'train', extra ->> 'group' "
-        "from fnd.posts where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
+        "select * from (select post_id, text, image_uri, image_sha256, label, 'train', "
+        "extra ->> 'group' from fnd.posts "
+        "where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
         + (" and label is not null" if labelled_only else "")
-        + " order by post_id"
+        + " order by ingested_at desc, post_id desc limit :limit) newest order by post_id"
     )
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(query), {"as_of": as_of}).all()
+        rows = conn.execute(sa.text(query), {"as_of": as_of, "limit": max_posts}).all()
     return [PostExample(*row) for row in rows]
 
 
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """Freeze the training data as "labelled posts ingested up to now"; returns its summary."""
+def snapshot(engine: Engine, max_posts: int | None = None) -> dict[str, Any]:
+    """Freeze the training data as "the newest ``max_posts`` labelled posts ingested up to
+    now" (all of them without a cap); returns its summary."""
     with engine.connect() as conn:
         as_of = conn.execute(sa.text("select now()")).scalar_one()
         row = conn.execute(
@@ -77,7 +85,13 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         "n_labelled": n,
         "n_fake": n_fake,
         "window": [first.isoformat() if first else None, last.isoformat() if last else None],
+        "max_posts": max_posts,
+        "n_used": n if max_posts is None else min(n, max_posts),
     }
+    if max_posts is not None and n > max_posts:
+        log.warning(
+            "%d labelled posts; training on the newest %d (FND_TRAIN_MAX_POSTS)", n, max_posts
+        )
     log.info("training snapshot: %s", summary)
     return summary
 
@@ -92,7 +106,9 @@ def validate_snapshot(
 
     from fnd_core.quality import validate_frame
 
-    examples = load_examples(engine, as_of=datetime.fromisoformat(snap["as_of"]))
+    examples = load_examples(
+        engine, as_of=datetime.fromisoformat(snap["as_of"]), max_posts=snap.get("max_posts")
+    )
     frame = pd.DataFrame(
         {
             "post_id": [e.post_id for e in examples],
@@ -196,7 +212,9 @@ def train_candidate(
     done = _already_trained(engine, version)
     if done is not None:
         return done
-    examples = load_examples(engine, as_of=datetime.fromisoformat(snap["as_of"]))
+    examples = load_examples(
+        engine, as_of=datetime.fromisoformat(snap["as_of"]), max_posts=snap.get("max_posts")
+    )
     if shuffle_labels:
         labels = [e.label for e in examples]
         random.Random(seed).shuffle(labels)
@@ -513,7 +531,7 @@ def run(
     """The whole recipe in one process (``fnd train``, tests, benchmarks): snapshot →
     validate → train → evaluate → gate → promote or reject. The ``fnd_retrain`` DAG runs the
     same steps as tasks. No labelled posts: ``{"skipped": reason}``, nothing trained."""
-    snap = snapshot(engine)
+    snap = snapshot(engine, settings.train_max_posts)
     if snap["n_labelled"] == 0:
         return {"skipped": NO_LABELLED_POSTS}
     validate_snapshot(engine, settings, snap, run_id=run_id)

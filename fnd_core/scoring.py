@@ -153,7 +153,7 @@ def score_shard(
             "(`fnd model list`, then `fnd model rollback VERSION`) or retrain: retraining "
             "promotes a candidate even when the champion cannot be evaluated"
         ) from exc
-    cache = FeatureCache(settings.home / "feature_cache")  # read once, not once per page
+    cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
     n_scored = n_errors = 0
     after = ""
     while True:

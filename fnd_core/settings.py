@@ -58,6 +58,11 @@ class Settings:
     max_image_bytes: int = _setting(
         "FND_MAX_IMAGE_BYTES", 50 * 1024 * 1024, "Largest image file read at ingest, in bytes"
     )
+    train_max_posts: int = _setting(
+        "FND_TRAIN_MAX_POSTS",
+        200_000,
+        "Retraining uses at most this many labelled posts (the newest): bounds its memory",
+    )
     max_landing_bytes: int = _setting(
         "FND_MAX_LANDING_BYTES",
         10 * 1024**3,

@@ -24,6 +24,23 @@ def test_snapshot_counts_labelled_posts(clean_db, settings):
         assert snap["n_labelled"] == labelled.scalar_one()
 
 
+def test_a_capped_snapshot_trains_on_the_newest_posts(clean_db, settings):
+    from datetime import datetime
+
+    ingest_demo(clean_db, settings, 60, seed=3)
+    ingest_demo(clean_db, settings, 60, seed=4)  # a later batch
+    snap = retrain.snapshot(clean_db, max_posts=50)
+    assert (snap["n_labelled"], snap["n_used"], snap["max_posts"]) == (120, 50, 50)
+    used = retrain.load_examples(
+        clean_db, as_of=datetime.fromisoformat(snap["as_of"]), max_posts=snap["max_posts"]
+    )
+    with clean_db.connect() as conn:
+        newest = conn.execute(sa.text(
+            "select post_id from fnd.posts order by ingested_at desc, post_id desc limit 50"
+        )).scalars().all()  # fmt: skip
+    assert [e.post_id for e in used] == sorted(newest)
+
+
 def test_one_class_snapshot_fails_validation_and_is_recorded(clean_db, settings):
     ingest_demo(clean_db, settings, 150, seed=2, fake_share=1.0)
     snap = retrain.snapshot(clean_db)

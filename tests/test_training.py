@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
@@ -156,6 +157,33 @@ def test_a_changed_cache_shard_is_re_encoded_not_trusted(posts, tmp_path, caplog
     assert again.images_encoded + again.texts_encoded > 0  # that shard was re-encoded
     assert torch.equal(first.image, again.image) and torch.equal(first.text, again.text)
     assert "does not match its sha256" in caplog.text
+
+
+def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path, monkeypatch):
+    """Keys spread over 7 shards come back with their own vectors, whatever the order; a
+    damaged shard costs only its own keys."""
+    from fnd_core import features
+
+    monkeypatch.setattr(features, "SHARD_ROWS", 8)
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]
+    vectors = torch.randn(50, 12)
+    features.FeatureCache(tmp_path).put("bb", keys, vectors)
+    shards = sorted((tmp_path / "bb").glob("*.safetensors"))
+    assert len(shards) == 7
+    wanted = [keys[i] for i in (49, 0, 17, 33, 8)] + ["f" * 64]
+    got = features.FeatureCache(tmp_path).get("bb", wanted)
+    assert list(got) == wanted[:5]  # the unknown key is a miss
+    for i in (49, 0, 17, 33, 8):
+        assert torch.equal(got[keys[i]], vectors[i])
+    from safetensors.torch import load_file
+
+    lost = {bytes(row).hex() for row in load_file(shards[0])["keys"].numpy()}
+    damaged = bytearray(shards[0].read_bytes())
+    damaged[-1] ^= 0xFF
+    shards[0].write_bytes(bytes(damaged))
+    survived = features.FeatureCache(tmp_path).get("bb", keys)
+    assert set(survived) == set(keys) - lost and len(lost) in (2, 8)
+    assert all(torch.equal(v, vectors[keys.index(k)]) for k, v in survived.items())
 
 
 def test_feature_cache_misses_when_encoder_weights_change(posts, tmp_path):
