@@ -117,6 +117,31 @@ def make_engine(url: str, **kwargs) -> Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
+READER_ROLE = "fnd_reader"
+
+
+def make_reader_engine(url: str, **kwargs) -> Engine:
+    """An engine that can only read: each connection takes the ``fnd_reader`` role (SELECT on
+    fnd's tables and views, granted by migration 008) and opens read-only transactions.
+
+    For the UI plugin: whatever SQL a page ends up sending, it cannot write. ``url`` may name
+    a login that holds only ``fnd_reader`` (the strongest set-up); with the owner's login,
+    the role and read-only mode still apply to every statement the plugin sends.
+    """
+    import sqlalchemy as sa
+
+    engine = make_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn, _record) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"set role {READER_ROLE}")
+            cur.execute("set session characteristics as transaction read only")
+        dbapi_conn.commit()
+
+    return engine
+
+
 def engine_from_settings(settings: Settings | None = None) -> Engine:
     """The engine fnd's CLI uses: settings from the environment unless given."""
     settings = settings or Settings.from_env()

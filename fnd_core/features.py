@@ -112,8 +112,13 @@ SHARD_ROWS = 8192  # rows per shard file: a digest check reads one shard at a ti
 
 
 def _write_shard(folder: Path, keys: Sequence[str], features: torch.Tensor) -> Path:
+    """Serialise in memory, then write through Python: a full disk raises ``OSError(ENOSPC)``
+    (safetensors' own writer reports it as a generic error, which would look like the post's
+    fault instead of the machine's)."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from fnd_core.landing import storage
 
     raw = np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), dtype=np.uint8)
     tensors = {
@@ -121,10 +126,8 @@ def _write_shard(folder: Path, keys: Sequence[str], features: torch.Tensor) -> P
         "features": features.detach().to("cpu", torch.float32).contiguous(),
     }
     name = hashlib.sha256(raw.tobytes()).hexdigest()[:24]
-    tmp = folder / f".{name}.tmp"
-    save_file(tensors, str(tmp), metadata={"sha256": _shard_digest(tensors)})
     path = folder / f"{name}.safetensors"
-    tmp.replace(path)
+    storage.write_bytes(str(path), save(tensors, metadata={"sha256": _shard_digest(tensors)}))
     return path
 
 

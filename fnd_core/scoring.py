@@ -24,6 +24,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -339,6 +340,13 @@ _TRANSIENT_ERRNOS = {
 }  # fmt: skip
 
 
+# Native libraries (safetensors, Rust or C++ readers) report an OS error in their message only.
+_ERRNO_CODES = "|".join(str(e) for e in sorted(_TRANSIENT_ERRNOS))
+_OS_ERROR_TEXT = re.compile(
+    rf"\(os error ({_ERRNO_CODES})\)|No space left on device|Disk quota exceeded"
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is about the machine (disk full, memory, network, database), not the post.
 
@@ -355,6 +363,8 @@ def is_transient(exc: BaseException) -> bool:
         ):
             return True
         if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        if _OS_ERROR_TEXT.search(str(exc)):  # an errno wrapped by a native library's own error
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -127,6 +127,30 @@ def test_analyst_cannot_touch_tables(as_analyst, statement):
         as_analyst.exec_driver_sql(statement)
 
 
+def test_the_plugins_engine_reads_every_table_and_writes_none(db_url):
+    """Even a statement that drops the role first (an injected ``reset role``) cannot write."""
+    import sqlalchemy as sa
+
+    from fnd_core.db import make_reader_engine
+
+    engine = make_reader_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("select current_user").scalar() == "fnd_reader"
+            for table in ("posts", "predictions", "model_versions", "quarantine",
+                          "validation_runs", "ingest_batches", "model_leaderboard"):  # fmt: skip
+                conn.exec_driver_sql(f"select * from fnd.{table} limit 1").all()
+            conn.rollback()
+            with pytest.raises(sa.exc.DBAPIError, match="permission denied|read-only"):
+                conn.exec_driver_sql("delete from fnd.model_versions")
+            conn.rollback()
+            conn.exec_driver_sql("reset role")
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                conn.exec_driver_sql("delete from fnd.model_versions")
+    finally:
+        engine.dispose()
+
+
 def test_connections_carry_connect_and_statement_timeouts(db_url):
     from fnd_core.db import STATEMENT_TIMEOUT_MS, make_engine
 

@@ -174,6 +174,7 @@ def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
         (OSError(28, "No space left on device"), True),
         (ConnectionResetError(), True),
         (MemoryError(), True),
+        (RuntimeError("Error while serializing: I/O error: (os error 28)"), True),
         (ValueError("cannot identify image file"), False),
         (FileNotFoundError(2, "No such file"), False),
     ],

@@ -48,9 +48,9 @@ def backend_from_airflow() -> Backend:
     settings = Settings.from_env()
 
     def make() -> Engine:
-        from fnd_core.db import make_engine
+        from fnd_core.db import make_reader_engine
 
-        return make_engine(fnd_database_url(settings))
+        return make_reader_engine(fnd_database_url(settings))  # pages read, never write
 
     return Backend(settings, make)
 
