@@ -303,7 +303,8 @@ def _load(
 
 def _checked_chunks(landing: LandingFile, settings: Settings):
     """(raw rows, verdicts) for each chunk of ``CHUNK_ROWS`` rows, images stored as checked."""
-    from fnd_core.landing.images import ImageStore
+    from fnd_core.landing.images import ImageStore, RemoteImages
+    from fnd_core.landing.remote import allowed_hosts
     from fnd_core.landing.rows import RowContext, check_rows
 
     ctx = RowContext.for_file(
@@ -313,6 +314,9 @@ def _checked_chunks(landing: LandingFile, settings: Settings):
         max_image_pixels=settings.max_image_pixels,
         max_image_bytes=settings.max_image_bytes,
         gcs_endpoint=settings.gcs_endpoint,
+        remote=RemoteImages(
+            allowed_hosts(settings.remote_image_hosts), settings.remote_image_timeout_s
+        ),
     )
     workers = settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1)
     started, n = time.perf_counter(), 0

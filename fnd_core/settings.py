@@ -63,6 +63,14 @@ class Settings:
         200_000,
         "Retraining uses at most this many labelled posts (the newest): bounds its memory",
     )
+    remote_image_hosts: str = _setting(
+        "FND_REMOTE_IMAGE_HOSTS",
+        "",
+        "Hosts http(s) image URLs may be fetched from (comma-separated); empty: none",
+    )
+    remote_image_timeout_s: float = _setting(
+        "FND_REMOTE_IMAGE_TIMEOUT_S", 10.0, "Connect and read timeout of a remote image fetch"
+    )
     max_landing_bytes: int = _setting(
         "FND_MAX_LANDING_BYTES",
         10 * 1024**3,

@@ -85,24 +85,23 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _OUTSIDE = "image_outside_zone"
 
 
-def resolve_image_ref(ref: str, folder: str) -> str:
+def resolve_image_ref(ref: str, folder: str, remote_hosts: frozenset[str] = frozenset()) -> str:
     """Where an image reference points, confined to ``folder``'s tree; nothing is opened.
 
     A reference is a path relative to the landing file's folder (``images/x.jpg``), or, in a
     ``gs://`` landing zone, a ``gs://`` URI under the landing file's own prefix. Refused with
     :class:`ImageRejected`: absolute paths, ``..`` escapes, ``file://`` and every other scheme,
-    and ``http(s)`` URLs (fnd makes no requests on a landing file's behalf). The reason never
-    says whether a path outside the zone exists: nothing outside is looked at.
+    and ``http(s)`` URLs unless their host is in ``remote_hosts`` (``FND_REMOTE_IMAGE_HOSTS``;
+    see :mod:`fnd_core.landing.remote`). The reason never says whether a path outside the zone
+    exists: nothing outside is looked at.
     """
     remote_root = not storage.is_local(folder)
     if _SCHEME.match(ref) or "://" in ref:
         scheme = ref.split(":", 1)[0].lower()
         if scheme in ("http", "https"):
-            raise ImageRejected(
-                "image_remote_refused",
-                "image references must be files beside the landing file: remote URLs are "
-                "never fetched",
-            )
+            from fnd_core.landing.remote import check_url
+
+            return check_url(ref, remote_hosts)
         if remote_root and scheme in ("gs", "gcs"):
             return _inside(_posix_norm(ref.split("://", 1)[1]), folder.split("://", 1)[1], ref,
                            prefix=folder.split("://", 1)[0] + "://")  # fmt: skip
@@ -153,6 +152,7 @@ def read_image_bytes(
     zone: str | None = None,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     gcs_endpoint: str | None = None,
+    remote: RemoteImages | None = None,
 ) -> bytes:
     """The image file's bytes (at most ``max_bytes``), or an :class:`ImageRejected` saying why not.
 
@@ -162,6 +162,12 @@ def read_image_bytes(
     """
     if storage.is_local(uri):
         return _read_local(storage.local_path(uri), zone, max_bytes)
+    if uri.lower().startswith(("http://", "https://")):
+        from fnd_core.landing.remote import fetch
+
+        remote = remote or RemoteImages()
+        data = fetch(uri, max_bytes=max_bytes, timeout_s=remote.timeout_s, hosts=remote.hosts)
+        return _non_empty(data, uri, max_bytes)
     try:
         fs, path = storage.filesystem(uri, gcs_endpoint=gcs_endpoint)
         size = fs.size(path)
@@ -177,6 +183,14 @@ def read_image_bytes(
             "image_unreadable", f"cannot read image {uri}: {type(exc).__name__}"
         ) from exc
     return _non_empty(data, uri, max_bytes)
+
+
+@dataclass(frozen=True)
+class RemoteImages:
+    """Which ``http(s)`` image hosts may be fetched from (none by default), and how long to wait."""
+
+    hosts: frozenset[str] = frozenset()
+    timeout_s: float = 10.0
 
 
 def _read_local(path: str, zone: str | None, max_bytes: int) -> bytes:
@@ -414,13 +428,16 @@ def ingest_image(
     zone: str | None = None,
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     gcs_endpoint: str | None = None,
+    remote: RemoteImages | None = None,
 ) -> StoredImage:
     """Read (confined to ``zone``, capped at ``max_bytes``), check and store one landing image.
 
     Raises:
         ImageRejected: with the rule the image broke.
     """
-    data = read_image_bytes(uri, zone=zone, max_bytes=max_bytes, gcs_endpoint=gcs_endpoint)
+    data = read_image_bytes(
+        uri, zone=zone, max_bytes=max_bytes, gcs_endpoint=gcs_endpoint, remote=remote
+    )
     info = inspect_image(data, max_pixels=max_pixels)
     digest = sha256_hex(data)
     stored_uri = store.put(data, sha256=digest, ext=info.ext)

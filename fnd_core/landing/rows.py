@@ -28,6 +28,7 @@ from fnd_core.landing.images import (
     DEFAULT_MAX_IMAGE_BYTES,
     ImageRejected,
     ImageStore,
+    RemoteImages,
     RuleViolation,
     StoredImage,
     ingest_image,
@@ -85,6 +86,7 @@ class RowContext:
         max_image_pixels: largest accepted image (width x height).
         max_image_bytes: largest image file read (bytes); larger ones are refused unread.
         gcs_endpoint: GCS endpoint override for reading landing images (emulator).
+        remote: the ``http(s)`` image hosts that may be fetched from (none by default).
         seen_ids: post ids already claimed in this file -> the row that claimed them.
         images: resolved image URI -> its outcome, so an image used twice is checked once.
     """
@@ -96,6 +98,7 @@ class RowContext:
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     gcs_endpoint: str | None = None
+    remote: RemoteImages = field(default_factory=RemoteImages)
     seen_ids: dict[str, int] = field(default_factory=dict)
     images: dict[str, StoredImage | ImageRejected] = field(default_factory=dict)
 
@@ -211,7 +214,7 @@ def _check_fields(raw: RawRow, ctx: RowContext) -> _Checked | RejectedRow:
             created_at=parse_created_utc(fields.get("created_utc")),
             label=parse_label(fields.get("label")),
             extra=parse_extra(fields.get("extra") or {}),
-            image_uri=_image_uri(fields.get("image"), ctx.folder),
+            image_uri=_image_uri(fields.get("image"), ctx.folder, ctx.remote.hosts),
         )
     except RuleViolation as exc:  # a field, or an image reference refused before any read
         return RejectedRow(raw.row_number, raw.raw, exc.rule, exc.reason, post_id)
@@ -250,6 +253,7 @@ def _image_outcome(uri: str, ctx: RowContext) -> StoredImage | ImageRejected:
                 zone=ctx.folder,
                 max_bytes=ctx.max_image_bytes,
                 gcs_endpoint=ctx.gcs_endpoint,
+                remote=ctx.remote,
             )
         except ImageRejected as exc:
             known = exc
@@ -399,7 +403,7 @@ def _json_safe(key: Any, value: Any) -> Any:
     return str(value)
 
 
-def _image_uri(value: Any, folder: str) -> str:
+def _image_uri(value: Any, folder: str, remote_hosts: frozenset[str]) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidField(
             "image_missing", "no image reference: an 'image' path or URI is required"
@@ -408,7 +412,7 @@ def _image_uri(value: Any, folder: str) -> str:
         raise InvalidField(
             "image_ref_invalid", f"image reference {_show(value)} is not a path or URI"
         )
-    return _resolve(value.strip(), folder)
+    return _resolve(value.strip(), folder, remote_hosts)
 
 
 def _readable_id(value: Any) -> str | None:

@@ -1,0 +1,114 @@
+"""Remote images: off by default, listed hosts only, never an inside address, capped.
+
+The refusals are checked against a real HTTP server on 127.0.0.1 that must see no request.
+The allowed path runs in a network namespace of its own, where a public address
+(``93.184.216.34``) sits on the namespace's loopback and ``/etc/netns/<ns>/hosts`` names it:
+real DNS resolution, a real socket, no traffic leaving the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fnd_core.landing.images import ImageRejected
+from fnd_core.landing.remote import allowed_hosts, fetch
+from tests.test_landing import noisy_jpeg
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def local_server():
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(noisy_jpeg(seed=3))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_port, hits
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("url", "listed", "expected"),
+    [
+        ("http://localhost:{port}/x.jpg", "localhost", "non-public address"),
+        ("http://127.0.0.1:{port}/x.jpg", "127.0.0.1", "non-public address"),
+        ("http://[::1]:{port}/x.jpg", "::1", "non-public address"),
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254", "non-public address"),
+        ("http://10.1.2.3/x.jpg", "10.1.2.3", "non-public address"),
+        ("http://[::ffff:127.0.0.1]:{port}/x.jpg", "::ffff:127.0.0.1", "non-public address"),
+        ("http://user:pw@localhost:{port}/x.jpg", "localhost", "credentials"),
+        ("http://localhost:{port}/x.jpg", "images.example.org", "not in FND_REMOTE_IMAGE_HOSTS"),
+        ("http://localhost:{port}/x.jpg", "", "FND_REMOTE_IMAGE_HOSTS is empty"),
+    ],
+)
+def test_inside_addresses_and_unlisted_hosts_are_never_requested(
+    local_server, url, listed, expected
+):
+    port, hits = local_server
+    with pytest.raises(ImageRejected) as err:
+        fetch(url.format(port=port), max_bytes=10**6, timeout_s=2, hosts=allowed_hosts(listed))
+    assert err.value.rule == "image_remote_refused" and expected in err.value.reason
+    assert hits == []
+
+
+NETNS_ADDRESS, NETNS_HOST = "93.184.216.34", "images.example.org"
+
+
+@pytest.fixture
+def netns():
+    if not shutil.which("ip") or subprocess.run(["id", "-u"], capture_output=True,
+                                                text=True).stdout.strip() != "0":  # fmt: skip
+        pytest.skip("needs root and iproute2 to make a network namespace")
+    name = f"fnd{uuid.uuid4().hex[:8]}"
+    hosts = Path("/etc/netns") / name / "hosts"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
+    try:
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{NETNS_ADDRESS}/32", "dev", "lo"]):  # fmt: skip
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        hosts.parent.mkdir(parents=True)
+        hosts.write_text(f"127.0.0.1 localhost\n{NETNS_ADDRESS} {NETNS_HOST}\n")
+        yield name
+    finally:
+        shutil.rmtree(hosts.parent, ignore_errors=True)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_a_listed_public_host_is_fetched_with_caps_timeouts_and_no_redirects(netns):
+    picture = noisy_jpeg(seed=5)
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.remote_image_server",
+         NETNS_ADDRESS, NETNS_HOST, picture.hex()],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["ok.jpg"] == "ok:" + hashlib.sha256(picture).hexdigest()
+    assert results["moved.jpg"].startswith("image_remote_refused: ") and "redirect" in results[
+        "moved.jpg"]  # fmt: skip
+    assert results["huge.jpg"].startswith("image_too_big: ")
+    assert results["slow.jpg"].startswith("image_unreadable: ") and "timed out" in results[
+        "slow.jpg"]  # fmt: skip
+    assert results["error.jpg"].startswith("image_unreadable: ") and "500" in results["error.jpg"]
