@@ -170,7 +170,9 @@ def test_postgres_restarted_mid_scoring(clean_db, settings, champion, tmp_path):
     spec = spec_for(settings, "score", version=champion, pause_at="between_pages",
                     pause_file=str(pause))  # fmt: skip
     rc, err = _restart_under(run_child(spec, wait=False), pause)
-    assert rc != 0 and "OperationalError" in err, err[-2000:]
+    # Pages commit one by one and each takes a pre-pinged connection: the shard rides over
+    # a restart between pages and finishes on its own.
+    assert rc == 0, err[-2000:]
     clean_db.dispose()
     assert count(clean_db, "select count(*) from fnd.scoring_errors") == 0
     scoring.score_shard(clean_db, settings, model_version=champion, page_size=20)
