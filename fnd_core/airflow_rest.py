@@ -113,11 +113,15 @@ class AirflowClient:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         """``task_id`` (``task_id[i]`` when mapped) → state, for assertions and messages."""
-        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=100"
         return {
             ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti["state"]
-            for ti in self.request("GET", path)["task_instances"]
+            for ti in self.task_instances(dag_id, run_id)
         }
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as the API gives them (state, hostname, try_number...)."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=100"
+        return self.request("GET", path)["task_instances"]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         path = (

@@ -525,6 +525,30 @@ def demo_generate(
     help="Airflow metadata database (default: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, else a "
     "database 'airflow' on fnd's server).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "celery"]),
+    default="local",
+    envvar="FND_EXECUTOR",
+    show_default=True,
+    show_envvar=True,
+    help="Airflow executor: LocalExecutor, or CeleryExecutor with workers on this machine "
+    "(broker FND_CELERY_BROKER_URL).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Celery workers on the default queue (--executor celery).",
+)
+@click.option(
+    "--train-workers",
+    type=click.IntRange(0, 16),
+    default=1,
+    show_default=True,
+    help="Celery workers serving only FND_TRAIN_QUEUE, when it is not 'default'.",
+)
 @click.pass_context
 def up_cmd(
     ctx: click.Context,
@@ -534,8 +558,12 @@ def up_cmd(
     demo_seed: int,
     kickoff: bool,
     airflow_db_url: str | None,
+    executor: str,
+    workers: int,
+    train_workers: int,
 ) -> None:
-    """Run fnd in Airflow 3 until Ctrl-C: Postgres, scheduler, DAG processor, triggerer, UI."""
+    """Run fnd in Airflow 3 until Ctrl-C: Postgres, scheduler, DAG processor, triggerer, UI
+    (and Celery workers with ``--executor celery``)."""
     from fnd_core.stack import StackOptions, run_stack
 
     options = StackOptions(
@@ -545,6 +573,9 @@ def up_cmd(
         demo_seed=demo_seed,
         kickoff=kickoff,
         airflow_db_url=airflow_db_url,
+        executor=executor,
+        workers=workers,
+        train_workers=train_workers,
     )
     logging.getLogger().setLevel(logging.WARNING)  # the stack prints its own progress
     try:

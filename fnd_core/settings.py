@@ -107,6 +107,11 @@ class Settings:
     train_queue: str = _setting(
         "FND_TRAIN_QUEUE", "default", "Airflow queue of the training task (e.g. gpu)"
     )
+    celery_broker_url: str = _setting(
+        "FND_CELERY_BROKER_URL",
+        "redis://127.0.0.1:6379/0",
+        "Broker of `fnd up --executor celery` (Redis or RabbitMQ URL)",
+    )
     gate_metric: str = _setting(
         "FND_GATE_METRIC",
         "balanced_accuracy",

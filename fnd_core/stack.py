@@ -60,6 +60,9 @@ class StackOptions:
     kickoff: bool = True
     dags_folder: Path = REPO / "dags"
     plugins_folder: Path = REPO / "plugins"
+    executor: str = "local"  # or "celery": N workers on FND_CELERY_BROKER_URL
+    workers: int = 2  # Celery workers on the default queue
+    train_workers: int = 1  # more, serving only FND_TRAIN_QUEUE when it is not "default"
 
     @property
     def url(self) -> str:
@@ -231,6 +234,13 @@ def airflow_env(
     # thread, 1.2 with two). Half the cores each, unless the user set FND_CPU_THREADS.
     if not env.get("FND_CPU_THREADS"):
         env["FND_CPU_THREADS"] = str(max(1, cpus // 2))
+    if options.executor == "celery":
+        from fnd_core.workers import HEARTBEAT_TIMEOUT_S, celery_env
+
+        slots = max(1, cpus // options.workers)  # one task per core across the workers
+        env.update(celery_env(airflow_db_url, settings.celery_broker_url, concurrency=slots))
+        env.setdefault("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+                       str(HEARTBEAT_TIMEOUT_S))  # fmt: skip
     return env
 
 
@@ -344,6 +354,23 @@ def start_components(stack: Stack, names: tuple[str, ...] = COMPONENTS) -> list[
     ]
 
 
+def start_workers(stack: Stack, settings: Settings, options: StackOptions) -> list[Component]:
+    """Celery workers, each in its own process group, named, with its own log."""
+    from fnd_core.workers import WORKER_NAME_ENV, plan_workers
+
+    workers = plan_workers(options.workers, settings.train_queue, options.train_workers)
+    return [
+        start_in_group(
+            w.name,
+            w.argv(sys.executable),
+            env={**stack.env, WORKER_NAME_ENV: w.name},
+            log=stack.log_dir / f"{w.name}.log",
+            cwd=REPO,
+        )
+        for w in workers
+    ]
+
+
 # -- the whole run ---------------------------------------------------------------------
 def run_stack(
     settings: Settings, options: StackOptions, echo: Callable[[str], None] = print
@@ -367,8 +394,14 @@ def run_stack(
             echo(f"first run: demo batch of {options.demo_posts} posts landed in {demo}")
         for sig in previous:
             signal.signal(sig, lambda *_: stop.set())
-        components = start_components(stack)
-        echo(f"started {', '.join(COMPONENTS)}; logs in {stack.log_dir}")
+        if options.executor == "celery":
+            from fnd_core.workers import check_broker
+
+            check_broker(settings.celery_broker_url)
+        core = start_components(stack)
+        workers = start_workers(stack, settings, options) if options.executor == "celery" else []
+        components = core + workers  # what is stopped at the end
+        echo(f"started {', '.join(c.name for c in components)}; logs in {stack.log_dir}")
         client = AirflowClient(options.url, stack.username, stack.password)
         if not _wait_healthy(client, components, stop, echo):
             return 0 if stop.is_set() else 1
@@ -387,9 +420,11 @@ def run_stack(
                 name="kickoff",
             ).start()
         while not stop.wait(1.0):
-            if dead := first_dead(components):
+            if dead := first_dead(core):
                 echo(f"{dead.name} exited ({dead.process.returncode}); its log ends with:")
                 echo(log_tail(dead.log))
+                return 1
+            if not _supervise_workers(workers, echo):
                 return 1
         return 0
     finally:
@@ -404,6 +439,22 @@ def run_stack(
             echo(f"stopped. Data kept in {settings.home}; run `make run` again to resume.")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _supervise_workers(workers: list[Component], echo: Callable[[str], None]) -> bool:
+    """Drop workers that died (their tasks are retried on the others); False when none is left.
+
+    A Celery worker is replaceable, as a lost machine is: the stack keeps running on the
+    workers that are alive, and the scheduler retries the dead one's tasks once they stop
+    heartbeating.
+    """
+    dead = [w for w in workers if w.process.poll() is not None]
+    for worker in dead:
+        workers.remove(worker)
+        others = ", ".join(w.name for w in workers) or "no worker: none is left"
+        echo(f"{worker.name} exited ({worker.process.returncode}); its running tasks will be "
+             f"retried on {others}")  # fmt: skip
+    return bool(workers) or not dead
 
 
 def _wait_healthy(client, components: list[Component], stop: threading.Event, echo) -> bool:

@@ -1,8 +1,10 @@
 """What the pages read from: fnd's settings and an engine on fnd's database.
 
-On the API server the database is the Airflow connection ``fnd_db`` (as for the DAGs' tasks),
-else ``FND_DATABASE_URL`` / the embedded server of fnd's settings. Files (Data Docs, model
-plots, images) are found through the same ``FND_*`` settings the workers use.
+On the API server the database is the Airflow connection ``fnd_db_read`` if there is one, else
+``fnd_db`` (as for the DAGs' tasks), else ``FND_DATABASE_URL`` / the embedded server of fnd's
+settings; either way every connection reads as the role ``fnd_reader`` in read-only
+transactions. Files (Data Docs, model plots, images) are found through the same ``FND_*``
+settings the workers use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 FND_DB_CONN_ID = "fnd_db"
+FND_DB_READ_CONN_ID = "fnd_db_read"
 
 
 @dataclass
@@ -56,17 +59,19 @@ def backend_from_airflow() -> Backend:
 
 
 def fnd_database_url(settings: Settings) -> str:
-    """The Airflow connection ``fnd_db`` as a URL if defined, else fnd's own database URL."""
+    """The pages' database URL: the Airflow connection ``fnd_db_read`` (a login holding only
+    ``fnd_reader``) if defined, else ``fnd_db`` (the tasks' one), else fnd's own URL."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
-    try:
-        conn = Connection.get_connection_from_secrets(FND_DB_CONN_ID)
-    except AirflowNotFoundException:
-        from fnd_core.db import database_url
+    for conn_id in (FND_DB_READ_CONN_ID, FND_DB_CONN_ID):
+        try:
+            return connection_url(Connection.get_connection_from_secrets(conn_id))
+        except AirflowNotFoundException:
+            continue
+    from fnd_core.db import database_url
 
-        return database_url(settings)
-    return connection_url(conn)
+    return database_url(settings)
 
 
 def connection_url(conn: Any) -> str:

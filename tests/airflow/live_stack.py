@@ -8,6 +8,7 @@ metadata), with the tiny preset, no demo batch and no kick-off: the tests drive 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ class LiveStack:
     fnd_url: str
     home: Path
     log: Path
+    pid: int  # of `fnd up`; the components and workers are its descendants
 
     def engine(self):
         return make_engine(self.fnd_url)
@@ -66,21 +68,23 @@ def stack_env(home: Path, fnd_url: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def live_stack(create_database, tmp_path_factory) -> Iterator[LiveStack]:
-    """`fnd up` running until the end of the session; stopped with SIGINT, checked for orphans."""
+@contextlib.contextmanager
+def running_stack(
+    create_database, home: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[LiveStack]:
+    """`fnd up ARGS` on a free port until the block ends; stopped with SIGINT, checked for
+    a clean exit and for orphan processes."""
     fnd_url, airflow_url = create_database(), create_database()
-    home = tmp_path_factory.mktemp("live-stack")
     port = free_port()
     log = home / "fnd-up.log"
     command = [
         sys.executable, "-m", "fnd_core.cli", "up", "--port", str(port), "--demo-posts", "0",
-        "--no-kickoff", "--airflow-db-url", airflow_url,
+        "--no-kickoff", "--airflow-db-url", airflow_url, *args,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
-            env=stack_env(home, fnd_url),
+            env={**stack_env(home, fnd_url), **(env or {})},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -88,11 +92,18 @@ def live_stack(create_database, tmp_path_factory) -> Iterator[LiveStack]:
         )
     try:
         client = _wait_started(process, home, port, log)
-        yield LiveStack(f"http://localhost:{port}", client, fnd_url, home, log)
+        yield LiveStack(f"http://localhost:{port}", client, fnd_url, home, log, process.pid)
     finally:
         leftovers = _stop(process)
     assert process.returncode == 0, f"fnd up exited {process.returncode}:\n{_tail(log)}"
     assert not leftovers, f"processes left after stopping the stack: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def live_stack(create_database, tmp_path_factory) -> Iterator[LiveStack]:
+    """`fnd up` (LocalExecutor) running until the end of the session."""
+    with running_stack(create_database, tmp_path_factory.mktemp("live-stack")) as stack:
+        yield stack
 
 
 def _wait_started(process: subprocess.Popen, home: Path, port: int, log: Path) -> AirflowClient:
@@ -129,12 +140,14 @@ def _stop(process: subprocess.Popen) -> list[int]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests on the live stack last: it then starts late and stops with the session.
 
-    The browser test goes after the flow test, so it has a retraining run to look at.
+    The browser test goes after the flow test, so it has a retraining run to look at; the
+    Celery stack's tests go before them all, so two stacks never share the 2 cores.
     """
     live = [item for item in items if "live_stack" in getattr(item, "fixturenames", ())]
-    if live:
-        live.sort(key=lambda item: "test_browser" in item.nodeid)
-        items[:] = [item for item in items if item not in live] + live
+    celery = [item for item in items if "celery_stack" in getattr(item, "fixturenames", ())]
+    live.sort(key=lambda item: "test_browser" in item.nodeid)
+    # The Celery stack's module runs (and stops it) before the session's stack starts.
+    items[:] = [item for item in items if item not in live + celery] + celery + live
 
 
 def wait_idle(client: AirflowClient, dag_ids=DAG_IDS, timeout_s: float = 300) -> None:

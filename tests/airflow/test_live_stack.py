@@ -49,17 +49,21 @@ def test_ingest_retrain_score_through_the_api(live_stack):
     assert on_asset["state"] == "success", states
     assert states["plan_shards"] == "skipped", states  # no champion yet
 
-    conf = client.form_conf("fnd_retrain", epochs=3, preset="tiny", force_promote=True)
+    # A floor of 1.0 fails the gate for sure, so the promotion is a forced one, on the record.
+    conf = client.form_conf(
+        "fnd_retrain", epochs=3, preset="tiny", force_promote=True, min_accuracy=1.0
+    )
     retrain = client.trigger("fnd_retrain", conf)
     done = wait_for_run(client, "fnd_retrain", retrain["dag_run_id"], timeout_s=600)
     states = client.task_states("fnd_retrain", retrain["dag_run_id"])
     assert done["state"] == "success", states
     assert states["promote"] == "success" and states["reject"] == "skipped", states
     with engine.connect() as conn:
-        status, forced_by = conn.execute(
-            sa.text("select status, forced_by from fnd.model_versions order by created_at desc")
-        ).first()
-    assert (status, forced_by) == ("champion", "admin")  # the audit names the API user
+        status, forced_by, floor_by = conn.execute(
+            sa.text("select status, forced_by, gate ->> 'floor_set_by' from fnd.model_versions "
+                    "order by created_at desc")
+        ).first()  # fmt: skip
+    assert (status, forced_by, floor_by) == ("champion", "admin", "admin")  # the API user
 
     score_run_id = client.xcom(
         "fnd_retrain", retrain["dag_run_id"], "trigger_rescoring", "trigger_run_id"

@@ -374,6 +374,18 @@ def test_data_docs_paths_cannot_leave_their_folder(plugin_modules, tmp_path):
             files.data_docs_file(docs, bad)
 
 
+def test_pages_prefer_a_read_only_login_when_one_is_defined(plugin_modules, db_url, monkeypatch):
+    from fnd_plugin import backend
+
+    settings = Settings(database_url=db_url)
+    tasks = "postgresql://fnd@db.internal:5432/fnd"
+    monkeypatch.setenv("AIRFLOW_CONN_FND_DB", tasks)
+    monkeypatch.delenv("AIRFLOW_CONN_FND_DB_READ", raising=False)
+    assert backend.fnd_database_url(settings).startswith("postgresql+psycopg2://fnd@db.internal")
+    monkeypatch.setenv("AIRFLOW_CONN_FND_DB_READ", "postgresql://fnd_ui@db.internal:5432/fnd")
+    assert backend.fnd_database_url(settings).startswith("postgresql+psycopg2://fnd_ui@")
+
+
 def test_thumbnails_refuse_images_over_the_pixel_limit(plugin_modules):
     from PIL import Image
 
