@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib
 import json
 import os
 import re
@@ -348,6 +349,20 @@ def test_the_training_queue_always_has_a_worker(environ: dict, worker: str):
     assert queue in worker_queues(spec["services"][worker])
     if not environ:  # the compose default is fnd's own default
         assert queue == Settings().train_queue
+
+
+def test_compose_runs_the_executor_fnd_up_runs_with_celery(compose: dict):
+    """The same executor, result backend kind and hostname callable as `fnd up --executor
+    celery`, so a task's hostname means the same thing in both."""
+    from fnd_core.workers import celery_env, worker_hostname
+
+    env = compose["x-airflow-common"]["environment"]
+    local = celery_env("postgresql://u@h/airflow", "redis://127.0.0.1:6379/0", concurrency=1)
+    for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__HOSTNAME_CALLABLE"):
+        assert env[key] == local[key]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    module, _, name = env["AIRFLOW__CORE__HOSTNAME_CALLABLE"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is worker_hostname
 
 
 def test_auth_manager_is_in_the_lock_and_has_a_login(compose: dict):
