@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.scale_out                          # 2,000 posts, offline preset, 1M rows
     python -m benchmarks.scale_out --posts 500 --write-rows 200000 --preset tiny
+    python -m benchmarks.scale_out --skip-workers --write-rows 0 --image-dir DIR
 
 (1) The same posts scored end to end (cold feature cache, every post rescored) by one worker
     process with all the cores' threads, then by two worker processes with one thread each —
@@ -15,6 +16,8 @@ Usage::
     ``fnd.predictions`` as it grows from 0 to ``--write-rows`` rows, rows/s per slice; then the
     same pages rewritten with ``rescore_all`` (``on conflict do update``) at full size. This is
     the ceiling of the scoring fleet's database side (docs/scaling.md).
+(3) with ``--image-dir``: reading, decoding and resizing real pictures on one core, the part
+    of scoring a GPU does not take off the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import hashlib
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from benchmarks.common import Timer, bench_database, bench_home, bench_settings, machine, table
 from benchmarks.score_throughput import fnd_score, grow_to, train_champion
@@ -97,18 +101,45 @@ def write_rate(total: int) -> list[tuple]:
     return rows
 
 
+def image_reads(folder: Path, size: int = 224, rounds: int = 3) -> list[tuple]:
+    """Read + decode + resize to ``size`` of real pictures on one core: the CPU side of a GPU
+    worker (``--image-dir``: e.g. ../shared/data/mediaeval-dev/images)."""
+    import torch
+
+    from fnd_core.model.preprocess import load_pixels
+
+    torch.set_num_threads(1)
+    paths = sorted(p for p in folder.iterdir() if p.is_file())
+    megabytes = sum(p.stat().st_size for p in paths) / 1e6
+    best = 0.0
+    for _ in range(rounds):
+        with Timer() as t:
+            for path in paths:
+                try:
+                    load_pixels(str(path), image_size=size)
+                except Exception:  # noqa: BLE001, S112 — a broken picture is skipped, as scoring would
+                    continue
+        best = max(best, len(paths) / t.seconds)
+    return [(f"{len(paths)} pictures, {megabytes / len(paths) * 1000:.0f} kB on average",
+             f"{best:.0f}")]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--preset", default="offline")
     parser.add_argument("--write-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--image-dir", type=Path, help="also time decoding these pictures")
     args = parser.parse_args()
     print(f"# {machine()}")
+    if args.image_dir:
+        print(table(image_reads(args.image_dir), ("read + decode + resize, 1 core", "images/s")))
     if not args.skip_workers:
         rows = workers_compared(args.posts, args.preset)
         print(table(rows, ("scoring", "posts/s (best of 2)", "vs 1 worker")))
-    print(table(write_rate(args.write_rows), ("write", "rows", "s (cumulative)", "rows/s")))
+    if args.write_rows:
+        print(table(write_rate(args.write_rows), ("write", "rows", "s (cumulative)", "rows/s")))
 
 
 if __name__ == "__main__":
