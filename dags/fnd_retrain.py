@@ -22,16 +22,43 @@ metric; empty = `FND_GATE_MIN_ACCURACY`; a value set here is recorded with your 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
 
-from fnd_support import COMMON_DAG_KWARGS, TRAIN_TIMEOUT, fnd_engine, fnd_settings
+from fnd_support import (
+    COMMON_DAG_KWARGS,
+    DRIFT_ASSET_URI,
+    TRAIN_TIMEOUT,
+    fnd_engine,
+    fnd_settings,
+)
 
 DEFAULT_EPOCHS = 40  # fnd_core.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
 
 
+def retrain_schedule():
+    """Nightly (FND_RETRAIN_CRON); also on a flagged drift report (asset fnd://drift) when
+    FND_DRIFT_TRIGGERS_RETRAIN is set."""
+    settings = fnd_settings()
+    if not settings.drift_triggers_retrain:
+        return settings.retrain_cron
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.retrain_cron, timezone="UTC"),
+        assets=Asset(DRIFT_ASSET_URI),
+    )
+
+
 @dag(
     dag_id="fnd_retrain",
-    schedule=fnd_settings().retrain_cron,
+    schedule=retrain_schedule(),
     doc_md=__doc__,
     tags=["fnd", "training"],
     max_active_runs=1,

@@ -28,14 +28,17 @@ from airflow.sdk import (
 
 from fnd_support import (
     COMMON_DAG_KWARGS,
+    DRIFT_ASSET_URI,
     POSTS_ASSET_URI,
     PREDICTIONS_ASSET_URI,
+    fnd_alert,
     fnd_engine,
     fnd_settings,
 )
 
 POSTS = Asset(POSTS_ASSET_URI)
 PREDICTIONS = Asset(PREDICTIONS_ASSET_URI)
+DRIFT = Asset(DRIFT_ASSET_URI)
 
 
 @dag(
@@ -117,7 +120,33 @@ def fnd_score():
         print(f"scored {total['n_scored']} post(s), {total['n_errors']} error(s)")
         return total
 
-    publish(score_shard.expand(shard=plan_shards()))
+    @task
+    def check_drift(total: dict) -> dict:
+        """Compare the posts this run scored with the champion's training snapshot; store it."""
+        from fnd_core import drift
+
+        engine, run_id = fnd_engine(), get_current_context()["run_id"]
+        if not total["n_scored"]:
+            return {"flagged": False, "skipped": "nothing scored in this run"}
+        report = drift.measure(engine, fnd_settings(), kind="scoring_run", subject=run_id)
+        if report is None:
+            return {"flagged": False, "skipped": "no champion or no posts"}
+        report_id = drift.record(engine, report, run_id)
+        print(report.summary())
+        return {**report.to_json(), "report_id": report_id}
+
+    @task(outlets=[DRIFT])
+    def drift_alert(report: dict) -> str:
+        """Alert and update fnd://drift when the run was flagged; skipped (no event) otherwise."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not report.get("flagged"):
+            raise AirflowSkipException("no drift flagged")
+        text = "; ".join(report["reasons"])
+        fnd_alert(get_current_context(), f"fnd: drift in scoring run {report['subject']}", text)
+        return text
+
+    drift_alert(check_drift(publish(score_shard.expand(shard=plan_shards()))))
 
 
 fnd_score()

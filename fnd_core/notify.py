@@ -252,15 +252,25 @@ def on_task_failure(
     records = _records(facts, engine_factory)
     alert = describe_failure(facts, records)
     log.error("%s", alert.text)
+    send(alert, context, notifier, notifier_kwargs)
+    return alert
+
+
+def send(
+    alert: Alert,
+    context: Mapping[str, Any],
+    notifier: Callable[[dict[str, Any]], Any] | str | None,
+    notifier_kwargs: str | None = None,
+) -> None:
+    """Hand ``alert`` to the notifier (see :func:`on_task_failure`); never raises."""
     if notifier is None:
-        return alert
+        return
     try:
         if isinstance(notifier, str):
             notifier = load_notifier(notifier, notifier_kwargs)
         notifier({**context, "fnd_alert_title": alert.title, "fnd_alert_text": alert.text})
     except Exception:
         log.exception("fnd alert: the notifier failed; the alert above was not sent")
-    return alert
 
 
 def _records(facts: FailureFacts, engine_factory: Callable[[], Engine] | None) -> RunRecords | None:

@@ -139,6 +139,27 @@ class Settings:
     gate_min_class_recall: float = _setting(
         "FND_GATE_MIN_CLASS_RECALL", 0.5, "Gate: every class's recall must reach this"
     )
+    drift_auc_threshold: float = _setting(
+        "FND_DRIFT_AUC_THRESHOLD",
+        0.6,
+        "Drift: flag when a domain classifier tells current posts from training ones this well "
+        "(raised for small batches: 4 standard errors above 0.5)",
+    )
+    drift_prior_tolerance: float = _setting(
+        "FND_DRIFT_PRIOR_TOLERANCE",
+        0.2,
+        "Drift: flag when the predicted fake share is this far from the training fake share",
+    )
+    drift_undecided_share: float = _setting(
+        "FND_DRIFT_UNDECIDED_SHARE",
+        0.35,
+        "Drift: flag when more scores than this share sit near the threshold",
+    )
+    drift_triggers_retrain: bool = _setting(
+        "FND_DRIFT_TRIGGERS_RETRAIN",
+        False,
+        "Whether a flagged drift report (asset fnd://drift) starts fnd_retrain",
+    )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(
         "FND_SCORE_WORKERS",
@@ -195,6 +216,11 @@ class Settings:
 def _parse(f: dataclasses.Field, raw: str) -> Any:
     """Convert one variable to the field's type, with an error that names the variable."""
     kind = str(f.type)
+    if kind.startswith("bool"):
+        value = raw.strip().lower()
+        if value not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid bool: use true or false")
+        return value in ("1", "true", "yes", "on")
     try:
         if kind.startswith("int"):
             return int(raw)

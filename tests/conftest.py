@@ -22,6 +22,7 @@ from fnd_core.settings import Settings
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 DATA_TABLES = (
+    "drift_reports",
     "predictions",
     "scoring_errors",
     "model_versions",

@@ -18,9 +18,10 @@ TABLES = {
     "model_versions",
     "predictions",
     "scoring_errors",
+    "drift_reports",
     "schema_migrations",
 }
-VIEWS = {"latest_predictions", "daily_summary", "model_leaderboard"}
+VIEWS = {"latest_predictions", "daily_summary", "model_leaderboard", "drift_summary"}
 
 
 @pytest.fixture

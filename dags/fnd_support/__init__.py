@@ -33,6 +33,22 @@ def on_task_failure(context) -> None:
     )
 
 
+def fnd_alert(context, title: str, text: str) -> None:
+    """Log an alert and send it through ``FND_ALERT_NOTIFIER`` when one is set."""
+    import logging
+    import os
+
+    from fnd_core import notify
+
+    logging.getLogger("fnd").warning("%s: %s", title, text)
+    notify.send(
+        notify.Alert(title=title, text=text),
+        context,
+        os.environ.get("FND_ALERT_NOTIFIER") or None,
+        os.environ.get("FND_ALERT_NOTIFIER_KWARGS"),
+    )
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "fnd",
     "retries": 1,
@@ -53,6 +69,7 @@ TRAIN_TIMEOUT = timedelta(hours=6)
 
 # Asset URIs: the contract between the DAGs (ingest -> score, retrain -> score).
 POSTS_ASSET_URI = "fnd://posts"
+DRIFT_ASSET_URI = "fnd://drift"
 PREDICTIONS_ASSET_URI = "fnd://predictions"
 
 

@@ -1,0 +1,129 @@
+"""Drift reports: quiet on batches like the training data, loud on shifted ones.
+
+A champion (offline preset: real pretrained encoders) trained on demo posts; then batches
+landed and scored as the DAGs do. 20 batches generated with the training settings must not be
+flagged (the false-alarm rate is printed); a batch with a shifted fake share, one with a
+different caption style and one with a different picture style must be.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image, ImageOps
+
+from fnd_core import drift, retrain, scoring
+from fnd_core.demo import generate_batch
+from fnd_core.ingest import ingest_file
+from tests.helpers import ingest_demo
+
+pytestmark = pytest.mark.slow
+
+
+def test_domain_auc_is_near_a_half_for_alike_rows_and_high_for_shifted_ones():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 64)), rng.normal(size=(200, 64))
+    assert abs(drift.domain_auc(a, b) - 0.5) < 0.08
+    assert drift.domain_auc(a, b + 0.5) > 0.9
+
+
+def test_the_auc_bar_rises_for_small_batches_only():
+    policy = drift.DriftPolicy(auc_threshold=0.6)
+    assert drift.auc_bar(policy, 1000, 1000) == 0.6
+    assert 0.7 < drift.auc_bar(policy, 60, 60) < 0.72
+
+
+@pytest.fixture(scope="module")
+def trained(create_database, tmp_path_factory):
+    """A champion on 600 demo posts (offline preset), in a database of this module's own."""
+    from fnd_core import migrations
+    from fnd_core.db import make_engine
+    from fnd_core.settings import Settings
+
+    url = create_database()
+    engine = make_engine(url)
+    migrations.upgrade(engine)
+    settings = Settings(home=tmp_path_factory.mktemp("drift") / "fnd_home", database_url=url,
+                        cv_repeats=1, num_workers=0)  # fmt: skip
+    ingest_demo(engine, settings, 600, seed=1)
+    outcome = retrain.run(engine, settings, forced_by="tests", preset="offline", epochs=20)
+    assert outcome["decision"] == "promote"
+    scoring.score_shard(engine, settings, model_version=outcome["version"], run_id="initial")
+    yield engine, settings
+    engine.dispose()
+
+
+def land_and_score(engine, settings, batch_file: Path, run_id: str) -> drift.DriftReport:
+    report = ingest_file(engine, str(batch_file), settings, run_id=run_id)
+    version = scoring.resolve_version(engine, None).version
+    scoring.score_shard(engine, settings, model_version=version, run_id=run_id)
+    measured = drift.measure(engine, settings, kind="scoring_run", subject=run_id)
+    assert measured is not None and measured.n_posts == report.n_accepted
+    print(measured.summary(), {k: measured.metrics.get(k) for k in (
+        "image_auc", "text_auc", "predicted_fake_share", "train_fake_share")})  # fmt: skip
+    drift.record(engine, measured, run_id)
+    return measured
+
+
+def test_stable_batches_raise_no_alarm(trained):
+    engine, settings = trained
+    landing = Path(settings.landing)
+    reports = [
+        land_and_score(engine, settings, generate_batch(landing, 60, seed=100 + i).data_file,
+                       f"stable-{i}")
+        for i in range(20)
+    ]  # fmt: skip
+    flagged = [r.summary() for r in reports if r.flagged]
+    print(f"false alarms: {len(flagged)} of {len(reports)} stable batches")
+    aucs = [r.metrics["image_auc"] for r in reports] + [r.metrics["text_auc"] for r in reports]
+    print(f"domain AUCs on stable batches: max {max(aucs):.3f}, mean {np.mean(aucs):.3f}, "
+          f"bar {reports[0].metrics['auc_bar']}")  # fmt: skip
+    assert len(flagged) <= 1, flagged  # at most 5 %
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "select count(*), count(*) filter (where flagged) from fnd.drift_summary "
+            "where subject like 'stable-%'"
+        )).one()  # fmt: skip
+    assert tuple(stored) == (20, len(flagged))
+
+
+def _rewrite(batch_file: Path, change) -> Path:
+    rows = [json.loads(line) for line in batch_file.read_text().splitlines()]
+    batch_file.write_text("".join(json.dumps(change(row)) + "\n" for row in rows))
+    return batch_file
+
+
+def test_a_shifted_fake_share_is_flagged(trained):
+    engine, settings = trained
+    batch = generate_batch(Path(settings.landing), 80, seed=200, fake_share=0.95)
+    report = land_and_score(engine, settings, batch.data_file, "shift-prior")
+    assert report.flagged and any("fake share" in r for r in report.reasons), report.to_json()
+
+
+def test_a_different_caption_style_is_flagged(trained):
+    engine, settings = trained
+    batch = generate_batch(Path(settings.landing), 80, seed=201)
+
+    def shouting(row):
+        return {**row, "text": f"BREAKING!!! {row['text'].upper()} RT PLS #viral #mustsee"}
+
+    report = land_and_score(engine, settings, _rewrite(batch.data_file, shouting), "shift-text")
+    assert report.flagged and any(r.startswith("text inputs") for r in report.reasons), (
+        report.to_json())  # fmt: skip
+
+
+def test_a_different_picture_style_is_flagged(trained):
+    engine, settings = trained
+    batch = generate_batch(Path(settings.landing), 80, seed=202)
+    rows = [json.loads(line) for line in batch.data_file.read_text().splitlines()]
+    for path in {batch.data_file.parent / row["image"] for row in rows}:  # faded grey copies
+        with Image.open(path) as image:
+            grey = ImageOps.grayscale(image).point(lambda v: 128 + v // 4).convert("RGB")
+        grey.save(path, format="JPEG")
+    report = land_and_score(engine, settings, batch.data_file, "shift-image")
+    assert report.flagged and any(r.startswith("image inputs") for r in report.reasons), (
+        report.to_json())  # fmt: skip
