@@ -61,6 +61,9 @@ def main() -> None:
         outcome = retrain.run(engine, settings, forced_by="benchmark", preset="offline",
                               epochs=20)  # fmt: skip
         version = outcome["version"]
+        # The training posts are scored first (as the first fnd_score run after a promotion
+        # does), so each landed file's run holds only that file's posts.
+        scoring.score_shard(engine, settings, model_version=version, run_id="initial")
         for name, event_posts in landed.items():
             if len(event_posts) < drift.MIN_POSTS:
                 continue

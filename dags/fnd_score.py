@@ -142,9 +142,9 @@ def fnd_score():
 
         if not report.get("flagged"):
             raise AirflowSkipException("no drift flagged")
-        text = "; ".join(report["reasons"])
-        fnd_alert(get_current_context(), f"fnd: drift in scoring run {report['subject']}", text)
-        return text
+        title = f"fnd: drift in scoring run {report['subject']} ({report['n_posts']} posts)"
+        fnd_alert(get_current_context(), title, report["reasons"])
+        return "; ".join(report["reasons"])
 
     drift_alert(check_drift(publish(score_shard.expand(shard=plan_shards()))))
 

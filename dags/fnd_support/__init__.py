@@ -33,16 +33,17 @@ def on_task_failure(context) -> None:
     )
 
 
-def fnd_alert(context, title: str, text: str) -> None:
+def fnd_alert(context, title: str, lines: list[str]) -> None:
     """Log an alert and send it through ``FND_ALERT_NOTIFIER`` when one is set."""
     import logging
     import os
 
     from fnd_core import notify
 
-    logging.getLogger("fnd").warning("%s: %s", title, text)
+    alert = notify.Alert(title=title, lines=tuple(lines))
+    logging.getLogger("fnd").warning("%s", alert.text)
     notify.send(
-        notify.Alert(title=title, text=text),
+        alert,
         context,
         os.environ.get("FND_ALERT_NOTIFIER") or None,
         os.environ.get("FND_ALERT_NOTIFIER_KWARGS"),

@@ -64,3 +64,25 @@ def test_dag_policy(dagbag):
         assert dag.max_consecutive_failed_dag_runs > 0, dag_id
         for t in dag.tasks:
             assert t.owner == "fnd", f"{dag_id}.{t.task_id}"
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_retraining_runs_on_flagged_drift_only_when_enabled(airflow_db, monkeypatch, enabled):
+    """With FND_DRIFT_TRIGGERS_RETRAIN, fnd_retrain also runs on the fnd://drift asset, which
+    fnd_score's drift_alert task updates only when a run is flagged."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("FND_DRIFT_TRIGGERS_RETRAIN", str(enabled).lower())
+    bag = DagBag(dag_folder=str(DAGS_DIR / "fnd_retrain.py"))
+    retrain = bag.dags["fnd_retrain"]
+    assert ("fnd://drift" in str(getattr(retrain.timetable, "asset_condition", ""))) is enabled
+    assert [a.uri.rstrip("/") for a in bag_outlets(DAGS_DIR, "fnd_score", "drift_alert")] == [
+        "fnd://drift"
+    ]
+
+
+def bag_outlets(folder, dag_id: str, task_id: str) -> list:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(folder / f"{dag_id}.py")).dags[dag_id]
+    return list(dag.get_task(task_id).outlets)

@@ -83,6 +83,15 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     assert score.state == "success", task_states(score)
     n_posts = scalar(clean_db, "select count(*) from fnd.posts")
     assert scalar(clean_db, "select count(*) from fnd.latest_predictions") == n_posts == 240
+    # The run's posts were compared with the training snapshot: one report, stored; a
+    # 3-epoch tiny model leaves many scores undecided, which the report flags and alerts on.
+    with clean_db.connect() as conn:
+        flagged, reasons = conn.execute(sa.text(
+            "select flagged, reasons from fnd.drift_summary where kind = 'scoring_run'"
+        )).one()  # fmt: skip
+    states = task_states(score)
+    assert states["check_drift"] == "success"
+    assert states["drift_alert"] == ("success" if flagged else "skipped"), (states, reasons)
 
     again = load_dag("fnd_score").test()
     assert again.state == "success"
