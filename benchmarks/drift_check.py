@@ -4,10 +4,14 @@ Usage::
 
     python -m benchmarks.drift_check [--data ../shared/data/mediaeval-dev]
 
-The champion (offline preset) is trained on the older 80 % of the `sandy` event (both
-classes). Then, each as its own landing file with the labels removed (as tomorrow's posts
-arrive): the newer 20 % of `sandy` (the control: same event, later), and every other event
-(malaysia, sochi, samurai, ...: other stories, pictures and wording). Each file is ingested,
+Two set-ups, each with its own champion (offline preset) trained on part of the `sandy` event
+(both classes); what is landed comes as its own landing file with the labels removed, as
+tomorrow's posts arrive:
+
+- the control: a random 20 % of sandy's picture groups held out — same event, same days, no
+  picture on both sides; nothing should be flagged;
+- by time: trained on the older 80 % of sandy; landed: the newer 20 % of sandy, and every other
+  event (malaysia, sochi, samurai, ...: other stories, pictures and wording). Each file is ingested,
 scored and measured with :func:`fnd_core.drift.measure` against the champion's snapshot.
 Printed: one row per landed file with the domain classifiers' AUCs, the predicted vs
 training fake share, the share of unseen pictures, and whether it was flagged.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -38,25 +43,36 @@ def write(landing: Path, name: str, rows: list[dict], *, labelled: bool) -> Path
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    args = parser.parse_args()
-    posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
+def split_by_time(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Train on the older 80 %, land the newer 20 % (and every other event)."""
+    cut = int(len(sandy) * 0.8)
+    return sandy[:cut], {"sandy, newer 20%": sandy[cut:]}
+
+
+def split_by_picture(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The control: land a random 20 % of sandy's picture groups (posts sharing a picture stay
+    together, so no picture is on both sides), train on the rest — same event, same time."""
+    groups = sorted({p["image"] for p in sandy})
+    landed = set(random.Random(0).sample(groups, k=len(groups) // 5))
+    held_out = [p for p in sandy if p["image"] in landed]
+    train = [p for p in sandy if p["image"] not in landed]
+    return train, {"sandy, random 20% of pictures": held_out}
+
+
+def run(data: Path, posts: list[dict], split) -> list[tuple]:
     sandy = sorted((p for p in posts if p["event"] == TRAIN_EVENT),
                    key=lambda p: (p.get("created_utc") or 0, p["id"]))  # fmt: skip
-    cut = int(len(sandy) * 0.8)
-    landed = {"sandy-newer-20%": sandy[cut:]}
-    for event in sorted({p["event"] for p in posts} - {TRAIN_EVENT}):
-        landed[event] = [p for p in posts if p["event"] == event]
-    print(f"# {machine()}; trained on the older {cut} sandy posts")
+    train, landed = split(sandy)
+    if split is split_by_time:
+        for event in sorted({p["event"] for p in posts} - {TRAIN_EVENT}):
+            landed[event] = [p for p in posts if p["event"] == event]
     rows = []
     with bench_database() as url, bench_home() as home:
         settings = bench_settings(home, url, cv_repeats=1, num_workers=0)
         engine = make_engine(url)
         landing = Path(settings.landing)
-        shutil.copytree(args.data / "images", landing / "images")
-        ingest_file(engine, str(write(landing, "train", sandy[:cut], labelled=True)), settings,
+        shutil.copytree(data / "images", landing / "images")
+        ingest_file(engine, str(write(landing, "train", train, labelled=True)), settings,
                     fail_share=1.0)  # fmt: skip
         outcome = retrain.run(engine, settings, forced_by="benchmark", preset="offline",
                               epochs=20)  # fmt: skip
@@ -67,21 +83,34 @@ def main() -> None:
         for name, event_posts in landed.items():
             if len(event_posts) < drift.MIN_POSTS:
                 continue
-            file = write(landing, name, event_posts, labelled=False)
-            ingest_file(engine, str(file), settings, run_id=name, fail_share=1.0)
-            scoring.score_shard(engine, settings, model_version=version, run_id=name)
-            report = drift.measure(engine, settings, kind="scoring_run", subject=name)
+            run_id = name.replace(" ", "-").replace(",", "").replace("%", "pc")
+            file = write(landing, run_id, event_posts, labelled=False)
+            ingest_file(engine, str(file), settings, run_id=run_id, fail_share=1.0)
+            scoring.score_shard(engine, settings, model_version=version, run_id=run_id)
+            report = drift.measure(engine, settings, kind="scoring_run", subject=run_id)
             m = report.metrics
             truth = sum(p["label"] for p in event_posts) / len(event_posts)
-            rows.append((name, report.n_posts, f"{m.get('image_auc', float('nan')):.3f}",
-                         f"{m.get('text_auc', float('nan')):.3f}",
+            rows.append((name, f"{len(train):,}", report.n_posts,
+                         f"{m.get('image_auc', float('nan')):.3f}",
+                         f"{m.get('text_auc', float('nan')):.3f}", f"{m.get('auc_bar', 0):.3f}",
                          f"{m['predicted_fake_share']:.2f}", f"{m['train_fake_share']:.2f}",
                          f"{truth:.2f}", f"{m['unseen_image_share']:.2f}",
                          "**flagged**" if report.flagged else "no"))  # fmt: skip
             print(report.summary(), flush=True)
         engine.dispose()
-    print(table(rows, ("landed", "posts", "image AUC", "text AUC", "predicted fake",
-                       "training fake", "true fake", "unseen pictures", "drift")))  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
+    print(f"# {machine()}")
+    rows = run(args.data, posts, split_by_picture) + run(args.data, posts, split_by_time)
+    print(table(rows, ("landed", "trained on", "posts", "image AUC", "text AUC", "AUC bar",
+                       "predicted fake", "training fake", "true fake", "unseen pictures",
+                       "drift")))  # fmt: skip
 
 
 if __name__ == "__main__":

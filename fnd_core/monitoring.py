@@ -545,6 +545,21 @@ limit :limit offset :offset
 """
 
 
+def drift_reports(engine: Engine, *, limit: int = 30) -> list[dict[str, Any]]:
+    """The newest drift reports (``fnd.drift_summary``), oldest first, for a time series."""
+    with engine.connect() as conn:
+        rows = _rows(
+            conn,
+            "select * from (select report_id, computed_at, kind, subject, model_version, "
+            "n_posts, flagged, image_auc, text_auc, auc_bar, predicted_fake_share, "
+            "train_fake_share, unseen_image_share, undecided_share, reasons "
+            "from fnd.drift_summary order by report_id desc limit :limit) newest "
+            "order by report_id",
+            limit=limit,
+        )
+    return rows
+
+
 def latest_flagged_fake(
     engine: Engine, *, limit: int = 20, offset: int = 0, champion: str | None = None
 ) -> dict[str, Any]:

@@ -33,6 +33,7 @@ create view fnd.drift_summary as
 select report_id, computed_at, kind, subject, model_version, n_posts, flagged,
        (metrics ->> 'image_auc')::float as image_auc,
        (metrics ->> 'text_auc')::float as text_auc,
+       (metrics ->> 'auc_bar')::float as auc_bar,
        (metrics ->> 'predicted_fake_share')::float as predicted_fake_share,
        (metrics ->> 'train_fake_share')::float as train_fake_share,
        (metrics ->> 'unseen_image_share')::float as unseen_image_share,
@@ -49,6 +50,7 @@ comment on column fnd.drift_summary.n_posts is 'Posts compared.';
 comment on column fnd.drift_summary.flagged is 'A threshold was crossed.';
 comment on column fnd.drift_summary.image_auc is 'Domain classifier ROC AUC on image features (0.5 = alike).';
 comment on column fnd.drift_summary.text_auc is 'Domain classifier ROC AUC on text features (0.5 = alike).';
+comment on column fnd.drift_summary.auc_bar is 'The AUC above which input drift is flagged (raised for small samples).';
 comment on column fnd.drift_summary.predicted_fake_share is 'Share the model calls fake.';
 comment on column fnd.drift_summary.train_fake_share is 'Fake share of the training snapshot.';
 comment on column fnd.drift_summary.unseen_image_share is 'Share of pictures not in the training snapshot.';

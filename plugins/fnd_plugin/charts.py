@@ -95,6 +95,54 @@ def histogram_chart(bins: Sequence[dict[str, Any]], series: Sequence[tuple[str, 
     return "".join(parts)
 
 
+def drift_chart(reports: Sequence[dict[str, Any]]) -> str:
+    """Domain-classifier AUC per report (image and text lines) against the flagging bar.
+
+    Args:
+        reports: ``fnd_core.monitoring.drift_reports(...)``, oldest first.
+    """
+    measured = [r for r in reports if r.get("image_auc") is not None or r.get("text_auc")]
+    if not measured:
+        return _empty("no drift measured yet")
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    step = plot_w / len(measured)
+
+    def y(auc: float) -> float:  # the axis runs from 0.4 to 1.0
+        return _TOP + plot_h * (1 - (min(max(auc, 0.4), 1.0) - 0.4) / 0.6)
+
+    parts = [_open("Input drift: domain classifier ROC AUC per report")]
+    for k in range(4):
+        value = 0.4 + 0.2 * k
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
+            f'class="axis">{value:.1f}</text>'
+        )
+    bars = [f"{_LEFT + (i + 0.5) * step:.1f},{y(r['auc_bar']):.1f}"
+            for i, r in enumerate(measured) if r.get("auc_bar")]  # fmt: skip
+    if bars:
+        parts.append(f'<polyline points="{" ".join(bars)}" fill="none" stroke="{_FAKE}" '
+                     'stroke-dasharray="4 3"><title>flagging bar</title></polyline>')  # fmt: skip
+    for (key, label), colour in zip((("image_auc", "image"), ("text_auc", "text")),
+                                    SERIES_COLOURS, strict=True):  # fmt: skip
+        points = []
+        for i, r in enumerate(measured):
+            if r.get(key) is None:
+                continue
+            cx, cy = _LEFT + (i + 0.5) * step, y(r[key])
+            points.append(f"{cx:.1f},{cy:.1f}")
+            tip = f"{r['kind']} {r['subject']}: {label} AUC {r[key]:.3f}"
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{colour}">'
+                         f"<title>{escape(tip)}</title></circle>")  # fmt: skip
+        if points:
+            parts.append(f'<polyline points="{" ".join(points)}" fill="none" '
+                         f'stroke="{colour}"/>')  # fmt: skip
+    labels = [str(r["computed_at"])[:16] for r in measured]
+    parts.extend(_x_labels(labels, step))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _open(title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '

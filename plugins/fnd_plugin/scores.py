@@ -1,4 +1,4 @@
-"""Scores: daily volume and fake share, champion vs previous champion, latest fake posts."""
+"""Scores: daily volume and fake share, champion vs previous champion, drift, latest fake posts."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ Offset = Annotated[int, Query(ge=0)]
 DAY_CHOICES = (7, 14, 30, 90)
 SAMPLE_POSTS = 5000  # posts in the champion / previous champion comparison
 HISTOGRAM_BINS = 20
+DRIFT_REPORTS = 30  # newest drift reports charted and listed
 
 
 def _scores(
@@ -36,6 +37,7 @@ def _scores(
             engine, n_posts=SAMPLE_POSTS, window=4 * SAMPLE_POSTS, bins=HISTOGRAM_BINS
         ),
         "flagged": flagged,
+        "drift": monitoring.drift_reports(engine, limit=DRIFT_REPORTS),
     }
 
 
@@ -66,6 +68,7 @@ def scores_page(
         run_id=run_id,
         daily_svg=charts.daily_chart(data["daily"]["days"]),
         histogram_svg=charts.histogram_chart(comparison["bins"], series),
+        drift_svg=charts.drift_chart(data["drift"]),
         series=[
             (label, colour)
             for (_, label), colour in zip(series, charts.SERIES_COLOURS[: len(series)], strict=True)
@@ -82,7 +85,7 @@ def scores_api(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """The scores page's data as JSON: ``daily``, ``comparison`` and ``flagged``."""
+    """The scores page's data as JSON: ``daily``, ``comparison``, ``flagged`` and ``drift``."""
     return _scores(request, backend, days=days, limit=limit, offset=offset)
 
 

@@ -121,6 +121,7 @@ def test_log_in_see_the_dags_open_a_run(browser, live_stack):
         ("/fnd/data-quality", ("Data quality", "posts"), "04-data-quality.png"),
         ("/fnd/models", ("Models", "champion"), "05-models.png"),
         ("/fnd/scores", ("Scores", "Posts per day and fake share"), "06-scores.png"),
+        ("/fnd/scores#drift", ("Drift against the champion",), "07-drift.png"),
     ],
 )
 def test_plugin_pages_render_for_a_logged_in_user(browser, live_stack, path, texts, shot):

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from markupsafe import escape
 
-from fnd_core import scoring
+from fnd_core import drift, scoring
 from fnd_core.demo import generate_batch
 from fnd_core.ingest import BatchRejectedError, ingest_file
 from fnd_core.settings import Settings
@@ -108,6 +108,8 @@ def built(engine, db_url: str, fnd_home: Path) -> dict:
     _score_all(engine, settings)
     second = promote_tiny(engine, settings, epochs=2)
     _score_all(engine, settings)
+    report = drift.measure(engine, settings, kind="batch", subject=str(good["batch_id"]))
+    drift.record(engine, report, "tests")
     return {
         "good": good,
         "mixed": mixed,
@@ -327,11 +329,16 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     html = response.text
     external = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "http://" not in external and "https://" not in external  # nothing from elsewhere
-    assert html.count("<svg") == 2 and built["champion"] in html and built["previous"] in html
+    assert html.count("<svg") == 3 and built["champion"] in html and built["previous"] in html
+    assert "Drift against the champion" in html
+    assert f"/fnd/data-quality/batches/{built['good']['batch_id']}" in html  # the batch's report
     assert "default-src 'none'" in response.headers["content-security-policy"]
     data = client.get("/fnd/api/scores", params={"days": 7}, headers=auth).json()
     assert len(data["daily"]["days"]) == 7
     assert data["comparison"]["n_posts"] == 120  # every post, scored by both champions
+    [report] = data["drift"]
+    assert (report["kind"], report["subject"]) == ("batch", str(built["good"]["batch_id"]))
+    assert report["n_posts"] == 100 and report["train_fake_share"] is not None
     flagged = data["flagged"]["items"]
     assert flagged and all(p["p_fake"] >= p["threshold"] for p in flagged)
     assert str(escape(flagged[0]["text"])) in html
