@@ -59,6 +59,13 @@ def split_by_picture(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict
     return train, {"sandy, random 20% of pictures": held_out}
 
 
+def _auc(metrics: dict, modality: str) -> str:
+    n = metrics.get(f"n_{modality}s_compared", 0)
+    if f"{modality}_auc" not in metrics:
+        return f"– ({n} distinct)"
+    return f"{metrics[modality + '_auc']:.3f} ({metrics[modality + '_auc_bar']:.2f}, {n})"
+
+
 def run(data: Path, posts: list[dict], split) -> list[tuple]:
     sandy = sorted((p for p in posts if p["event"] == TRAIN_EVENT),
                    key=lambda p: (p.get("created_utc") or 0, p["id"]))  # fmt: skip
@@ -91,8 +98,7 @@ def run(data: Path, posts: list[dict], split) -> list[tuple]:
             m = report.metrics
             truth = sum(p["label"] for p in event_posts) / len(event_posts)
             rows.append((name, f"{len(train):,}", report.n_posts,
-                         f"{m.get('image_auc', float('nan')):.3f}",
-                         f"{m.get('text_auc', float('nan')):.3f}", f"{m.get('auc_bar', 0):.3f}",
+                         _auc(m, "image"), _auc(m, "text"),
                          f"{m['predicted_fake_share']:.2f}", f"{m['train_fake_share']:.2f}",
                          f"{truth:.2f}", f"{m['unseen_image_share']:.2f}",
                          "**flagged**" if report.flagged else "no"))  # fmt: skip
@@ -108,7 +114,8 @@ def main() -> None:
     posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
     print(f"# {machine()}")
     rows = run(args.data, posts, split_by_picture) + run(args.data, posts, split_by_time)
-    print(table(rows, ("landed", "trained on", "posts", "image AUC", "text AUC", "AUC bar",
+    print(table(rows, ("landed", "trained on", "posts", "image AUC (bar, pictures)",
+                       "text AUC (bar, texts)",
                        "predicted fake", "training fake", "true fake", "unseen pictures",
                        "drift")))  # fmt: skip
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 UNDECIDED_BAND = 0.1  # |p_fake - threshold| below this counts as undecided
 SAMPLE = 1000  # posts per side fed to the domain classifier, at most
 MIN_POSTS = 30  # fewer current posts than this: no domain classifier (too noisy to flag)
+MIN_DISTINCT = 10  # fewer distinct pictures (or texts) than this: no AUC for that modality
 NOISE_Z = 4.0  # see auc_bar
 KINDS = ("batch", "scoring_run")
 
@@ -129,13 +130,12 @@ def auc_bar(policy: DriftPolicy, n_reference: int, n_current: int) -> float:
 
 def _judge(report: DriftReport, policy: DriftPolicy) -> None:
     m = report.metrics
-    n = m.get("n_compared")
     for modality in ("image", "text"):
-        auc = m.get(f"{modality}_auc")
+        auc, n = m.get(f"{modality}_auc"), m.get(f"n_{modality}s_compared")
         if auc is None or not n:
             continue
         bar = round(auc_bar(policy, n, n), 4)
-        m["auc_bar"] = bar
+        m[f"{modality}_auc_bar"] = bar
         if auc > bar:
             report.reasons.append(
                 f"{modality} inputs differ from the training snapshot (domain classifier ROC "
@@ -240,23 +240,42 @@ def _outputs(engine: Engine, kind: str, subject: str, version: str, config: dict
 # Input drift: a domain classifier on the frozen encoders' features ------------------------
 
 
-def _domain_aucs(version, settings: Settings, reference: list, current: list) -> dict[str, float]:
-    """Cross-validated ROC AUC of telling reference from current posts, per modality."""
+def _domain_aucs(version, settings: Settings, reference: list, current: list) -> dict[str, Any]:
+    """Cross-validated ROC AUC of telling reference from current items, per modality.
+
+    Items are *distinct* pictures (by sha256) and *distinct* texts (normalised as the leak
+    groups are): a picture reposted 300 times is one item. Counting posts would let the
+    classifier learn which pictures are new — every new story has new pictures — instead of
+    whether they look different.
+    """
     from fnd_core.features import encode_examples, encode_options
+    from fnd_core.grouping import normalise_text
     from fnd_core.model.artifacts import load_model
 
     loaded = load_model(version.artifact_uri, version.artifact_sha256, device="cpu",
                         for_inference=True)  # fmt: skip
-    n = min(len(reference), len(current))
-    ref = encode_examples(loaded.model, reference[:n], **encode_options(settings))
-    cur = encode_examples(loaded.model, current[:n], **encode_options(settings))
-    aucs = {}
-    for modality in ("image", "text"):
-        a, b = getattr(ref, modality), getattr(cur, modality)
+    keys = {"image": lambda ex: ex.image_sha256 or ex.image_uri,
+            "text": lambda ex: normalise_text(ex.text)}  # fmt: skip
+    out: dict[str, Any] = {}
+    for modality, key in keys.items():
+        ref, cur = _distinct(reference, key), _distinct(current, key)
+        n = min(len(ref), len(cur))
+        out[f"n_{modality}s_compared"] = n
+        if n < MIN_DISTINCT:
+            continue
+        a = getattr(encode_examples(loaded.model, ref[:n], **encode_options(settings)), modality)
+        b = getattr(encode_examples(loaded.model, cur[:n], **encode_options(settings)), modality)
         if a is not None and b is not None:
-            aucs[f"{modality}_auc"] = round(domain_auc(a.numpy(), b.numpy()), 4)
-    aucs["n_compared"] = n
-    return aucs
+            out[f"{modality}_auc"] = round(domain_auc(a.numpy(), b.numpy()), 4)
+    return out
+
+
+def _distinct(examples: list, key) -> list:
+    """The first example of each distinct key, in order."""
+    seen: dict[Any, Any] = {}
+    for example in examples:
+        seen.setdefault(key(example), example)
+    return list(seen.values())
 
 
 def domain_auc(reference: np.ndarray, current: np.ndarray, *, folds: int = 5) -> float:

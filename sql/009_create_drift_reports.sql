@@ -24,7 +24,7 @@ comment on column fnd.drift_reports.subject is 'The batch id or the scoring run 
 comment on column fnd.drift_reports.model_version is 'The model whose training snapshot is the reference.';
 comment on column fnd.drift_reports.computed_at is 'When the report was computed.';
 comment on column fnd.drift_reports.n_posts is 'Posts in the batch or scored by the run.';
-comment on column fnd.drift_reports.metrics is 'image_auc, text_auc (domain classifier), predicted_fake_share, train_fake_share, unseen_image_share, undecided_share, p_fake_quantiles, n_compared.';
+comment on column fnd.drift_reports.metrics is 'image_auc, text_auc (domain classifier over distinct pictures / texts) with their bars and counts, predicted_fake_share, train_fake_share, unseen_image_share, undecided_share, p_fake_quantiles, n_compared.';
 comment on column fnd.drift_reports.flagged is 'Whether any threshold was crossed (then reasons says which).';
 comment on column fnd.drift_reports.reasons is 'Readable reasons for the flag, one per crossed threshold.';
 comment on column fnd.drift_reports.run_id is 'The Airflow run (or cli) that computed it.';
@@ -33,7 +33,8 @@ create view fnd.drift_summary as
 select report_id, computed_at, kind, subject, model_version, n_posts, flagged,
        (metrics ->> 'image_auc')::float as image_auc,
        (metrics ->> 'text_auc')::float as text_auc,
-       (metrics ->> 'auc_bar')::float as auc_bar,
+       (metrics ->> 'image_auc_bar')::float as image_auc_bar,
+       (metrics ->> 'text_auc_bar')::float as text_auc_bar,
        (metrics ->> 'predicted_fake_share')::float as predicted_fake_share,
        (metrics ->> 'train_fake_share')::float as train_fake_share,
        (metrics ->> 'unseen_image_share')::float as unseen_image_share,
@@ -50,7 +51,8 @@ comment on column fnd.drift_summary.n_posts is 'Posts compared.';
 comment on column fnd.drift_summary.flagged is 'A threshold was crossed.';
 comment on column fnd.drift_summary.image_auc is 'Domain classifier ROC AUC on image features (0.5 = alike).';
 comment on column fnd.drift_summary.text_auc is 'Domain classifier ROC AUC on text features (0.5 = alike).';
-comment on column fnd.drift_summary.auc_bar is 'The AUC above which input drift is flagged (raised for small samples).';
+comment on column fnd.drift_summary.image_auc_bar is 'The image AUC above which drift is flagged (raised when few distinct pictures are compared).';
+comment on column fnd.drift_summary.text_auc_bar is 'The text AUC above which drift is flagged (raised when few distinct texts are compared).';
 comment on column fnd.drift_summary.predicted_fake_share is 'Share the model calls fake.';
 comment on column fnd.drift_summary.train_fake_share is 'Fake share of the training snapshot.';
 comment on column fnd.drift_summary.unseen_image_share is 'Share of pictures not in the training snapshot.';

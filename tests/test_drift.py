@@ -81,7 +81,7 @@ def test_stable_batches_raise_no_alarm(trained):
     print(f"false alarms: {len(flagged)} of {len(reports)} stable batches")
     aucs = [r.metrics["image_auc"] for r in reports] + [r.metrics["text_auc"] for r in reports]
     print(f"domain AUCs on stable batches: max {max(aucs):.3f}, mean {np.mean(aucs):.3f}, "
-          f"bar {reports[0].metrics['auc_bar']}")  # fmt: skip
+          f"bar {reports[0].metrics['image_auc_bar']}")  # fmt: skip
     assert len(flagged) <= 1, flagged  # at most 5 %
     with engine.connect() as conn:
         stored = conn.execute(sa.text(

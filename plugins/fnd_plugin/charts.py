@@ -118,13 +118,15 @@ def drift_chart(reports: Sequence[dict[str, Any]]) -> str:
             f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
             f'class="axis">{value:.1f}</text>'
         )
-    bars = [f"{_LEFT + (i + 0.5) * step:.1f},{y(r['auc_bar']):.1f}"
-            for i, r in enumerate(measured) if r.get("auc_bar")]  # fmt: skip
-    if bars:
-        parts.append(f'<polyline points="{" ".join(bars)}" fill="none" stroke="{_FAKE}" '
-                     'stroke-dasharray="4 3"><title>flagging bar</title></polyline>')  # fmt: skip
     for (key, label), colour in zip((("image_auc", "image"), ("text_auc", "text")),
                                     SERIES_COLOURS, strict=True):  # fmt: skip
+        bars = [f"{_LEFT + (i + 0.5) * step:.1f},{y(r[key + '_bar']):.1f}"
+                for i, r in enumerate(measured) if r.get(key + "_bar")]  # fmt: skip
+        if bars:
+            parts.append(
+                f'<polyline points="{" ".join(bars)}" fill="none" stroke="{colour}" '
+                f'stroke-dasharray="4 3"><title>{label} flagging bar</title></polyline>'
+            )
         points = []
         for i, r in enumerate(measured):
             if r.get(key) is None:
