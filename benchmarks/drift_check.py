@@ -8,8 +8,8 @@ Two set-ups, each with its own champion (offline preset) trained on part of the 
 (both classes); what is landed comes as its own landing file with the labels removed, as
 tomorrow's posts arrive:
 
-- the control: a random 20 % of sandy's picture groups held out — same event, same days, no
-  picture on both sides; nothing should be flagged;
+- the control: a random 20 % of sandy's posts held out — same event, same days, same mix;
+  nothing should be flagged;
 - by time: trained on the older 80 % of sandy; landed: the newer 20 % of sandy, and every other
   event (malaysia, sochi, samurai, ...: other stories, pictures and wording). Each file is ingested,
 scored and measured with :func:`fnd_core.drift.measure` against the champion's snapshot.
@@ -49,14 +49,13 @@ def split_by_time(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]
     return sandy[:cut], {"sandy, newer 20%": sandy[cut:]}
 
 
-def split_by_picture(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
-    """The control: land a random 20 % of sandy's picture groups (posts sharing a picture stay
-    together, so no picture is on both sides), train on the rest — same event, same time."""
-    groups = sorted({p["image"] for p in sandy})
-    landed = set(random.Random(0).sample(groups, k=len(groups) // 5))
-    held_out = [p for p in sandy if p["image"] in landed]
-    train = [p for p in sandy if p["image"] not in landed]
-    return train, {"sandy, random 20% of pictures": held_out}
+def split_at_random(sandy: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The control: land a random 20 % of sandy's posts, train on the rest — same event, same
+    days, same mix; reposts fall on both sides, and the detector must not call that drift."""
+    landed = set(random.Random(0).sample(range(len(sandy)), k=len(sandy) // 5))
+    held_out = [p for i, p in enumerate(sandy) if i in landed]
+    train = [p for i, p in enumerate(sandy) if i not in landed]
+    return train, {"sandy, random 20% of posts": held_out}
 
 
 def _auc(metrics: dict, modality: str) -> str:
@@ -113,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
     print(f"# {machine()}")
-    rows = run(args.data, posts, split_by_picture) + run(args.data, posts, split_by_time)
+    rows = run(args.data, posts, split_at_random) + run(args.data, posts, split_by_time)
     print(table(rows, ("landed", "trained on", "posts", "image AUC (bar, pictures)",
                        "text AUC (bar, texts)",
                        "predicted fake", "training fake", "true fake", "unseen pictures",
