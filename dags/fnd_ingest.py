@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
 
-from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_engine, fnd_settings
+from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_alert, fnd_engine, fnd_settings
 
 POSTS = Asset(POSTS_ASSET_URI)
 
@@ -101,8 +101,32 @@ def fnd_ingest():
     def announce_posts() -> None:
         """Mark the posts asset updated: fnd_score runs next."""
 
+    @task
+    def check_batch_drift(reports: list[dict | None]) -> list[dict]:
+        """Each loaded batch against the champion's training snapshot, stored in
+        fnd.drift_reports (inputs only: it is not scored yet; the features it encodes are
+        cached for scoring). A flagged batch is alerted on. No champion: nothing to compare."""
+        from fnd_core import drift
+
+        engine, settings = fnd_engine(), fnd_settings()
+        context = get_current_context()
+        summaries = []
+        for r in reports:
+            if not r or r["status"] != "loaded" or not r["n_accepted"]:
+                continue
+            report = drift.measure(engine, settings, kind="batch", subject=str(r["batch_id"]))
+            if report is None:
+                continue
+            drift.record(engine, report, context["run_id"])
+            print(report.summary())
+            if report.flagged:
+                fnd_alert(context, f"fnd: drift in batch {r['batch_id']} ({r['uri']})",
+                          report.reasons)  # fmt: skip
+            summaries.append({"batch_id": r["batch_id"], "flagged": report.flagged})
+        return summaries
+
     reports = ingest_file.expand(uri=find_new_files())
-    chain(any_posts_added(reports), announce_posts())
+    chain(any_posts_added(reports), [announce_posts(), check_batch_drift(reports)])
 
 
 fnd_ingest()

@@ -40,6 +40,8 @@ def test_ingest_loads_every_file_and_announces_posts(airflow_db, fnd_env, clean_
 
     assert run.state == "success", task_states(run)
     assert task_states(run)["announce_posts"] == "success"
+    assert task_states(run)["check_batch_drift"] == "success"  # no champion: nothing compared
+    assert scalar(clean_db, "select count(*) from fnd.drift_reports") == 0
     assert scalar(clean_db, "select count(*) from fnd.posts") == 70
     assert scalar(clean_db, "select count(*) from fnd.validation_runs") == 2
     assert scalar(clean_db, "select count(*) from fnd.ingest_batches where status = 'loaded'") == 2
@@ -96,3 +98,10 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     again = load_dag("fnd_score").test()
     assert again.state == "success"
     assert scalar(clean_db, "select count(*) from fnd.predictions") == n_posts
+
+    # A batch landed once there is a champion is compared with its training snapshot at ingest.
+    generate_batch(fnd_env / "landing", 60, seed=6)
+    landed = load_dag("fnd_ingest").test()
+    assert task_states(landed)["check_batch_drift"] == "success", task_states(landed)
+    assert scalar(clean_db, "select count(*) from fnd.drift_summary where kind = 'batch' "
+                            "and n_posts = 60 and text_auc is not null") == 1  # fmt: skip
