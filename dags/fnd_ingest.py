@@ -8,7 +8,8 @@ quarantined share passes the threshold fails loudly and moves to `failed/`. Load
 to `archive/`; the same bytes landing again are a no-op.
 
 One mapped task per new file. When rows were added, the asset `fnd://posts` is updated, which
-schedules `fnd_score`.
+schedules `fnd_score`, and each loaded batch is compared with the champion's training data
+(`fnd.drift_summary`; a flagged batch alerts).
 
 **Params**: `path` (a folder or one file; empty = the landing zone), `fail_share`
 (quarantined share above which a file fails; empty = `FND_QUARANTINE_FAIL_SHARE`).

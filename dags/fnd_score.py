@@ -6,7 +6,9 @@ champion, and on a backstop schedule (`FND_SCORE_SCHEDULE`). It selects the post
 has not scored yet (an indexed anti-join), splits them into shards scored by mapped tasks
 (several workers at once), and writes `fnd.predictions` in bulk and idempotently: a shard that
 dies midway is simply run again. Posts whose image cannot be read land in `fnd.scoring_errors`.
-Updates the asset `fnd://predictions`.
+Updates the asset `fnd://predictions`. Then the run's posts are compared with the champion's
+training data (`fnd.drift_summary`); a flagged run alerts and updates the asset `fnd://drift`
+(which starts `fnd_retrain` when `FND_DRIFT_TRIGGERS_RETRAIN` is set).
 
 **Params**: `rescore_all` (score every post again), `model_version` (empty = the champion),
 `shards` (empty = `FND_SCORE_SHARDS`).
