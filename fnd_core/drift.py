@@ -209,7 +209,7 @@ def _unseen_image_share(engine: Engine, kind: str, subject: str, as_of: str | No
         return conn.execute(sa.text(
             f"select avg(case when exists (select 1 from fnd.posts t where t.label is not null "
             "and (cast(:as_of as timestamptz) is null or t.ingested_at <= :as_of) "
-            "and t.image_sha256 = p.image_sha256 and t.post_id <> p.post_id) then 0 else 1 end)"
+            "and t.image_sha256 = p.image_sha256) then 0 else 1 end)"
             f"::float from fnd.posts p where {_SUBJECT[kind]}"
         ), {"as_of": as_of, "subject": str(subject)}).scalar_one()  # fmt: skip
 

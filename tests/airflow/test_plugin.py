@@ -339,6 +339,7 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     [report] = data["drift"]
     assert (report["kind"], report["subject"]) == ("batch", str(built["good"]["batch_id"]))
     assert report["n_posts"] == 100 and report["train_fake_share"] is not None
+    assert report["unseen_image_share"] == 0.0  # these posts were training posts themselves
     flagged = data["flagged"]["items"]
     assert flagged and all(p["p_fake"] >= p["threshold"] for p in flagged)
     assert str(escape(flagged[0]["text"])) in html
