@@ -203,7 +203,12 @@ def ingest_file(
         BatchRejectedError: the file cannot be read as a whole, or too many rows are bad.
         FileChangedError: the file changed while it was read; nothing was written.
     """
-    from fnd_core.landing.readers import UnreadableFileError, read_landing_file, refusal
+    from fnd_core.landing.readers import (
+        UnreadableFileError,
+        content_sha256,
+        read_landing_file,
+        refusal,
+    )
 
     started = time.perf_counter()
     endpoint = settings.gcs_endpoint
@@ -213,7 +218,7 @@ def ingest_file(
             return _refuse_unreadable(engine, uri, None, refused, run_id, endpoint, started)
         landing = read_landing_file(uri, gcs_endpoint=endpoint)
     except UnreadableFileError as exc:
-        sha = _content_sha256(uri, endpoint)
+        sha = content_sha256(uri, gcs_endpoint=endpoint)
         return _refuse_unreadable(engine, uri, sha, exc.reason, run_id, endpoint, started)
     except FileNotFoundError:
         resumed = _resume(engine, uri, run_id, None, endpoint, started)
@@ -662,12 +667,6 @@ def _move_aside(
     if reason:
         storage.write_bytes(target + ".reason.txt", (reason + "\n").encode(), gcs_endpoint=endpoint)
     return moved
-
-
-def _content_sha256(uri: str, endpoint: str | None) -> str:
-    from fnd_core.landing.readers import content_sha256
-
-    return content_sha256(uri, gcs_endpoint=endpoint)
 
 
 def _storable(value: str | None) -> str | None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from fnd_core import retrain
@@ -21,3 +25,27 @@ def promote_tiny(engine, settings: Settings, *, epochs: int = 3, forced_by: str 
     outcome = retrain.run(engine, settings, forced_by=forced_by, preset="tiny", epochs=epochs)
     assert outcome["decision"] == "promote", outcome
     return outcome["version"]
+
+
+@contextlib.contextmanager
+def recording_server(body: bytes) -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on 127.0.0.1 answering ``body`` to every GET: (its port, the paths asked
+    for). A test of fnd's refusals asserts that the list stays empty."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port, hits
+    finally:
+        server.shutdown()

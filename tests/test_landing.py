@@ -5,6 +5,7 @@ Every fixture (data files, images, crafted headers) is generated in code into ``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -22,6 +23,7 @@ from fnd_core.landing import images, readers, rows, storage
 from fnd_core.landing.images import ImageRejected, ImageStore
 from fnd_core.landing.readers import RawRow, UnreadableFileError
 from fnd_core.landing.rows import AcceptedPost, InvalidField, RejectedRow
+from tests.helpers import recording_server
 
 MAX_PIXELS = 40_000_000
 
@@ -574,9 +576,7 @@ def test_relative_store_root_becomes_absolute(tmp_path, monkeypatch):
 
 def test_hostile_image_references_are_refused_unopened(landing, store, tmp_path):
     """Every way out of the landing folder is refused with a rule, without reading a byte."""
-    import http.server
     import resource
-    import threading
 
     outside = tmp_path / "outside.jpg"  # a valid picture next to (not inside) the landing folder
     outside.write_bytes(noisy_jpeg(seed=9))
@@ -584,18 +584,9 @@ def test_hostile_image_references_are_refused_unopened(landing, store, tmp_path)
     (landing / "images" / "link_passwd.jpg").symlink_to("/etc/passwd")
     (landing / "images" / "link_ok.jpg").symlink_to(landing / "images" / "ok2.jpg")  # stays in
     os.mkfifo(landing / "images" / "fifo.jpg")
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(noisy_jpeg(seed=3))
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/x.jpg"
+    server = contextlib.ExitStack()
+    port, hits = server.enter_context(recording_server(noisy_jpeg(seed=3)))
+    url = f"http://127.0.0.1:{port}/x.jpg"
     hostile = {
         "dev_zero": ("/dev/zero", "image_outside_zone"),
         "passwd": ("/etc/passwd", "image_outside_zone"),
@@ -621,7 +612,7 @@ def test_hostile_image_references_are_refused_unopened(landing, store, tmp_path)
     try:
         result = check_all(write_jsonl(landing / "hostile.jsonl", records), store)
     finally:
-        server.shutdown()
+        server.close()
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert [a.post_id for a in result.accepted] == ["good0", "good1"]
     assert {r.post_id: r.rule for r in result.rejected} == {

@@ -9,12 +9,10 @@ real DNS resolution, a real socket, no traffic leaving the machine.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 
 from fnd_core.landing.images import ImageRejected
 from fnd_core.landing.remote import allowed_hosts, fetch
+from tests.helpers import recording_server
 from tests.test_landing import noisy_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,22 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def local_server():
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(noisy_jpeg(seed=3))
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port, hits
-    server.shutdown()
+    with recording_server(noisy_jpeg(seed=3)) as served:
+        yield served
 
 
 @pytest.mark.parametrize(
