@@ -333,6 +333,20 @@ BIG_TEXT = "x" * 1_000_000
         (post(label=2), "label_invalid", "2 is not one of"),
         (post(label=True), "label_invalid", "True"),
         (post(extra_field="nul\x00inside"), "extra_invalid", "'extra_field'"),
+        (
+            b'{"id": "d1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "parse_error",
+            "nested too deeply",
+        ),
+        (
+            post(
+                extra_field=[
+                    [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+                ]
+            ),
+            "extra_invalid",
+            "more than 32 deep",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
@@ -638,6 +652,22 @@ def test_oversized_image_files_are_refused_before_reading(landing, store):
     )
     assert only(result).rule == "image_too_big"
     assert "FND_MAX_IMAGE_BYTES" in only(result).reason
+
+
+def test_an_unforeseen_error_checking_a_row_quarantines_that_row_only(landing, store, monkeypatch):
+    real = rows.parse_label
+
+    def trips_on_b(value):
+        if value == "trip":
+            raise RecursionError("what no rule foresaw")
+        return real(value)
+
+    monkeypatch.setattr(rows, "parse_label", trips_on_b)
+    records = [post(id="a", label=1), post(id="b", label="trip"), post(id="c", label=0)]
+    result = check_all(write_jsonl(landing / "odd.jsonl", records), store)
+    assert [a.post_id for a in result.accepted] == ["a", "c"]
+    [bad] = result.rejected
+    assert (bad.post_id, bad.rule) == ("b", "row_unreadable") and "RecursionError" in bad.reason
 
 
 def test_an_unexpected_image_error_quarantines_the_row_only(landing, store, monkeypatch):

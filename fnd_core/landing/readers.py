@@ -397,6 +397,9 @@ def _jsonl_row(number: int, line: bytes) -> RawRow:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         return RawRow(number, raw, None, f"invalid JSON: {exc}", "parse_error")
+    except RecursionError:  # thousands of nested brackets: the parser's stack, not the file's
+        return RawRow(number, raw, None, "invalid JSON: nested too deeply to parse",
+                      "parse_error")  # fmt: skip
     if not isinstance(record, dict):
         kind = type(record).__name__
         return RawRow(number, raw, None, f"expected a JSON object, got {kind}", "parse_error")

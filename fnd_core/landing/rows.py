@@ -218,6 +218,10 @@ def _check_fields(raw: RawRow, ctx: RowContext) -> _Checked | RejectedRow:
         )
     except RuleViolation as exc:  # a field, or an image reference refused before any read
         return RejectedRow(raw.row_number, raw.raw, exc.rule, exc.reason, post_id)
+    except Exception as exc:  # noqa: BLE001 — one row no check foresaw never sinks the file
+        log.warning("row %d: unexpected %s while checking it", raw.row_number, type(exc).__name__)
+        reason = f"the row could not be checked ({type(exc).__name__})"
+        return RejectedRow(raw.row_number, raw.raw, "row_unreadable", reason, post_id)
 
 
 def _finish(
@@ -376,12 +380,20 @@ def parse_label(value: Any) -> int | None:
     )
 
 
+MAX_EXTRA_DEPTH = 32  # lists and objects nested in an extra field, at most
+
+
 def parse_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """Source-specific fields made JSON-safe for ``posts.extra`` (jsonb)."""
     return {str(k): _json_safe(k, v) for k, v in extra.items()}
 
 
-def _json_safe(key: Any, value: Any) -> Any:
+def _json_safe(key: Any, value: Any, depth: int = 0) -> Any:
+    if depth > MAX_EXTRA_DEPTH:
+        raise InvalidField(
+            "extra_invalid",
+            f"field {_show(key)} nests lists or objects more than {MAX_EXTRA_DEPTH} deep",
+        )
     if isinstance(value, str):
         if _UNSTORABLE.search(value) or _UNSTORABLE.search(str(key)):
             raise InvalidField(
@@ -393,9 +405,9 @@ def _json_safe(key: Any, value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _json_safe(k, v) for k, v in value.items()}
+        return {str(k): _json_safe(k, v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(key, v) for v in value]
+        return [_json_safe(key, v, depth + 1) for v in value]
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, bytes):
