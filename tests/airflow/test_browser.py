@@ -76,12 +76,15 @@ def _wait_text(driver, *texts: str, timeout: float = WAIT_S) -> None:
 
 
 def _log_in(driver, live_stack) -> None:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(live_stack.url + "/")
-    username = WebDriverWait(driver, WAIT_S).until(
+    # "/" redirects to the login page in the browser: a look-up made while it navigates is
+    # aborted ("aborted by navigation"); look again until the field is there.
+    username = WebDriverWait(driver, WAIT_S, ignored_exceptions=(WebDriverException,)).until(
         ec.visibility_of_element_located((By.NAME, "username"))
     )
     driver.save_screenshot(str(ARTIFACTS / "01-login.png"))
