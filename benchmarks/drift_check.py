@@ -65,6 +65,11 @@ def _auc(metrics: dict, modality: str) -> str:
     return f"{metrics[modality + '_auc']:.3f} ({metrics[modality + '_auc_bar']:.2f}, {n})"
 
 
+def _kl(metrics: dict) -> str:
+    kl = metrics.get("score_kl")
+    return "–" if kl is None else f"{kl:.2f}"
+
+
 def run(data: Path, posts: list[dict], split) -> list[tuple]:
     sandy = sorted((p for p in posts if p["event"] == TRAIN_EVENT),
                    key=lambda p: (p.get("created_utc") or 0, p["id"]))  # fmt: skip
@@ -99,7 +104,7 @@ def run(data: Path, posts: list[dict], split) -> list[tuple]:
             rows.append((name, f"{len(train):,}", report.n_posts,
                          _auc(m, "image"), _auc(m, "text"),
                          f"{m['predicted_fake_share']:.2f}", f"{m['train_fake_share']:.2f}",
-                         f"{truth:.2f}", f"{m['unseen_image_share']:.2f}",
+                         f"{truth:.2f}", f"{m['unseen_image_share']:.2f}", _kl(m),
                          "**flagged**" if report.flagged else "no"))  # fmt: skip
             print(report.summary(), flush=True)
         engine.dispose()
@@ -116,7 +121,7 @@ def main() -> None:
     print(table(rows, ("landed", "trained on", "posts", "image AUC (bar, pictures)",
                        "text AUC (bar, texts)",
                        "predicted fake", "training fake", "true fake", "unseen pictures",
-                       "drift")))  # fmt: skip
+                       "score KL", "drift")))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -137,9 +137,9 @@ def fnd_score():
         print(report.summary())
         return {**report.to_json(), "report_id": report_id}
 
-    @task(outlets=[DRIFT])
+    @task
     def drift_alert(report: dict) -> str:
-        """Alert and update fnd://drift when the run was flagged; skipped (no event) otherwise."""
+        """Log and notify (FND_ALERT_NOTIFIER) when the run was flagged; skipped otherwise."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         if not report.get("flagged"):
@@ -148,7 +148,27 @@ def fnd_score():
         fnd_alert(get_current_context(), title, report["reasons"])
         return "; ".join(report["reasons"])
 
-    drift_alert(check_drift(publish(score_shard.expand(shard=plan_shards()))))
+    @task(outlets=[DRIFT])
+    def request_retrain(report: dict) -> str:
+        """Update fnd://drift (which starts fnd_retrain when FND_DRIFT_TRIGGERS_RETRAIN is
+        set) for a flagged run — once per champion and per FND_DRIFT_RETRAIN_COOLDOWN_HOURS;
+        skipped (no event) otherwise."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from fnd_core import drift
+
+        if not report.get("flagged"):
+            raise AirflowSkipException("no drift flagged")
+        cooldown = fnd_settings().drift_retrain_cooldown_hours
+        if not drift.request_retrain(fnd_engine(), report["report_id"], cooldown_hours=cooldown):
+            raise AirflowSkipException(
+                f"retraining was already requested for {report['model_version']} "
+                f"or in the last {cooldown:g} h"
+            )
+        return f"retraining requested for drift against {report['model_version']}"
+
+    report = check_drift(publish(score_shard.expand(shard=plan_shards())))
+    [drift_alert(report), request_retrain(report)]
 
 
 fnd_score()

@@ -11,8 +11,10 @@ Three kinds of evidence, each cheap because the frozen encoders' features are ca
   the current ones; its ROC AUC is 0.5 when they cannot be told apart. Also reported: the
   share of current pictures never seen in the snapshot (reposts share pictures; a new event
   brings new ones);
-- **output checks**: the share of undecided scores (within ``UNDECIDED_BAND`` of the threshold)
-  and the score distribution.
+- **output checks**: the GX suite ``model_outputs`` over the champion's verdicts
+  (:mod:`fnd_core.output_checks`): predicted fake share against the training prior, the share
+  of undecided scores (within ``UNDECIDED_BAND`` of the threshold), and the score distribution
+  against the champion's out-of-fold scores. Recorded as a validation run with Data Docs.
 
 :func:`measure` computes a :class:`DriftReport`; :func:`record` stores it in
 ``fnd.drift_reports``. Flags use the thresholds of :class:`DriftPolicy` (settings
@@ -52,11 +54,12 @@ class DriftPolicy:
     auc_threshold: float = 0.6
     prior_tolerance: float = 0.2
     undecided_share: float = 0.35
+    max_score_kl: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftPolicy:
         return cls(settings.drift_auc_threshold, settings.drift_prior_tolerance,
-                   settings.drift_undecided_share)  # fmt: skip
+                   settings.drift_undecided_share, settings.drift_max_score_kl)  # fmt: skip
 
 
 @dataclass
@@ -69,13 +72,15 @@ class DriftReport:
     n_posts: int
     metrics: dict[str, Any] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    validation: dict[str, Any] | None = None  # the model_outputs GX run, stored by record()
 
     @property
     def flagged(self) -> bool:
         return bool(self.reasons)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "flagged": self.flagged}
+        """Small enough for an XCom: the GX run is summed up in ``metrics.outputs_check``."""
+        return {**asdict(self), "validation": None, "flagged": self.flagged}
 
     def summary(self) -> str:
         head = f"drift of {self.kind} {self.subject} against {self.model_version}"
@@ -113,6 +118,8 @@ def measure(
     reference = _reference_posts(engine, as_of, kind, subject)
     report.metrics.update(_outputs(engine, kind, subject, version.version, version.config))
     report.metrics["train_fake_share"] = _train_prior(engine, as_of)
+    if report.metrics["n_scored"]:
+        _check_outputs(engine, settings, report, version, policy)
     report.metrics["unseen_image_share"] = _unseen_image_share(engine, kind, subject, as_of)
     if len(current) >= MIN_POSTS and len(reference) >= MIN_POSTS:
         report.metrics.update(_domain_aucs(version, settings, reference, current))
@@ -130,6 +137,7 @@ def auc_bar(policy: DriftPolicy, n_reference: int, n_current: int) -> float:
 
 
 def _judge(report: DriftReport, policy: DriftPolicy) -> None:
+    """Flag input drift (the output checks add their reasons in :func:`_check_outputs`)."""
     m = report.metrics
     for modality in ("image", "text"):
         auc, n = m.get(f"{modality}_auc"), m.get(f"n_{modality}s_compared")
@@ -142,19 +150,6 @@ def _judge(report: DriftReport, policy: DriftPolicy) -> None:
                 f"{modality} inputs differ from the training snapshot (domain classifier ROC "
                 f"AUC {auc:.3f} > {bar:.3f})"
             )
-    predicted, prior = m.get("predicted_fake_share"), m.get("train_fake_share")
-    shifted = predicted is not None and prior is not None
-    if shifted and abs(predicted - prior) > policy.prior_tolerance:
-        report.reasons.append(
-            f"predicted fake share {predicted:.2f} vs {prior:.2f} in training "
-            f"(tolerance {policy.prior_tolerance})"
-        )
-    undecided = m.get("undecided_share")
-    if undecided is not None and undecided > policy.undecided_share:
-        report.reasons.append(
-            f"{undecided:.0%} of scores within {UNDECIDED_BAND} of the threshold "
-            f"(> {policy.undecided_share:.0%})"
-        )
 
 
 # The posts compared ----------------------------------------------------------------------
@@ -238,6 +233,36 @@ def _outputs(engine: Engine, kind: str, subject: str, version: str, config: dict
     }
 
 
+def _check_outputs(
+    engine: Engine, settings: Settings, report: DriftReport, version, policy: DriftPolicy
+) -> None:
+    """Run the ``model_outputs`` suite on the subject's verdicts; failures become reasons."""
+    from fnd_core import output_checks
+
+    m = report.metrics
+    params = output_checks.parameters(
+        policy, m["train_fake_share"], version.metrics.get("score_histogram")
+    )
+    summary = output_checks.validate(
+        engine, settings, subject_sql=_SUBJECT[report.kind], subject=report.subject,
+        batch_name=f"{report.kind}-{report.subject}", model_version=version.version,
+        threshold=m["threshold"], band=UNDECIDED_BAND, params=params,
+    )  # fmt: skip
+    if summary is None:
+        return
+    report.validation = summary.to_json()
+    report.reasons.extend(output_checks.reasons(summary, band=UNDECIDED_BAND))
+    kl = next((r.observed_value for r in summary.results
+               if r.expectation_type.startswith("expect_column_kl")), None)  # fmt: skip
+    m["score_kl"] = round(float(kl), 4) if isinstance(kl, int | float) else None
+    m["outputs_check"] = {
+        "suite": summary.suite,
+        "success": summary.success,
+        "failed": [f"{r.expectation_type}({r.column or ''})" for r in summary.failed],
+        "data_docs_path": report.validation["data_docs_path"],
+    }
+
+
 # Input drift: a domain classifier on the frozen encoders' features ------------------------
 
 
@@ -311,10 +336,15 @@ def domain_auc(reference: np.ndarray, current: np.ndarray, *, folds: int = 5) ->
 
 
 def record(engine: Engine, report: DriftReport, run_id: str = "cli") -> int:
-    """Store a report in ``fnd.drift_reports``; returns its id."""
+    """Store a report in ``fnd.drift_reports`` (and its GX run in ``fnd.validation_runs``, in
+    the same transaction); returns its id."""
     import json
 
+    from fnd_core.quality import record_validation
+
     with engine.begin() as conn:
+        if report.validation is not None:
+            record_validation(conn, report.validation, run_id=run_id)
         return conn.execute(sa.text(
             "insert into fnd.drift_reports (kind, subject, model_version, n_posts, metrics, "
             "flagged, reasons, run_id) values (:k, :s, :v, :n, cast(:m as jsonb), :f, "
@@ -322,3 +352,18 @@ def record(engine: Engine, report: DriftReport, run_id: str = "cli") -> int:
         ), {"k": report.kind, "s": report.subject, "v": report.model_version,
             "n": report.n_posts, "m": json.dumps(report.metrics), "f": report.flagged,
             "r": json.dumps(report.reasons), "run": run_id}).scalar_one()  # fmt: skip
+
+
+def request_retrain(engine: Engine, report_id: int, *, cooldown_hours: float = 24) -> bool:
+    """Mark a flagged report as the one that asks for retraining; False when another report
+    already asked for the same model version, or any did in the last ``cooldown_hours``.
+
+    Retraining on the same labelled posts cannot fix drift in unlabelled ones: once per
+    champion, and at most once per cooldown, so retrain -> rescore -> drift cannot loop."""
+    with engine.begin() as conn:
+        return bool(conn.execute(sa.text(
+            "update fnd.drift_reports r set retrain_requested = true where report_id = :id "
+            "and flagged and not exists (select 1 from fnd.drift_reports o "
+            "where o.retrain_requested and (o.model_version = r.model_version "
+            "or o.computed_at > now() - make_interval(secs => :cooldown))) returning 1"
+        ), {"id": report_id, "cooldown": cooldown_hours * 3600}).first())  # fmt: skip

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from fnd_core.landing import storage
 from fnd_core.pgcopy import copy_into, create_stage, insert_from_stage
+from fnd_core.quality import record_validation
 from fnd_core.resources import EXPECTATIONS_DIR
 from fnd_core.settings import Settings
 from fnd_core.splits import split_for
@@ -292,7 +293,8 @@ def _load(
             conn, "fnd.posts", stage, POST_COLUMNS, conflict="(post_id) do nothing"
         )
         out.n_labels_updated = _update_labels(conn, stage, out.batch_id)
-    _insert_validation(conn, out.batch_id, out.validation, run_id)
+    validation = {**out.validation, "results": _storable_json(out.validation["results"])}
+    record_validation(conn, validation, run_id=run_id, batch_id=out.batch_id)
     conn.execute(
         sa.text(
             "update fnd.ingest_batches set status = :s, error = :e, n_received = :r, "
@@ -561,33 +563,6 @@ def _insert_quarantine(conn: Connection, batch_id: int, rejected: list[RejectedR
     ]
     if rows:
         copy_into(conn, "fnd.quarantine", QUARANTINE_COLUMNS, rows)
-
-
-def _insert_validation(
-    conn: Connection, batch_id: int, validation: dict[str, Any], run_id: str
-) -> None:
-    import json
-
-    conn.execute(
-        sa.text(
-            "insert into fnd.validation_runs (suite, batch_id, batch_name, success, "
-            "n_evaluated_rows, statistics, results, data_docs_uri, gx_version, run_id) values "
-            "(:suite, :batch, :name, :ok, :n, cast(:stats as jsonb), cast(:results as jsonb), "
-            ":docs, :gx, :run)"
-        ),
-        {
-            "suite": validation["suite"],
-            "batch": batch_id,
-            "name": validation["batch_name"],
-            "ok": validation["success"],
-            "n": validation["evaluated_rows"],
-            "stats": json.dumps(validation["statistics"]),
-            "results": json.dumps(_storable_json(validation["results"])),
-            "docs": validation["data_docs_path"],
-            "gx": validation["gx_version"],
-            "run": run_id,
-        },
-    )
 
 
 def _resume(

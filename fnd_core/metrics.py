@@ -112,3 +112,17 @@ def classification_report(y_true: ArrayLike, p_fake: ArrayLike, threshold: float
         "confusion_matrix": confusion(y, y_pred),
         "recall_per_class": per_class_recall(y, y_pred),
     }
+
+
+SCORE_BINS = 10  # equal-width p_fake bins of the reference score histogram
+
+
+def score_histogram(p_fake: ArrayLike, *, bins: int = SCORE_BINS) -> dict[str, list[float]]:
+    """The share of scores in equal-width bins of [0, 1], as a GX ``partition_object``.
+
+    Laplace-smoothed (half a post added to every bin): a bin the reference never reached must
+    not make any later score in it an infinite divergence, only an unlikely one.
+    """
+    counts, edges = np.histogram(np.clip(np.asarray(p_fake, dtype=float), 0, 1), bins, (0, 1))
+    weights = (counts + 0.5) / (counts.sum() + 0.5 * bins)
+    return {"bins": [round(float(e), 6) for e in edges], "weights": weights.tolist()}

@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlparse
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.engine import Connection
 
     from fnd_core.settings import Settings
 
@@ -286,6 +287,35 @@ def validate_frame(
     )
 
 
+def record_validation(
+    conn: Connection, validation: Mapping[str, Any], *, run_id: str, batch_id: int | None = None
+) -> None:
+    """Store a :meth:`ValidationSummary.to_json` in ``fnd.validation_runs`` (the Data quality
+    page and ``fnd.daily_summary`` read it); ``batch_id`` when an ingest batch was checked."""
+    import sqlalchemy as sa
+
+    conn.execute(
+        sa.text(
+            "insert into fnd.validation_runs (suite, batch_id, batch_name, success, "
+            "n_evaluated_rows, statistics, results, data_docs_uri, gx_version, run_id) values "
+            "(:suite, :batch, :name, :ok, :n, cast(:stats as jsonb), cast(:results as jsonb), "
+            ":docs, :gx, :run)"
+        ),
+        {
+            "suite": validation["suite"],
+            "batch": batch_id,
+            "name": validation["batch_name"],
+            "ok": validation["success"],
+            "n": validation["evaluated_rows"],
+            "stats": json.dumps(validation["statistics"]),
+            "results": json.dumps(validation["results"]),
+            "docs": validation["data_docs_path"],
+            "gx": validation["gx_version"],
+            "run": run_id,
+        },
+    )
+
+
 def _make_context(data_docs_dir: Path | None) -> Any:
     """An in-memory GX context; with docs, results and the site are file-backed."""
     import great_expectations as gx
@@ -365,13 +395,35 @@ def _build_docs(
     resources = [result_id]
     if not suite_page.is_file() or suite_page.stat().st_mtime < suite_file.stat().st_mtime:
         resources.append(suite_id)
-    with open(gx_dir / "docs.lock", "w") as lock:
+    render_log = logging.getLogger("great_expectations.render.renderer.content_block.content_block")
+    with open(gx_dir / "docs.lock", "w") as lock, _without(render_log, _unresolved_partition):
         # The index build deletes pages whose result it did not list: without the lock a
         # concurrent run could lose its page between the two listings.
         fcntl.flock(lock, fcntl.LOCK_EX)
         _prune_results(context.validation_results_store, keep_runs)
         context.build_data_docs(site_names=[_SITE_NAME], resource_identifiers=resources)
     return _page_path(context, result_id)
+
+
+def _unresolved_partition(record: logging.LogRecord) -> bool:
+    """GX 1.x's suite page draws a KL expectation's partition as given in the suite, and a
+    ``$PARAMETER`` there (``model_outputs``: each champion has its own) makes it log a
+    traceback and leave the chart out; the validation pages, with the value resolved, draw it."""
+    return "_get_kl_divergence_chart" in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without(log: logging.Logger, matches: Any) -> Iterator[None]:
+    """Drop the records of ``log`` for which ``matches`` is true, for the duration."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not matches(record)
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
 
 
 def _prune_results(store: Any, keep: int) -> None:

@@ -100,11 +100,10 @@ def validate_snapshot(
     engine: Engine, settings: Settings, snap: dict[str, Any], *, run_id: str = "cli"
 ) -> dict[str, Any]:
     """Run the ``training_set`` suite on the snapshot; record it; raise if it fails."""
-    import json
 
     import pandas as pd
 
-    from fnd_core.quality import validate_frame
+    from fnd_core.quality import record_validation, validate_frame
 
     examples = load_examples(
         engine, as_of=datetime.fromisoformat(snap["as_of"]), max_posts=snap.get("max_posts")
@@ -128,23 +127,7 @@ def validate_snapshot(
         parameters={"min_groups": settings.cv_folds},
     ).to_json()
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "insert into fnd.validation_runs (suite, batch_name, success, n_evaluated_rows, "
-                "statistics, results, data_docs_uri, gx_version, run_id) values ('training_set', "
-                ":name, :ok, :n, cast(:stats as jsonb), cast(:results as jsonb), :docs, :gx, :run)"
-            ),
-            {
-                "name": name,
-                "ok": summary["success"],
-                "n": summary["evaluated_rows"],
-                "stats": json.dumps(summary["statistics"]),
-                "results": json.dumps(summary["results"]),
-                "docs": summary["data_docs_path"],
-                "gx": summary["gx_version"],
-                "run": run_id,
-            },
-        )
+        record_validation(conn, summary, run_id=run_id)
     if not summary["success"]:
         failed = [
             f"{r['expectation_type']}({r['column'] or ''}) observed {r['observed_value']}"
@@ -199,6 +182,7 @@ def train_candidate(
 
     from fnd_core import evaluation
     from fnd_core.features import encode_examples
+    from fnd_core.metrics import score_histogram
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
@@ -256,6 +240,8 @@ def train_candidate(
         "baselines": {k: _without_report(v) for k, v in baselines.items()},
         "champion_recipe": champion,
         "leak": leak_report(groups, plan.repeats[0]) | {"split_policy": "grouped_stratified_kfold"},
+        # How the recipe scores posts it did not train on: the reference of the drift checks.
+        "score_histogram": score_histogram(oof[0]),
     }
     return _save_and_register(
         engine, settings, snap, result, config, version,

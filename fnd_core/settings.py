@@ -155,10 +155,21 @@ class Settings:
         0.35,
         "Drift: flag when more scores than this share sit near the threshold",
     )
+    drift_max_score_kl: float = _setting(
+        "FND_DRIFT_MAX_SCORE_KL",
+        0.5,
+        "Drift: flag when the scores' KL divergence from the champion's out-of-fold scores "
+        "(ten bins) passes this",
+    )
     drift_triggers_retrain: bool = _setting(
         "FND_DRIFT_TRIGGERS_RETRAIN",
         False,
         "Whether a flagged drift report (asset fnd://drift) starts fnd_retrain",
+    )
+    drift_retrain_cooldown_hours: float = _setting(
+        "FND_DRIFT_RETRAIN_COOLDOWN_HOURS",
+        24.0,
+        "Drift asks for retraining once per champion and at most once in this many hours",
     )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageOps
 
-from fnd_core import drift, retrain, scoring
+from fnd_core import drift, registry, retrain, scoring
 from fnd_core.demo import generate_batch
 from fnd_core.ingest import ingest_file
 from tests.helpers import ingest_demo
@@ -63,8 +63,8 @@ def land_and_score(engine, settings, batch_file: Path, run_id: str) -> drift.Dri
     scoring.score_shard(engine, settings, model_version=version, run_id=run_id)
     measured = drift.measure(engine, settings, kind="scoring_run", subject=run_id)
     assert measured is not None and measured.n_posts == report.n_accepted
-    print(measured.summary(), {k: measured.metrics.get(k) for k in (
-        "image_auc", "text_auc", "predicted_fake_share", "train_fake_share")})  # fmt: skip
+    shown = ("image_auc", "text_auc", "predicted_fake_share", "train_fake_share", "score_kl")
+    print(measured.summary(), {k: measured.metrics.get(k) for k in shown})
     drift.record(engine, measured, run_id)
     return measured
 
@@ -82,6 +82,8 @@ def test_stable_batches_raise_no_alarm(trained):
     aucs = [r.metrics["image_auc"] for r in reports] + [r.metrics["text_auc"] for r in reports]
     print(f"domain AUCs on stable batches: max {max(aucs):.3f}, mean {np.mean(aucs):.3f}, "
           f"bar {reports[0].metrics['image_auc_bar']}")  # fmt: skip
+    kls = [r.metrics["score_kl"] for r in reports]
+    print(f"score KL divergence on stable batches: max {max(kls):.3f}, mean {np.mean(kls):.3f}")
     assert len(flagged) <= 1, flagged  # at most 5 %
     with engine.connect() as conn:
         stored = conn.execute(sa.text(
@@ -89,6 +91,7 @@ def test_stable_batches_raise_no_alarm(trained):
             "where subject like 'stable-%'"
         )).one()  # fmt: skip
     assert tuple(stored) == (20, len(flagged))
+    assert all(r.metrics["outputs_check"]["suite"] == "model_outputs" for r in reports)
 
 
 def _rewrite(batch_file: Path, change) -> Path:
@@ -102,6 +105,18 @@ def test_a_shifted_fake_share_is_flagged(trained):
     batch = generate_batch(Path(settings.landing), 80, seed=200, fake_share=0.95)
     report = land_and_score(engine, settings, batch.data_file, "shift-prior")
     assert report.flagged and any("fake share" in r for r in report.reasons), report.to_json()
+    # The output checks are the GX suite model_outputs, recorded like any validation.
+    assert report.metrics["outputs_check"]["success"] is False
+    assert "expect_column_mean_to_be_between(is_fake)" in report.metrics["outputs_check"]["failed"]
+    with engine.connect() as conn:
+        docs, success = conn.execute(sa.text(
+            "select data_docs_uri, success from fnd.validation_runs "
+            "where suite = 'model_outputs' and run_id = 'shift-prior'"
+        )).one()  # fmt: skip
+        passed = conn.execute(sa.text(
+            "select outputs_check_passed from fnd.drift_summary where subject = 'shift-prior'"
+        )).scalar_one()  # fmt: skip
+    assert success is False and passed is False and Path(docs).is_file()
 
 
 def test_a_different_caption_style_is_flagged(trained):
@@ -127,3 +142,43 @@ def test_a_different_picture_style_is_flagged(trained):
     report = land_and_score(engine, settings, batch.data_file, "shift-image")
     assert report.flagged and any(r.startswith("image inputs") for r in report.reasons), (
         report.to_json())  # fmt: skip
+
+
+def test_retraining_is_requested_once_per_champion(trained):
+    """Flagged runs of one champion ask for retraining once: retraining on the same labelled
+    posts cannot fix drift in unlabelled ones, and must not loop retrain -> rescore -> drift."""
+    engine, settings = trained
+    batch = generate_batch(Path(settings.landing), 60, seed=203, fake_share=0.95)
+    report = land_and_score(engine, settings, batch.data_file, "shift-prior-2")
+    quiet = land_and_score(
+        engine, settings, generate_batch(Path(settings.landing), 60, seed=204).data_file, "calm"
+    )
+    first, second = (drift.record(engine, report, f"run-{i}") for i in range(2))
+    calm = drift.record(engine, quiet, "run-calm")
+    assert report.flagged and not quiet.flagged
+    with engine.begin() as conn:  # earlier tests' flagged reports asked for nothing
+        conn.execute(sa.text("update fnd.drift_reports set retrain_requested = false"))
+    assert drift.request_retrain(engine, calm, cooldown_hours=0) is False  # not flagged
+    assert drift.request_retrain(engine, first, cooldown_hours=0) is True
+    assert drift.request_retrain(engine, second, cooldown_hours=0) is False  # same champion
+    # Another model's flagged report, an hour after the request: the cooldown decides.
+    registry.register_candidate(
+        engine,
+        version="m-other",
+        preset="offline",
+        config={},
+        metrics={},
+        artifact_uri="unused",
+        artifact_sha256="0" * 64,
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("update fnd.drift_reports set model_version = 'm-other' "
+                             "where report_id = :id"), {"id": second})  # fmt: skip
+        conn.execute(sa.text("update fnd.drift_reports set computed_at = now() - interval '1 h' "
+                             "where report_id = :id"), {"id": first})  # fmt: skip
+    assert drift.request_retrain(engine, second, cooldown_hours=2) is False  # within 2 h
+    assert drift.request_retrain(engine, second, cooldown_hours=0.5) is True  # after 30 min
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(
+            "select count(*) from fnd.drift_summary where retrain_requested"
+        )).scalar_one() == 2  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 URL_PREFIX = "/fnd"
+ASSETS_PREFIX = "/fnd-assets"  # public: the libraries and images Data Docs pages load
 
 # hrefs are relative (no leading slash): the UI resolves them against Airflow's base URL, so
 # the pages also work when Airflow is served under a sub-path. On a DAG run, the UI fills in
@@ -56,5 +57,17 @@ def lazy_app() -> Any:
         from fnd_plugin.app import create_app
 
         return create_app()
+
+    return LazyApp(build)
+
+
+def lazy_assets_app() -> Any:
+    """The public ASGI app of Data Docs assets (``docs_offline.create_assets_app``)."""
+    from fnd_plugin.asgi import LazyApp
+
+    def build() -> Any:
+        from fnd_plugin.docs_offline import create_assets_app
+
+        return create_assets_app()
 
     return LazyApp(build)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from fnd_core import monitoring
-from fnd_plugin import files
+from fnd_plugin import ASSETS_PREFIX, URL_PREFIX, docs_offline, files
 from fnd_plugin.backend import Backend
-from fnd_plugin.web import backend, link, render
+from fnd_plugin.web import backend, base_path, link, render
 
 router = APIRouter()
 
@@ -18,12 +18,15 @@ BackendDep = Annotated[Backend, Depends(backend)]
 Limit = Annotated[int, Query(ge=1, le=monitoring.MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0)]
 
-# GX's pages pull their styling and scripts from CDNs; the browser is told to load nothing
-# from elsewhere, so they render plain (their tables are all there) and leak nothing.
+# GX's pages load their styling and scripts from the plugin (docs_offline), nothing from
+# elsewhere. They need inline scripts (tables, charts), so they run sandboxed: an origin of
+# their own (no Airflow cookie, no same-origin API call), no network requests, no forms.
 DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'none'; form-action 'none'; "
+    "base-uri 'none'; frame-ancestors 'self'; sandbox allow-scripts allow-popups"
 )
+DOCS_HEADERS = {"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"}
 
 
 def _validations(
@@ -116,18 +119,21 @@ def batch_page(
     )
 
 
-@router.get("/data-docs/{path:path}")
-def data_docs(backend: BackendDep, path: str) -> FileResponse:
-    """A file of the GX Data Docs site (pages, their images), from FND_DATA_DOCS_DIR only."""
+@router.get("/data-docs/{path:path}", response_model=None)
+def data_docs(request: Request, backend: BackendDep, path: str) -> FileResponse | HTMLResponse:
+    """A file of the GX Data Docs site (pages, their images), from FND_DATA_DOCS_DIR only;
+    pages load their CDN assets from the plugin instead."""
     try:
         target = files.data_docs_file(backend.settings.data_docs, path)
     except files.NotServable as exc:
         raise HTTPException(404, str(exc)) from exc
-    return FileResponse(
-        target,
-        media_type=files.media_type(target),
-        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+    if target.suffix != ".html":
+        return FileResponse(target, media_type=files.media_type(target), headers=DOCS_HEADERS)
+    assets_url = base_path(request).removesuffix(URL_PREFIX) + ASSETS_PREFIX
+    page = docs_offline.offline_page(
+        target.read_text(encoding="utf-8", errors="replace"), assets_url=assets_url
     )
+    return HTMLResponse(page, headers=DOCS_HEADERS)
 
 
 @router.get("/api/validations")

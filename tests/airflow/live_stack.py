@@ -141,13 +141,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests on the live stack last: it then starts late and stops with the session.
 
     The browser test goes after the flow test, so it has a retraining run to look at; the
-    Celery stack's tests go before them all, so two stacks never share the 2 cores.
+    modules with a stack of their own (Celery, drift) go before them all, one after the
+    other, so two stacks never share the 2 cores.
     """
+    own_stacks = ("celery_stack", "drift_stack")
     live = [item for item in items if "live_stack" in getattr(item, "fixturenames", ())]
-    celery = [item for item in items if "celery_stack" in getattr(item, "fixturenames", ())]
+    own = [item for item in items
+           if set(own_stacks) & set(getattr(item, "fixturenames", ()))]  # fmt: skip
     live.sort(key=lambda item: "test_browser" in item.nodeid)
-    # The Celery stack's module runs (and stops it) before the session's stack starts.
-    items[:] = [item for item in items if item not in live + celery] + celery + live
+    # Each own-stack module runs (and stops its stack) before the session's stack starts.
+    items[:] = [item for item in items if item not in live + own] + own + live
 
 
 def wait_idle(client: AirflowClient, dag_ids=DAG_IDS, timeout_s: float = 300) -> None:

@@ -52,6 +52,7 @@ def browser():
         "--no-first-run", f"--user-data-dir={profile}", "--window-size=1440,1000",
     ):  # fmt: skip
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console: CSP reports
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(WAIT_S)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -134,3 +135,29 @@ def test_plugin_pages_render_for_a_logged_in_user(browser, live_stack, path, tex
     browser.get(live_stack.url + path)
     _wait_text(browser, *texts)
     browser.save_screenshot(str(ARTIFACTS / shot))
+
+
+def test_data_docs_render_styled_with_no_internet(browser, live_stack):
+    """A GX Data Docs page, sandboxed, styled by the plugin's copies of the CDN assets."""
+    import json
+
+    if browser.get_cookie("_token") is None:
+        _log_in(browser, live_stack)
+    browser.get(live_stack.url + "/fnd/api/validations?limit=1")
+    [run] = json.loads(browser.find_element("tag name", "body").text)["items"]
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(live_stack.url + run["data_docs_url"])
+    _wait_text(browser, "Overview")
+    loaded = browser.execute_script(
+        "return {jquery: typeof window.jQuery, table: typeof (window.jQuery || {}).fn, "
+        "vega: typeof window.vegaEmbed, origin: window.origin, "
+        "navbar: getComputedStyle(document.querySelector('nav.navbar')).position, "
+        "external: [...document.querySelectorAll('script[src], link[href]')]"
+        ".map(e => e.src || e.href).filter(u => !u.startsWith(location.origin))}"
+    )
+    browser.save_screenshot(str(ARTIFACTS / "08-data-docs.png"))
+    problems = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert problems == [], (problems, loaded)
+    assert loaded["jquery"] == "function" and loaded["vega"] == "function", loaded
+    assert loaded["navbar"] == "sticky", loaded  # Bootstrap's sticky-top: the CSS is there
+    assert loaded["external"] == [] and loaded["origin"] == "null", loaded  # sandboxed

@@ -69,16 +69,18 @@ def test_dag_policy(dagbag):
 @pytest.mark.parametrize("enabled", [False, True])
 def test_retraining_runs_on_flagged_drift_only_when_enabled(airflow_db, monkeypatch, enabled):
     """With FND_DRIFT_TRIGGERS_RETRAIN, fnd_retrain also runs on the fnd://drift asset, which
-    fnd_score's drift_alert task updates only when a run is flagged."""
+    fnd_score's request_retrain task updates only when a run is flagged (drift_alert only
+    notifies)."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("FND_DRIFT_TRIGGERS_RETRAIN", str(enabled).lower())
     bag = DagBag(dag_folder=str(DAGS_DIR / "fnd_retrain.py"))
     retrain = bag.dags["fnd_retrain"]
     assert ("fnd://drift" in str(getattr(retrain.timetable, "asset_condition", ""))) is enabled
-    assert [a.uri.rstrip("/") for a in bag_outlets(DAGS_DIR, "fnd_score", "drift_alert")] == [
+    assert [a.uri.rstrip("/") for a in bag_outlets(DAGS_DIR, "fnd_score", "request_retrain")] == [
         "fnd://drift"
     ]
+    assert bag_outlets(DAGS_DIR, "fnd_score", "drift_alert") == []
 
 
 def bag_outlets(folder, dag_id: str, task_id: str) -> list:

@@ -94,6 +94,12 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     states = task_states(score)
     assert states["check_drift"] == "success"
     assert states["drift_alert"] == ("success" if flagged else "skipped"), (states, reasons)
+    assert states["request_retrain"] == ("success" if flagged else "skipped"), (states, reasons)
+    with clean_db.connect() as conn:
+        requested = conn.execute(sa.text(
+            "select count(*) from fnd.drift_reports where retrain_requested"
+        )).scalar_one()  # fmt: skip
+    assert requested == (1 if flagged else 0)
 
     again = load_dag("fnd_score").test()
     assert again.state == "success"

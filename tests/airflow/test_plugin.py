@@ -290,7 +290,8 @@ def test_data_docs_are_served_from_their_folder_only(client, auth, built, fnd_ho
     ).json()["items"]
     page = client.get(run["data_docs_url"], headers=auth)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "default-src 'self'" in page.headers["content-security-policy"]
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "sandbox allow-scripts" in csp
     (fnd_home / "secret.txt").write_text("not for the web")
     for attempt in (
         "../secret.txt",
@@ -300,6 +301,64 @@ def test_data_docs_are_served_from_their_folder_only(client, auth, built, fnd_ho
     ):
         response = client.get(f"/fnd/data-docs/{attempt}", headers=auth)
         assert response.status_code == 404 and "not for the web" not in response.text
+
+
+@pytest.mark.slow
+def test_data_docs_pages_load_their_assets_from_the_plugin(client, auth, built):
+    """Every CDN asset GX asks for is rewritten to the plugin's copy, byte-identical to the
+    release the manifest pins; nothing external is left on the page."""
+    import hashlib
+    import re
+
+    from fnd_plugin import docs_offline
+
+    [run] = client.get(
+        "/fnd/api/validations", params={"batch_id": built["good"]["batch_id"]}, headers=auth
+    ).json()["items"]
+    html = client.get(run["data_docs_url"], headers=auth).text
+    loads = re.findall(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="([^"]+)"', html)
+    assert loads and all(u.startswith("/fnd-assets/") for u in loads), loads
+    assert "amazonaws.com" not in html and "/fnd-assets/gx/images/logo-long.png" in html
+    libraries = [u for u in loads if u.startswith("/fnd-assets/lib/")]
+    assert len(libraries) >= 12, libraries
+    pinned = docs_offline.manifest()["files"]
+    for url in libraries:  # public: the sandboxed page's loads carry no Airflow cookie
+        response = client.get(url)
+        relative = url.removeprefix("/fnd-assets/lib/")
+        assert response.status_code == 200, url
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert hashlib.sha256(response.content).hexdigest() == pinned[relative], url
+    assert client.get("/fnd-assets/gx/images/favicon.ico").status_code == 200
+    for attempt in ("lib/manifest.json", "lib/../files.py", "lib/vega-5.33.1/LICENSE",
+                    "lib/nope.js", "gx/images/..%2f..%2fview.py", "gx/images/nope.png",
+                    "data-docs/index.html"):  # fmt: skip
+        assert client.get(f"/fnd-assets/{attempt}").status_code == 404, attempt
+    assert client.get(run["data_docs_url"]).status_code == 401  # the pages themselves: users
+
+
+def test_vendored_assets_are_the_releases_gx_names():
+    """The files on disk match the manifest, and the two GX loads with SRI hashes match them."""
+    import base64
+    import hashlib
+
+    from fnd_plugin import docs_offline
+
+    pinned = docs_offline.manifest()["files"]
+    for relative, sha in pinned.items():
+        assert hashlib.sha256((docs_offline.ASSETS / relative).read_bytes()).hexdigest() == sha
+    for folder in {relative.split("/")[0] for relative in pinned}:
+        assert (docs_offline.ASSETS / folder / "LICENSE").is_file(), folder
+    sri = {  # the integrity attributes in GX's js_script_imports.j2
+        "popper.js-1.12.9/popper.min.js": (
+            "ApNbgh9B+Y1QKtv3Rn7W3mgPxhU9K/ScQsAP7hUibX39j7fakFPskvXusvfa0b4Q"
+        ),
+        "bootstrap-4.3.1/bootstrap.min.js": (
+            "JjSmVgyd0p3pXB1rRibZUAYoIIy6OrQ6VrjIEaFf/nJGzIxFDsf4x0xIM+B07jRM"
+        ),
+    }
+    for relative, expected in sri.items():
+        digest = hashlib.sha384((docs_offline.ASSETS / relative).read_bytes()).digest()
+        assert base64.b64encode(digest).decode() == expected
 
 
 @pytest.mark.slow
