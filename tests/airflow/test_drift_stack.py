@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from fnd_core.airflow_rest import wait_for_new_run, wait_for_run
 from fnd_core.demo import generate_batch
-from tests.airflow.live_stack import wait_idle
 from tests.smtp_sink import SmtpSink
 
 pytest_plugins = ["tests.airflow.live_stack"]
@@ -52,8 +51,9 @@ def drift_stack(create_database, tmp_path_factory):
 
 
 def _champion(stack) -> str:
-    """A champion trained in-process on 300 demo posts, straight into the stack's database."""
-    from fnd_core import retrain
+    """A champion trained in-process on 300 demo posts, straight into the stack's database;
+    its training posts scored, as the rescoring after a promotion does."""
+    from fnd_core import retrain, scoring
     from fnd_core.ingest import ingest_file
     from fnd_core.settings import Settings
 
@@ -63,12 +63,15 @@ def _champion(stack) -> str:
     batch = generate_batch(Path(settings.landing) / "seed", 300, seed=31)
     assert ingest_file(engine, str(batch.data_file), settings, run_id="seed").n_accepted == 300
     outcome = retrain.run(engine, settings, forced_by="tests", preset="offline", epochs=10)
-    engine.dispose()
     assert outcome["decision"] == "promote", outcome
+    scoring.score_shard(engine, settings, model_version=outcome["version"], run_id="seed")
+    engine.dispose()
     return outcome["version"]
 
 
 def test_a_shifted_batch_alerts_by_mail_and_starts_retraining(drift_stack):
+    from tests.airflow.live_stack import wait_idle
+
     stack, sink = drift_stack
     client, engine = stack.client, stack.engine()
     champion = _champion(stack)
