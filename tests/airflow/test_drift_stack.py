@@ -28,7 +28,7 @@ OPS = "ops@example.org"
 
 @pytest.fixture(scope="module")
 def drift_stack(create_database, tmp_path_factory):
-    from tests.airflow.live_stack import running_stack
+    from tests.airflow.live_stack import running_stack, wait_idle
 
     with SmtpSink() as sink:
         smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
