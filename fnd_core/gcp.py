@@ -146,10 +146,3 @@ def gcs_filesystem(endpoint: str | None = None) -> Any:
     if auth.project:
         kwargs["project"] = auth.project
     return gcsfs.GCSFileSystem(**kwargs)
-
-
-def describe() -> str:
-    """One line for logs and `fnd config`: which credentials chain is in effect."""
-    provider = "an Airflow connection" if _state.provider else "application default credentials"
-    where = f" against {_state.endpoint}" if _state.endpoint else ""
-    return f"{provider}{where}"

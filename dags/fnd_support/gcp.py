@@ -74,8 +74,8 @@ def connection_auth(conn_id: str, endpoint: str | None):
     except ImportError:  # pragma: no cover — older task SDKs
         from airflow.exceptions import AirflowNotFoundException
 
-    hook = GCSHook(gcp_conn_id=conn_id)
     try:
+        hook = GCSHook(gcp_conn_id=conn_id)  # reads the connection
         credentials, project = hook.get_credentials_and_project_id()
     except AirflowNotFoundException:
         if conn_id != DEFAULT_CONN_ID:
@@ -86,8 +86,12 @@ def connection_auth(conn_id: str, endpoint: str | None):
         if not endpoint:
             raise
         return gcp.GcpAuth(gcp.ANONYMOUS, None, f"anonymous (connection {conn_id} has no key)")
+    from google.auth.credentials import AnonymousCredentials
+
     who = getattr(credentials, "service_account_email", None) or type(credentials).__name__
-    return gcp.GcpAuth(credentials, project, f"Airflow connection {conn_id} ({who})")
+    if isinstance(credentials, AnonymousCredentials):  # is_anonymous: gcsfs's own spelling
+        credentials = gcp.ANONYMOUS
+    return gcp.GcpAuth(credentials, project or None, f"Airflow connection {conn_id} ({who})")
 
 
 def landing_location(landing: str) -> tuple[str, str] | None:

@@ -234,6 +234,27 @@ def test_retrain_on_vertex_standin_promotes_the_verified_artifact(gcp, clean_db,
     assert registry.get_version(clean_db, version).artifact_sha256 == sha
 
 
+def test_connection_fallbacks(airflow_db, monkeypatch, tmp_path):
+    """No google_cloud_default: ADC (None); a missing connection named on purpose: an error;
+    an anonymous connection: anonymous; a key-less one against an emulator: anonymous."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from fnd_core import gcp
+    from fnd_support.gcp import connection_auth
+
+    monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)
+    assert connection_auth("google_cloud_default", None) is None
+    with pytest.raises(AirflowNotFoundException):
+        connection_auth("fnd_gcp_prod", None)
+    anonymous = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True}}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(anonymous))
+    assert connection_auth("google_cloud_default", None).credentials == gcp.ANONYMOUS
+    keyless = {"conn_type": "google_cloud_platform", "extra": {}}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(keyless))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    assert connection_auth("google_cloud_default", "http://127.0.0.1:9").credentials == "anon"
+
+
 def _runs_of(dag_id: str) -> list:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
