@@ -4,7 +4,9 @@
 1. **snapshot**: the labelled posts ingested up to now (later steps re-read exactly those);
    no labelled posts yet → the run is skipped, not failed;
 2. **validate_snapshot**: Great Expectations suite `training_set` (rows, balance, leak groups);
-3. **train** (queue `FND_TRAIN_QUEUE`, e.g. a GPU worker): posts sharing a picture or a caption
+3. **train** (queue `FND_TRAIN_QUEUE`, e.g. a GPU worker; with `FND_TRAIN_BACKEND=vertex`,
+   **train_on_vertex**: the same training as a Vertex AI CustomJob running `fnd train` in
+   fnd's image, artifact written to the `gs://` model store): posts sharing a picture or a caption
    form leak groups; grouped, stratified k-fold cross-validation estimates the gate metric
    (balanced accuracy by default) for the candidate, a prior and a text baseline, and the
    champion's recipe, all on the same folds; the artifact is then trained on every post;
@@ -37,11 +39,15 @@ from fnd_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
     TRAIN_TIMEOUT,
+    fnd_database_url,
     fnd_engine,
     fnd_settings,
 )
 
 DEFAULT_EPOCHS = 40  # fnd_core.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
+TRAIN_BACKEND = fnd_settings().train_backend
+if TRAIN_BACKEND not in ("local", "vertex"):
+    raise ValueError(f"FND_TRAIN_BACKEND={TRAIN_BACKEND!r}: use local or vertex")
 
 
 def retrain_schedule():
@@ -130,6 +136,23 @@ def fnd_retrain():
             run_id=context["run_id"],
         )
 
+    @task(execution_timeout=TRAIN_TIMEOUT)
+    def train_on_vertex(snap: dict, _validated: dict) -> dict:
+        """Train as a Vertex AI CustomJob (fnd_support.gcp); the candidate it registered."""
+        from fnd_support.gcp import train_on_vertex as run_job
+
+        context = get_current_context()
+        params = context["params"]
+        return run_job(
+            fnd_settings(),
+            fnd_engine(),
+            snap,
+            run_id=context["run_id"],
+            epochs=params["epochs"],
+            preset=params.get("preset"),
+            database_url=fnd_database_url(),
+        )
+
     @task
     def evaluate(candidate: dict) -> dict:
         from fnd_core import retrain
@@ -166,7 +189,8 @@ def fnd_retrain():
     )
 
     snap = snapshot()
-    candidate = train(snap, validate_snapshot(snap))
+    trainer = train_on_vertex if TRAIN_BACKEND == "vertex" else train
+    candidate = trainer(snap, validate_snapshot(snap))
     evaluation = evaluate(candidate)
     decision = gate(evaluation)
     promoted, rejected = promote(evaluation, decision), reject(evaluation, decision)

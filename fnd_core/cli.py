@@ -6,6 +6,7 @@ start instantly and only ``fnd train`` pays for torch.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -18,7 +19,14 @@ from fnd_core.settings import Settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.ensure_object(dict).setdefault("settings", Settings.from_env())
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        from fnd_core import gcp
+
+        obj["settings"] = Settings.from_env()
+        # gs:// access from the CLI: Application Default Credentials (fnd_core.gcp)
+        gcp.configure(endpoint=obj["settings"].gcs_endpoint)
+    return obj["settings"]
 
 
 def _engine(ctx: click.Context):
@@ -201,6 +209,19 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
     help="Promote even if the gate says no; WHO is recorded for the audit.",
 )
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on shuffled labels.")
+@click.option(
+    "--snapshot",
+    "snapshot_json",
+    default=None,
+    help="Train only the candidate of this snapshot (JSON from fnd_retrain) and register it; "
+    "no gate. What a Vertex AI training job runs.",
+)
+@click.option("--run-id", default=None, help="With --snapshot: the Airflow run it belongs to.")
+@click.option(
+    "--result-uri",
+    default=None,
+    help="With --snapshot: write the candidate's summary (JSON) to this file in the store.",
+)
 @click.pass_context
 def train_cmd(
     ctx: click.Context,
@@ -212,11 +233,25 @@ def train_cmd(
     min_accuracy,
     forced_by,
     shuffle_labels,
+    snapshot_json,
+    run_id,
+    result_uri,
 ) -> None:
     """Snapshot labelled posts, validate, cross-validate + train, gate, promote or reject."""
     import getpass
 
     from fnd_core import retrain
+
+    if snapshot_json is not None:
+        from fnd_core.remote_training import train_snapshot
+
+        candidate = train_snapshot(
+            _engine(ctx), _settings(ctx), snapshot_json, run_id=run_id or "cli",
+            result_uri=result_uri, preset=preset, epochs=epochs or retrain.DEFAULT_EPOCHS,
+            seed=seed, ablation=ablation, fusion=fusion, shuffle_labels=shuffle_labels,
+        )  # fmt: skip
+        click.echo(json.dumps(candidate, sort_keys=True))
+        return
 
     outcome = retrain.run(
         _engine(ctx),

@@ -39,7 +39,19 @@ class Settings:
         "FND_DATA_DOCS_DIR", None, "Where Great Expectations Data Docs HTML is built"
     )
     gcs_endpoint: str | None = _setting(
-        "FND_GCS_ENDPOINT", None, "GCS API endpoint override (e.g. a local emulator)"
+        "FND_GCS_ENDPOINT",
+        None,
+        "GCS API endpoint override (a local emulator); unset: STORAGE_EMULATOR_HOST if set",
+    )
+    gcp_conn_id: str = _setting(
+        "FND_GCP_CONN_ID",
+        "google_cloud_default",
+        "Airflow connection whose credentials every gs:// access and Vertex AI call uses",
+    )
+    landing_poke_seconds: float = _setting(
+        "FND_LANDING_POKE_SECONDS",
+        60.0,
+        "How often fnd_landing_watch's deferrable sensor lists a gs:// landing zone",
     )
     landing_roots: str = _setting(
         "FND_LANDING_ROOTS",
@@ -106,6 +118,50 @@ class Settings:
     retrain_cron: str = _setting("FND_RETRAIN_CRON", "0 2 * * *", "Cron of nightly retraining")
     train_queue: str = _setting(
         "FND_TRAIN_QUEUE", "default", "Airflow queue of the training task (e.g. gpu)"
+    )
+    train_backend: str = _setting(
+        "FND_TRAIN_BACKEND",
+        "local",
+        "Where fnd_retrain trains: local (an Airflow worker) | vertex (a Vertex AI CustomJob)",
+    )
+    vertex_project: str | None = _setting(
+        "FND_VERTEX_PROJECT", None, "Vertex AI project; unset: the GCP connection's project"
+    )
+    vertex_region: str = _setting("FND_VERTEX_REGION", "us-central1", "Vertex AI region")
+    vertex_image: str | None = _setting(
+        "FND_VERTEX_IMAGE", None, "fnd's image in Artifact Registry, run by the Vertex AI job"
+    )
+    vertex_machine_type: str = _setting(
+        "FND_VERTEX_MACHINE_TYPE", "n1-standard-8", "Machine type of the Vertex AI training job"
+    )
+    vertex_accelerator_type: str = _setting(
+        "FND_VERTEX_ACCELERATOR_TYPE",
+        "NVIDIA_TESLA_T4",
+        "Accelerator of the Vertex AI job (e.g. NVIDIA_L4); empty with count 0: CPU only",
+    )
+    vertex_accelerator_count: int = _setting(
+        "FND_VERTEX_ACCELERATOR_COUNT", 1, "Accelerators attached to the Vertex AI job"
+    )
+    vertex_service_account: str | None = _setting(
+        "FND_VERTEX_SERVICE_ACCOUNT", None, "Service account the Vertex AI job runs as"
+    )
+    vertex_database_url: str | None = _setting(
+        "FND_VERTEX_DATABASE_URL",
+        None,
+        "fnd's database as the Vertex AI job reaches it (no password: IAM auth); unset: fnd_db",
+    )
+    vertex_network: str | None = _setting(
+        "FND_VERTEX_NETWORK",
+        None,
+        "VPC the Vertex AI job is peered to (projects/N/global/networks/NAME), to reach the DB",
+    )
+    vertex_endpoint: str | None = _setting(
+        "FND_VERTEX_ENDPOINT",
+        None,
+        "Vertex AI API endpoint override (REST), e.g. the test stand-in; unset: the region's",
+    )
+    vertex_poll_seconds: float = _setting(
+        "FND_VERTEX_POLL_SECONDS", 60.0, "How often the training task asks Vertex AI about its job"
     )
     celery_broker_url: str = _setting(
         "FND_CELERY_BROKER_URL",
@@ -191,6 +247,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f, raw)
+        emulator = environ.get("STORAGE_EMULATOR_HOST")
+        if "gcs_endpoint" not in values and emulator:  # what Google's client libraries honour
+            values["gcs_endpoint"] = emulator if "://" in emulator else f"http://{emulator}"
         return cls(**values)
 
     # Derived locations --------------------------------------------------------------

@@ -75,10 +75,17 @@ PREDICTIONS_ASSET_URI = "fnd://predictions"
 
 
 def fnd_settings():
-    """fnd's settings from the worker's FND_* environment (cheap; no I/O)."""
-    from fnd_core.settings import Settings
+    """fnd's settings from the worker's FND_* environment (cheap; no I/O).
 
-    return Settings.from_env()
+    Also points fnd's ``gs://`` access at the Airflow connection ``FND_GCP_CONN_ID``
+    (fnd_support.gcp; the connection is only read when a task first touches ``gs://``).
+    """
+    from fnd_core.settings import Settings
+    from fnd_support import gcp
+
+    settings = Settings.from_env()
+    gcp.install(settings)
+    return settings
 
 
 def fnd_database_url() -> str:

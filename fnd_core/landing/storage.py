@@ -3,6 +3,9 @@
 Local paths (and ``file://`` URIs) use the OS directly: it is faster than fsspec, and a write
 is atomic (temp file + rename). Any other URI goes through fsspec; ``gs://`` through gcsfs.
 
+``gs://`` filesystems come from :func:`fnd_core.gcp.gcs_filesystem`, with the credentials of the
+Airflow connection inside Airflow and Application Default Credentials elsewhere.
+
 Why gcsfs is built by hand when ``gcs_endpoint`` is set (a local emulator): gcsfs's default
 class (``ExtendedGcsFileSystem``, enabled unless ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false``)
 asks the Storage Control API over gRPC for each bucket's layout before most calls. An emulator
@@ -75,13 +78,14 @@ def filesystem(uri: str, *, gcs_endpoint: str | None = None) -> tuple[Any, str]:
     Args:
         uri: a remote URI, e.g. ``gs://bucket/prefix/file.jsonl``.
         gcs_endpoint: GCS JSON API endpoint override (``http://127.0.0.1:9023``); with it,
-            requests are anonymous and gcsfs's gRPC bucket-layout probe is avoided.
+            gcsfs's gRPC bucket-layout probe is avoided. Default: the process's (see
+            :mod:`fnd_core.gcp`, which also says where the credentials come from).
     """
     protocol, _, path = uri.partition("://")
-    if protocol in ("gs", "gcs") and gcs_endpoint:
-        from gcsfs.core import GCSFileSystem  # the plain class: no gRPC storage-layout probe
+    if protocol in ("gs", "gcs"):
+        from fnd_core import gcp
 
-        return GCSFileSystem(endpoint_url=gcs_endpoint, token="anon", project="fnd"), path
+        return gcp.gcs_filesystem(gcs_endpoint), path
     import fsspec
 
     fs, fs_path = fsspec.core.url_to_fs(uri)

@@ -74,7 +74,15 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def _fs(uri: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+    """``gs://`` goes through fnd's storage helpers (the deployment's GCP credentials and
+    endpoint); other URIs through fsspec with ``storage_options``."""
+    options = dict(storage_options or {})
+    if uri.startswith(("gs://", "gcs://")) and set(options) <= {"endpoint_url"}:
+        from fnd_core.landing import storage
+
+        fs, root = storage.filesystem(uri, gcs_endpoint=options.get("endpoint_url"))
+        return fs, root.rstrip("/")
+    fs, root = fsspec.core.url_to_fs(uri, **options)
     return fs, root.rstrip("/")
 
 

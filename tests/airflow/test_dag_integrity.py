@@ -42,7 +42,7 @@ def test_no_import_errors(dagbag):
 
 
 def test_expected_dags_present(dagbag):
-    assert set(dagbag.dag_ids) == {"fnd_ingest", "fnd_score", "fnd_retrain"}
+    assert set(dagbag.dag_ids) == {"fnd_ingest", "fnd_score", "fnd_retrain", "fnd_landing_watch"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -88,3 +88,20 @@ def bag_outlets(folder, dag_id: str, task_id: str) -> list:
 
     dag = DagBag(dag_folder=str(folder / f"{dag_id}.py")).dags[dag_id]
     return list(dag.get_task(task_id).outlets)
+
+
+@pytest.mark.parametrize("name", ["fnd_landing_watch.py", "fnd_retrain.py"])
+def test_google_cloud_shapes_parse_fast_without_heavy_imports(name, monkeypatch):
+    """With a gs:// landing zone (the GCS sensor is imported) and the Vertex AI backend."""
+    monkeypatch.setenv("FND_LANDING_DIR", "gs://bucket/landing")
+    monkeypatch.setenv("FND_TRAIN_BACKEND", "vertex")
+    test_dag_file_parses_fast_without_heavy_imports(DAGS_DIR / name)
+
+
+def test_unknown_training_backend_is_an_import_error(airflow_db, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("FND_TRAIN_BACKEND", "sagemaker")
+    bag = DagBag(dag_folder=str(DAGS_DIR / "fnd_retrain.py"))
+    [error] = bag.import_errors.values()
+    assert "FND_TRAIN_BACKEND='sagemaker': use local or vertex" in error
