@@ -435,6 +435,7 @@ def _validate(landing: LandingFile, frame, settings: Settings) -> dict[str, Any]
         data_docs_dir=settings.data_docs,
         batch_name=f"{storage.basename(landing.uri)}-{landing.content_sha256[:8]}",
         parameters=posts_parameters(settings),
+        publish_to=settings.data_docs_uri,
     )
     return summary.to_json()
 

@@ -86,6 +86,7 @@ def validate(
         data_docs_dir=settings.data_docs,
         batch_name=batch_name,
         parameters=params,
+        publish_to=settings.data_docs_uri,
     )
 
 

@@ -92,7 +92,7 @@ class ValidationSummary:
     statistics: dict[str, Any]
     results: tuple[ExpectationOutcome, ...]
     parameters: dict[str, Any] = field(default_factory=dict)
-    data_docs_path: Path | None = None
+    data_docs_path: Path | str | None = None  # a local path, or the published URI
     gx_version: str = ""
 
     @property
@@ -210,6 +210,7 @@ def validate_frame(
     batch_name: str,
     parameters: dict[str, Any] | None = None,
     docs_keep_runs: int = DEFAULT_DOCS_KEEP_RUNS,
+    publish_to: str | None = None,
 ) -> ValidationSummary:
     """Validate one DataFrame against a JSON suite; optionally add the run to Data Docs.
 
@@ -223,6 +224,8 @@ def validate_frame(
         parameters: overrides of the suite's ``suite_parameters`` for this run.
         docs_keep_runs: retention of the docs site: results and pages of older runs (all
             suites together) are deleted, since every docs build lists all stored runs.
+        publish_to: a folder URI (``gs://bucket/prefix``) the run's page, its suite's page and
+            the index are copied to after the build; ``data_docs_path`` is then the copy.
 
     Returns:
         A :class:`ValidationSummary`; ``data_docs_path`` is this run's HTML page when docs
@@ -273,6 +276,8 @@ def validate_frame(
                 suite_path(expectations_dir, suite_name),
                 keep_runs=docs_keep_runs,
             )
+            if publish_to:
+                docs_path = publish_docs(Path(data_docs_dir), docs_path, suite_name, publish_to)
 
     return ValidationSummary(
         suite=suite_name,
@@ -285,6 +290,20 @@ def validate_frame(
         data_docs_path=docs_path,
         gx_version=gx.__version__,
     )
+
+
+def publish_docs(docs_dir: Path, page: Path, suite_name: str, target: str) -> str:
+    """Copy a run's page, its suite's page and the site index to ``target`` (same layout);
+    returns the page's URI there. The index is this worker's view of the site: the plugin's
+    Data quality page, read from the database, is the complete list of runs."""
+    from fnd_core.landing import storage
+
+    docs_dir = docs_dir.absolute()
+    for path in (page, docs_dir / "expectations" / f"{suite_name}.html", docs_dir / "index.html"):
+        if path.is_file():
+            relative = path.relative_to(docs_dir).as_posix()
+            storage.write_bytes(storage.join(target, relative), path.read_bytes())
+    return storage.join(target, page.relative_to(docs_dir).as_posix())
 
 
 def record_validation(

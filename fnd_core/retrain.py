@@ -125,6 +125,7 @@ def validate_snapshot(
         data_docs_dir=settings.data_docs,
         batch_name=name,
         parameters={"min_groups": settings.cv_folds},
+        publish_to=settings.data_docs_uri,
     ).to_json()
     with engine.begin() as conn:
         record_validation(conn, summary, run_id=run_id)

@@ -38,6 +38,12 @@ class Settings:
     data_docs_dir: Path | None = _setting(
         "FND_DATA_DOCS_DIR", None, "Where Great Expectations Data Docs HTML is built"
     )
+    data_docs_uri: str | None = _setting(
+        "FND_DATA_DOCS_URI",
+        None,
+        "Where each run's Data Docs page is also published (gs://bucket/prefix) for the plugin "
+        "to serve, when workers and the API server share no disk; unset: the local folder",
+    )
     gcs_endpoint: str | None = _setting(
         "FND_GCS_ENDPOINT",
         None,

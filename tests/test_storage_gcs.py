@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,39 @@ def test_fakeddit_images_folder_found_on_gcs(gcs_endpoint: str, base: str):
     store = ImageStore(f"{base}/store", gcs_endpoint=gcs_endpoint)
     [accepted] = rows.check_file(read, store, gcs_endpoint=gcs_endpoint).accepted
     assert (accepted.post_id, accepted.label) == ("f1", 1)
+
+
+def test_data_docs_published_to_gcs_are_served_from_there(gcs_endpoint, base, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    """FND_DATA_DOCS_URI: the run's page (with its suite's page and the index) is copied to
+    gs://, recorded as such, and the plugin reads it back from there, escapes refused."""
+    import pandas as pd
+
+    from fnd_core import gcp
+    from fnd_core.quality import validate_frame
+    from fnd_core.resources import EXPECTATIONS_DIR
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "plugins"))
+    from fnd_plugin import files
+
+    gcp.configure(endpoint=gcs_endpoint)
+    try:
+        frame = pd.DataFrame({"post_id": ["a", "b"], "p_fake": [0.1, 0.9],
+                              "label": ["real", "fake"], "is_fake": [0, 1],
+                              "undecided": [0, 0]})  # fmt: skip
+        summary = validate_frame(frame, "model_outputs", expectations_dir=EXPECTATIONS_DIR,
+                                 data_docs_dir=tmp_path / "docs", batch_name="published",
+                                 publish_to=f"{base}/docs")  # fmt: skip
+        page = str(summary.data_docs_path)
+        assert page.startswith(f"{base}/docs/validations/model_outputs/")
+        relative = page.removeprefix(f"{base}/docs/")
+        data, name = files.published_data_docs(f"{base}/docs", relative)
+        assert name.endswith(".html") and b"model_outputs" in data
+        for also in ("index.html", "expectations/model_outputs.html"):
+            assert files.published_data_docs(f"{base}/docs", also)[0].startswith(b"<")
+        for attempt in ("../docs/index.html", "/etc/passwd", "gs://other/x.html",
+                        "validations/../../x", "nope.html"):  # fmt: skip
+            with pytest.raises(files.NotServable):
+                files.published_data_docs(f"{base}/docs", attempt)
+    finally:
+        gcp.configure(endpoint=None)

@@ -9,6 +9,7 @@ settings the workers use.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,8 +48,10 @@ class Backend:
 
 
 def backend_from_airflow() -> Backend:
-    """The API server's backend: settings from ``FND_*``, the database from ``fnd_db``."""
+    """The API server's backend: settings from ``FND_*``, the database from ``fnd_db``, and
+    ``gs://`` reads (images, plots, published Data Docs) with the tasks' Airflow connection."""
     settings = Settings.from_env()
+    install_gcp_credentials(settings)
 
     def make() -> Engine:
         from fnd_core.db import make_reader_engine
@@ -56,6 +59,34 @@ def backend_from_airflow() -> Backend:
         return make_reader_engine(fnd_database_url(settings))  # pages read, never write
 
     return Backend(settings, make)
+
+
+def install_gcp_credentials(settings: Settings) -> None:
+    """``gs://`` reads use the Airflow connection ``FND_GCP_CONN_ID``, as the tasks' do.
+
+    The glue lives with the DAGs (``dags/fnd_support/gcp.py``, one definition); the API server
+    puts only the plugins folder on ``sys.path``, so the DAGs folder is appended (last: it
+    shadows nothing). No I/O here: the connection is read on the first ``gs://`` access.
+    """
+    import sys
+
+    from airflow.configuration import conf
+
+    dags_folder = conf.get("core", "dags_folder")
+    if dags_folder not in sys.path:
+        sys.path.append(dags_folder)
+    try:
+        from fnd_support import gcp
+    except ImportError as exc:  # fnd's DAGs are not in this API server's DAGs folder
+        logging.getLogger(__name__).warning(
+            "fnd plugin: no fnd_support in %s (%s): gs:// reads use application default "
+            "credentials, not the Airflow connection %s",
+            dags_folder,
+            exc,
+            settings.gcp_conn_id,
+        )
+        return
+    gcp.install(settings)
 
 
 def fnd_database_url(settings: Settings) -> str:

@@ -48,6 +48,19 @@ def data_docs_file(root: str | os.PathLike[str], relative: str) -> Path:
     return target
 
 
+def published_data_docs(root_uri: str, relative: str) -> tuple[bytes, str]:
+    """The bytes and name of a Data Docs file published under ``root_uri`` (``gs://...``,
+    ``FND_DATA_DOCS_URI``), refusing the same escapes as :func:`data_docs_file`."""
+    parts = Path(relative).parts
+    if (not relative or relative.startswith("/") or ".." in parts or "\\" in relative
+            or "//" in relative or ":" in relative):  # fmt: skip
+        raise NotServable(f"not a Data Docs path: {relative!r}")
+    try:
+        return storage.read_bytes(storage.join(root_uri, relative)), Path(relative).name
+    except FileNotFoundError as exc:
+        raise NotServable(f"no Data Docs file {relative!r}") from exc
+
+
 def media_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 

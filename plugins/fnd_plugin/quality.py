@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from fnd_core import monitoring
 from fnd_plugin import ASSETS_PREFIX, URL_PREFIX, docs_offline, files
@@ -120,19 +121,23 @@ def batch_page(
 
 
 @router.get("/data-docs/{path:path}", response_model=None)
-def data_docs(request: Request, backend: BackendDep, path: str) -> FileResponse | HTMLResponse:
-    """A file of the GX Data Docs site (pages, their images), from FND_DATA_DOCS_DIR only;
-    pages load their CDN assets from the plugin instead."""
+def data_docs(request: Request, backend: BackendDep, path: str) -> Response:
+    """A file of the GX Data Docs site (pages, their images), from FND_DATA_DOCS_URI when
+    pages are published there, else FND_DATA_DOCS_DIR; pages load their CDN assets from the
+    plugin instead."""
+    published = backend.settings.data_docs_uri
     try:
-        target = files.data_docs_file(backend.settings.data_docs, path)
+        if published:
+            data, name = files.published_data_docs(published, path)
+        else:
+            target = files.data_docs_file(backend.settings.data_docs, path)
+            data, name = target.read_bytes(), target.name
     except files.NotServable as exc:
         raise HTTPException(404, str(exc)) from exc
-    if target.suffix != ".html":
-        return FileResponse(target, media_type=files.media_type(target), headers=DOCS_HEADERS)
+    if not name.endswith(".html"):
+        return Response(data, media_type=files.media_type(Path(name)), headers=DOCS_HEADERS)
     assets_url = base_path(request).removesuffix(URL_PREFIX) + ASSETS_PREFIX
-    page = docs_offline.offline_page(
-        target.read_text(encoding="utf-8", errors="replace"), assets_url=assets_url
-    )
+    page = docs_offline.offline_page(data.decode("utf-8", errors="replace"), assets_url=assets_url)
     return HTMLResponse(page, headers=DOCS_HEADERS)
 
 

@@ -156,14 +156,24 @@ def test_plugin_loads_with_its_app_and_views(airflow_app):
     plugins, errors = plugins_manager._get_plugins()
     assert not [path for path in errors if str(PLUGINS_DIR) in path], errors
     [info] = [p for p in plugins_manager.get_plugin_info() if p["name"] == "fnd_monitoring"]
-    assert [a["url_prefix"] for a in info["fastapi_apps"]] == ["/fnd"]
+    assert [a["url_prefix"] for a in info["fastapi_apps"]] == ["/fnd", "/fnd-assets"]
     views = {v["name"]: v for v in info["external_views"]}
     assert {"Data quality", "Models", "Scores", "fnd"} <= set(views)
     assert views["fnd"]["destination"] == "dag_run" and "{RUN_ID}" in views["fnd"]["href"]
     assert all(not v["href"].startswith("/") for v in views.values())  # base-URL relative
     # fnd_plugin/.airflowignore: the package's modules are not also loaded as top-level
     # modules named after their files ("app", "models"...).
-    for name in ("app", "models", "quality", "scores", "web", "files", "charts", "backend"):
+    for name in (
+        "app",
+        "models",
+        "quality",
+        "scores",
+        "web",
+        "files",
+        "charts",
+        "backend",
+        "docs_offline",
+    ):
         assert str(PLUGINS_DIR) not in str(getattr(sys.modules.get(name), "__file__", ""))
 
 
@@ -256,12 +266,19 @@ def test_data_quality_page_shows_runs_rules_and_reasons(client, auth, built):
     assert "image_missing</a> × 2" in html and "text_empty</a> × 1" in html
     assert "threshold" in html  # the rejected file's reason
     assert html.count('href="/fnd/data-docs/validations/posts/') == 3
-    api = client.get("/fnd/api/validations", params={"success": "false"}, headers=auth).json()
+    api = client.get(
+        "/fnd/api/validations", params={"success": "false", "suite": "posts"}, headers=auth
+    ).json()
     # GX sees every row read, bad ones included: both files with bad rows fail the suite.
     assert {v["source_uri"] for v in api["items"]} == {
         built["rejected"]["uri"],
         built["mixed"]["uri"],
     }
+    # The drift check's GX run on the champion's verdicts is listed beside them.
+    outputs = client.get("/fnd/api/validations", params={"suite": "model_outputs"}, headers=auth)
+    assert [v["batch_name"] for v in outputs.json()["items"]] == [
+        f"batch-{built['good']['batch_id']}"
+    ]
 
 
 @pytest.mark.slow
