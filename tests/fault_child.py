@@ -63,7 +63,7 @@ def main(spec: dict) -> None:
         ingest.CHUNK_ROWS = spec.get("chunk_rows", ingest.CHUNK_ROWS)
         _before(spec, ingest, "copy_into", "before_copy")
         _before(spec, ingest, "copy_into", "between_chunks", nth=3)
-        _before(spec, ingest, "_insert_validation", "after_copy")
+        _before(spec, ingest, "record_validation", "after_copy")
         _before(spec, ingest, "_move_aside", "after_commit")
         _after(spec, storage, "move", "after_move")
         report = ingest.ingest_file(engine, spec["file"], settings, run_id=spec["run_id"])
