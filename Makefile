@@ -33,9 +33,10 @@ test: browser-deps $(STAMP)  ## Run every test that can run on this machine
 test-fast: $(STAMP)  ## Skip the slow tests
 	$(PY) -m pytest -m "not slow"
 
-lint: $(STAMP)  ## ruff lint + format check
+lint: $(STAMP)  ## ruff lint + format check + the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

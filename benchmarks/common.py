@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from fnd_core import migrations
-from fnd_core.db import make_engine
+from fnd_core.io import migrations
+from fnd_core.io.db import make_engine
 from fnd_core.settings import Settings
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"

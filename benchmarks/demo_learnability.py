@@ -15,7 +15,7 @@ Results (3,000 posts, seed 11, 2,250 train / 750 test, CPU, 60 epochs):
     Learning curve (same test set): 250 train posts 0.64 concat / 0.79 with products,
     500: 0.82 / 0.90, 1,000: 0.99 / 0.98.
 An earlier generator that also contradicted colour and count got 0.75 / 0.79 fusion: colour and
-small counts barely register in frozen ImageNet features (see fnd_core/demo.py).
+small counts barely register in frozen ImageNet features (see fnd_core/stack/demo.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnd_core.demo import ATTRIBUTES, generate_batch, make_post  # noqa: E402
+from fnd_core.stack.demo import ATTRIBUTES, generate_batch, make_post  # noqa: E402
 
 
 def load_posts(data_file: Path) -> list[dict]:

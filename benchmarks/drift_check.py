@@ -12,7 +12,7 @@ tomorrow's posts arrive:
   nothing should be flagged;
 - by time: trained on the older 80 % of sandy; landed: the newer 20 % of sandy, and every other
   event (malaysia, sochi, samurai, ...: other stories, pictures and wording). Each file is ingested,
-scored and measured with :func:`fnd_core.drift.measure` against the champion's snapshot.
+scored and measured with :func:`fnd_core.observe.drift.measure` against the champion's snapshot.
 Printed: one row per landed file with the domain classifiers' AUCs, the predicted vs
 training fake share, the share of unseen pictures, and whether it was flagged.
 """
@@ -26,9 +26,10 @@ import shutil
 from pathlib import Path
 
 from benchmarks.common import bench_database, bench_home, bench_settings, machine, table
-from fnd_core import drift, retrain, scoring
-from fnd_core.db import make_engine
-from fnd_core.ingest import ingest_file
+from fnd_core.ingest.load import ingest_file
+from fnd_core.io.db import make_engine
+from fnd_core.observe import drift
+from fnd_core.pipeline import retrain, scoring
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediaeval-dev"
 TRAIN_EVENT = "sandy"

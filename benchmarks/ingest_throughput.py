@@ -21,10 +21,9 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.common import Timer, bench_database, bench_home, bench_settings, machine, table
-from fnd_core.db import make_engine
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import ingest_file
-from fnd_core.splits import split_for
+from fnd_core.ingest.load import ingest_file
+from fnd_core.io.db import make_engine
+from fnd_core.stack.demo import generate_batch
 
 
 def baseline(url: str, data_file: Path, store: Path) -> int:
@@ -51,10 +50,10 @@ def baseline(url: str, data_file: Path, store: Path) -> int:
                     shutil.copyfile(path, target)
                 conn.exec_driver_sql(
                     "insert into fnd.posts (post_id, source, text, image_uri, image_sha256, "
-                    "label, split, batch_id) values (%s, 'baseline', %s, %s, %s, %s, %s, %s) "
+                    "label, batch_id) values (%s, 'baseline', %s, %s, %s, %s, %s) "
                     "on conflict do nothing",
                     (row["id"], row["text"].strip(), str(target), sha, row.get("label"),
-                     split_for(row["id"]), batch_id),
+                     batch_id),
                 )  # fmt: skip
                 n += 1
     engine.dispose()

@@ -36,7 +36,7 @@ BASE_POSTS = int(os.environ.get("FND_BENCH_BASE_POSTS", "10000"))
 
 def write_landing(folder: Path, n_posts: int) -> Path:
     """``n_posts`` rows in one JSONL file, the images of one 10k demo batch shared."""
-    from fnd_core.demo import generate_batch
+    from fnd_core.stack.demo import generate_batch
 
     base = folder / "base"
     if not (base / "demo_s0.jsonl").exists():
@@ -77,7 +77,7 @@ def child_step(step: str, url: str, home: Path, preset: str, landing: str | None
 
     import torch  # noqa: F401 — the baseline includes what every step imports
 
-    from fnd_core.db import make_engine
+    from fnd_core.io.db import make_engine
     from fnd_core.settings import Settings
 
     logging.basicConfig(level=logging.WARNING)
@@ -86,18 +86,18 @@ def child_step(step: str, url: str, home: Path, preset: str, landing: str | None
     started = time.perf_counter()
     detail: dict = {}
     if step == "ingest":
-        from fnd_core.ingest import ingest_file
+        from fnd_core.ingest.load import ingest_file
 
         report = ingest_file(engine, landing, settings, fail_share=1.0)
         detail = {"accepted": report.n_accepted, "quarantined": report.n_quarantined}
     elif step == "retrain":
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         # Forced: the gate's verdict on a 3-epoch model is not what is measured here.
         result = retrain.run(engine, settings, preset=preset, epochs=3, forced_by="benchmark")
         detail = {"decision": result.get("decision")}
     elif step == "score":
-        from fnd_core import scoring
+        from fnd_core.pipeline import scoring
 
         version = scoring.resolve_version(engine, None)
         report = scoring.score_shard(engine, settings, model_version=version.version)

@@ -36,12 +36,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Timer, bench_database, bench_home, bench_settings, machine, table
-from fnd_core import retrain, scoring
-from fnd_core.db import make_engine
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import ingest_file
+from fnd_core.ingest.load import ingest_file
+from fnd_core.io.db import make_engine
+from fnd_core.pipeline import retrain, scoring
+from fnd_core.stack.demo import generate_batch
 
-TEXT_BATCH = 32  # fnd_core.features.encode_examples' default
+TEXT_BATCH = 32  # fnd_core.model.features.encode_examples' default
 
 
 def grow_to(engine, settings, target: int, have: int, seed: int) -> int:
@@ -81,8 +81,8 @@ def _import_scorer() -> None:
     import efficientnet_lite_pytorch  # noqa: F401
     import transformers
 
-    import fnd_core.features  # noqa: F401
     import fnd_core.model.artifacts  # noqa: F401
+    import fnd_core.model.features  # noqa: F401
 
     transformers.BertModel, transformers.AutoTokenizer  # noqa: B018 - resolve lazy imports
 

@@ -55,7 +55,7 @@ def fnd_ingest():
         """List the data files waiting in the landing zone (or the given path inside it)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from fnd_core.ingest import PathNotAllowedError, allowed_landing_path, list_new_files
+        from fnd_core.ingest.load import PathNotAllowedError, allowed_landing_path, list_new_files
 
         params = get_current_context()["params"]
         settings = fnd_settings()
@@ -72,8 +72,8 @@ def fnd_ingest():
         """Read, check, validate and load one file; fails loudly if the file is rejected."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from fnd_core.ingest import BatchRejectedError
-        from fnd_core.ingest import ingest_file as ingest
+        from fnd_core.ingest.load import BatchRejectedError
+        from fnd_core.ingest.load import ingest_file as ingest
 
         context = get_current_context()
         context["file_name"] = uri.rsplit("/", 1)[-1]  # shown as the map index in the UI
@@ -107,7 +107,7 @@ def fnd_ingest():
         """Each loaded batch against the champion's training snapshot, stored in
         fnd.drift_reports (inputs only: it is not scored yet; the features it encodes are
         cached for scoring). A flagged batch is alerted on. No champion: nothing to compare."""
-        from fnd_core import drift
+        from fnd_core.observe import drift
 
         engine, settings = fnd_engine(), fnd_settings()
         context = get_current_context()

@@ -44,7 +44,9 @@ from fnd_support import (
     fnd_settings,
 )
 
-DEFAULT_EPOCHS = 40  # fnd_core.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
+DEFAULT_EPOCHS = (
+    40  # fnd_core.pipeline.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
+)
 TRAIN_BACKEND = fnd_settings().train_backend
 if TRAIN_BACKEND not in ("local", "vertex"):
     raise ValueError(f"FND_TRAIN_BACKEND={TRAIN_BACKEND!r}: use local or vertex")
@@ -100,7 +102,7 @@ def fnd_retrain():
         """Freeze the labelled posts; skip the whole run (not fail) when there are none yet."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         snap = retrain.snapshot(fnd_engine(), fnd_settings().train_max_posts)
         if snap["n_labelled"] == 0:
@@ -111,7 +113,7 @@ def fnd_retrain():
     def validate_snapshot(snap: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         context = get_current_context()
         try:
@@ -123,7 +125,7 @@ def fnd_retrain():
 
     @task(queue=fnd_settings().train_queue, execution_timeout=TRAIN_TIMEOUT)
     def train(snap: dict, _validated: dict) -> dict:
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         context = get_current_context()
         params = context["params"]
@@ -155,14 +157,14 @@ def fnd_retrain():
 
     @task
     def evaluate(candidate: dict) -> dict:
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         return retrain.evaluate(fnd_engine(), fnd_settings(), candidate["version"])
 
     @task
     def gate(evaluation: dict) -> dict:
         """The gate's decision (a pure function of the evidence and the policy), passed on."""
-        from fnd_core import retrain
+        from fnd_core.pipeline import retrain
 
         policy, forced_by, _ = _policy()
         decision = retrain.gate(evaluation, policy, forced_by=forced_by)
@@ -200,7 +202,7 @@ def fnd_retrain():
 
 def _policy():
     """This run's gate policy (Params override settings), who forced, who set the floor."""
-    from fnd_core import retrain
+    from fnd_core.pipeline import retrain
 
     context = get_current_context()
     params = context["params"]
@@ -213,8 +215,8 @@ def _policy():
 
 def _record(evaluation: dict, decision: dict) -> dict:
     """Promote or reject in the registry, as the gate task decided (not decided again)."""
-    from fnd_core import retrain
-    from fnd_core.gate import GateDecision
+    from fnd_core.pipeline import retrain
+    from fnd_core.pipeline.gate import GateDecision
 
     policy, _, floor_set_by = _policy()
     return retrain.record_decision(

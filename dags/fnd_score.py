@@ -79,7 +79,7 @@ def fnd_score():
         """Count the unscored posts per shard; skip the run when there is no model yet."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from fnd_core import scoring
+        from fnd_core.pipeline import scoring
 
         params = get_current_context()["params"]
         try:
@@ -97,7 +97,7 @@ def fnd_score():
     @task(map_index_template="shard {{ shard_label }}")
     def score_shard(shard: dict) -> dict:
         """Score one shard page by page; safe to rerun (only unscored posts are selected)."""
-        from fnd_core import scoring
+        from fnd_core.pipeline import scoring
 
         context = get_current_context()
         context["shard_label"] = f"{shard['shard']}/{shard['n_shards']}"
@@ -125,7 +125,7 @@ def fnd_score():
     @task
     def check_drift(total: dict) -> dict:
         """Compare the posts this run scored with the champion's training snapshot; store it."""
-        from fnd_core import drift
+        from fnd_core.observe import drift
 
         engine, run_id = fnd_engine(), get_current_context()["run_id"]
         if not total["n_scored"]:
@@ -155,7 +155,7 @@ def fnd_score():
         skipped (no event) otherwise."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from fnd_core import drift
+        from fnd_core.observe import drift
 
         if not report.get("flagged"):
             raise AirflowSkipException("no drift flagged")

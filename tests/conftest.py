@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from fnd_core import migrations
-from fnd_core.db import make_engine
+from fnd_core.io import migrations
+from fnd_core.io.db import make_engine
 from fnd_core.settings import Settings
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -52,7 +52,8 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _server_answers(url):
         yield url
         return
-    from fnd_core.db import embedded_database_url, stop_embedded
+    from fnd_core.io.db import embedded_database_url
+    from fnd_core.stack.processes import stop_embedded
 
     settings = Settings(home=tmp_path_factory.mktemp("embedded-pg"))
     yield embedded_database_url(settings)

@@ -51,9 +51,10 @@ def _after(spec: dict, module, name: str, point: str) -> None:
 
 
 def main(spec: dict) -> None:
-    from fnd_core import ingest, retrain, scoring
-    from fnd_core.db import make_engine
-    from fnd_core.landing import storage
+    from fnd_core.ingest import load as ingest
+    from fnd_core.io import storage
+    from fnd_core.io.db import make_engine
+    from fnd_core.pipeline import retrain, scoring
     from fnd_core.settings import Settings
 
     settings = Settings(home=Path(spec["home"]), database_url=spec["url"], model_preset="tiny")
@@ -77,7 +78,7 @@ def main(spec: dict) -> None:
         )  # fmt: skip
         print(json.dumps(report.to_json()))
     elif step == "train":  # the fnd_retrain DAG's train task, given its snapshot
-        from fnd_core import registry
+        from fnd_core.pipeline import registry
 
         _before(spec, registry, "register_candidate", "before_register")
         _after(spec, registry, "register_candidate", "after_register")

@@ -7,8 +7,8 @@
   Airflow connection, every token was minted for.
 - :class:`VertexStandIn`: a *stand-in* for the Vertex AI REST API, ``customJobs`` create / get
   / cancel only. It records each request (body and Authorization) and "runs" the job: the
-  container spec's ``fnd ARGS`` are run as ``python -m fnd_core.cli ARGS`` here, with the job's
-  environment, in place of the image on a Vertex AI machine. It is not Vertex AI: no
+  container spec's ``fnd ARGS`` are run as ``python -m fnd_core.stack.cli ARGS`` here, with the
+  job's environment, in place of the image on a Vertex AI machine. It is not Vertex AI: no
   scheduling, quotas, images or accelerators; it checks the request's shape only.
 
 Fake service-account keys (:func:`service_account_key`) are real RSA keys made per test.
@@ -235,7 +235,7 @@ class VertexStandIn:
         env["FND_HOME"] = str(self.job_home)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         job.process = subprocess.Popen(
-            [sys.executable, "-m", "fnd_core.cli", *container["args"]],
+            [sys.executable, "-m", "fnd_core.stack.cli", *container["args"]],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -8,10 +8,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from fnd_core import retrain
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import ingest_file
+from fnd_core.ingest.load import ingest_file
+from fnd_core.pipeline import retrain
 from fnd_core.settings import Settings
+from fnd_core.stack.demo import generate_batch
 
 
 def ingest_demo(engine, settings: Settings, n_posts: int, *, seed: int = 0, **kwargs) -> dict:

@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 
-from fnd_core.landing.images import ImageRejected
-from fnd_core.landing.remote import fetch
+from fnd_core.ingest.remote import fetch
+from fnd_core.io.imaging import ImageRejected
 
 ADDRESS, HOST = sys.argv[1], sys.argv[2]
 PICTURE = bytes.fromhex(sys.argv[3])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fnd_core.db import make_engine
+from fnd_core.io.db import make_engine
 
-FND = [sys.executable, "-m", "fnd_core.cli"]
+FND = [sys.executable, "-m", "fnd_core.stack.cli"]
 
 
 def run_fnd(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:

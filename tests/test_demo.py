@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.demo import (
+from fnd_core.stack.demo import (
     ATTRIBUTES,
     CONFLICT_ATTRIBUTES,
     FAKEDDIT_COLUMNS,

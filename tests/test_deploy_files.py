@@ -31,8 +31,8 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from fnd_core import migrations
-from fnd_core.db import make_engine
+from fnd_core.io import migrations
+from fnd_core.io.db import make_engine
 from fnd_core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -354,7 +354,7 @@ def test_the_training_queue_always_has_a_worker(environ: dict, worker: str):
 def test_compose_runs_the_executor_fnd_up_runs_with_celery(compose: dict):
     """The same executor, result backend kind and hostname callable as `fnd up --executor
     celery`, so a task's hostname means the same thing in both."""
-    from fnd_core.workers import celery_env, worker_hostname
+    from fnd_core.stack.workers import celery_env, worker_hostname
 
     env = compose["x-airflow-common"]["environment"]
     local = celery_env("postgresql://u@h/airflow", "redis://127.0.0.1:6379/0", concurrency=1)

@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageOps
 
-from fnd_core import drift, registry, retrain, scoring
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import ingest_file
+from fnd_core.ingest.load import ingest_file
+from fnd_core.observe import drift
+from fnd_core.pipeline import registry, retrain, scoring
+from fnd_core.stack.demo import generate_batch
 from tests.helpers import ingest_demo
 
 pytestmark = pytest.mark.slow
@@ -40,8 +41,8 @@ def test_the_auc_bar_rises_for_small_batches_only():
 @pytest.fixture(scope="module")
 def trained(create_database, tmp_path_factory):
     """A champion on 600 demo posts (offline preset), in a database of this module's own."""
-    from fnd_core import migrations
-    from fnd_core.db import make_engine
+    from fnd_core.io import migrations
+    from fnd_core.io.db import make_engine
     from fnd_core.settings import Settings
 
     url = create_database()

@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fnd_core import evaluation, metrics
-from fnd_core.features import encode_examples, head_proba
-from fnd_core.grouping import PostKeys, leak_groups
-from fnd_core.model import ModelConfig, PostExample
+from fnd_core.model import ModelConfig, PostExample, metrics
+from fnd_core.model.features import encode_examples, head_proba
+from fnd_core.model.grouping import PostKeys, leak_groups
 from fnd_core.model.network import build_model
-from fnd_core.training import TrainOptions
+from fnd_core.model.training import TrainOptions
+from fnd_core.pipeline import evaluation
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)
 RECIPE = evaluation.Recipe(epochs=40, options=TrainOptions(batch_size=32, lr=3e-3, patience=40))

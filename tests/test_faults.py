@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core import retrain, scoring
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import ingest_file, list_new_files
+from fnd_core.ingest.load import ingest_file, list_new_files
+from fnd_core.pipeline import retrain, scoring
+from fnd_core.stack.demo import generate_batch
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]

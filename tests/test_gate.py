@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fnd_core.gate import GateDecision, GatePolicy, Scorecard, decide
+from fnd_core.pipeline.gate import GateDecision, GatePolicy, Scorecard, decide
 
 POLICY = GatePolicy(min_accuracy=0.7, tolerance=0.01, min_class_recall=0.5, baseline_margin=0.02)
 

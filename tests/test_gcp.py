@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from fnd_core import gcp, vertex
+from fnd_core.io import gcp
+from fnd_core.pipeline import vertex
 from fnd_core.settings import Settings
 
 SNAP = {"as_of": "2026-03-01T02:00:00+00:00", "n_labelled": 240, "window": [None, None]}

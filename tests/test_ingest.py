@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import BatchRejectedError, ingest_file, list_new_files
+from fnd_core.ingest.load import BatchRejectedError, ingest_file, list_new_files
+from fnd_core.stack.demo import generate_batch
 from tests.test_landing import jpeg_bytes, noisy_jpeg, png_bytes, png_header_only, write_jsonl
 
 pytestmark = pytest.mark.slow  # each ingest runs a Great Expectations validation
@@ -124,7 +124,7 @@ def table_counts(engine) -> dict[str, int]:
 @pytest.mark.parametrize("chunk_rows", [2000, 4])
 def test_mixed_batch_accounts_for_every_row(clean_db, settings, monkeypatch, chunk_rows):
     """Also read in chunks of 4 rows: ids claimed, images shared and counts kept across chunks."""
-    from fnd_core import ingest
+    from fnd_core.ingest import load as ingest
 
     monkeypatch.setattr(ingest, "CHUNK_ROWS", chunk_rows)
     landing = Path(settings.landing)
@@ -282,7 +282,7 @@ def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
 
 
 def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, monkeypatch):
-    from fnd_core.landing import readers
+    from fnd_core.ingest import readers
 
     monkeypatch.setattr(readers, "MAX_ROW_BYTES", 4096)
     batch = generate_batch(Path(settings.landing), 6, seed=5)
@@ -298,7 +298,7 @@ def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, m
 
 
 def test_a_file_that_changes_while_read_writes_nothing_and_stays(clean_db, settings, monkeypatch):
-    from fnd_core.landing import readers
+    from fnd_core.ingest import readers
 
     batch = generate_batch(Path(settings.landing), 8, seed=6)
     real_read = readers.read_landing_file
@@ -347,7 +347,7 @@ def test_list_new_files_skips_subfolders(settings):
 
 
 def test_trigger_paths_stay_in_the_landing_zone_and_never_touch_the_store(settings, tmp_path):
-    from fnd_core.ingest import PathNotAllowedError, allowed_landing_path
+    from fnd_core.ingest.load import PathNotAllowedError, allowed_landing_path
 
     landing = Path(settings.landing)
     (landing / "sub").mkdir(parents=True)
@@ -369,7 +369,7 @@ def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path):
     import threading
     import time
 
-    from fnd_core.ingest import settled_files
+    from fnd_core.ingest.load import settled_files
 
     quiet, growing = tmp_path / "quiet.jsonl", tmp_path / "growing.jsonl"
     quiet.write_text("{}\n")
@@ -447,7 +447,7 @@ def test_a_retry_after_a_crash_past_the_load_reports_the_posts_it_added(
 ):
     """The retry of a task that died after committing (before or after the archive move) says
     "loaded" with the batch's counts, so the DAG still announces the posts; nothing doubles."""
-    from fnd_core import ingest
+    from fnd_core.ingest import load as ingest
 
     batch = generate_batch(Path(settings.landing), 40, seed=11)
     real_move = ingest._move_aside

@@ -19,10 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.landing import images, readers, rows, storage
-from fnd_core.landing.images import ImageRejected, ImageStore
-from fnd_core.landing.readers import RawRow, UnreadableFileError
-from fnd_core.landing.rows import AcceptedPost, InvalidField, RejectedRow
+from fnd_core.ingest import images, readers, rows
+from fnd_core.ingest.images import ImageStore
+from fnd_core.ingest.readers import RawRow, UnreadableFileError
+from fnd_core.ingest.rows import AcceptedPost, InvalidField, RejectedRow
+from fnd_core.io import imaging, storage
+from fnd_core.io.imaging import ImageRejected
 from tests.helpers import recording_server
 
 MAX_PIXELS = 40_000_000
@@ -437,7 +439,7 @@ def test_truncated_png_is_caught(store):
         Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8))
     )
     with pytest.raises(ImageRejected) as err:
-        images.inspect_image(data[: len(data) // 2], max_pixels=MAX_PIXELS)
+        imaging.inspect_image(data[: len(data) // 2], max_pixels=MAX_PIXELS)
     assert err.value.rule in ("image_truncated", "image_corrupt")
 
 
@@ -450,9 +452,9 @@ def test_image_directory_is_unreadable(landing, store):
 # Image modes and orientation ---------------------------------------------------------------------
 def test_cmyk_jpeg_converts_to_rgb():
     data = jpeg_bytes(mode="CMYK", colour=(0, 255, 255, 0))  # pure red in CMYK
-    info = images.inspect_image(data, max_pixels=MAX_PIXELS)
+    info = imaging.inspect_image(data, max_pixels=MAX_PIXELS)
     assert (info.mode, info.ext) == ("CMYK", "jpg")
-    rgb = images.open_rgb(data, max_pixels=MAX_PIXELS)
+    rgb = imaging.open_rgb(data, max_pixels=MAX_PIXELS)
     r, g, b = rgb.getpixel((5, 5))
     assert rgb.mode == "RGB" and r > 200 and g < 60 and b < 60
 
@@ -461,8 +463,8 @@ def test_sixteen_bit_png_is_scaled_not_clipped():
     grey = np.full((8, 8), 32768, dtype=np.uint16)
     grey[0, 0] = 65535
     data = png_bytes(Image.fromarray(grey))
-    assert images.inspect_image(data, max_pixels=MAX_PIXELS).mode.startswith("I")
-    rgb = images.open_rgb(data, max_pixels=MAX_PIXELS)
+    assert imaging.inspect_image(data, max_pixels=MAX_PIXELS).mode.startswith("I")
+    rgb = imaging.open_rgb(data, max_pixels=MAX_PIXELS)
     assert rgb.getpixel((3, 3)) == (128, 128, 128) and rgb.getpixel((0, 0)) == (255, 255, 255)
 
 
@@ -470,7 +472,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped():
 def test_alpha_is_composited_on_white(mode):
     image = Image.new(mode, (6, 6), (0, 0, 0, 0) if mode == "RGBA" else (0, 0))
     image.putpixel((0, 0), (0, 0, 255, 255) if mode == "RGBA" else (0, 255))
-    rgb = images.open_rgb(png_bytes(image), max_pixels=MAX_PIXELS)
+    rgb = imaging.open_rgb(png_bytes(image), max_pixels=MAX_PIXELS)
     assert rgb.getpixel((3, 3)) == (255, 255, 255)  # transparent -> white, not black
     assert rgb.getpixel((0, 0)) == ((0, 0, 255) if mode == "RGBA" else (0, 0, 0))
 
@@ -480,7 +482,7 @@ def test_palette_with_transparency():
     image.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
     image.putpixel((1, 1), 1)
     image.info["transparency"] = 0
-    rgb = images.open_rgb(png_bytes(image), max_pixels=MAX_PIXELS)
+    rgb = imaging.open_rgb(png_bytes(image), max_pixels=MAX_PIXELS)
     assert rgb.getpixel((0, 0)) == (255, 255, 255) and rgb.getpixel((1, 1)) == (0, 200, 0)
 
 
@@ -491,7 +493,7 @@ def test_exif_orientation_is_applied(landing, store):
     exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
     buf = io.BytesIO()
     image.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
-    rgb = images.open_rgb(buf.getvalue(), max_pixels=MAX_PIXELS)
+    rgb = imaging.open_rgb(buf.getvalue(), max_pixels=MAX_PIXELS)
     assert rgb.size == (20, 40)
     assert rgb.getpixel((10, 5))[0] > 200  # the red half is now on top
     assert rgb.getpixel((10, 35))[2] > 200
@@ -504,8 +506,8 @@ def test_exif_orientation_is_applied(landing, store):
 
 def test_open_rgb_draft_size_decodes_jpeg_smaller_but_covering():
     data = noisy_jpeg(side=800)
-    assert images.open_rgb(data, max_pixels=MAX_PIXELS).size == (800, 800)
-    small = images.open_rgb(data, max_pixels=MAX_PIXELS, draft_size=224)
+    assert imaging.open_rgb(data, max_pixels=MAX_PIXELS).size == (800, 800)
+    small = imaging.open_rgb(data, max_pixels=MAX_PIXELS, draft_size=224)
     assert 224 <= small.width < 800 and small.mode == "RGB"
 
 
@@ -569,13 +571,13 @@ def test_shared_image_is_stored_once(landing, store):
     assert len({p.image_uri for p in accepted}) == 1
     assert len({p.image_sha256 for p in accepted}) == 1
     stored = list((Path(store.root) / "images").iterdir())
-    assert [p.name for p in stored] == [f"{images.sha256_hex(same)}.jpg"]
+    assert [p.name for p in stored] == [f"{imaging.sha256_hex(same)}.jpg"]
     assert stored[0].read_bytes() == same  # the original bytes, not a re-encode
 
 
 def test_store_skips_existing_content(tmp_path):
     data = noisy_jpeg()
-    sha = images.sha256_hex(data)
+    sha = imaging.sha256_hex(data)
     first = ImageStore(str(tmp_path / "st"))
     uri = first.put(data, sha256=sha, ext="jpg")
     os.utime(uri, (1, 1))
@@ -711,7 +713,7 @@ def test_threads_give_the_same_outcome(landing, store, tmp_path):
 
 def test_image_checked_once_per_file(landing, store, monkeypatch):
     calls = []
-    original = images.inspect_image
+    original = imaging.inspect_image
     monkeypatch.setattr(images, "inspect_image", lambda d, **k: calls.append(1) or original(d, **k))
     path = write_jsonl(landing / "o.jsonl", [post(id=f"o{i}") for i in range(5)])
     assert len(check_all(path, store).accepted) == 5 and len(calls) == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fnd_core import migrations
-from fnd_core.db import make_engine
+from fnd_core.io import migrations
+from fnd_core.io.db import make_engine
 
 TABLES = {
     "ingest_batches",

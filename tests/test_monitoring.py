@@ -16,8 +16,9 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from fnd_core import migrations, monitoring, notify
-from fnd_core.db import make_engine
+from fnd_core.io import migrations
+from fnd_core.io.db import make_engine
+from fnd_core.observe import monitoring, notify
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 FAILED_EXPECTATION = {
@@ -124,7 +125,7 @@ def add_post(conn, post_id: str, batch_id: int, created: datetime | None, image:
     run(
         conn,
         "insert into fnd.posts (post_id, source, text, image_uri, image_sha256, created_at, "
-        "split, batch_id) values (:p, 'test', :t, :uri, :sha, :c, 'train', :b)",
+        "batch_id) values (:p, 'test', :t, :uri, :sha, :c, :b)",
         p=post_id,
         t=f"text of {post_id}",
         uri=f"/store/images/{sha(image)}.jpg",
@@ -418,10 +419,10 @@ MILLION = """
 set session_replication_role = replica;  -- skip FK triggers: this database is throwaway
 insert into fnd.ingest_batches (source_uri, content_sha256, status)
 values ('generated', repeat('a', 64), 'running');
-insert into fnd.posts (post_id, source, text, image_uri, image_sha256, created_at, split, batch_id)
+insert into fnd.posts (post_id, source, text, image_uri, image_sha256, created_at, batch_id)
 select 'p' || i, 'generated', 'post number ' || i, '/nowhere/' || i || '.jpg',
        md5(i::text) || md5((i + 1)::text),
-       timestamptz '2024-01-01' + i * (interval '365 days' / :n), 'train', 1
+       timestamptz '2024-01-01' + i * (interval '365 days' / :n), 1
 from generate_series(1, :n) as i;
 insert into fnd.model_versions (version, status, preset, created_at, retired_at, artifact_uri,
                                 artifact_sha256)
@@ -473,7 +474,7 @@ def test_page_queries_on_a_million_predictions(create_database):
         engine.dispose()
 
 
-# Failure alerts (fnd_core.notify) -------------------------------------------------------
+# Failure alerts (fnd_core.observe.notify) -------------------------------------------------------
 
 
 class RecordingNotifier:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fnd_core.pgcopy import copy_into, upsert_via_staging
+from fnd_core.io.pgcopy import copy_into, upsert_via_staging
 
 AWKWARD = [
     'comma, "quotes" and \\backslashes\\',

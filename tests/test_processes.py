@@ -8,8 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from fnd_core.processes import Component, alive, descendants, stop_components, stop_postgres
 from fnd_core.settings import Settings
+from fnd_core.stack.processes import Component, alive, descendants, stop_components, stop_postgres
 
 # A component whose child escapes into a process group of its own, as Airflow's task runners
 # do: stopping the component must reach both.
@@ -38,7 +38,7 @@ def test_stop_components_leaves_no_process(tmp_path: Path):
 
 
 def test_stop_postgres_stops_the_embedded_server(tmp_path: Path):
-    from fnd_core.db import embedded_database_url
+    from fnd_core.io.db import embedded_database_url
 
     settings = Settings(home=tmp_path)
     embedded_database_url(settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fnd_core import quality
+from fnd_core.ingest import quality
 from fnd_core.settings import Settings
 
 EXPECTATIONS = Path(__file__).resolve().parents[1] / "expectations"
@@ -382,7 +382,7 @@ def test_docs_retention_drops_the_oldest_runs_results_and_pages(tmp_path: Path) 
 
 def test_module_import_does_not_import_gx_or_pandas() -> None:
     code = (
-        "import sys, fnd_core.quality; "
+        "import sys, fnd_core.ingest.quality; "
         "heavy = {'great_expectations', 'pandas'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fnd_core import registry
+from fnd_core.pipeline import registry
 
 SHA = "b" * 64
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fnd_core.landing.images import ImageRejected
-from fnd_core.landing.remote import allowed_hosts, fetch
+from fnd_core.ingest.remote import allowed_hosts, fetch
+from fnd_core.io.imaging import ImageRejected
 from tests.helpers import recording_server
 from tests.test_landing import noisy_jpeg
 

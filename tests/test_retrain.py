@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core import registry, retrain, scoring
-from fnd_core.gate import GatePolicy
 from fnd_core.model.errors import ArtifactIntegrityError
+from fnd_core.pipeline import registry, retrain, scoring
+from fnd_core.pipeline.gate import GatePolicy
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ def _batch(conn) -> int:
 
 def _post(conn, batch_id: int, post_id: str = "p1", label: int | None = 1) -> None:
     conn.exec_driver_sql(
-        "insert into fnd.posts (post_id, source, text, image_uri, image_sha256, label, split, "
-        "batch_id) values (%s, 'test', 'hello', 'img.jpg', %s, %s, 'train', %s)",
+        "insert into fnd.posts (post_id, source, text, image_uri, image_sha256, label, "
+        "batch_id) values (%s, 'test', 'hello', 'img.jpg', %s, %s, %s)",
         (post_id, SHA, label, batch_id),
     )
 
@@ -131,7 +131,7 @@ def test_the_plugins_engine_reads_every_table_and_writes_none(db_url):
     """Even a statement that drops the role first (an injected ``reset role``) cannot write."""
     import sqlalchemy as sa
 
-    from fnd_core.db import make_reader_engine
+    from fnd_core.io.db import make_reader_engine
 
     engine = make_reader_engine(db_url)
     try:
@@ -152,7 +152,7 @@ def test_the_plugins_engine_reads_every_table_and_writes_none(db_url):
 
 
 def test_connections_carry_connect_and_statement_timeouts(db_url):
-    from fnd_core.db import STATEMENT_TIMEOUT_MS, make_engine
+    from fnd_core.io.db import STATEMENT_TIMEOUT_MS, make_engine
 
     engine = make_engine(db_url)
     with engine.connect() as conn:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core import scoring
+from fnd_core.pipeline import scoring
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_killed_midway_then_rerun_leaves_no_gaps_or_duplicates(clean_db, setting
         "FND_DATABASE_URL": settings.database_url,
         "FND_NUM_WORKERS": "0",
     }
-    cmd = [sys.executable, "-m", "fnd_core.cli", "score", "--page-size", "10",
+    cmd = [sys.executable, "-m", "fnd_core.stack.cli", "score", "--page-size", "10",
            "--shards", "2", "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     # Kill -9 as soon as a first page is committed: `fnd score` dies mid-shard, and its two

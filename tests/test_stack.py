@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fnd_core.settings import Settings
-from fnd_core.stack import (
+from fnd_core.stack.local import (
     StackOptions,
     airflow_env,
     connection_json,
@@ -110,7 +110,7 @@ def test_ensure_database_creates_once(create_database):
         assert ensure_database(target_url) is True
         assert ensure_database(target_url) is False
     finally:
-        from fnd_core.db import make_engine
+        from fnd_core.io.db import make_engine
 
         admin = make_engine(url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.landing import readers, rows, storage
-from fnd_core.landing.images import ImageStore
+from fnd_core.ingest import readers, rows
+from fnd_core.ingest.images import ImageStore
+from fnd_core.io import storage
 
 pytest.importorskip("gcp_storage_emulator", reason="dev extra: pip install gcp-storage-emulator")
 pytestmark = pytest.mark.timeout(60)
@@ -125,8 +126,8 @@ def test_data_docs_published_to_gcs_are_served_from_there(gcs_endpoint, base, tm
     gs://, recorded as such, and the plugin reads it back from there, escapes refused."""
     import pandas as pd
 
-    from fnd_core import gcp
-    from fnd_core.quality import validate_frame
+    from fnd_core.ingest.quality import validate_frame
+    from fnd_core.io import gcp
     from fnd_core.resources import EXPECTATIONS_DIR
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "plugins"))

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from fnd_core import metrics
-from fnd_core.features import encode_examples
-from fnd_core.model import ModelConfig, PostExample
+from fnd_core.model import ModelConfig, PostExample, metrics
 from fnd_core.model.artifacts import load_model, save_model
+from fnd_core.model.features import encode_examples
 from fnd_core.model.network import build_model
 from fnd_core.model.objective import alignment_loss, warmup_cosine
-from fnd_core.plots import confusion_matrix, roc_curve, training_curves, training_report
-from fnd_core.splits import split_for
-from fnd_core.training import TrainOptions, train
+from fnd_core.model.plots import confusion_matrix, roc_curve, training_curves, training_report
+from fnd_core.model.training import TrainOptions, train
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220)}
 
@@ -48,7 +45,8 @@ def toy_posts(folder, n: int, seed: int = 0) -> list[PostExample]:
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
         post_id = f"toy-{i}"
         text = f"look at this {said} thing"
-        posts.append(PostExample(post_id, text, str(path), None, fake, split_for(post_id)))
+        split = ("test", "val", "train", "train", "train", "train")[i % 6]
+        posts.append(PostExample(post_id, text, str(path), None, fake, split))
     return posts
 
 
@@ -61,17 +59,7 @@ TINY = ModelConfig.for_preset("tiny", image_size=32)
 FAST = TrainOptions(patience=20, batch_size=32, lr=3e-3)
 
 
-# splits and metrics ------------------------------------------------------------------------
-def test_split_for_is_stable_and_roughly_70_15_15():
-    assert split_for("abc") == split_for("abc")
-    counts = Counter(split_for(f"post-{i}") for i in range(20_000))
-    assert abs(counts["train"] / 20_000 - 0.70) < 0.02
-    assert abs(counts["val"] / 20_000 - 0.15) < 0.02
-    assert abs(counts["test"] / 20_000 - 0.15) < 0.02
-    with pytest.raises(ValueError, match="sum below 1"):
-        split_for("x", val_share=0.5, test_share=0.5)
-
-
+# metrics ----------------------------------------------------------------------------------------
 def test_metrics_on_known_inputs():
     y_true = [0, 0, 0, 1, 1, 1, 1, 1]
     p_fake = [0.1, 0.6, 0.2, 0.9, 0.8, 0.4, 0.7, 0.3]
@@ -162,7 +150,7 @@ def test_a_changed_cache_shard_is_re_encoded_not_trusted(posts, tmp_path, caplog
 def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path, monkeypatch):
     """Keys spread over 7 shards come back with their own vectors, whatever the order; a
     damaged shard costs only its own keys."""
-    from fnd_core import features
+    from fnd_core.model import features
 
     monkeypatch.setattr(features, "SHARD_ROWS", 8)
     keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]

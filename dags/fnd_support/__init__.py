@@ -16,14 +16,14 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
 def on_task_failure(context) -> None:
-    """``on_failure_callback`` of every fnd task: the failure in fnd terms (fnd_core.notify).
+    """``on_failure_callback`` of every fnd task: the failure in fnd terms (observe.notify).
 
     Says which file, rule or model version failed; logged in the task's log, and sent
     through the notifier named by ``FND_ALERT_NOTIFIER`` when one is set.
     """
     import os
 
-    from fnd_core import notify
+    from fnd_core.observe import notify
 
     notify.on_task_failure(
         context,
@@ -38,7 +38,7 @@ def fnd_alert(context, title: str, lines: list[str]) -> None:
     import logging
     import os
 
-    from fnd_core import notify
+    from fnd_core.observe import notify
 
     alert = notify.Alert(title=title, lines=tuple(lines))
     logging.getLogger("fnd").warning("%s", alert.text)
@@ -101,7 +101,7 @@ def fnd_database_url() -> str:
     except AirflowNotFoundException:
         conn = None
     if conn is None:
-        from fnd_core.db import database_url
+        from fnd_core.io.db import database_url
 
         return database_url(fnd_settings())
     return connection_to_url(conn)
@@ -109,13 +109,13 @@ def fnd_database_url() -> str:
 
 def connection_to_url(conn) -> str:
     """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``)."""
-    from fnd_core.db import url_from_airflow_connection
+    from fnd_core.io.db import url_from_airflow_connection
 
     return url_from_airflow_connection(conn)
 
 
 def fnd_engine():
     """A SQLAlchemy engine on the fnd database, for use inside a task."""
-    from fnd_core.db import make_engine
+    from fnd_core.io.db import make_engine
 
     return make_engine(fnd_database_url())

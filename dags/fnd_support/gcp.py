@@ -27,7 +27,7 @@ DEFAULT_CONN_ID = "google_cloud_default"
 
 def install(settings) -> None:
     """Make fnd_core's ``gs://`` access use the Airflow connection (no I/O: looked up lazily)."""
-    from fnd_core import gcp
+    from fnd_core.io import gcp
 
     gcp.configure(endpoint=settings.gcs_endpoint, provider=_provider(settings.gcp_conn_id))
 
@@ -36,7 +36,7 @@ _PROVIDERS: dict[str, Any] = {}
 
 
 def _provider(conn_id: str):
-    from fnd_core import gcp
+    from fnd_core.io import gcp
 
     if conn_id not in _PROVIDERS:  # one object per id, so configure() sees "no change"
         _PROVIDERS[conn_id] = gcp.CredentialsProvider(
@@ -67,7 +67,7 @@ def connection_auth(conn_id: str, endpoint: str | None):
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from google.auth.exceptions import DefaultCredentialsError
 
-    from fnd_core import gcp
+    from fnd_core.io import gcp
 
     try:
         from airflow.sdk.exceptions import AirflowNotFoundException
@@ -145,13 +145,13 @@ def train_on_vertex(
 ) -> dict:  # fmt: skip
     """Run this run's training as a Vertex AI CustomJob and return the candidate it registered.
 
-    The job specification is fnd_core.vertex's (pure, unit-tested); the job is created and
+    The job specification is fnd_core.pipeline.vertex's (pure, unit-tested); the job is created and
     followed through the provider's ``CustomJobHook`` on the connection ``FND_GCP_CONN_ID``.
     If this task is stopped (timeout, kill) the job is cancelled, not left running.
     """
     from google.cloud.aiplatform_v1 import CustomJob
 
-    from fnd_core import remote_training, vertex
+    from fnd_core.pipeline import remote_training, vertex
 
     result_uri = remote_training.result_uri(settings, run_id)
     spec = vertex.job_spec(

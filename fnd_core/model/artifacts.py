@@ -78,7 +78,7 @@ def _fs(uri: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     endpoint); other URIs through fsspec with ``storage_options``."""
     options = dict(storage_options or {})
     if uri.startswith(("gs://", "gcs://")) and set(options) <= {"endpoint_url"}:
-        from fnd_core.landing import storage
+        from fnd_core.io import storage
 
         fs, root = storage.filesystem(uri, gcs_endpoint=options.get("endpoint_url"))
         return fs, root.rstrip("/")

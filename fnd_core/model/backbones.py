@@ -3,7 +3,8 @@
 An :class:`ImageBackbone` takes uint8 pixels and normalises them itself, so the data pipeline
 never needs to know which preset it feeds. A :class:`TextBackbone` owns its tokenizer and
 mean-pools token states into one vector per text. The ``tiny`` preset's random-init encoders
-live here too; pretrained presets are loaded by :mod:`fnd_core.model.pretrained`.
+live here too; pretrained presets are loaded by :mod:`fnd_core.model.pretrained`, and
+:mod:`fnd_core.model.encoders` picks between them.
 """
 
 from __future__ import annotations
@@ -247,31 +248,3 @@ def tiny_text_backbone(config: ModelConfig) -> TextBackbone:
     tokenize = HashTokenizer(vocab_size=TINY_VOCAB, max_tokens=config.max_tokens)
     trunk = _TinyTextTrunk(TINY_VOCAB, TINY_WIDTH)
     return TextBackbone(trunk, tokenize, name="tiny-hash-bow", feature_dim=TINY_WIDTH)
-
-
-def build_backbones(
-    config: ModelConfig, *, pretrained: bool = True
-) -> tuple[ImageBackbone | None, TextBackbone | None]:
-    """The encoders ``config`` asks for (only the modalities it uses).
-
-    Args:
-        config: the model config; ``config.preset`` picks the encoders.
-        pretrained: load the preset's pretrained weights. ``False`` builds the same
-            architecture with random weights, only for callers that load weights next
-            (an artifact holding the full model). Ignored for ``tiny``.
-
-    Raises:
-        BackboneUnavailableError: pretrained weights are not on this machine.
-    """
-    if config.preset == "tiny":
-        image = tiny_image_backbone(config) if config.uses_image else None
-        text = tiny_text_backbone(config) if config.uses_text else None
-        return image, text
-    from fnd_core.model import pretrained as hub
-
-    loaders = hub.LOADERS[config.preset]
-    if config.preset == "seed" and pretrained:
-        hub.require_seed_weights(need_image=config.uses_image, need_text=config.uses_text)
-    image = loaders.image(config, pretrained=pretrained) if config.uses_image else None
-    text = loaders.text(config, pretrained=pretrained) if config.uses_text else None
-    return image, text

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from fnd_core.model.backbones import ImageBackbone, TextBackbone, build_backbones
+from fnd_core.model.backbones import ImageBackbone, TextBackbone
 from fnd_core.model.config import ModelConfig
+from fnd_core.model.encoders import build_backbones
 
 ENCODER_PREFIXES = ("image_encoder.", "text_encoder.")
 

@@ -29,7 +29,7 @@ def read_bytes(uri: str, storage_options: Mapping[str, Any] | None = None) -> by
 
     ``storage_options`` may carry ``endpoint_url`` (a GCS emulator), as for fsspec.
     """
-    from fnd_core.landing import storage
+    from fnd_core.io import storage
 
     endpoint = dict(storage_options or {}).get("endpoint_url")
     return storage.read_bytes(uri, gcs_endpoint=endpoint)
@@ -41,11 +41,11 @@ def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> 
     Raises:
         ImageDecodeError: unreadable data, or more pixels than ``max_pixels``.
     """
-    from fnd_core.landing import images
+    from fnd_core.io import imaging
 
     try:
-        return images.open_rgb(data, max_pixels=max_pixels, draft_size=draft_size)
-    except images.ImageRejected as exc:
+        return imaging.open_rgb(data, max_pixels=max_pixels, draft_size=draft_size)
+    except imaging.ImageRejected as exc:
         raise ImageDecodeError(f"{exc.rule}: {exc.reason}") from exc
 
 

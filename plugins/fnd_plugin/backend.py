@@ -54,7 +54,7 @@ def backend_from_airflow() -> Backend:
     install_gcp_credentials(settings)
 
     def make() -> Engine:
-        from fnd_core.db import make_reader_engine
+        from fnd_core.io.db import make_reader_engine
 
         return make_reader_engine(fnd_database_url(settings))  # pages read, never write
 
@@ -100,13 +100,13 @@ def fnd_database_url(settings: Settings) -> str:
             return connection_url(Connection.get_connection_from_secrets(conn_id))
         except AirflowNotFoundException:
             continue
-    from fnd_core.db import database_url
+    from fnd_core.io.db import database_url
 
     return database_url(settings)
 
 
 def connection_url(conn: Any) -> str:
     """A SQLAlchemy URL from an Airflow Postgres connection (the mapping the DAGs use too)."""
-    from fnd_core.db import url_from_airflow_connection
+    from fnd_core.io.db import url_from_airflow_connection
 
     return url_from_airflow_connection(conn)

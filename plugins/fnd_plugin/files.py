@@ -3,7 +3,7 @@
 Each reader only opens what fnd recorded: a path inside the Data Docs folder (no ``..``, no
 symlink out), a plot listed in a model artifact's manifest (whose sha256 is the one in
 ``fnd.model_versions``), an image whose content hash is in ``fnd.posts``. Artifacts and images
-may be local or ``gs://`` (through :mod:`fnd_core.landing.storage`).
+may be local or ``gs://`` (through :mod:`fnd_core.io.storage`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from fnd_core.landing import storage
+from fnd_core.io import storage
 
 # fnd_core.model.artifacts names these; importing it would import torch into the API server.
 MANIFEST = "manifest.json"

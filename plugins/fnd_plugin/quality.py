@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fnd_core import monitoring
+from fnd_core.observe import monitoring
 from fnd_plugin import ASSETS_PREFIX, URL_PREFIX, docs_offline, files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, base_path, link, render

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fnd_core import monitoring
+from fnd_core.observe import monitoring
 from fnd_plugin import charts, files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, link, render

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from fnd_core.airflow_rest import AirflowClient, wait_for_dags, wait_for_run
-from fnd_core.db import make_engine
-from fnd_core.kickoff import DAG_IDS
-from fnd_core.processes import alive, descendants
+from fnd_core.io.db import make_engine
+from fnd_core.stack.airflow_rest import AirflowClient, wait_for_dags, wait_for_run
+from fnd_core.stack.kickoff import DAG_IDS
+from fnd_core.stack.processes import alive, descendants
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 300
@@ -78,7 +78,7 @@ def running_stack(
     port = free_port()
     log = home / "fnd-up.log"
     command = [
-        sys.executable, "-m", "fnd_core.cli", "up", "--port", str(port), "--demo-posts", "0",
+        sys.executable, "-m", "fnd_core.stack.cli", "up", "--port", str(port), "--demo-posts", "0",
         "--no-kickoff", "--airflow-db-url", airflow_url, *args,
     ]  # fmt: skip
     with log.open("wb") as out:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.airflow_rest import wait_for_new_run, wait_for_run
-from fnd_core.demo import generate_batch
+from fnd_core.stack.airflow_rest import wait_for_new_run, wait_for_run
+from fnd_core.stack.demo import generate_batch
 from tests.smtp_sink import SmtpSink
 
 pytest_plugins = ["tests.airflow.live_stack"]
@@ -53,8 +53,8 @@ def drift_stack(create_database, tmp_path_factory):
 def _champion(stack) -> str:
     """A champion trained in-process on 300 demo posts, straight into the stack's database;
     its training posts scored, as the rescoring after a promotion does."""
-    from fnd_core import retrain, scoring
-    from fnd_core.ingest import ingest_file
+    from fnd_core.ingest.load import ingest_file
+    from fnd_core.pipeline import retrain, scoring
     from fnd_core.settings import Settings
 
     settings = Settings(home=stack.home, database_url=stack.fnd_url, cv_repeats=1,

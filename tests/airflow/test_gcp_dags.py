@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.demo import generate_batch
-from fnd_core.landing import storage
+from fnd_core.io import storage
+from fnd_core.stack.demo import generate_batch
 from tests.airflow.test_pipeline_dags import load_dag, scalar, task_states
 from tests.gcp_standins import TokenStandIn, VertexStandIn, gcs_emulator
 
@@ -162,9 +162,9 @@ def test_landing_watch_waits_for_its_ingest_run_by_default(airflow_db, fnd_env, 
 def test_retrain_on_vertex_standin_promotes_the_verified_artifact(gcp, clean_db, tmp_path):
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
-    from fnd_core import registry, retrain
     from fnd_core.model.artifacts import WEIGHTS
     from fnd_core.model.errors import ArtifactIntegrityError
+    from fnd_core.pipeline import registry, retrain
     from fnd_core.settings import Settings
 
     generate_batch(tmp_path / "batch", 120, seed=13)
@@ -239,7 +239,7 @@ def test_connection_fallbacks(airflow_db, monkeypatch, tmp_path):
     an anonymous connection: anonymous; a key-less one against an emulator: anonymous."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from fnd_core import gcp
+    from fnd_core.io import gcp
     from fnd_support.gcp import connection_auth
 
     monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)

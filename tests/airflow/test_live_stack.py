@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.airflow_rest import wait_for_new_run, wait_for_run
-from fnd_core.demo import generate_batch
+from fnd_core.stack.airflow_rest import wait_for_new_run, wait_for_run
+from fnd_core.stack.demo import generate_batch
 
 pytest_plugins = ["tests.airflow.live_stack"]
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]

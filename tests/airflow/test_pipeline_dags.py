@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.demo import generate_batch
+from fnd_core.stack.demo import generate_batch
 from tests.airflow.conftest import DAGS_DIR
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]

@@ -18,10 +18,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from markupsafe import escape
 
-from fnd_core import drift, scoring
-from fnd_core.demo import generate_batch
-from fnd_core.ingest import BatchRejectedError, ingest_file
+from fnd_core.ingest.load import BatchRejectedError, ingest_file
+from fnd_core.observe import drift
+from fnd_core.pipeline import scoring
 from fnd_core.settings import Settings
+from fnd_core.stack.demo import generate_batch
 from tests.airflow.conftest import DAGS_DIR, REPO
 from tests.helpers import ingest_demo, promote_tiny
 
@@ -181,8 +182,8 @@ def test_loading_the_plugin_builds_no_app():
     """Airflow loads plugins in every task: importing ours must not pull in its web app."""
     code = (
         f"import sys; sys.path.insert(0, {str(PLUGINS_DIR)!r}); import fnd_monitoring; "
-        "print(sorted(m for m in ('fnd_plugin.app', 'fastapi.templating', 'fnd_core.monitoring')"
-        " if m in sys.modules))"
+        "heavy = ('fnd_plugin.app', 'fastapi.templating', 'fnd_core.observe.monitoring'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120

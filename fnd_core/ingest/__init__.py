@@ -1,0 +1,2 @@
+"""The landing side: read landing files, check rows and pictures, validate (GX), load into
+Postgres."""

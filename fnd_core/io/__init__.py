@@ -1,0 +1,1 @@
+"""Storage, image decoding and the database: what every layer above reads and writes through."""

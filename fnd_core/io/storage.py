@@ -1,0 +1,219 @@
+"""Thin storage helpers: one small API for local folders and ``gs://bucket/prefix`` URIs.
+
+Local paths (and ``file://`` URIs) use the OS directly: it is faster than fsspec, and a write
+is atomic (temp file + rename). Any other URI goes through fsspec; ``gs://`` through gcsfs.
+
+``gs://`` filesystems come from :func:`fnd_core.io.gcp.gcs_filesystem`, with the credentials of the
+Airflow connection inside Airflow and Application Default Credentials elsewhere.
+
+Why gcsfs is built by hand when ``gcs_endpoint`` is set (a local emulator): gcsfs's default
+class (``ExtendedGcsFileSystem``, enabled unless ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false``)
+asks the Storage Control API over gRPC for each bucket's layout before most calls. An emulator
+speaks only the JSON API, the probe retries for 60 s, and its failure is not cached, so every
+call stalls a minute. The plain ``gcsfs.core.GCSFileSystem`` makes no such probe. Against real
+GCS (no endpoint) the default class is kept. Moves are copy + delete for the same reason:
+gcsfs's ``mv`` first tries the ``moveTo`` API, which the emulator answers with 501 after ~35 s
+of retries; on GCS a copy is a server-side rewrite, so nothing passes through this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+_FILE_SCHEME = "file://"
+
+
+def is_local(uri: str) -> bool:
+    """True for plain paths and ``file://`` URIs."""
+    return uri.startswith(_FILE_SCHEME) or "://" not in uri
+
+
+def local_path(uri: str) -> str:
+    """The filesystem path of a local URI (``file:///a/b`` -> ``/a/b``)."""
+    return uri[len(_FILE_SCHEME) :] if uri.startswith(_FILE_SCHEME) else uri
+
+
+def is_within(path: str, root: str, *, resolve_links: bool = True) -> bool:
+    """Whether ``path`` is ``root`` or lies under it: local paths compared after resolving
+    links (unless ``resolve_links`` is off: then as written, normalised), URIs by prefix."""
+    if is_local(path) != is_local(root):
+        return False
+    if is_local(path):
+        norm = os.path.realpath if resolve_links else os.path.abspath
+        path, root = norm(local_path(path)), norm(local_path(root))
+        return os.path.commonpath([path, root]) == root
+    path = path.rstrip("/").replace("gcs://", "gs://")
+    root = root.rstrip("/").replace("gcs://", "gs://")
+    return path == root or path.startswith(root + "/")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path segments under ``base`` with the separator its kind uses."""
+    if is_local(base):
+        return os.path.join(base, *parts)
+    return posixpath.join(base.rstrip("/"), *(p.strip("/") for p in parts))
+
+
+def parent(uri: str) -> str:
+    """The folder holding ``uri``."""
+    if is_local(uri):
+        return os.path.dirname(uri.rstrip(os.sep)) or "."
+    return uri.rstrip("/").rsplit("/", 1)[0]
+
+
+def basename(uri: str) -> str:
+    """The last segment of ``uri`` (a file name)."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def filesystem(uri: str, *, gcs_endpoint: str | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem for a remote ``uri`` and the path within it.
+
+    Args:
+        uri: a remote URI, e.g. ``gs://bucket/prefix/file.jsonl``.
+        gcs_endpoint: GCS JSON API endpoint override (``http://127.0.0.1:9023``); with it,
+            gcsfs's gRPC bucket-layout probe is avoided. Default: the process's (see
+            :mod:`fnd_core.io.gcp`, which also says where the credentials come from).
+    """
+    protocol, _, path = uri.partition("://")
+    if protocol in ("gs", "gcs"):
+        from fnd_core.io import gcp
+
+        return gcp.gcs_filesystem(gcs_endpoint), path
+    import fsspec
+
+    fs, fs_path = fsspec.core.url_to_fs(uri)
+    return fs, fs_path
+
+
+def read_bytes(uri: str, *, gcs_endpoint: str | None = None) -> bytes:
+    """The whole content of a file; ``FileNotFoundError`` when there is none."""
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            return f.read()
+    fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+    return fs.cat_file(path)
+
+
+@contextlib.contextmanager
+def open_read(uri: str, *, gcs_endpoint: str | None = None) -> Iterator[IO[bytes]]:
+    """A file opened for streamed binary reads (GCS objects are fetched in blocks, not whole)."""
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            yield f
+        return
+    fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+    with fs.open(path, "rb") as f:
+        yield f
+
+
+def write_bytes(uri: str, data: bytes, *, gcs_endpoint: str | None = None) -> None:
+    """Write a whole file atomically: readers see the old state or the new file, never a part.
+
+    Locally the bytes go to a hidden temp file in the same folder, then a rename; a GCS
+    object only appears once its upload completes. Parent folders are created as needed.
+    """
+    if not is_local(uri):
+        fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+        fs.pipe_file(path, data)
+        return
+    path = local_path(uri)
+    folder, name = os.path.split(path)
+    folder = folder or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    except FileNotFoundError:  # create the folder only when missing: one syscall less per file
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def exists(uri: str, *, gcs_endpoint: str | None = None) -> bool:
+    """Whether a file (or, for a prefix, any object under it) exists."""
+    if is_local(uri):
+        return os.path.exists(local_path(uri))
+    fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+    return fs.exists(path)
+
+
+def is_dir(uri: str, *, gcs_endpoint: str | None = None) -> bool:
+    """Whether ``uri`` is a folder (on GCS: a prefix with objects under it)."""
+    if is_local(uri):
+        return os.path.isdir(local_path(uri))
+    fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
+    return fs.isdir(path)
+
+
+def list_files(
+    prefix: str, *, gcs_endpoint: str | None = None, recursive: bool = False
+) -> list[str]:
+    """URIs of the files under ``prefix``, sorted; hidden names (``.*``) are skipped.
+
+    Args:
+        prefix: a folder (local or remote); a missing one lists as empty.
+        recursive: include files in sub-folders. Off by default, so the landing zone's
+            ``archive/`` and ``failed/`` folders are not listed with the new files.
+    """
+    if is_local(prefix):
+        return _list_local(local_path(prefix), recursive)
+    fs, path = filesystem(prefix, gcs_endpoint=gcs_endpoint)
+    fs.invalidate_cache(path)  # a long-lived worker must see files landed since its last look
+    if recursive:
+        paths = fs.find(path)
+    else:
+        try:
+            paths = [e["name"] for e in fs.ls(path, detail=True) if e["type"] == "file"]
+        except FileNotFoundError:
+            return []
+    scheme = prefix.partition("://")[0]
+    names = [p for p in paths if not basename(p).startswith(".")]
+    return sorted(f"{scheme}://{p.lstrip('/')}" for p in names)
+
+
+def _list_local(folder: str, recursive: bool) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for root, dirs, files in os.walk(folder):
+        found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
+        if not recursive:
+            break
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found)
+
+
+def move(src: str, dst: str, *, gcs_endpoint: str | None = None, overwrite: bool = False) -> str:
+    """Move a file (e.g. into ``archive/`` or ``failed/``) and return its new URI.
+
+    Refuses to replace an existing ``dst`` unless ``overwrite``: moved files are kept, never
+    silently lost. Both ends must be of the same kind (local or the same remote store).
+    """
+    if is_local(src) != is_local(dst):
+        raise ValueError(f"cannot move between a local path and a remote URI: {src} -> {dst}")
+    if not overwrite and exists(dst, gcs_endpoint=gcs_endpoint):
+        raise FileExistsError(f"refusing to overwrite {dst} (moving {src})")
+    if is_local(src):
+        target = local_path(dst)
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        shutil.move(local_path(src), target)
+        return dst
+    fs, src_path = filesystem(src, gcs_endpoint=gcs_endpoint)
+    _, dst_path = filesystem(dst, gcs_endpoint=gcs_endpoint)
+    if not fs.isfile(src_path):
+        raise FileNotFoundError(src)
+    fs.copy(src_path, dst_path)
+    fs.rm_file(src_path)
+    return dst

@@ -1,0 +1,1 @@
+"""The read side: monitoring queries, drift reports, output checks and notifications."""

@@ -1,0 +1,28 @@
+"""When a drift report is flagged: the thresholds, from ``FND_DRIFT_*``.
+
+Its own module because both the input-drift check (:mod:`fnd_core.observe.drift`) and the
+model-output suite (:mod:`fnd_core.observe.output_checks`) read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fnd_core.settings import Settings
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """When a report is flagged (each threshold from ``FND_DRIFT_*``)."""
+
+    auc_threshold: float = 0.6
+    prior_tolerance: float = 0.2
+    undecided_share: float = 0.35
+    max_score_kl: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftPolicy:
+        return cls(settings.drift_auc_threshold, settings.drift_prior_tolerance,
+                   settings.drift_undecided_share, settings.drift_max_score_kl)  # fmt: skip

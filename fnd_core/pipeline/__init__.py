@@ -1,0 +1,1 @@
+"""The retraining and scoring steps: snapshot, train, evaluate, gate, register, promote, score."""
