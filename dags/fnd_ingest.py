@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
 
+from fnd_core import contracts
 from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_alert, fnd_engine, fnd_settings
 
 POSTS = Asset(POSTS_ASSET_URI)
 
 
 @dag(
-    dag_id="fnd_ingest",
+    dag_id=contracts.INGEST_DAG,
     schedule=fnd_settings().ingest_schedule,
     doc_md=__doc__,
     tags=["fnd", "ingest"],
@@ -67,7 +68,7 @@ def fnd_ingest():
         print(f"{len(files)} new file(s): {files}")
         return files
 
-    @task(map_index_template="{{ file_name }}")
+    @task(task_id=contracts.INGEST_FILE_TASK, map_index_template="{{ file_name }}")
     def ingest_file(uri: str) -> dict:
         """Read, check, validate and load one file; fails loudly if the file is rejected."""
         from airflow.sdk.exceptions import AirflowFailException

@@ -26,6 +26,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, task
 
+from fnd_core import contracts
 from fnd_support import COMMON_DAG_KWARGS, fnd_settings
 from fnd_support.gcp import landing_location
 
@@ -35,7 +36,7 @@ WATCH_TIMEOUT = timedelta(days=7)  # a quiet week ends the run (skipped); the ne
 
 
 @dag(
-    dag_id="fnd_landing_watch",
+    dag_id=contracts.LANDING_WATCH_DAG,
     schedule="@continuous" if WATCHED else None,
     doc_md=__doc__,
     tags=["fnd", "ingest", "gcp"],
@@ -81,8 +82,8 @@ def fnd_landing_watch():
         execution_timeout=None,
     )
     start = TriggerDagRunOperator(
-        task_id="start_ingest",
-        trigger_dag_id="fnd_ingest",
+        task_id=contracts.START_INGEST_TASK,
+        trigger_dag_id=contracts.INGEST_DAG,
         conf={"path": SETTINGS.landing, "reason": "files landed (fnd_landing_watch)"},
         wait_for_completion="{{ params.wait_for_ingest }}",
         deferrable=True,

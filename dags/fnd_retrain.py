@@ -16,8 +16,9 @@
    collapses. **route** follows the decision; **promote** / **reject** record it as decided;
 6. on promotion, **fnd_score** is triggered to score everything with the new champion.
 
-**Params**: `epochs`, `preset` (empty = `FND_MODEL_PRESET`), `min_accuracy` (floor on the gate
-metric; empty = `FND_GATE_MIN_ACCURACY`; a value set here is recorded with your user name),
+**Params**: `epochs` (default `FND_TRAIN_EPOCHS`), `preset` (default `FND_MODEL_PRESET`),
+`min_accuracy` (floor on the gate metric; empty = `FND_GATE_MIN_ACCURACY`; a value set here is
+recorded with your user name),
 `force_promote` (promote past a failed gate; your user name is recorded in `forced_by`).
 """
 
@@ -35,6 +36,8 @@ from airflow.sdk import (
     task,
 )
 
+from fnd_core import contracts
+from fnd_core.settings import MODEL_PRESETS
 from fnd_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
@@ -44,9 +47,6 @@ from fnd_support import (
     fnd_settings,
 )
 
-DEFAULT_EPOCHS = (
-    40  # fnd_core.pipeline.retrain.DEFAULT_EPOCHS (not imported: it would pull in sqlalchemy)
-)
 TRAIN_BACKEND = fnd_settings().train_backend
 if TRAIN_BACKEND not in ("local", "vertex"):
     raise ValueError(f"FND_TRAIN_BACKEND={TRAIN_BACKEND!r}: use local or vertex")
@@ -65,19 +65,26 @@ def retrain_schedule():
 
 
 @dag(
-    dag_id="fnd_retrain",
+    dag_id=contracts.RETRAIN_DAG,
     schedule=retrain_schedule(),
     doc_md=__doc__,
     tags=["fnd", "training"],
     max_active_runs=1,
     params={
-        "epochs": Param(DEFAULT_EPOCHS, type="integer", minimum=1, maximum=500, title="Epochs"),
+        "epochs": Param(
+            fnd_settings().train_epochs,
+            type="integer",
+            minimum=1,
+            maximum=500,
+            title="Epochs",
+            description="Most epochs; early stopping may end sooner. Default: FND_TRAIN_EPOCHS.",
+        ),
         "preset": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, "offline", "seed", "tiny"],
+            fnd_settings().model_preset,
+            type="string",
+            enum=list(MODEL_PRESETS),
             title="Backbone preset",
-            description="Empty: FND_MODEL_PRESET.",
+            description="Default: FND_MODEL_PRESET.",
         ),
         "min_accuracy": Param(
             None,
@@ -109,7 +116,7 @@ def fnd_retrain():
             raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
         return snap
 
-    @task(retries=0)
+    @task(task_id=contracts.VALIDATE_SNAPSHOT_TASK, retries=0)
     def validate_snapshot(snap: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -184,8 +191,8 @@ def fnd_retrain():
         return _record(evaluation, decision)
 
     trigger_rescoring = TriggerDagRunOperator(
-        task_id="trigger_rescoring",
-        trigger_dag_id="fnd_score",
+        task_id=contracts.RESCORING_TASK,
+        trigger_dag_id=contracts.SCORE_DAG,
         conf={"reason": "new champion from fnd_retrain"},
         wait_for_completion=False,
     )

@@ -28,6 +28,7 @@ from airflow.sdk import (
     task,
 )
 
+from fnd_core import contracts
 from fnd_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
@@ -44,7 +45,7 @@ DRIFT = Asset(DRIFT_ASSET_URI)
 
 
 @dag(
-    dag_id="fnd_score",
+    dag_id=contracts.SCORE_DAG,
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(fnd_settings().score_schedule, timezone="UTC"),
         assets=POSTS,
@@ -94,7 +95,7 @@ def fnd_score():
         print(f"{work['n_todo']} post(s) to score with {work['model_version']}")
         return [s for s in work["shards"] if s["n_todo"]]
 
-    @task(map_index_template="shard {{ shard_label }}")
+    @task(task_id=contracts.SCORE_SHARD_TASK, map_index_template="shard {{ shard_label }}")
     def score_shard(shard: dict) -> dict:
         """Score one shard page by page; safe to rerun (only unscored posts are selected)."""
         from fnd_core.pipeline import scoring

@@ -1,5 +1,32 @@
 """Names other systems see: DAG ids, task ids, asset URIs and the Airflow connection ids.
 
-Defined once here and read by the DAG files, the UI plugin, the notifier and the local stack's
-kickoff, so that renaming a DAG or an asset cannot leave one of them pointing at the old name.
+Defined once here and read by the DAG files, the UI plugin, the failure notifier and the local
+stack's kick-off, so that renaming a DAG, a task or an asset cannot leave one of them pointing
+at the old name (tests/airflow/test_dag_integrity.py checks the DAGs against this module).
 """
+
+from __future__ import annotations
+
+# DAGs
+INGEST_DAG = "fnd_ingest"
+SCORE_DAG = "fnd_score"
+RETRAIN_DAG = "fnd_retrain"
+LANDING_WATCH_DAG = "fnd_landing_watch"
+PIPELINE_DAGS = (INGEST_DAG, SCORE_DAG, RETRAIN_DAG)  # the ones every deployment runs
+ALL_DAGS = (*PIPELINE_DAGS, LANDING_WATCH_DAG)  # + the gs:// landing sensor
+
+# Tasks that other code names (failure messages, the kick-off, the UI)
+INGEST_FILE_TASK = "ingest_file"  # fnd_ingest: one mapped instance per landing file
+SCORE_SHARD_TASK = "score_shard"  # fnd_score: one mapped instance per shard
+VALIDATE_SNAPSHOT_TASK = "validate_snapshot"  # fnd_retrain: the GX suite over the snapshot
+RESCORING_TASK = "trigger_rescoring"  # fnd_retrain: starts fnd_score after a promotion
+START_INGEST_TASK = "start_ingest"  # fnd_landing_watch: starts fnd_ingest
+
+# Assets: the contract between the DAGs (ingest -> score, retrain -> score, drift -> retrain)
+POSTS_ASSET = "fnd://posts"
+PREDICTIONS_ASSET = "fnd://predictions"
+DRIFT_ASSET = "fnd://drift"
+
+# Airflow connections
+DB_CONN_ID = "fnd_db"  # fnd's database, for tasks and (unless FND_UI_CONN_ID) the UI
+GCP_CONN_ID = "google_cloud_default"  # default of FND_GCP_CONN_ID

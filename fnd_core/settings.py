@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fnd_core.contracts import GCP_CONN_ID
+
+MODEL_PRESETS = ("offline", "seed", "tiny")  # backbones: fnd_core.model.pretrained loads them
+GATE_METRICS = ("balanced_accuracy", "macro_f1")  # fnd_core.pipeline.gate computes them
+
 
 def _setting(env: str, default: Any, doc: str) -> Any:
     """Declare a setting: the variable that sets it, its default, and a line for `fnd config`."""
@@ -51,7 +56,7 @@ class Settings:
     )
     gcp_conn_id: str = _setting(
         "FND_GCP_CONN_ID",
-        "google_cloud_default",
+        GCP_CONN_ID,
         "Airflow connection whose credentials every gs:// access and Vertex AI call uses",
     )
     landing_poke_seconds: float = _setting(
@@ -102,7 +107,14 @@ class Settings:
         0.5,
         "A file whose quarantined share exceeds this fails as a whole",
     )
-    model_preset: str = _setting("FND_MODEL_PRESET", "offline", "Backbones: offline | seed | tiny")
+    model_preset: str = _setting(
+        "FND_MODEL_PRESET", "offline", f"Backbones: {' | '.join(MODEL_PRESETS)}"
+    )
+    train_epochs: int = _setting(
+        "FND_TRAIN_EPOCHS",
+        40,
+        "Most epochs a training run takes (early stopping may end it sooner)",
+    )
     image_size: int = _setting("FND_IMAGE_SIZE", 224, "Image side in pixels fed to the encoder")
     max_tokens: int = _setting("FND_MAX_TOKENS", 64, "Text truncated to this many tokens")
     batch_size: int = _setting(
@@ -177,7 +189,7 @@ class Settings:
     gate_metric: str = _setting(
         "FND_GATE_METRIC",
         "balanced_accuracy",
-        "Gate metric, estimated by grouped cross-validation: balanced_accuracy | macro_f1",
+        f"Gate metric, estimated by grouped cross-validation: {' | '.join(GATE_METRICS)}",
     )
     gate_min_accuracy: float = _setting(
         "FND_GATE_MIN_ACCURACY", 0.65, "Gate: floor on the gate metric's cross-validated estimate"
@@ -326,3 +338,15 @@ def mask_secrets(text: str) -> str:
     secrets in query strings (``?password=***``, ``&token=***``)."""
     text = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", text)
     return _QUERY_SECRET.sub(r"\g<head>***", text)
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``: the one value code uses when no environment is read.
+
+    Defaults live only in :class:`Settings`; the model config, the gate policy, the row checks,
+    the CLI and the DAG Params read them from here instead of repeating them.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if name not in fields:
+        raise KeyError(f"no setting named {name!r}")
+    return fields[name].default

@@ -11,7 +11,9 @@ from typing import Any
 
 import pendulum
 
-FND_DB_CONN_ID = "fnd_db"
+from fnd_core import contracts
+
+FND_DB_CONN_ID = contracts.DB_CONN_ID
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
@@ -68,10 +70,10 @@ COMMON_DAG_KWARGS: dict[str, Any] = {
 
 TRAIN_TIMEOUT = timedelta(hours=6)
 
-# Asset URIs: the contract between the DAGs (ingest -> score, retrain -> score).
-POSTS_ASSET_URI = "fnd://posts"
-DRIFT_ASSET_URI = "fnd://drift"
-PREDICTIONS_ASSET_URI = "fnd://predictions"
+# Asset URIs: the contract between the DAGs (ingest -> score, retrain -> score, drift -> retrain).
+POSTS_ASSET_URI = contracts.POSTS_ASSET
+DRIFT_ASSET_URI = contracts.DRIFT_ASSET
+PREDICTIONS_ASSET_URI = contracts.PREDICTIONS_ASSET
 
 
 def fnd_settings():

@@ -20,9 +20,11 @@ import logging
 from collections.abc import Hashable
 from typing import Any
 
+from fnd_core import contracts
+
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "google_cloud_default"
+DEFAULT_CONN_ID = contracts.GCP_CONN_ID
 
 
 def install(settings) -> None:

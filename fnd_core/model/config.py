@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-PRESETS = ("offline", "seed", "tiny")
+from fnd_core.settings import MODEL_PRESETS, default
+
+PRESETS = MODEL_PRESETS
 FUSIONS = ("concat", "interaction")
 MODALITIES = ("both", "text", "image")
-DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard; same as Settings.max_image_pixels
+DEFAULT_MAX_PIXELS: int = default("max_image_pixels")  # decompression-bomb guard
 
 # Smaller defaults for the random-init test preset: it must train in seconds on a laptop CPU.
 _PRESET_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fnd_core.settings import default
+
 if TYPE_CHECKING:
     from fnd_core.settings import Settings
 
@@ -17,10 +19,10 @@ if TYPE_CHECKING:
 class DriftPolicy:
     """When a report is flagged (each threshold from ``FND_DRIFT_*``)."""
 
-    auc_threshold: float = 0.6
-    prior_tolerance: float = 0.2
-    undecided_share: float = 0.35
-    max_score_kl: float = 0.5
+    auc_threshold: float = default("drift_auc_threshold")
+    prior_tolerance: float = default("drift_prior_tolerance")
+    undecided_share: float = default("drift_undecided_share")
+    max_score_kl: float = default("drift_max_score_kl")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftPolicy:

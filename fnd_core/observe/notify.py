@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fnd_core import contracts
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -109,11 +111,11 @@ def describe_failure(facts: FailureFacts, records: RunRecords | None = None) -> 
         records: fnd's rows for the run (:func:`fnd_core.observe.monitoring.run_records`), or None
             when they could not be read; the alert then rests on the exception alone.
     """
-    if facts.dag_id == "fnd_ingest":
+    if facts.dag_id == contracts.INGEST_DAG:
         title, lines = _ingest(facts, records)
-    elif facts.dag_id == "fnd_retrain":
+    elif facts.dag_id == contracts.RETRAIN_DAG:
         title, lines = _retrain(facts, records)
-    elif facts.dag_id == "fnd_score":
+    elif facts.dag_id == contracts.SCORE_DAG:
         title, lines = _score(facts)
     else:
         title, lines = f"{facts.dag_id}.{facts.task_id} failed", []
@@ -142,8 +144,8 @@ def describe_failure(facts: FailureFacts, records: RunRecords | None = None) -> 
 
 def _ingest(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[str]]:
     name = _basename(facts.file_uri) if facts.file_uri else None
-    if facts.task_id != "ingest_file" or name is None:
-        return f"fnd_ingest.{facts.task_id} failed", []
+    if facts.task_id != contracts.INGEST_FILE_TASK or name is None:
+        return f"{contracts.INGEST_DAG}.{facts.task_id} failed", []
     lines = [f"file: {facts.file_uri}"]
     batch = _batch_of(records, facts.file_uri)
     if batch is None:
@@ -169,7 +171,7 @@ def _ingest(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[
 
 
 def _retrain(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[str]]:
-    if facts.task_id == "validate_snapshot":
+    if facts.task_id == contracts.VALIDATE_SNAPSHOT_TASK:
         lines = _validation_lines(records, suite="training_set")
         return "training snapshot failed its data-quality suite (nothing trained)", lines
     models = records.models if records else []
@@ -188,8 +190,8 @@ def _retrain(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list
 
 def _score(facts: FailureFacts) -> tuple[str, list[str]]:
     shard = facts.shard
-    if facts.task_id != "score_shard" or not shard:
-        return f"fnd_score.{facts.task_id} failed", []
+    if facts.task_id != contracts.SCORE_SHARD_TASK or not shard:
+        return f"{contracts.SCORE_DAG}.{facts.task_id} failed", []
     label = f"{shard.get('shard')}/{shard.get('n_shards')}"
     lines = [
         f"model version: {shard.get('model_version')}",

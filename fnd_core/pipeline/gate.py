@@ -13,18 +13,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-GATE_METRIC_NAMES = ("balanced_accuracy", "macro_f1")
+from fnd_core.settings import GATE_METRICS as GATE_METRIC_NAMES
+from fnd_core.settings import default
 
 
 @dataclass(frozen=True)
 class GatePolicy:
     """Thresholds, from settings (FND_GATE_*) or the retrain DAG's Params."""
 
-    min_accuracy: float = 0.65  # floor on the gate metric (the name is kept for the CLI/Params)
-    tolerance: float = 0.01
-    min_class_recall: float = 0.5
-    baseline_margin: float = 0.01
-    metric: str = "balanced_accuracy"
+    min_accuracy: float = default("gate_min_accuracy")  # floor on the gate metric
+    tolerance: float = default("gate_tolerance")
+    min_class_recall: float = default("gate_min_class_recall")
+    baseline_margin: float = default("gate_baseline_margin")
+    metric: str = default("gate_metric")
 
     def __post_init__(self) -> None:
         for name in ("min_accuracy", "tolerance", "min_class_recall", "baseline_margin"):

@@ -296,7 +296,7 @@ def _next_page(
     from fnd_core.model.examples import PostExample
 
     sql = (
-        "select p.post_id, p.text, p.image_uri, p.image_sha256, p.label, p.split "
+        "select p.post_id, p.text, p.image_uri, p.image_sha256, p.label "
         f"from fnd.posts p where {_SHARD_SQL} = :shard and p.post_id > :after and "
         + ("true" if rescore_all else _UNSCORED)
         + " order by p.post_id limit :limit"

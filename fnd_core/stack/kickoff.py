@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from fnd_core.contracts import INGEST_DAG, PIPELINE_DAGS, RESCORING_TASK, RETRAIN_DAG, SCORE_DAG
 from fnd_core.pipeline import registry
 from fnd_core.stack.airflow_rest import AirflowApiError, AirflowClient, wait_for_dags, wait_for_run
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-DAG_IDS = ("fnd_ingest", "fnd_score", "fnd_retrain")
-RESCORING_TASK = "trigger_rescoring"  # fnd_retrain's TriggerDagRunOperator
 RUN_TIMEOUT_S = 3600
 
 
@@ -44,30 +43,28 @@ def kickoff(
 
 
 def _kickoff(client: AirflowClient, engine: Engine, say) -> dict[str, Any]:
-    wait_for_dags(client, DAG_IDS)
-    ingest = _run("fnd_ingest", client, say)
+    wait_for_dags(client, PIPELINE_DAGS)
+    ingest = _run(INGEST_DAG, client, say)
     if ingest["state"] != "success":
         return {"ingest": ingest["state"]}
     say(f"{_count(engine, 'fnd.posts')} posts in fnd.posts")
 
-    for active in client.dag_runs("fnd_retrain", states=["queued", "running"]):
+    for active in client.dag_runs(RETRAIN_DAG, states=["queued", "running"]):
         say(f"waiting for fnd_retrain run {active['dag_run_id']} already under way ...")
-        wait_for_run(client, "fnd_retrain", active["dag_run_id"], timeout_s=RUN_TIMEOUT_S)
+        wait_for_run(client, RETRAIN_DAG, active["dag_run_id"], timeout_s=RUN_TIMEOUT_S)
     champion = registry.current_champion(engine)
     if champion is not None:
         say(f"champion {champion.version} serves; fnd_score scores new posts as they arrive")
         return {"ingest": "success", "champion": champion.version}
 
-    retrain = _run("fnd_retrain", client, say)
+    retrain = _run(RETRAIN_DAG, client, say)
     champion = registry.current_champion(engine)
     if retrain["state"] != "success" or champion is None:
         say("no champion yet: see the fnd_retrain run's gate task in the UI")
         return {"ingest": "success", "retrain": retrain["state"]}
-    score_run_id = client.xcom(
-        "fnd_retrain", retrain["dag_run_id"], RESCORING_TASK, "trigger_run_id"
-    )
+    score_run_id = client.xcom(RETRAIN_DAG, retrain["dag_run_id"], RESCORING_TASK, "trigger_run_id")
     say(f"champion {champion.version} promoted; fnd_score run {score_run_id} scores every post ...")
-    score = wait_for_run(client, "fnd_score", score_run_id, timeout_s=RUN_TIMEOUT_S)
+    score = wait_for_run(client, SCORE_DAG, score_run_id, timeout_s=RUN_TIMEOUT_S)
     n_scored = _count(engine, "fnd.latest_predictions")
     say(f"fnd_score {score['state']}: {n_scored} posts have a verdict in fnd.latest_predictions")
     return {"ingest": "success", "retrain": "success", "score": score["state"], "n": n_scored}

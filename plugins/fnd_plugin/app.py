@@ -13,12 +13,13 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from fnd_core.contracts import INGEST_DAG, RETRAIN_DAG, SCORE_DAG
 from fnd_plugin import models, quality, scores
 from fnd_plugin.backend import Backend, backend_from_airflow
 from fnd_plugin.web import link, render
 
 # Where the "fnd" tab of a DAG run leads, per DAG: that DAG's page filtered by the run.
-RUN_PAGES = {"fnd_ingest": "data-quality", "fnd_retrain": "models", "fnd_score": "scores"}
+RUN_PAGES = {INGEST_DAG: "data-quality", RETRAIN_DAG: "models", SCORE_DAG: "scores"}
 
 
 def airflow_user_required() -> Depends:

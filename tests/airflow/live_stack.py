@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from fnd_core.contracts import PIPELINE_DAGS as DAG_IDS
 from fnd_core.io.db import make_engine
 from fnd_core.stack.airflow_rest import AirflowClient, wait_for_dags, wait_for_run
-from fnd_core.stack.kickoff import DAG_IDS
 from fnd_core.stack.processes import alive, descendants
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
+from fnd_core.contracts import PIPELINE_DAGS as DAG_IDS
 from fnd_core.stack.airflow_rest import wait_for_run
-from fnd_core.stack.kickoff import DAG_IDS
 
 pytest_plugins = ["tests.airflow.live_stack"]
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from fnd_core import contracts
 from tests.airflow.conftest import DAGS_DIR
 
 pytestmark = pytest.mark.airflow
@@ -43,6 +44,25 @@ def test_no_import_errors(dagbag):
 
 def test_expected_dags_present(dagbag):
     assert set(dagbag.dag_ids) == {"fnd_ingest", "fnd_score", "fnd_retrain", "fnd_landing_watch"}
+    assert set(contracts.ALL_DAGS) == set(dagbag.dag_ids)
+
+
+def test_the_names_other_code_uses_exist_in_the_dags(dagbag):
+    """Tasks and assets named in fnd_core.contracts (notifier, kick-off, UI) are the DAGs' own."""
+    tasks = {(dag_id, t) for dag_id, dag in dagbag.dags.items() for t in dag.task_ids}
+    assert {
+        (contracts.INGEST_DAG, contracts.INGEST_FILE_TASK),
+        (contracts.SCORE_DAG, contracts.SCORE_SHARD_TASK),
+        (contracts.RETRAIN_DAG, contracts.VALIDATE_SNAPSHOT_TASK),
+        (contracts.RETRAIN_DAG, contracts.RESCORING_TASK),
+        (contracts.LANDING_WATCH_DAG, contracts.START_INGEST_TASK),
+    } <= tasks
+    outlets = {
+        outlet.uri for dag in dagbag.dags.values() for task in dag.tasks for outlet in task.outlets
+    }
+    assert {contracts.POSTS_ASSET, contracts.PREDICTIONS_ASSET, contracts.DRIFT_ASSET} <= outlets
+    rescoring = dagbag.dags[contracts.RETRAIN_DAG].get_task(contracts.RESCORING_TASK)
+    assert rescoring.trigger_dag_id == contracts.SCORE_DAG
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
