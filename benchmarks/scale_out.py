@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks.common import Timer, bench_database, bench_home, bench_settings, machine, table
 from benchmarks.score_throughput import fnd_score, grow_to, train_champion
-from fnd_core.ingest.load import POST_COLUMNS
+from fnd_core.ingest.staging import POST_COLUMNS
 from fnd_core.io.db import make_engine
 from fnd_core.io.pgcopy import copy_into
 from fnd_core.model.examples import PostExample

@@ -51,6 +51,7 @@ def _after(spec: dict, module, name: str, point: str) -> None:
 
 
 def main(spec: dict) -> None:
+    from fnd_core.ingest import batches, staging
     from fnd_core.ingest import load as ingest
     from fnd_core.io import storage
     from fnd_core.io.db import make_engine
@@ -61,11 +62,11 @@ def main(spec: dict) -> None:
     engine = make_engine(spec["url"])
     step = spec["step"]
     if step == "ingest":
-        ingest.CHUNK_ROWS = spec.get("chunk_rows", ingest.CHUNK_ROWS)
-        _before(spec, ingest, "copy_into", "before_copy")
-        _before(spec, ingest, "copy_into", "between_chunks", nth=3)
-        _before(spec, ingest, "record_validation", "after_copy")
-        _before(spec, ingest, "_move_aside", "after_commit")
+        staging.CHUNK_ROWS = spec.get("chunk_rows", staging.CHUNK_ROWS)
+        _before(spec, staging, "copy_into", "before_copy")
+        _before(spec, staging, "copy_into", "between_chunks", nth=3)
+        _before(spec, staging, "record_validation", "after_copy")
+        _before(spec, batches, "move_aside", "after_commit")
         _after(spec, storage, "move", "after_move")
         report = ingest.ingest_file(engine, spec["file"], settings, run_id=spec["run_id"])
         print(json.dumps(report.to_json()))

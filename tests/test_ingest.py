@@ -124,9 +124,9 @@ def table_counts(engine) -> dict[str, int]:
 @pytest.mark.parametrize("chunk_rows", [2000, 4])
 def test_mixed_batch_accounts_for_every_row(clean_db, settings, monkeypatch, chunk_rows):
     """Also read in chunks of 4 rows: ids claimed, images shared and counts kept across chunks."""
-    from fnd_core.ingest import load as ingest
+    from fnd_core.ingest import staging
 
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(staging, "CHUNK_ROWS", chunk_rows)
     landing = Path(settings.landing)
     landing.mkdir(parents=True)
     (landing / "images").mkdir()
@@ -282,9 +282,9 @@ def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
 
 
 def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, monkeypatch):
-    from fnd_core.ingest import readers
+    from fnd_core.ingest import text_readers
 
-    monkeypatch.setattr(readers, "MAX_ROW_BYTES", 4096)
+    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 4096)
     batch = generate_batch(Path(settings.landing), 6, seed=5)
     lines = batch.data_file.read_bytes().splitlines(keepends=True)
     huge = json.dumps({"id": "huge", "text": "x" * 50_000, "image": "i.jpg"}).encode() + b"\n"
@@ -447,20 +447,20 @@ def test_a_retry_after_a_crash_past_the_load_reports_the_posts_it_added(
 ):
     """The retry of a task that died after committing (before or after the archive move) says
     "loaded" with the batch's counts, so the DAG still announces the posts; nothing doubles."""
-    from fnd_core.ingest import load as ingest
+    from fnd_core.ingest import batches
 
     batch = generate_batch(Path(settings.landing), 40, seed=11)
-    real_move = ingest._move_aside
+    real_move = batches.move_aside
 
     def dies(uri, folder, *args, **kwargs):
         if crash_after_move:
             real_move(uri, folder, *args, **kwargs)
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(ingest, "_move_aside", dies)
+    monkeypatch.setattr(batches, "move_aside", dies)
     with pytest.raises(RuntimeError, match="worker killed"):
         ingest_file(clean_db, str(batch.data_file), settings, run_id="run-1")
-    monkeypatch.setattr(ingest, "_move_aside", real_move)
+    monkeypatch.setattr(batches, "move_aside", real_move)
     retry = ingest_file(clean_db, str(batch.data_file), settings, run_id="run-1")
     assert (retry.status, retry.n_accepted) == ("loaded", 40)
     assert retry.moved_to and Path(retry.moved_to).exists()

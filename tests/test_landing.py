@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.ingest import images, readers, rows
+from fnd_core.ingest import images, parquet_reader, readers, rows, text_readers
 from fnd_core.ingest.images import ImageStore
 from fnd_core.ingest.readers import RawRow, UnreadableFileError
 from fnd_core.ingest.rows import AcceptedPost, InvalidField, RejectedRow
@@ -140,7 +140,7 @@ def test_ndjson_with_crlf_and_blank_lines_numbers_rows_by_line(landing: Path, st
 
 def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch):
     """An over-long field and a row of invalid UTF-8 cost their own rows, not the file's."""
-    monkeypatch.setattr(readers, "MAX_ROW_BYTES", 1000)
+    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 1000)
     path = landing / "stream.csv"
     path.write_bytes(
         b"id,text,image\n"
@@ -159,7 +159,7 @@ def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch
 def test_parquet_is_read_in_record_batches(landing: Path, monkeypatch):
     import pandas as pd
 
-    monkeypatch.setattr(readers, "_PARQUET_BATCH_ROWS", 3)
+    monkeypatch.setattr(parquet_reader, "_PARQUET_BATCH_ROWS", 3)
     ids = [f"p{i}" for i in range(10)]
     pd.DataFrame({"id": ids, "text": ids, "image": ["images/ok0.jpg"] * 10}).to_parquet(
         landing / "b.parquet", row_group_size=4

@@ -3,27 +3,33 @@
 Every rule has a stable code (``RejectedRow.rule``) and a reason that says what was wrong, the
 offending value (cut short) and what is allowed. Checks run cheapest first; the image — read,
 decoded, hashed and stored — comes last, so a row with a bad id or text costs no image work.
+Each field's own rule and conventions (text, created_utc, label, extra, the image reference)
+are in :mod:`~fnd_core.ingest.field_parsers`; this module runs them in order over a file's
+rows and remembers what a file has used so far:
 
-Conventions:
-- text is trimmed of surrounding whitespace and otherwise kept byte-exact (no Unicode
-  normalisation); NUL bytes and invalid UTF-8 are refused (Postgres ``text`` cannot hold them).
-- created_utc: unix seconds (int, float or numeric string) or ISO 8601; a naive ISO time is
-  taken as UTC; absent or empty -> ``None``.
-- label: 0 / 1, "0" / "1", "real" / "fake" in any case; absent or empty -> ``None``.
 - an id is claimed by the first readable row of the file that carries it; later rows with the
   same id are ``id_duplicate_in_file``, whatever became of the first.
+- an image used by several rows is read, checked and stored once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from fnd_core.ingest.field_parsers import (
+    InvalidField,
+    parse_created_utc,
+    parse_extra,
+    parse_image_ref,
+    parse_label,
+    parse_post_id,
+    parse_text,
+    quoted,
+)
 from fnd_core.ingest.images import (
     DEFAULT_MAX_IMAGE_BYTES,
     ImageStore,
@@ -31,18 +37,26 @@ from fnd_core.ingest.images import (
     StoredImage,
     ingest_image,
 )
-from fnd_core.ingest.images import resolve_image_ref as _resolve
 from fnd_core.ingest.readers import LandingFile, RawRow
 from fnd_core.io.imaging import ImageRejected, RuleViolation
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "AcceptedPost",
+    "CheckedFile",
+    "InvalidField",
+    "RejectedRow",
+    "RowContext",
+    "check_file",
+    "check_row",
+    "check_rows",
+    "parse_created_utc",
+    "parse_extra",
+    "parse_label",
+    "parse_post_id",
+    "parse_text",
+]
 
-MAX_ID_CHARS = 256
-_SHOWN_CHARS = 60  # offending values are quoted up to this many characters
-_UNIX_RANGE = (0, 4_102_444_800)  # 1970-01-01 .. 2100-01-01: anything else is a mistake
-_NUMERIC = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates
-_LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,10 +119,6 @@ class RowContext:
     def for_file(cls, landing: LandingFile, store: ImageStore, **limits: Any) -> RowContext:
         """A fresh context for one landing file (limits: max_text_chars, max_image_pixels...)."""
         return cls(folder=landing.folder, source=landing.source, store=store, **limits)
-
-
-class InvalidField(RuleViolation):
-    """A field that breaks a rule (same shape as an image rejection, kept apart from it)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +214,8 @@ def _check_fields(raw: RawRow, ctx: RowContext) -> _Checked | RejectedRow:
         if first != raw.row_number:
             raise InvalidField(
                 "id_duplicate_in_file",
-                f"id {_show(post_id)} already used by row {first} of this file; ids must be unique",
+                f"id {quoted(post_id)} already used by row {first} of this file; "
+                "ids must be unique",
             )
         return _Checked(
             raw=raw,
@@ -213,7 +224,7 @@ def _check_fields(raw: RawRow, ctx: RowContext) -> _Checked | RejectedRow:
             created_at=parse_created_utc(fields.get("created_utc")),
             label=parse_label(fields.get("label")),
             extra=parse_extra(fields.get("extra") or {}),
-            image_uri=_image_uri(fields.get("image"), ctx.folder, ctx.remote.hosts),
+            image_uri=parse_image_ref(fields.get("image"), ctx.folder, ctx.remote.hosts),
         )
     except RuleViolation as exc:  # a field, or an image reference refused before any read
         return RejectedRow(raw.row_number, raw.raw, exc.rule, exc.reason, post_id)
@@ -269,174 +280,9 @@ def _image_outcome(uri: str, ctx: RowContext) -> StoredImage | ImageRejected:
     return known
 
 
-# Field parsers (public: the GX suites and tests use the same conventions) -----------------
-def parse_post_id(value: Any) -> str:
-    """A post id as text: a non-blank string (trimmed) or an integer."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidField("id_missing", "no id: every row needs a non-empty id")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InvalidField("id_invalid", f"id must be a string or integer, got {_show(value)}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise InvalidField("id_invalid", f"id must be a string or integer, got {value!r}")
-        value = int(value)
-    post_id = str(value).strip()
-    if _UNSTORABLE.search(post_id):
-        raise InvalidField(
-            "id_invalid", f"id {_show(post_id)} contains a NUL byte or invalid UTF-8"
-        )
-    if len(post_id) > MAX_ID_CHARS:
-        raise InvalidField(
-            "id_invalid", f"id has {len(post_id):,} characters; at most {MAX_ID_CHARS} allowed"
-        )
-    return post_id
-
-
-def parse_text(value: Any, max_chars: int) -> str:
-    """The post text, trimmed of surrounding whitespace and otherwise untouched."""
-    if value is None:
-        raise InvalidField("text_missing", "no text: a 'text' (or 'title') field is required")
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidField("text_invalid_utf8", f"text is not valid UTF-8: {exc}") from exc
-    if not isinstance(value, str):
-        raise InvalidField("text_not_string", f"text must be a string, got {_show(value)}")
-    text = value.strip()
-    if not text:
-        raise InvalidField("text_empty", f"text is empty or only whitespace ({_show(value)})")
-    if "\x00" in text:
-        raise InvalidField(
-            "text_nul_byte", f"text contains a NUL byte at character {text.index(chr(0))}"
-        )
-    bad = _UNSTORABLE.search(text)
-    if bad:
-        raise InvalidField(
-            "text_invalid_utf8",
-            f"text holds a lone surrogate (invalid UTF-8) at character {bad.start()}",
-        )
-    if len(text) > max_chars:
-        raise InvalidField(
-            "text_too_long",
-            f"text has {len(text):,} characters; at most {max_chars:,} allowed "
-            f"(it starts {_show(text[:40])})",
-        )
-    return text
-
-
-def parse_created_utc(value: Any) -> dt.datetime | None:
-    """Unix seconds or ISO 8601 -> an aware UTC datetime; absent or empty -> None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, dt.datetime):
-        return _as_utc(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if _NUMERIC.fullmatch(text):
-            return _from_unix(float(text), value)
-        try:
-            return _as_utc(dt.datetime.fromisoformat(text))
-        except ValueError:
-            pass
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _from_unix(float(value), value)
-    raise InvalidField(
-        "created_utc_invalid",
-        f"created_utc {_show(value)} is neither unix seconds nor an ISO 8601 time "
-        "(e.g. 1704067200 or 2024-01-01T00:00:00Z)",
-    )
-
-
-def _from_unix(seconds: float, shown: Any) -> dt.datetime:
-    low, high = _UNIX_RANGE
-    if not (math.isfinite(seconds) and low <= seconds < high):
-        hint = " (milliseconds? use seconds)" if math.isfinite(seconds) and seconds >= high else ""
-        raise InvalidField(
-            "created_utc_invalid",
-            f"created_utc {_show(shown)} is outside 1970..2100 as unix seconds{hint}",
-        )
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-
-
-def _as_utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
-
-
-def parse_label(value: Any) -> int | None:
-    """0 / 1 / "real" / "fake" (any case) -> 0 real, 1 fake; absent or empty -> None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
-        return int(value)
-    if isinstance(value, str) and value.strip().lower() in _LABELS:
-        return _LABELS[value.strip().lower()]
-    raise InvalidField(
-        "label_invalid",
-        f"label {_show(value)} is not one of 0, 1, 'real', 'fake' (any case) or empty",
-    )
-
-
-MAX_EXTRA_DEPTH = 32  # lists and objects nested in an extra field, at most
-
-
-def parse_extra(extra: dict[str, Any]) -> dict[str, Any]:
-    """Source-specific fields made JSON-safe for ``posts.extra`` (jsonb)."""
-    return {str(k): _json_safe(k, v) for k, v in extra.items()}
-
-
-def _json_safe(key: Any, value: Any, depth: int = 0) -> Any:
-    if depth > MAX_EXTRA_DEPTH:
-        raise InvalidField(
-            "extra_invalid",
-            f"field {_show(key)} nests lists or objects more than {MAX_EXTRA_DEPTH} deep",
-        )
-    if isinstance(value, str):
-        if _UNSTORABLE.search(value) or _UNSTORABLE.search(str(key)):
-            raise InvalidField(
-                "extra_invalid", f"field {_show(key)} contains a NUL byte or invalid UTF-8"
-            )
-        return value
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(k, v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(key, v, depth + 1) for v in value]
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def _image_uri(value: Any, folder: str, remote_hosts: frozenset[str]) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidField(
-            "image_missing", "no image reference: an 'image' path or URI is required"
-        )
-    if not isinstance(value, str) or _UNSTORABLE.search(value):
-        raise InvalidField(
-            "image_ref_invalid", f"image reference {_show(value)} is not a path or URI"
-        )
-    return _resolve(value.strip(), folder, remote_hosts)
-
-
 def _readable_id(value: Any) -> str | None:
     """The row's id for the quarantine record, when it has a usable one."""
     try:
         return parse_post_id(value)
     except InvalidField:
         return None
-
-
-def _show(value: Any) -> str:
-    """A value quoted for a reason, cut to a readable length."""
-    text = repr(value)
-    if len(text) <= _SHOWN_CHARS:
-        return text
-    return f"{text[:_SHOWN_CHARS]}... ({len(text):,} chars)"

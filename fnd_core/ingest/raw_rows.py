@@ -1,0 +1,113 @@
+"""What every landing reader produces: a :class:`RawRow` of canonical fields, kept storable.
+
+The format readers (:mod:`~fnd_core.ingest.text_readers` for JSONL, CSV and Fakeddit TSV,
+:mod:`~fnd_core.ingest.parquet_reader` for Parquet) share this one shape and its rules, so
+they live apart from :mod:`~fnd_core.ingest.readers`, which hashes a file and picks its reader:
+the column mapping onto ``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``,
+the columns a file must have, and how a row's verbatim text is made storable in Postgres
+``text`` (invalid UTF-8 bytes as ``\\xNN`` escapes, NUL bytes as ``\\x00``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# Canonical field names every reader produces; everything else goes to ``extra``.
+CANONICAL_FIELDS = ("id", "text", "image", "created_utc", "label")
+_CONSUMED = frozenset(CANONICAL_FIELDS) | {"title"}
+_SURROGATE = re.compile("[\udc80-\udcff]")
+RAW_KEPT = 1024 * 1024  # a row's raw text kept for the quarantine, at most
+BLOCK_BYTES = 1024 * 1024  # files are hashed, and over-long lines skipped, this much at a time
+
+
+class UnreadableFileError(ValueError):
+    """The file as a whole cannot be read (it goes to ``failed/`` with ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One row as read.
+
+    Attributes:
+        row_number: 1-based; the line number for JSONL, the data-row number (header
+            excluded) for CSV, TSV and Parquet.
+        raw: the row verbatim (line, CSV record text, or the Parquet row as JSON).
+        fields: canonical fields (see module doc) when the row could be split, else None.
+        error: why the row cannot be used, when it cannot.
+        error_rule: the stable rule code of ``error`` (``parse_error``, ``invalid_utf8``...).
+    """
+
+    row_number: int
+    raw: str
+    fields: dict[str, Any] | None
+    error: str | None = None
+    error_rule: str | None = None
+
+
+def canonical_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """JSONL / CSV / Parquet columns -> canonical fields; ``title`` stands in for empty text."""
+    fields = {name: record.get(name) for name in CANONICAL_FIELDS}
+    extra = {k: v for k, v in record.items() if k not in _CONSUMED}
+    title = record.get("title")
+    if blank(fields["text"]) and not blank(title):
+        fields["text"] = title
+    elif "title" in record:
+        extra["title"] = title
+    fields["extra"] = extra
+    return fields
+
+
+def check_columns(header: list[str]) -> None:
+    """The columns a CSV or Parquet file must have (``id``, ``image``, ``text`` or ``title``)."""
+    missing = [c for c in ("id", "image") if c not in header]
+    if "text" not in header and "title" not in header:
+        missing.append("text (or title)")
+    if missing:
+        raise UnreadableFileError(
+            f"missing required column(s) {', '.join(missing)}; columns are {header[:20]}"
+        )
+
+
+def blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# Encoding --------------------------------------------------------------------------------------
+def invalid_utf8_row(number: int, raw: str, fields: dict[str, Any]) -> RawRow:
+    """A row holding invalid UTF-8: name the fields that do (``text`` gets its own rule)."""
+    bad = [k for k, v in fields.items() if k != "extra" and has_surrogates(v)]
+    bad += [k for k, v in fields["extra"].items() if has_surrogates(v) or has_surrogates(k)]
+    rule = "text_invalid_utf8" if "text" in bad else "invalid_utf8"
+    where = f"field(s) {', '.join(bad)}" if bad else "the row"
+    error = f"invalid UTF-8 bytes in {where} (shown as \\xNN escapes in raw)"
+    return RawRow(number, raw, fields, error, rule)
+
+
+def has_surrogates(value: Any) -> bool:
+    """Invalid bytes decoded with ``surrogateescape`` show up as lone surrogates."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_surrogates(k) or has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_surrogates(v) for v in value)
+    return False
+
+
+def storable_bytes(line: bytes, invalid_utf8: bool) -> str:
+    """A line's bytes as text: invalid UTF-8 (when flagged) as ``\\xNN``, NUL as ``\\x00``."""
+    text = line.decode("utf-8", "backslashreplace") if invalid_utf8 else line.decode("utf-8")
+    return text.replace("\x00", "\\x00")
+
+
+def storable_text(text: str) -> str:
+    """Surrogate-escaped text -> printable ``\\xNN`` escapes; NUL -> ``\\x00``."""
+    if has_surrogates(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")

@@ -1,0 +1,225 @@
+"""The one transaction that loads a landing file: batch row, chunks staged, GX suite, verdict.
+
+Rows are streamed in chunks of ``CHUNK_ROWS``: each chunk is checked, its accepted posts are
+COPYed into a staging table and its bad rows into ``fnd.quarantine``, all in the batch's one
+transaction; only a few small columns per row are kept for the GX ``posts`` suite. Once every
+chunk is in, the suite runs and the quarantined share decides: the staged posts go into
+``fnd.posts`` (a post already loaded is never inserted again; a label that arrived for it is
+updated), or the whole file is refused. What happens before the transaction (is the file
+readable, was it seen) and after the commit (move it aside, report) is
+:mod:`~fnd_core.ingest.load` and :mod:`~fnd_core.ingest.batches`.
+
+The fault-injection suite (``tests/fault_child.py``) patches ``copy_into``,
+``record_validation`` and ``CHUNK_ROWS`` on this module: they are looked up here at call time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from fnd_core.ingest.posts_validation import concat_frames, posts_frame, validate_posts
+from fnd_core.ingest.validation_results import record_validation
+from fnd_core.io.pgcopy import copy_into, create_stage, insert_from_stage
+from fnd_core.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from fnd_core.ingest.readers import LandingFile, RawRow
+    from fnd_core.ingest.rows import AcceptedPost, RejectedRow
+
+log = logging.getLogger(__name__)
+
+POST_COLUMNS = (
+    "post_id",
+    "source",
+    "text",
+    "image_uri",
+    "image_sha256",
+    "image_width",
+    "image_height",
+    "created_at",
+    "label",
+    "batch_id",
+    "extra",
+)
+QUARANTINE_COLUMNS = ("batch_id", "row_number", "post_id", "rule", "reason", "raw")
+CHUNK_ROWS = 2000  # rows checked, staged and released at a time
+
+
+@dataclass
+class LoadOutcome:
+    """What loading one file wrote (the transaction has committed when it is read)."""
+
+    batch_id: int
+    n_received: int = 0
+    n_staged: int = 0  # accepted rows, before duplicates of loaded posts are dropped
+    n_accepted: int = 0
+    n_quarantined: int = 0
+    n_labels_updated: int = 0
+    rules: Counter = field(default_factory=Counter)
+    validation: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None  # why the whole file was refused, when it was
+
+
+def load_batch(
+    conn: Connection, landing: LandingFile, settings: Settings, run_id: str, threshold: float
+) -> LoadOutcome:
+    """One transaction: the batch row, then chunks staged, then the GX suite and the verdict."""
+    out = LoadOutcome(batch_id=_insert_batch(conn, landing, run_id))
+    stage = create_stage(conn, "fnd.posts")
+    frames = [
+        _stage_chunk(conn, stage, out, chunk, results)
+        for chunk, results in _checked_chunks(landing, settings)
+    ]
+    out.validation = validate_posts(landing, concat_frames(frames), settings)
+    share = out.n_quarantined / out.n_received if out.n_received else 0.0
+    if share > threshold:
+        rules = dict(out.rules.most_common())
+        out.refused = (
+            f"{out.n_quarantined} of {out.n_received} rows quarantined "
+            f"({share:.0%} > threshold {threshold:.0%}); rules: {rules}"
+        )
+    else:
+        out.n_accepted = insert_from_stage(
+            conn, "fnd.posts", stage, POST_COLUMNS, conflict="(post_id) do nothing"
+        )
+        out.n_labels_updated = _update_labels(conn, stage, out.batch_id)
+    validation = {**out.validation, "results": _storable_json(out.validation["results"])}
+    record_validation(conn, validation, run_id=run_id, batch_id=out.batch_id)
+    conn.execute(
+        sa.text(
+            "update fnd.ingest_batches set status = :s, error = :e, n_received = :r, "
+            "n_accepted = :a, n_quarantined = :q, n_duplicate = :d, finished_at = now() "
+            "where batch_id = :b"
+        ),
+        {"s": "failed" if out.refused else "loaded", "e": out.refused, "r": out.n_received,
+         "a": out.n_accepted, "q": out.n_quarantined,
+         "d": 0 if out.refused else out.n_staged - out.n_accepted, "b": out.batch_id},
+    )  # fmt: skip
+    return out
+
+
+def _checked_chunks(landing: LandingFile, settings: Settings):
+    """(raw rows, verdicts) for each chunk of ``CHUNK_ROWS`` rows, images stored as checked."""
+    from fnd_core.ingest.images import ImageStore, RemoteImages
+    from fnd_core.ingest.remote import allowed_hosts
+    from fnd_core.ingest.rows import RowContext, check_rows
+
+    ctx = RowContext.for_file(
+        landing,
+        ImageStore(settings.store, gcs_endpoint=settings.gcs_endpoint),
+        max_text_chars=settings.max_text_chars,
+        max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_image_bytes,
+        gcs_endpoint=settings.gcs_endpoint,
+        remote=RemoteImages(
+            allowed_hosts(settings.remote_image_hosts), settings.remote_image_timeout_s
+        ),
+    )
+    workers = settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1)
+    started, n = time.perf_counter(), 0
+    for chunk in _chunks(landing.iter_rows(), CHUNK_ROWS):
+        yield chunk, check_rows(chunk, ctx, workers=workers)
+        n += len(chunk)
+        log.info("%s: %d rows checked (%.0f rows/s)", landing.uri, n,
+                 n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
+
+
+def _chunks(rows, size: int):
+    chunk: list = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stage_chunk(
+    conn: Connection,
+    stage: str,
+    out: LoadOutcome,
+    chunk: list[RawRow],
+    results: list[AcceptedPost | RejectedRow],
+):
+    """COPY a chunk's accepted posts to the stage and its bad rows to the quarantine."""
+    from fnd_core.ingest.rows import RejectedRow
+
+    rejected = [r for r in results if isinstance(r, RejectedRow)]
+    accepted = [r for r in results if not isinstance(r, RejectedRow)]
+    copy_into(conn, stage, POST_COLUMNS, (_post_row(a, out.batch_id) for a in accepted))
+    _insert_quarantine(conn, out.batch_id, rejected)
+    out.n_received += len(results)
+    out.n_staged += len(accepted)
+    out.n_quarantined += len(rejected)
+    out.rules.update(r.rule for r in rejected)
+    return posts_frame(chunk, results)
+
+
+def _post_row(a: AcceptedPost, batch_id: int) -> tuple:
+    return (a.post_id, a.source, a.text, a.image_uri, a.image_sha256, a.image_width,
+            a.image_height, a.created_at, a.label, batch_id,
+            a.extra)  # fmt: skip
+
+
+def _update_labels(conn: Connection, stage: str, batch_id: int) -> int:
+    """Labels that arrived (or changed) for posts loaded by earlier batches."""
+    return conn.execute(
+        sa.text(
+            "update fnd.posts p set label = s.label, label_updated_at = now() "
+            f"from {stage} s where p.post_id = s.post_id "
+            "and s.label is not null and p.label is distinct from s.label "
+            "and p.batch_id <> :batch"
+        ),
+        {"batch": batch_id},
+    ).rowcount
+
+
+def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
+    return conn.execute(
+        sa.text(
+            "insert into fnd.ingest_batches (source_uri, content_sha256, format, run_id) "
+            "values (:u, :s, :f, :r) returning batch_id"
+        ),
+        {"u": landing.uri, "s": landing.content_sha256, "f": landing.format, "r": run_id},
+    ).scalar_one()
+
+
+def _insert_quarantine(conn: Connection, batch_id: int, rejected: list[RejectedRow]) -> None:
+    rows = [
+        (
+            batch_id,
+            r.row_number,
+            _storable(r.post_id),
+            r.rule,
+            _storable(r.reason),
+            _storable(r.raw),
+        )
+        for r in rejected
+    ]
+    if rows:
+        copy_into(conn, "fnd.quarantine", QUARANTINE_COLUMNS, rows)
+
+
+def _storable(value: str | None) -> str | None:
+    """Postgres text cannot hold NUL: show it as the escape ``\\x00`` (quarantine keeps raw)."""
+    return None if value is None else value.replace("\x00", "\\x00")
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _storable_json(v) for k, v in value.items()}
+    return value
