@@ -82,7 +82,7 @@ def fnd_landing_watch():
         execution_timeout=None,
     )
     start = TriggerDagRunOperator(
-        task_id=contracts.START_INGEST_TASK,
+        task_id="start_ingest",
         trigger_dag_id=contracts.INGEST_DAG,
         conf={"path": SETTINGS.landing, "reason": "files landed (fnd_landing_watch)"},
         wait_for_completion="{{ params.wait_for_ingest }}",

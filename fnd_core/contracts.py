@@ -20,7 +20,6 @@ INGEST_FILE_TASK = "ingest_file"  # fnd_ingest: one mapped instance per landing 
 SCORE_SHARD_TASK = "score_shard"  # fnd_score: one mapped instance per shard
 VALIDATE_SNAPSHOT_TASK = "validate_snapshot"  # fnd_retrain: the GX suite over the snapshot
 RESCORING_TASK = "trigger_rescoring"  # fnd_retrain: starts fnd_score after a promotion
-START_INGEST_TASK = "start_ingest"  # fnd_landing_watch: starts fnd_ingest
 
 # Assets: the contract between the DAGs (ingest -> score, retrain -> score, drift -> retrain)
 POSTS_ASSET = "fnd://posts"

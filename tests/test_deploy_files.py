@@ -595,14 +595,19 @@ def test_postgres_init_creates_a_database_fnd_can_migrate_alone(pg_admin_url: st
             is_super = conn.execute(
                 sa.text("select rolsuper from pg_roles where rolname = :n"), {"n": name}
             ).scalar()
-            admin_of = conn.execute(
-                sa.text(
-                    "select r.rolname from pg_auth_members m join pg_roles r on r.oid = m.roleid"
-                    " where m.member = (select oid from pg_roles where rolname = :n)"
-                    " and m.admin_option order by 1"
-                ),
-                {"n": name},
-            ).scalars().all()
+            admin_of = (
+                conn.execute(
+                    sa.text(
+                        "select r.rolname from pg_auth_members m"
+                        " join pg_roles r on r.oid = m.roleid"
+                        " where m.member = (select oid from pg_roles where rolname = :n)"
+                        " and m.admin_option order by 1"
+                    ),
+                    {"n": name},
+                )
+                .scalars()
+                .all()
+            )
         assert (owner, is_super) == (name, False)
         # The cluster-wide roles exist whoever made them first, and fnd's role administers them
         # (what PostgreSQL 16 requires to comment on and grant a role another role created).

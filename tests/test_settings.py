@@ -66,3 +66,38 @@ def test_mask_secrets_leaves_passwordless_urls():
 )  # fmt: skip
 def test_mask_secrets_handles_at_signs_and_query_strings(raw, masked):
     assert mask_secrets(raw) == masked
+
+
+# One source of truth: defaults live in Settings, everything else derives them --------------
+def test_every_copy_of_a_default_agrees_with_settings():
+    import json
+
+    from fnd_core.model.config import DEFAULT_MAX_PIXELS, PRESETS
+    from fnd_core.observe.drift_policy import DriftPolicy
+    from fnd_core.pipeline.gate import GatePolicy
+    from fnd_core.resources import EXPECTATIONS_DIR
+
+    defaults = Settings()
+    assert PRESETS == ("offline", "seed", "tiny")
+    assert DEFAULT_MAX_PIXELS == defaults.max_image_pixels == 40_000_000
+    gate = GatePolicy()
+    assert (gate.min_accuracy, gate.tolerance, gate.min_class_recall, gate.baseline_margin,
+            gate.metric) == (0.65, 0.01, 0.5, 0.01, "balanced_accuracy")  # fmt: skip
+    assert (gate.min_accuracy, gate.metric) == (defaults.gate_min_accuracy, defaults.gate_metric)
+    drift = DriftPolicy()
+    assert drift == DriftPolicy.from_settings(defaults)
+    # The GX suites need a default for each $PARAMETER; fnd passes the settings' values at run
+    # time, and the defaults in the JSON must say the same.
+    posts = json.loads((EXPECTATIONS_DIR / "posts.json").read_text())["suite_parameters"]
+    assert posts["max_text_chars"] == defaults.max_text_chars == 5000
+    assert posts["max_image_pixels"] == defaults.max_image_pixels
+    outputs = json.loads((EXPECTATIONS_DIR / "model_outputs.json").read_text())
+    assert outputs["suite_parameters"]["max_undecided_share"] == defaults.drift_undecided_share
+
+
+def test_default_names_a_setting():
+    from fnd_core.settings import default
+
+    assert default("train_epochs") == 40
+    with pytest.raises(KeyError, match="no setting named 'epochs'"):
+        default("epochs")
