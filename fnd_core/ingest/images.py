@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from fnd_core.io import storage
 from fnd_core.io.imaging import ImageRejected, inspect_image, sha256_hex
+from fnd_core.settings import default
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class StoredImage:
     format: str
 
 
-DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_IMAGE_BYTES: int = default("max_image_bytes")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _OUTSIDE = "image_outside_zone"
 

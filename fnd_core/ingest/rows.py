@@ -39,6 +39,7 @@ from fnd_core.ingest.images import (
 )
 from fnd_core.ingest.readers import LandingFile, RawRow
 from fnd_core.io.imaging import ImageRejected, RuleViolation
+from fnd_core.settings import default
 
 __all__ = [
     "AcceptedPost",
@@ -107,8 +108,8 @@ class RowContext:
     folder: str
     source: str
     store: ImageStore
-    max_text_chars: int = 5000
-    max_image_pixels: int = 40_000_000
+    max_text_chars: int = default("max_text_chars")
+    max_image_pixels: int = default("max_image_pixels")
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     gcs_endpoint: str | None = None
     remote: RemoteImages = field(default_factory=RemoteImages)
@@ -180,8 +181,8 @@ def check_file(
     landing: LandingFile,
     store: ImageStore,
     *,
-    max_text_chars: int = 5000,
-    max_image_pixels: int = 40_000_000,
+    max_text_chars: int = default("max_text_chars"),
+    max_image_pixels: int = default("max_image_pixels"),
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     gcs_endpoint: str | None = None,
     workers: int = 1,

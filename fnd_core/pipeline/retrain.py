@@ -21,7 +21,7 @@ from fnd_core.model.grouping import leak_groups, leak_report
 from fnd_core.pipeline import registry
 from fnd_core.pipeline.gate import GateDecision, GatePolicy, Scorecard, decide
 from fnd_core.resources import EXPECTATIONS_DIR
-from fnd_core.settings import Settings
+from fnd_core.settings import Settings, default
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPOCHS = 40
+DEFAULT_EPOCHS: int = default("train_epochs")
 NO_LABELLED_POSTS = "no labelled posts yet: nothing to train on"
 
 
