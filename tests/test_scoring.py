@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.pipeline import scoring
+from fnd_core.pipeline import page_scoring, scoring
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = pytest.mark.slow
@@ -157,7 +157,7 @@ def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(scoring, "_predict", disk_full)
+    monkeypatch.setattr(page_scoring, "_predict", disk_full)
     with pytest.raises(OSError, match="No space left"):
         scoring.score_shard(clean_db, settings, model_version=champion)
     assert count(clean_db, "select count(*) from fnd.scoring_errors") == 0
@@ -180,7 +180,7 @@ def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
     ],
 )
 def test_what_counts_as_the_machines_fault(exc, transient):
-    assert scoring.is_transient(exc) is transient
+    assert page_scoring.is_transient(exc) is transient
     wrapped = RuntimeError("decoding failed")
     wrapped.__cause__ = exc
-    assert scoring.is_transient(wrapped) is transient
+    assert page_scoring.is_transient(wrapped) is transient
