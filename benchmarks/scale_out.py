@@ -11,8 +11,8 @@ Usage::
     what two Celery workers on this machine do (each takes a shard). Interleaved, twice each.
     On 2 cores the second worker can only trade threads for processes: the honest figure for
     "add a worker" is on a second machine, where each worker brings its own cores.
-(2) fnd's own write path for verdicts (``scoring._write``: COPY into a staging table, then
-    ``insert … on conflict do nothing``, one transaction per page of 2,048) into
+(2) fnd's own write path for verdicts (``prediction_store.write_page``: COPY into a staging
+    table, then ``insert … on conflict do nothing``, one transaction per page of 2,048) into
     ``fnd.predictions`` as it grows from 0 to ``--write-rows`` rows, rows/s per slice; then the
     same pages rewritten with ``rescore_all`` (``on conflict do update``) at full size. This is
     the ceiling of the scoring fleet's database side (docs/scaling.md).
@@ -34,7 +34,7 @@ from fnd_core.ingest.staging import POST_COLUMNS
 from fnd_core.io.db import make_engine
 from fnd_core.io.pgcopy import copy_into
 from fnd_core.model.examples import PostExample
-from fnd_core.pipeline import registry, scoring
+from fnd_core.pipeline import prediction_store, registry
 
 PAGE = 2048
 
@@ -86,7 +86,7 @@ def write_rate(total: int) -> list[tuple]:
         ]  # fmt: skip
         rows, slices, written, started = [], max(1, len(pages) // 5), 0, time.perf_counter()
         for number, page in enumerate(pages, start=1):
-            scoring._write(engine, version, 0.5, page, [], "bench", False)
+            prediction_store.write_page(engine, version, 0.5, page, [], "bench", False)
             written += len(page)
             if number % slices == 0 or number == len(pages):
                 seconds = time.perf_counter() - started
@@ -94,7 +94,7 @@ def write_rate(total: int) -> list[tuple]:
                              f"{written / seconds:,.0f}"))  # fmt: skip
         with Timer() as t:
             for page in pages:
-                scoring._write(engine, version, 0.5, page, [], "bench", True)
+                prediction_store.write_page(engine, version, 0.5, page, [], "bench", True)
         rows.append((f"rewrite all (`rescore_all`), table at {total:,}", f"{total:,}",
                      f"{t.seconds:.1f}", f"{total / t.seconds:,.0f}"))  # fmt: skip
         engine.dispose()

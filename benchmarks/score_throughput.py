@@ -41,7 +41,7 @@ from fnd_core.io.db import make_engine
 from fnd_core.pipeline import retrain, scoring
 from fnd_core.stack.demo import generate_batch
 
-TEXT_BATCH = 32  # fnd_core.model.features.encode_examples' default
+TEXT_BATCH = 32  # fnd_core.model.feature_encoding.encode_examples' default
 
 
 def grow_to(engine, settings, target: int, have: int, seed: int) -> int:

@@ -55,7 +55,7 @@ def main(spec: dict) -> None:
     from fnd_core.ingest import load as ingest
     from fnd_core.io import storage
     from fnd_core.io.db import make_engine
-    from fnd_core.pipeline import retrain, scoring
+    from fnd_core.pipeline import prediction_store, retrain, scoring
     from fnd_core.settings import Settings
 
     settings = Settings(home=Path(spec["home"]), database_url=spec["url"], model_preset="tiny")
@@ -71,8 +71,8 @@ def main(spec: dict) -> None:
         report = ingest.ingest_file(engine, spec["file"], settings, run_id=spec["run_id"])
         print(json.dumps(report.to_json()))
     elif step == "score":
-        _before(spec, scoring, "_write", "before_write")
-        _before(spec, scoring, "_write", "between_pages", nth=2)
+        _before(spec, prediction_store, "write_page", "before_write")
+        _before(spec, prediction_store, "write_page", "between_pages", nth=2)
         report = scoring.score_shard(
             engine, settings, model_version=spec["version"], page_size=spec.get("page_size", 20),
             run_id=spec["run_id"],

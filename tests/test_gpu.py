@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from fnd_core.model import ModelConfig
-from fnd_core.model.features import encode_examples, predict_proba
+from fnd_core.model.feature_encoding import encode_examples
+from fnd_core.model.features import predict_proba
 from fnd_core.model.network import build_model
 from fnd_core.model.runtime import loader_workers, resolve_device
-from fnd_core.model.training import TrainOptions, train
+from fnd_core.model.train_options import TrainOptions
+from fnd_core.model.training import train
 from tests.test_training import toy_posts
 
 pytestmark = [

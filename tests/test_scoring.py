@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.pipeline import scoring
+from fnd_core.pipeline import page_scoring, scoring
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = pytest.mark.slow
@@ -53,13 +53,29 @@ def test_every_post_scored_once_then_nothing(clean_db, settings, champion):
     assert count(clean_db, "select count(*) from fnd.predictions") == 150
 
 
+@pytest.mark.parametrize(
+    ("cores", "score_workers", "cpu_threads", "n_shards", "expected"),
+    [
+        (8, 1, 0, 3, (1, 8)),  # the default: one process using every core
+        (8, 2, 0, 3, (2, 4)),  # the cores shared out
+        (8, 4, 0, 2, (2, 4)),  # never more workers than shards
+        (8, 2, 0, 1, (1, 8)),
+        (8, 2, 3, 3, (2, 3)),  # FND_CPU_THREADS wins
+        (3, 2, 0, 3, (2, 1)),
+        (1, 4, 0, 4, (4, 1)),  # at least one thread each
+    ],
+)
+def test_worker_plan_shares_the_cores(
+    monkeypatch, settings, cores, score_workers, cpu_threads, n_shards, expected
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    settings = replace(settings, score_workers=score_workers, cpu_threads=cpu_threads)
+    assert scoring.worker_plan(settings, n_shards=n_shards, device="cpu") == expected
+
+
 def test_worker_processes_score_shards_at_once(clean_db, settings, champion):
     """`fnd score`'s path on CPU: two spawned workers, one shard each, every post once."""
-    cores = len(os.sched_getaffinity(0))
-    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (1, cores)  # default
     settings = replace(settings, score_workers=2, num_workers=0)
-    assert scoring.worker_plan(settings, n_shards=3, device="cpu") == (2, max(1, cores // 2))
-    assert scoring.worker_plan(settings, n_shards=1, device="cpu")[0] == 1
     work = scoring.plan(clean_db, n_shards=2)
     reports = scoring.score_shards(settings.database_url, settings, work, page_size=40)
     assert sorted(r.shard for r in reports) == [0, 1]
@@ -69,21 +85,40 @@ def test_worker_processes_score_shards_at_once(clean_db, settings, champion):
 
 
 def test_labels_follow_threshold_and_run_id(clean_db, settings, champion):
-    score_all(clean_db, settings)
+    """Each stored verdict is the champion's: its threshold (0.5, class-balanced training),
+    and P(fake) as the loaded model's own forward pass gives it, post by post."""
+    import torch
+
+    from fnd_core.model.artifacts import load_model
+    from fnd_core.model.preprocess import load_pixels
+    from fnd_core.pipeline import registry
+
+    score_all(clean_db, replace(settings, inference_precision="fp32"))
     with clean_db.connect() as conn:
         rows = conn.execute(
-            sa.text("select p_fake, label, threshold, run_id from fnd.predictions")
+            sa.text(
+                "select pr.p_fake, pr.label, pr.threshold, pr.run_id, p.text, p.image_uri "
+                "from fnd.predictions pr join fnd.posts p using (post_id) order by post_id"
+            )
         ).all()
-    assert all((label == "fake") == (p >= t) for p, label, t, _ in rows)
-    assert {r[3] for r in rows} == {"cli"}
+    assert len(rows) == 150
+    assert {(t, run_id) for _, _, t, run_id, _, _ in rows} == {(0.5, "cli")}
+    assert all(label == ("fake" if p >= 0.5 else "real") for p, label, *_ in rows)
+    version = registry.get_version(clean_db, champion)
+    model = load_model(version.artifact_uri, version.artifact_sha256).model
+    for p_fake, _, _, _, text, image_uri in rows[::15]:  # one post in 15, one at a time
+        pixels = load_pixels(image_uri, image_size=model.config.image_size)[None]
+        with torch.inference_mode():
+            logit = model(pixels, **model.tokenize([text]))
+        assert p_fake == pytest.approx(torch.sigmoid(logit).item(), abs=1e-4)
 
 
 def test_rescore_all_overwrites_in_place(clean_db, settings, champion):
     score_all(clean_db, settings)
     first = count(clean_db, "select count(*) from fnd.predictions")
     reports = score_all(clean_db, settings, rescore_all=True)
-    assert sum(r.n_scored for r in reports) == first
-    assert count(clean_db, "select count(*) from fnd.predictions") == first
+    assert first == 150 and sum(r.n_scored for r in reports) == 150
+    assert count(clean_db, "select count(*) from fnd.predictions") == 150
 
 
 def test_unreadable_image_is_recorded_not_skipped(clean_db, settings, champion):
@@ -157,15 +192,13 @@ def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(scoring, "_predict", disk_full)
+    monkeypatch.setattr(page_scoring, "_predict", disk_full)
     with pytest.raises(OSError, match="No space left"):
         scoring.score_shard(clean_db, settings, model_version=champion)
     assert count(clean_db, "select count(*) from fnd.scoring_errors") == 0
     monkeypatch.undo()
     score_all(clean_db, settings)  # the retry scores everything
-    assert count(clean_db, "select count(*) from fnd.predictions") == count(
-        clean_db, "select count(*) from fnd.posts"
-    )
+    assert count(clean_db, "select count(*) from fnd.predictions") == 150
 
 
 @pytest.mark.parametrize(
@@ -180,7 +213,7 @@ def test_a_full_disk_fails_the_shard_for_a_retry_instead_of_blaming_the_posts(
     ],
 )
 def test_what_counts_as_the_machines_fault(exc, transient):
-    assert scoring.is_transient(exc) is transient
+    assert page_scoring.is_transient(exc) is transient
     wrapped = RuntimeError("decoding failed")
     wrapped.__cause__ = exc
-    assert scoring.is_transient(wrapped) is transient
+    assert page_scoring.is_transient(wrapped) is transient

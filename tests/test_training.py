@@ -12,11 +12,12 @@ from PIL import Image
 
 from fnd_core.model import ModelConfig, PostExample, metrics
 from fnd_core.model.artifacts import load_model, save_model
-from fnd_core.model.features import encode_examples
+from fnd_core.model.feature_encoding import encode_examples
 from fnd_core.model.network import build_model
 from fnd_core.model.objective import alignment_loss, warmup_cosine
 from fnd_core.model.plots import confusion_matrix, roc_curve, training_curves, training_report
-from fnd_core.model.training import TrainOptions, train
+from fnd_core.model.train_options import TrainOptions
+from fnd_core.model.training import train
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220)}
 
@@ -69,7 +70,7 @@ def test_metrics_on_known_inputs():
     assert report["accuracy"] == pytest.approx(5 / 8)
     assert report["precision"] == pytest.approx(3 / 4)
     assert report["recall"] == pytest.approx(3 / 5)
-    assert report["f1"] == pytest.approx(2 * 0.75 * 0.6 / (0.75 + 0.6))
+    assert report["f1"] == pytest.approx(2 / 3)  # 2 tp / (2 tp + fp + fn) = 6 / 9
     assert report["recall_per_class"] == {"real": pytest.approx(2 / 3), "fake": pytest.approx(0.6)}
     assert report["roc_auc"] == pytest.approx(13 / 15)  # 13 of 15 (fake, real) pairs ordered
     assert metrics.roc_auc([1, 1], [0.2, 0.9]) is None
@@ -80,8 +81,8 @@ def test_choose_threshold_separates_when_it_can():
     y_true = [0, 0, 0, 1, 1, 1]
     p_fake = [0.05, 0.10, 0.20, 0.30, 0.35, 0.90]
     threshold = metrics.choose_threshold(y_true, p_fake)
-    assert 0.20 < threshold <= 0.30
-    assert metrics.accuracy(y_true, metrics.predict_labels(p_fake, threshold)) == 1.0
+    assert 0.20 < threshold <= 0.30  # any such threshold separates the classes exactly
+    assert [int(p >= threshold) for p in p_fake] == y_true
     assert metrics.choose_threshold([1, 1], [0.3, 0.8]) == 0.5  # undefined: keep the default
 
 
@@ -150,16 +151,16 @@ def test_a_changed_cache_shard_is_re_encoded_not_trusted(posts, tmp_path, caplog
 def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path, monkeypatch):
     """Keys spread over 7 shards come back with their own vectors, whatever the order; a
     damaged shard costs only its own keys."""
-    from fnd_core.model import features
+    from fnd_core.model import feature_cache
 
-    monkeypatch.setattr(features, "SHARD_ROWS", 8)
+    monkeypatch.setattr(feature_cache, "SHARD_ROWS", 8)
     keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]
     vectors = torch.randn(50, 12)
-    features.FeatureCache(tmp_path).put("bb", keys, vectors)
+    feature_cache.FeatureCache(tmp_path).put("bb", keys, vectors)
     shards = sorted((tmp_path / "bb").glob("*.safetensors"))
     assert len(shards) == 7
     wanted = [keys[i] for i in (49, 0, 17, 33, 8)] + ["f" * 64]
-    got = features.FeatureCache(tmp_path).get("bb", wanted)
+    got = feature_cache.FeatureCache(tmp_path).get("bb", wanted)
     assert list(got) == wanted[:5]  # the unknown key is a miss
     for i in (49, 0, 17, 33, 8):
         assert torch.equal(got[keys[i]], vectors[i])
@@ -169,7 +170,7 @@ def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path
     damaged = bytearray(shards[0].read_bytes())
     damaged[-1] ^= 0xFF
     shards[0].write_bytes(bytes(damaged))
-    survived = features.FeatureCache(tmp_path).get("bb", keys)
+    survived = feature_cache.FeatureCache(tmp_path).get("bb", keys)
     assert set(survived) == set(keys) - lost and len(lost) in (2, 8)
     assert all(torch.equal(v, vectors[keys.index(k)]) for k, v in survived.items())
 
@@ -196,12 +197,19 @@ def test_bf16_and_fp32_features_are_cached_apart(posts, tmp_path):
         encode_examples(model, posts[:5], precision="fp16")
 
 
-def test_auto_precision_is_bf16_only_where_native():
-    from fnd_core.model.runtime import native_bf16, resolve_precision
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "auto"),
+    [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16"), (True, True, "bf16")],
+)
+def test_auto_precision_is_bf16_only_where_native(monkeypatch, avx512_bf16, amx, auto):
+    """What the CPU reports decides ``auto``, whatever this machine's own CPU has."""
+    from fnd_core.model.runtime import resolve_precision
 
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
-    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) == auto
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
 
 
 def test_decoding_is_inline_on_cpu_unless_workers_are_asked_for():
@@ -221,11 +229,24 @@ def trained(posts, tmp_path_factory):
 
 
 def test_tiny_training_learns_the_toy_task(trained):
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
     result, _ = trained
     assert result.metrics["test"]["accuracy"] >= 0.85, result.metrics["test"]
     assert result.metrics["val"]["roc_auc"] >= 0.9
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    assert 0.0 < result.threshold < 1.0 and result.counts["train"] > result.counts["val"]
+    # toy_posts: of every 6 posts, 1 test, 1 val, 4 train; the default policy keeps 0.5
+    assert result.counts == {"train": 160, "val": 40, "test": 40}
+    assert result.threshold == 0.5
+    for name in ("val", "test"):  # the reports agree with scikit-learn on the same scores
+        scores = result.scores[name]
+        assert len(scores.y_true) == 40
+        assert result.metrics[name]["accuracy"] == pytest.approx(
+            accuracy_score(scores.y_true, (scores.p_fake >= 0.5).astype(int))
+        )
+        assert result.metrics[name]["roc_auc"] == pytest.approx(
+            roc_auc_score(scores.y_true, scores.p_fake)
+        )
     assert result.head_samples_per_s > 0
     json.dumps(result.metrics)
 

@@ -263,7 +263,7 @@ def _domain_aucs(version, settings: Settings, reference: list, current: list) ->
     story has new pictures — instead of whether they look different.
     """
     from fnd_core.model.artifacts import load_model
-    from fnd_core.model.features import encode_examples, encode_options
+    from fnd_core.model.feature_encoding import encode_examples, encode_options
     from fnd_core.model.grouping import normalise_text
 
     loaded = load_model(version.artifact_uri, version.artifact_sha256, device="cpu",

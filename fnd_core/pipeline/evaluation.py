@@ -27,9 +27,9 @@ from fnd_core.model import metrics
 from fnd_core.model.grouping import early_stopping_split, group_weights, grouped_folds
 
 if TYPE_CHECKING:
-    from fnd_core.model.features import EncodedFeatures
+    from fnd_core.model.feature_encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
-    from fnd_core.model.training import TrainOptions
+    from fnd_core.model.train_options import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def fit_on(
     """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest."""
     import torch
 
-    from fnd_core.model.training import fit_head
+    from fnd_core.model.head_training import fit_head
 
     val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
     train = np.setdiff1d(rows, val)

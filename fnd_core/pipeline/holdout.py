@@ -108,13 +108,14 @@ def evaluate_holdouts(
 ) -> list[HeldOut]:
     """For each (name, held-out rows): train on the rest, score the held-out posts."""
     from fnd_core.model.config import ModelConfig
-    from fnd_core.model.features import encode_examples, head_proba
+    from fnd_core.model.feature_encoding import encode_examples
+    from fnd_core.model.features import head_proba
     from fnd_core.model.grouping import leak_groups
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
-    from fnd_core.model.training import encode_kwargs
+    from fnd_core.model.train_options import encode_kwargs
     from fnd_core.pipeline import evaluation
-    from fnd_core.pipeline.retrain import train_options
+    from fnd_core.pipeline.candidate_training import train_options
 
     examples = posts.examples
     y = evaluation.labels_of(examples)

@@ -15,41 +15,33 @@
   the convolutions, channels-last), encoders run in bf16 where the hardware has it natively
   (``FND_INFERENCE_PRECISION``), and :func:`score_shards` can score several shards at once in
   worker processes (``FND_SCORE_WORKERS``) on a many-core CPU.
+
+This module is the shard loop and its workers; the SQL of selecting and writing lives in
+:mod:`fnd_core.pipeline.prediction_store`, and scoring one page (a bad post isolated, a
+machine's error raised for a retry) in :mod:`fnd_core.pipeline.page_scoring`.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import multiprocessing
 import os
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from fnd_core.io.pgcopy import upsert_via_staging
-from fnd_core.pipeline import registry
+from fnd_core.pipeline import page_scoring, prediction_store, registry
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from fnd_core.model.artifacts import LoadedModel
-    from fnd_core.model.examples import PostExample
-    from fnd_core.model.features import FeatureCache
 
 log = logging.getLogger(__name__)
-
-PREDICTION_COLUMNS = ("post_id", "model_version", "p_fake", "label", "threshold", "run_id")
-ERROR_COLUMNS = ("post_id", "model_version", "error", "run_id")
-# Shard of a post: a stable hash of its id (md5 is the same on every Postgres version).
-_SHARD_SQL = "(('x' || substr(md5(p.post_id), 1, 8))::bit(32)::bigint % :n_shards)"
 
 
 class NoChampionError(RuntimeError):
@@ -101,13 +93,7 @@ def plan(
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
     version = resolve_version(engine, model_version).version
-    sql = (
-        f"select {_SHARD_SQL} as shard, count(*) from fnd.posts p where "
-        + ("true" if rescore_all else _UNSCORED)
-        + " group by 1"
-    )
-    with engine.connect() as conn:
-        counts = dict(conn.execute(sa.text(sql), {"v": version, "n_shards": n_shards}).all())
+    counts = prediction_store.todo_per_shard(engine, version, n_shards, rescore_all)
     shards = [
         {"model_version": version, "shard": k, "n_shards": n_shards, "n_todo": counts.get(k, 0)}
         for k in range(n_shards)
@@ -115,14 +101,6 @@ def plan(
     total = sum(s["n_todo"] for s in shards)
     log.info("scoring plan for %s: %d posts in %d shard(s)", version, total, n_shards)
     return {"model_version": version, "n_todo": total, "shards": shards}
-
-
-_UNSCORED = (
-    "not exists (select 1 from fnd.predictions pr "
-    "where pr.model_version = :v and pr.post_id = p.post_id) "
-    "and not exists (select 1 from fnd.scoring_errors se "
-    "where se.model_version = :v and se.post_id = p.post_id)"
-)
 
 
 def score_shard(
@@ -138,33 +116,26 @@ def score_shard(
     device: str = "auto",
 ) -> ShardReport:
     """Score every post of one shard not yet scored by ``model_version``."""
-    from fnd_core.model.features import FeatureCache
-    from fnd_core.model.runtime import resolve_device
+    from fnd_core.model.feature_cache import FeatureCache
 
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
-    try:
-        loaded = _inference_model(
-            version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
-        )
-    except Exception as exc:  # noqa: BLE001 — say which model and what to do, keep the cause
-        raise ModelUnavailableError(
-            f"model {version.version} ({version.status}) cannot be loaded from "
-            f"{version.artifact_uri}: {exc}. Nothing was scored. Roll back to a former champion "
-            "(`fnd model list`, then `fnd model rollback VERSION`) or retrain: retraining "
-            "promotes a candidate even when the champion cannot be evaluated"
-        ) from exc
+    loaded = _load_for_scoring(version, device)
     cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
     n_scored = n_errors = 0
     after = ""
     while True:
-        page = _next_page(engine, version.version, shard, n_shards, rescore_all, after, page_size)
+        page = prediction_store.next_page(
+            engine, version.version, shard, n_shards, rescore_all, after, page_size
+        )
         if not page:
             break
         after = page[-1].post_id
-        p_fake, errors = _score_page(loaded.model, page, settings, cache)
+        p_fake, errors = page_scoring.score_page(loaded.model, page, settings, cache)
         scored = [(ex, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
-        _write(engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all)
+        prediction_store.write_page(
+            engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all
+        )
         n_scored += len(scored)
         n_errors += len(errors)
         elapsed = time.perf_counter() - started
@@ -177,6 +148,23 @@ def score_shard(
     )
     log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
     return report
+
+
+def _load_for_scoring(version: registry.ModelVersion, device: str) -> LoadedModel:
+    """The version's model, ready for inference; a clear error naming it when it cannot be."""
+    from fnd_core.model.runtime import resolve_device
+
+    try:
+        return _inference_model(
+            version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
+        )
+    except Exception as exc:  # noqa: BLE001 — say which model and what to do, keep the cause
+        raise ModelUnavailableError(
+            f"model {version.version} ({version.status}) cannot be loaded from "
+            f"{version.artifact_uri}: {exc}. Nothing was scored. Roll back to a former champion "
+            "(`fnd model list`, then `fnd model rollback VERSION`) or retrain: retraining "
+            "promotes a candidate even when the champion cannot be evaluated"
+        ) from exc
 
 
 @functools.lru_cache(maxsize=1)
@@ -282,147 +270,3 @@ def _score_shard_job(
         )  # fmt: skip
     finally:
         engine.dispose()
-
-
-def _next_page(
-    engine: Engine,
-    version: str,
-    shard: int,
-    n_shards: int,
-    rescore_all: bool,
-    after: str,
-    page_size: int,
-) -> list[PostExample]:
-    from fnd_core.model.examples import PostExample
-
-    sql = (
-        "select p.post_id, p.text, p.image_uri, p.image_sha256, p.label "
-        f"from fnd.posts p where {_SHARD_SQL} = :shard and p.post_id > :after and "
-        + ("true" if rescore_all else _UNSCORED)
-        + " order by p.post_id limit :limit"
-    )
-    params = {"v": version, "n_shards": n_shards, "shard": shard, "after": after,
-              "limit": page_size}  # fmt: skip
-    with engine.connect() as conn:
-        return [PostExample(*row) for row in conn.execute(sa.text(sql), params).all()]
-
-
-def _score_page(
-    model, page: list[PostExample], settings: Settings, cache: FeatureCache
-) -> tuple[list[float | None], list[tuple[str, str]]]:
-    """P(fake) per post (None where it failed) and the (post_id, error) failures.
-
-    The whole page goes through the batched path; only if it fails (an unreadable image)
-    are its posts retried one by one, to isolate the bad ones.
-    """
-    try:
-        return [float(p) for p in _predict(model, page, settings, cache)], []
-    except Exception as exc:  # noqa: BLE001 - isolate below, then report every failure
-        if is_transient(exc):
-            raise
-        log.warning("page of %d failed (%s); isolating bad posts", len(page), exc)
-    p_fake: list[float | None] = []
-    errors: list[tuple[str, str]] = []
-    for example in page:
-        try:
-            p_fake.append(float(_predict(model, [example], settings, cache)[0]))
-        except Exception as exc:  # noqa: BLE001
-            if is_transient(exc):
-                raise
-            p_fake.append(None)
-            errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
-    return p_fake, errors
-
-
-_TRANSIENT_ERRNOS = {
-    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
-    errno.ENFILE, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.EAGAIN,
-}  # fmt: skip
-
-
-# Native libraries (safetensors, Rust or C++ readers) report an OS error in their message only.
-_ERRNO_CODES = "|".join(str(e) for e in sorted(_TRANSIENT_ERRNOS))
-_OS_ERROR_TEXT = re.compile(
-    rf"\(os error ({_ERRNO_CODES})\)|No space left on device|Disk quota exceeded"
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is about the machine (disk full, memory, network, database), not the post.
-
-    Those fail the task so that Airflow retries it; only errors about a post itself (its image
-    undecodable or missing from the store) become permanent ``fnd.scoring_errors`` rows.
-    """
-    import sqlalchemy.exc
-
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # the exception and what caused it
-        seen.add(id(exc))
-        if isinstance(
-            exc, MemoryError | TimeoutError | ConnectionError | sqlalchemy.exc.DBAPIError
-        ):
-            return True
-        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
-            return True
-        if _OS_ERROR_TEXT.search(str(exc)):  # an errno wrapped by a native library's own error
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _predict(model, examples: list[PostExample], settings: Settings, cache: FeatureCache):
-    from fnd_core.model.features import encode_options, predict_proba
-
-    options = encode_options(settings)
-    if len(examples) == 1:
-        options["num_workers"] = 0  # isolating a bad post: no worker processes for one image
-    return predict_proba(model, examples, **options, cache=cache)
-
-
-def _write(
-    engine: Engine,
-    version: str,
-    threshold: float,
-    scored: list[tuple[PostExample, float]],
-    errors: list[tuple[str, str]],
-    run_id: str,
-    rescore_all: bool,
-) -> None:
-    """One transaction per page: predictions and errors, idempotent."""
-    import numpy as np
-
-    # The table stores float4: decide the label on the stored values, so the row always
-    # satisfies predictions_label_matches_threshold.
-    t32 = float(np.float32(threshold))
-    rows = []
-    for ex, p in scored:
-        p32 = float(np.float32(p))
-        rows.append((ex.post_id, version, p32, "fake" if p32 >= t32 else "real", t32, run_id))
-    conflict = "(post_id, model_version) do nothing"
-    if rescore_all:
-        conflict = (
-            "(post_id, model_version) do update set p_fake = excluded.p_fake, "
-            "label = excluded.label, threshold = excluded.threshold, "
-            "scored_at = now(), run_id = excluded.run_id"
-        )
-    with engine.begin() as conn:
-        if rows:
-            upsert_via_staging(conn, "fnd.predictions", PREDICTION_COLUMNS, rows, conflict=conflict)
-        if errors:
-            upsert_via_staging(
-                conn,
-                "fnd.scoring_errors",
-                ERROR_COLUMNS,
-                [(post_id, version, error, run_id) for post_id, error in errors],
-                conflict="(post_id, model_version) do update set error = excluded.error, "
-                "occurred_at = now(), run_id = excluded.run_id",
-            )
-        if rescore_all and rows:
-            # A post that scores now no longer has an error for this version.
-            conn.execute(
-                sa.text(
-                    "delete from fnd.scoring_errors where model_version = :v "
-                    "and post_id = any(:ids)"
-                ),
-                {"v": version, "ids": [r[0] for r in rows]},
-            )

@@ -1,0 +1,95 @@
+"""One page of posts through the model, a bad post isolated instead of failing its page.
+
+Kept apart from the shard loop (:mod:`fnd_core.pipeline.scoring`) because it decides whose
+fault an error is: a post's own (an undecodable or missing image), recorded in
+``fnd.scoring_errors`` and not retried, or the machine's (disk full, memory, network,
+database; :func:`is_transient`), which fails the task so that Airflow retries it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from fnd_core.settings import Settings
+
+if TYPE_CHECKING:
+    from fnd_core.model.examples import PostExample
+    from fnd_core.model.feature_cache import FeatureCache
+
+log = logging.getLogger(__name__)
+
+
+def score_page(
+    model, page: list[PostExample], settings: Settings, cache: FeatureCache
+) -> tuple[list[float | None], list[tuple[str, str]]]:
+    """P(fake) per post (None where it failed) and the (post_id, error) failures.
+
+    The whole page goes through the batched path; only if it fails (an unreadable image)
+    are its posts retried one by one, to isolate the bad ones.
+    """
+    try:
+        return [float(p) for p in _predict(model, page, settings, cache)], []
+    except Exception as exc:  # noqa: BLE001 - isolate below, then report every failure
+        if is_transient(exc):
+            raise
+        log.warning("page of %d failed (%s); isolating bad posts", len(page), exc)
+    p_fake: list[float | None] = []
+    errors: list[tuple[str, str]] = []
+    for example in page:
+        try:
+            p_fake.append(float(_predict(model, [example], settings, cache)[0]))
+        except Exception as exc:  # noqa: BLE001
+            if is_transient(exc):
+                raise
+            p_fake.append(None)
+            errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
+    return p_fake, errors
+
+
+_TRANSIENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
+    errno.ENFILE, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.EAGAIN,
+}  # fmt: skip
+
+
+# Native libraries (safetensors, Rust or C++ readers) report an OS error in their message only.
+_ERRNO_CODES = "|".join(str(e) for e in sorted(_TRANSIENT_ERRNOS))
+_OS_ERROR_TEXT = re.compile(
+    rf"\(os error ({_ERRNO_CODES})\)|No space left on device|Disk quota exceeded"
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the machine (disk full, memory, network, database), not the post.
+
+    Those fail the task so that Airflow retries it; only errors about a post itself (its image
+    undecodable or missing from the store) become permanent ``fnd.scoring_errors`` rows.
+    """
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the exception and what caused it
+        seen.add(id(exc))
+        if isinstance(
+            exc, MemoryError | TimeoutError | ConnectionError | sqlalchemy.exc.DBAPIError
+        ):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        if _OS_ERROR_TEXT.search(str(exc)):  # an errno wrapped by a native library's own error
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _predict(model, examples: list[PostExample], settings: Settings, cache: FeatureCache):
+    from fnd_core.model.feature_encoding import encode_options
+    from fnd_core.model.features import predict_proba
+
+    options = encode_options(settings)
+    if len(examples) == 1:
+        options["num_workers"] = 0  # isolating a bad post: no worker processes for one image
+    return predict_proba(model, examples, **options, cache=cache)
