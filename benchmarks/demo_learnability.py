@@ -32,7 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnd_core.stack.demo import ATTRIBUTES, generate_batch, make_post  # noqa: E402
+from fnd_core.stack.demo import generate_batch  # noqa: E402
+from fnd_core.stack.demo_posts import ATTRIBUTES, make_post  # noqa: E402
 
 
 def load_posts(data_file: Path) -> list[dict]:

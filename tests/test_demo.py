@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.stack.demo import (
-    ATTRIBUTES,
-    CONFLICT_ATTRIBUTES,
-    FAKEDDIT_COLUMNS,
-    DemoBatch,
-    generate_batch,
-    make_post,
-)
+from fnd_core.stack.demo import DemoBatch, generate_batch
+from fnd_core.stack.demo_files import FAKEDDIT_COLUMNS
+from fnd_core.stack.demo_posts import ATTRIBUTES, CONFLICT_ATTRIBUTES, make_post
 
 DATA_FILES = {
     "jsonl": "demo_s{seed}.jsonl",

@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +19,14 @@ import sqlalchemy as sa
 
 from fnd_core.io import migrations
 from fnd_core.io.db import make_engine
-from fnd_core.observe import monitoring, notify
+from fnd_core.observe import (
+    monitoring,
+    monitoring_models,
+    monitoring_quality,
+    monitoring_runs,
+    monitoring_scores,
+    notify,
+)
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 FAILED_EXPECTATION = {
@@ -94,16 +102,32 @@ def add_validation(conn, batch_id, suite, *, success, at, run_id, docs=None) -> 
     )
 
 
+GATE_CHECKS = [{"name": "floor", "value": 0.84, "bound": 0.6, "passed": True}]
+
+
 def add_model(conn, version: str, status: str, created: datetime, accuracy: float) -> None:
     metrics = {
         "test": {
             "accuracy": accuracy,
+            "precision": 0.625,
+            "recall": 0.875,
             "f1": 0.5,
             "roc_auc": 0.75,
             "confusion_matrix": [[3, 1], [1, 3]],
-        }
+        },
+        "val": {"accuracy": 0.8, "threshold": 0.5},
+        "cv": {"metric": "balanced_accuracy", "estimate": 0.84, "fold_std": 0.03,
+               "n_folds": 5, "n_repeats": 2},
+        "baselines": {"text_lr": {"estimate": 0.55}, "prior": {"estimate": 0.5}},
+        "leak": {"split_policy": "grouped_stratified_kfold", "n_groups": 7},
+    }  # fmt: skip
+    gate = {
+        "decision": "promote",
+        "reason": "all checks passed",
+        "forced_by": None,
+        "checks": GATE_CHECKS,
+        "evaluation": {"champion": {"version": "m1"}},
     }
-    gate = {"decision": "promote", "reason": "all checks passed", "forced_by": None}
     run(
         conn,
         "insert into fnd.model_versions (version, status, preset, created_at, metrics, gate, "
@@ -151,8 +175,8 @@ def add_prediction(conn, post_id: str, version: str, p_fake: float) -> None:
 def seeded(clean_db):
     """Two ingest batches (one failed), a training snapshot, two champions, six posts.
 
-    Posts (publication time, champion p_fake, previous p_fake):
-        d1 2024-03-08 09:00: 0.92 / 0.22     d2 2024-03-08 23:00: 0.13 / 0.33
+    Posts (publication time in UTC, champion p_fake, previous p_fake):
+        d1 2024-03-08 09:00: 0.92 / 0.22     d2 2024-03-08 23:30: 0.13 / 0.33
         d3 2024-03-10 08:00: 0.74 / 0.81     d4 2024-03-10 12:00: 0.95 / (not scored)
         d5 2024-03-10 11:00: (not scored by the champion) / 0.64
     """
@@ -181,7 +205,7 @@ def seeded(clean_db):
         add_model(conn, "m3", "rejected", T0 + timedelta(2), 0.61)
         posts = {
             "d1": (datetime(2024, 3, 8, 9, tzinfo=UTC), 0.92, 0.22),
-            "d2": (datetime(2024, 3, 8, 23, tzinfo=UTC), 0.13, 0.33),
+            "d2": (datetime(2024, 3, 8, 23, 30, tzinfo=UTC), 0.13, 0.33),
             "d3": (datetime(2024, 3, 10, 8, tzinfo=UTC), 0.74, 0.81),
             "d4": (datetime(2024, 3, 10, 12, tzinfo=UTC), 0.95, None),
             "d5": (datetime(2024, 3, 10, 11, tzinfo=UTC), None, 0.64),
@@ -199,7 +223,7 @@ def seeded(clean_db):
 
 
 def test_validation_runs_newest_first_with_failures_and_quarantine(seeded):
-    page = monitoring.validation_runs(seeded)
+    page = monitoring_quality.validation_runs(seeded)
     assert page.total == 3 and not page.has_next
     assert [v["suite"] for v in page.items] == ["training_set", "posts", "posts"]
     snapshot, failed, passed = page.items
@@ -228,14 +252,14 @@ def test_validation_runs_newest_first_with_failures_and_quarantine(seeded):
     ],
 )
 def test_validation_runs_filters(seeded, filters, expected):
-    page = monitoring.validation_runs(seeded, **filters)
+    page = monitoring_quality.validation_runs(seeded, **filters)
     assert [v["run_id"] for v in page.items] == expected
     assert page.total == len(expected)
 
 
 def test_validation_runs_paginate(seeded):
-    first = monitoring.validation_runs(seeded, limit=2)
-    second = monitoring.validation_runs(seeded, limit=2, offset=2)
+    first = monitoring_quality.validation_runs(seeded, limit=2)
+    second = monitoring_quality.validation_runs(seeded, limit=2, offset=2)
     assert (len(first.items), first.has_next, first.total) == (2, True, 3)
     assert (len(second.items), second.has_next) == (1, False)
     ids = [v["validation_id"] for v in first.items + second.items]
@@ -245,22 +269,24 @@ def test_validation_runs_paginate(seeded):
 @pytest.mark.parametrize(("limit", "offset"), [(0, 0), (monitoring.MAX_LIMIT + 1, 0), (10, -1)])
 def test_pages_refuse_unbounded_requests(clean_db, limit, offset):
     with pytest.raises(ValueError, match="limit|offset"):
-        monitoring.validation_runs(clean_db, limit=limit, offset=offset)
+        monitoring_quality.validation_runs(clean_db, limit=limit, offset=offset)
 
 
 def test_batch_quarantine_rows_in_file_order_by_rule(seeded):
     [batch_id] = [
-        v["batch_id"] for v in monitoring.validation_runs(seeded, run_id="ingest-1").items
+        v["batch_id"] for v in monitoring_quality.validation_runs(seeded, run_id="ingest-1").items
     ]
-    batch = monitoring.ingest_batch(seeded, batch_id)
+    batch = monitoring_quality.ingest_batch(seeded, batch_id)
     assert batch["source_uri"] == "/landing/good.jsonl" and batch["n_quarantined"] == 3
-    assert monitoring.ingest_batch(seeded, batch_id + 100) is None
-    rows = monitoring.quarantined_rows(seeded, batch_id)
+    assert monitoring_quality.ingest_batch(seeded, batch_id + 100) is None
+    rows = monitoring_quality.quarantined_rows(seeded, batch_id)
     assert [r["row_number"] for r in rows.items] == [1, 2, 3] and rows.total == 3
     assert json.loads(rows.items[0]["raw"]) == {"id": "q1", "text": ""}
-    only = monitoring.quarantined_rows(seeded, batch_id, rule="image_missing", limit=1, offset=1)
+    only = monitoring_quality.quarantined_rows(
+        seeded, batch_id, rule="image_missing", limit=1, offset=1
+    )
     assert [r["row_number"] for r in only.items] == [3] and only.total == 2
-    assert [r["rule"] for r in monitoring.quarantine_rules(seeded, batch_id)] == [
+    assert [r["rule"] for r in monitoring_quality.quarantine_rules(seeded, batch_id)] == [
         "image_missing",
         "text_empty",
     ]
@@ -277,11 +303,11 @@ def test_batch_quarantine_rows_in_file_order_by_rule(seeded):
     ],
 )
 def test_data_docs_relative_path(stored, root, expected):
-    assert monitoring.data_docs_relative_path(stored, root) == expected
+    assert monitoring_quality.data_docs_relative_path(stored, root) == expected
 
 
 def test_failed_expectation_names():
-    names = monitoring.failed_expectation_names(
+    names = monitoring_quality.failed_expectation_names(
         [
             FAILED_EXPECTATION,
             {"expectation_type": "expect_table_row_count_to_be_between", "observed_value": 3},
@@ -297,59 +323,104 @@ def test_failed_expectation_names():
 
 
 def test_leaderboard_newest_first_with_metrics_and_gate(seeded):
-    page = monitoring.model_leaderboard(seeded)
+    page = monitoring_models.model_leaderboard(seeded)
     assert [m["version"] for m in page.items] == ["m3", "m2", "m1"]
     m2 = page.items[1]
-    assert m2["status"] == "champion" and m2["test_accuracy"] == pytest.approx(0.86)
+    assert m2["status"] == "champion" and m2["test_accuracy"] == 0.86
     assert (m2["test_f1"], m2["test_roc_auc"]) == (0.5, 0.75)
+    assert (m2["test_precision"], m2["test_recall"]) == (0.625, 0.875)
     assert m2["test_confusion"] == [[3, 1], [1, 3]]
+    assert (m2["val_accuracy"], m2["threshold"]) == (0.8, 0.5)
     assert (m2["gate_decision"], m2["gate_reason"]) == ("promote", "all checks passed")
-    assert monitoring.model_leaderboard(seeded, run_id="train-m1").total == 1
-    assert [m["version"] for m in monitoring.model_leaderboard(seeded, version="m1").items] == [
-        "m1"
+    assert (m2["gate_metric"], m2["gate_estimate"], m2["gate_estimate_fold_std"]) == (
+        "balanced_accuracy",
+        0.84,
+        0.03,
+    )
+    assert (m2["cv_folds"], m2["cv_repeats"]) == (5, 2)
+    assert (m2["baseline_text_lr"], m2["baseline_prior"]) == (0.55, 0.5)
+    assert m2["champion_recipe_estimate"] is None and m2["floor_set_by"] is None
+    assert m2["gate_checks"] == GATE_CHECKS and m2["compared_with"] == "m1"
+    assert m2["leak"] == {"split_policy": "grouped_stratified_kfold", "n_groups": 7}
+    assert (m2["artifact_uri"], m2["training_run_id"]) == ("/store/models/m2", "train-m2")
+    assert monitoring_models.model_leaderboard(seeded, run_id="train-m1").total == 1
+    only_m1 = monitoring_models.model_leaderboard(seeded, version="m1")
+    assert [m["version"] for m in only_m1.items] == ["m1"]
+    assert monitoring_models.model_artifact(seeded, "m2") == ("/store/models/m2", sha(7))
+    assert monitoring_models.model_artifact(seeded, "nope") is None
+    assert monitoring_models.champions(seeded) == monitoring_models.Champions("m2", "m1")
+
+
+def test_leaderboard_is_the_analysts_view(seeded):
+    """The page reads fnd.model_leaderboard: what analysts see is what the page shows."""
+    with seeded.connect() as conn:
+        view = conn.execute(
+            sa.text("select version, gate_estimate, cv_folds from fnd.model_leaderboard")
+        ).all()
+    page = monitoring_models.model_leaderboard(seeded).items
+    assert [(v, float(e), f) for v, e, f in view] == [
+        (m["version"], m["gate_estimate"], m["cv_folds"]) for m in page
     ]
-    assert monitoring.model_artifact(seeded, "m2") == ("/store/models/m2", sha(7))
-    assert monitoring.model_artifact(seeded, "nope") is None
-    assert monitoring.champions(seeded) == monitoring.Champions("m2", "m1")
 
 
 # Scores ---------------------------------------------------------------------------------
 
+DAY_8 = {"day": date(2024, 3, 8), "n_posts": 2, "n_scored": 2, "n_fake": 1, "fake_share": 0.5}
+DAY_9 = {"day": date(2024, 3, 9), "n_posts": 0, "n_scored": 0, "n_fake": 0, "fake_share": None}
+# d3, d4 and d5; d5 is not scored by the champion.
+DAY_10 = {"day": date(2024, 3, 10), "n_posts": 3, "n_scored": 2, "n_fake": 2, "fake_share": 1.0}
+
 
 def test_daily_volume_counts_each_day_up_to_the_newest_post(seeded):
-    daily = monitoring.daily_volume(seeded, days=3)
-    assert daily["champion"] == "m2"
-    assert [d["day"] for d in daily["days"]] == [
-        date(2024, 3, 8),
-        date(2024, 3, 9),
-        date(2024, 3, 10),
+    daily = monitoring_scores.daily_volume(seeded, days=3)
+    # d2, published 2024-03-08 23:30 UTC, counts on 2024-03-08 (its UTC day)
+    assert daily == {"champion": "m2", "days": [DAY_8, DAY_9, DAY_10]}
+    assert monitoring_scores.daily_volume(seeded, days=1) == {"champion": "m2", "days": [DAY_10]}
+
+
+@pytest.fixture
+def tokyo(db_url):
+    """An engine whose sessions run in Tokyo time (UTC+9): 2024-03-08 23:30 UTC is the 9th there."""
+    engine = make_engine(db_url, connect_args={"options": "-c timezone=Asia/Tokyo"})
+    yield engine
+    engine.dispose()
+
+
+def test_days_are_utc_days_whatever_the_session_time_zone(seeded, tokyo):
+    with tokyo.connect() as conn:
+        assert conn.exec_driver_sql("show timezone").scalar() == "Asia/Tokyo"
+        view = conn.exec_driver_sql(
+            "select day, n_posts, n_scored, n_fake, fake_share from fnd.daily_summary"
+        ).all()
+    assert [tuple(r) for r in view] == [
+        (date(2024, 3, 8), 2, 2, 1, Decimal("0.5000")),
+        (date(2024, 3, 10), 3, 2, 2, Decimal("1.0000")),
     ]
-    by_day = {d["day"]: d for d in daily["days"]}
-    assert by_day[date(2024, 3, 8)] | {"day": None} == {
-        "day": None,
-        "n_posts": 2,
-        "n_scored": 2,
-        "n_fake": 1,
-        "fake_share": 0.5,
+    assert monitoring_scores.daily_volume(tokyo, days=3)["days"] == [DAY_8, DAY_9, DAY_10]
+
+
+def test_daily_volume_follows_the_champion_the_view_counts(seeded):
+    with seeded.begin() as conn:
+        run(conn, "update fnd.model_versions set status = 'retired' where version = 'm2'")
+        run(conn, "update fnd.model_versions set status = 'champion' where version = 'm1'")
+    daily = monitoring_scores.daily_volume(seeded, days=1)
+    # m1 scored d3 (0.81) and d5 (0.64), not d4
+    assert daily == {
+        "champion": "m1",
+        "days": [
+            {"day": date(2024, 3, 10), "n_posts": 3, "n_scored": 2, "n_fake": 2, "fake_share": 1.0}
+        ],
     }
-    assert (
-        by_day[date(2024, 3, 9)]["n_posts"] == 0 and by_day[date(2024, 3, 9)]["fake_share"] is None
-    )
-    assert (by_day[date(2024, 3, 10)]["n_posts"], by_day[date(2024, 3, 10)]["n_fake"]) == (3, 2)
-    previous = monitoring.daily_volume(seeded, days=1, champion="m1")
-    assert previous["days"] == [
-        {"day": date(2024, 3, 10), "n_posts": 3, "n_scored": 2, "n_fake": 2, "fake_share": 1.0}
-    ]
 
 
 def test_daily_volume_without_posts_or_with_a_bad_window(clean_db):
-    assert monitoring.daily_volume(clean_db) == {"champion": None, "days": []}
+    assert monitoring_scores.daily_volume(clean_db) == {"champion": None, "days": []}
     with pytest.raises(ValueError, match="days"):
-        monitoring.daily_volume(clean_db, days=0)
+        monitoring_scores.daily_volume(clean_db, days=0)
 
 
 def test_score_comparison_uses_the_posts_both_champions_scored(seeded):
-    result = monitoring.score_comparison(seeded, n_posts=10, window=10, bins=10)
+    result = monitoring_scores.score_comparison(seeded, n_posts=10, window=10, bins=10)
     assert (result["champion"], result["previous"], result["n_posts"]) == ("m2", "m1", 3)
     champion = [b["champion"] for b in result["bins"]]
     previous = [b["previous"] for b in result["bins"]]
@@ -363,38 +434,38 @@ def test_score_comparison_uses_the_posts_both_champions_scored(seeded):
 
 
 def test_score_comparison_newest_posts_first_and_alone_without_previous(seeded):
-    newest = monitoring.score_comparison(seeded, n_posts=1, window=10, bins=2)
+    newest = monitoring_scores.score_comparison(seeded, n_posts=1, window=10, bins=2)
     assert newest["n_posts"] == 1 and newest["bins"][1]["champion"] == 1  # d3: 0.74
     with seeded.begin() as conn:
         run(conn, "update fnd.model_versions set status = 'rejected' where version = 'm1'")
-    alone = monitoring.score_comparison(seeded, n_posts=10, window=10, bins=2)
+    alone = monitoring_scores.score_comparison(seeded, n_posts=10, window=10, bins=2)
     assert alone["previous"] is None and alone["n_posts"] == 4
     assert sum(b["previous"] for b in alone["bins"]) == 0
 
 
 def test_score_comparison_before_any_champion(clean_db):
-    result = monitoring.score_comparison(clean_db, bins=4)
+    result = monitoring_scores.score_comparison(clean_db, bins=4)
     assert (result["champion"], result["n_posts"], len(result["bins"])) == (None, 0, 4)
     with pytest.raises(ValueError, match="n_posts"):
-        monitoring.score_comparison(clean_db, n_posts=10, window=5)
+        monitoring_scores.score_comparison(clean_db, n_posts=10, window=5)
 
 
 def test_latest_flagged_fake_newest_first_with_next_page(seeded):
-    first = monitoring.latest_flagged_fake(seeded, limit=2)
+    first = monitoring_scores.latest_flagged_fake(seeded, limit=2)
     assert [p["post_id"] for p in first["items"]] == ["d4", "d3"] and first["has_more"]
     assert first["items"][0]["p_fake"] == pytest.approx(0.95)
     assert first["items"][0]["text"] == "text of d4"
-    rest = monitoring.latest_flagged_fake(seeded, limit=2, offset=2)
+    rest = monitoring_scores.latest_flagged_fake(seeded, limit=2, offset=2)
     assert [p["post_id"] for p in rest["items"]] == ["d1"] and not rest["has_more"]
-    assert monitoring.image_uri(seeded, sha(100)) == f"/store/images/{sha(100)}.jpg"
-    assert monitoring.image_uri(seeded, sha(1)) is None
+    assert monitoring_scores.image_uri(seeded, sha(100)) == f"/store/images/{sha(100)}.jpg"
+    assert monitoring_scores.image_uri(seeded, sha(1)) is None
 
 
 # Failures -------------------------------------------------------------------------------
 
 
 def test_run_records_of_a_failed_ingest(seeded):
-    records = monitoring.run_records(seeded, "ingest-2", source_uri="/landing/bad.jsonl")
+    records = monitoring_runs.run_records(seeded, "ingest-2", source_uri="/landing/bad.jsonl")
     [batch] = records.batches
     assert (batch["status"], batch["error"]) == ("failed", "2 of 2 rows")
     assert batch["quarantine_rules"] == [
@@ -403,11 +474,11 @@ def test_run_records_of_a_failed_ingest(seeded):
     [validation] = records.failed_validations
     assert validation["failed_expectations"] == [FAILED_EXPECTATION]
     assert records.models == []
-    assert monitoring.run_records(seeded, "ingest-2", source_uri="/landing/x").batches == []
+    assert monitoring_runs.run_records(seeded, "ingest-2", source_uri="/landing/x").batches == []
 
 
 def test_run_records_of_a_training_run(seeded):
-    records = monitoring.run_records(seeded, "train-m3")
+    records = monitoring_runs.run_records(seeded, "train-m3")
     assert [m["version"] for m in records.models] == ["m3"]
     assert records.models[0]["test_accuracy"] == pytest.approx(0.61)
     assert records.batches == [] and records.failed_validations == []
@@ -450,12 +521,12 @@ def test_page_queries_on_a_million_predictions(create_database):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("vacuum analyze")
         timings = {
-            "scores: daily_volume 14 days": lambda: monitoring.daily_volume(engine, days=14),
-            "scores: daily_volume 30 days": lambda: monitoring.daily_volume(engine, days=30),
-            "scores: score_comparison 5000": lambda: monitoring.score_comparison(engine),
-            "scores: latest_flagged_fake 20": lambda: monitoring.latest_flagged_fake(engine),
-            "models: model_leaderboard": lambda: monitoring.model_leaderboard(engine),
-            "data quality: validation_runs": lambda: monitoring.validation_runs(engine),
+            "scores: daily_volume 14 days": lambda: monitoring_scores.daily_volume(engine, days=14),
+            "scores: daily_volume 30 days": lambda: monitoring_scores.daily_volume(engine, days=30),
+            "scores: score_comparison 5000": lambda: monitoring_scores.score_comparison(engine),
+            "scores: latest_flagged_fake 20": lambda: monitoring_scores.latest_flagged_fake(engine),
+            "models: model_leaderboard": lambda: monitoring_models.model_leaderboard(engine),
+            "data quality: validation_runs": lambda: monitoring_quality.validation_runs(engine),
         }
         results = {}
         for name, query in timings.items():
@@ -527,7 +598,7 @@ def test_ingest_alert_names_the_file_the_reason_and_the_rules(seeded):
         )
     )  # fmt: skip
     alert = notify.describe_failure(
-        facts, monitoring.run_records(seeded, "ingest-2", source_uri="/landing/bad.jsonl")
+        facts, monitoring_runs.run_records(seeded, "ingest-2", source_uri="/landing/bad.jsonl")
     )
     assert alert.title == "[fnd] file bad.jsonl rejected"
     assert alert.lines[0] == "file: /landing/bad.jsonl"
@@ -555,7 +626,7 @@ def test_ingest_alert_without_records_falls_back_on_the_exception():
 
 
 def test_retrain_alerts_name_the_suite_or_the_model_version():
-    snapshot = monitoring.RunRecords(
+    snapshot = monitoring_runs.RunRecords(
         failed_validations=[
             {
                 "suite": "training_set",
@@ -574,7 +645,7 @@ def test_retrain_alerts_name_the_suite_or_the_model_version():
     assert "training snapshot failed" in alert.title
     assert alert.lines[0].startswith("GX suite training_set failed on snapshot-20240301: ")
     assert "(split): observed ['train']" in alert.lines[0]
-    model = monitoring.RunRecords(
+    model = monitoring_runs.RunRecords(
         models=[
             {"version": "m9", "status": "candidate", "gate_decision": "reject",
              "gate_reason": "failed: accuracy_floor 0.6 below", "forced_by": None,

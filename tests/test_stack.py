@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fnd_core.settings import Settings
-from fnd_core.stack.local import (
+from fnd_core.stack.local_setup import (
     StackOptions,
     airflow_env,
     connection_json,

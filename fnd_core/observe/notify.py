@@ -6,8 +6,8 @@ image_missing ×400, text_empty ×12". This module builds that message:
 
 - :func:`facts_from_context` reads what the failing task was from an Airflow task context
   (duck-typed: this module never imports airflow);
-- :func:`fnd.monitoring.run_records` reads what fnd recorded for the run (batches, quarantine
-  rules, failed GX expectations, model versions and their gate decisions);
+- :func:`fnd_core.observe.monitoring_runs.run_records` reads what fnd recorded for the run
+  (batches, quarantine rules, failed GX expectations, model versions and their gate decisions);
 - :func:`describe_failure` — a pure function of those two — writes the alert;
 - :func:`on_task_failure` does all three, logs the alert and hands it to a notifier.
 
@@ -38,7 +38,7 @@ from fnd_core import contracts
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from fnd_core.observe.monitoring import RunRecords
+    from fnd_core.observe.monitoring_runs import RunRecords
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def describe_failure(facts: FailureFacts, records: RunRecords | None = None) -> 
 
     Args:
         facts: the failing task (see :func:`facts_from_context`).
-        records: fnd's rows for the run (:func:`fnd_core.observe.monitoring.run_records`), or None
-            when they could not be read; the alert then rests on the exception alone.
+        records: fnd's rows for the run (:func:`fnd_core.observe.monitoring_runs.run_records`),
+            or None when they could not be read; the alert then rests on the exception alone.
     """
     if facts.dag_id == contracts.INGEST_DAG:
         title, lines = _ingest(facts, records)
@@ -210,7 +210,7 @@ def _batch_of(records: RunRecords | None, uri: str | None) -> dict[str, Any] | N
 def _validation_lines(
     records: RunRecords | None, *, batch_id: int | None = None, suite: str | None = None
 ) -> list[str]:
-    from fnd_core.observe.monitoring import failed_expectation_names
+    from fnd_core.observe.monitoring_quality import failed_expectation_names
 
     lines = []
     for v in records.failed_validations if records else []:
@@ -278,7 +278,7 @@ def send(
 def _records(facts: FailureFacts, engine_factory: Callable[[], Engine] | None) -> RunRecords | None:
     if engine_factory is None:
         return None
-    from fnd_core.observe.monitoring import run_records
+    from fnd_core.observe.monitoring_runs import run_records
 
     engine = None
     try:

@@ -21,8 +21,8 @@ def daily_chart(days: Sequence[dict[str, Any]]) -> str:
     """Posts per day (bars, fake part in red) and the fake share (line, right axis 0-100%).
 
     Args:
-        days: ``fnd_core.observe.monitoring.daily_volume(...)["days"]``: day, n_posts, n_fake,
-            fake_share (None when nothing was scored that day).
+        days: ``fnd_core.observe.monitoring_scores.daily_volume(...)["days"]``: day, n_posts,
+            n_fake, fake_share (None when nothing was scored that day).
     """
     if not days:
         return _empty("no posts yet")
@@ -62,7 +62,8 @@ def histogram_chart(bins: Sequence[dict[str, Any]], series: Sequence[tuple[str, 
     """Side-by-side histograms of p_fake: one bar per series in each bin, as share of posts.
 
     Args:
-        bins: ``[{lo, hi, <key>: count, ...}]`` (``fnd_core.observe.monitoring.score_comparison``).
+        bins: ``[{lo, hi, <key>: count, ...}]``
+            (``fnd_core.observe.monitoring_scores.score_comparison``).
         series: ``(key, label)`` pairs to draw, e.g. ``[("champion", "m2024..."), ...]``.
     """
     totals = [sum(b[key] for b in bins) for key, _ in series]
@@ -99,7 +100,7 @@ def drift_chart(reports: Sequence[dict[str, Any]]) -> str:
     """Domain-classifier AUC per report (image and text lines) against the flagging bar.
 
     Args:
-        reports: ``fnd_core.observe.monitoring.drift_reports(...)``, oldest first.
+        reports: ``fnd_core.observe.monitoring_scores.drift_reports(...)``, oldest first.
     """
     measured = [r for r in reports if r.get("image_auc") is not None or r.get("text_auc")]
     if not measured:

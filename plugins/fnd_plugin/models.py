@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fnd_core.observe import monitoring
+from fnd_core.observe import monitoring, monitoring_models
 from fnd_plugin import files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, link, render
@@ -34,7 +34,7 @@ def _leaderboard(
     offset: int,
 ) -> monitoring.Page:
     """The leaderboard page, each version with the URLs of its plots (or why there are none)."""
-    page = monitoring.model_leaderboard(
+    page = monitoring_models.model_leaderboard(
         backend.engine, run_id=run_id, version=version, limit=limit, offset=offset
     )
     for item in page.items:
@@ -73,7 +73,7 @@ def models_page(
     page = _leaderboard(
         request, backend, run_id=run_id, version=version, limit=limit, offset=offset
     )
-    champions = monitoring.champions(backend.engine)
+    champions = monitoring_models.champions(backend.engine)
     # The version whose plots are shown: the one asked for, else the champion, else the newest.
     focus = next((m for m in page.items if m["version"] == champions.champion), None)
     if version or focus is None:
@@ -91,7 +91,7 @@ def models_page(
 @router.get("/models/{version}/plots/{name}")
 def plot(backend: BackendDep, version: str, name: str) -> Response:
     """One PNG of a version's artifact, checked against the artifact's manifest."""
-    artifact = monitoring.model_artifact(backend.engine, version)
+    artifact = monitoring_models.model_artifact(backend.engine, version)
     if artifact is None:
         raise HTTPException(404, f"no model version {version} with an artifact")
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fnd_core.observe import monitoring
+from fnd_core.observe import monitoring, monitoring_quality
 from fnd_plugin import ASSETS_PREFIX, URL_PREFIX, docs_offline, files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, base_path, link, render
@@ -40,7 +40,7 @@ def _validations(
     limit: int,
     offset: int,
 ) -> monitoring.Page:
-    page = monitoring.validation_runs(
+    page = monitoring_quality.validation_runs(
         backend.engine,
         run_id=run_id,
         suite=suite,
@@ -50,10 +50,10 @@ def _validations(
         offset=offset,
     )
     for item in page.items:
-        item["data_docs_path"] = monitoring.data_docs_relative_path(
+        item["data_docs_path"] = monitoring_quality.data_docs_relative_path(
             item["data_docs_uri"], backend.settings.data_docs
         )
-        item["failed_expectation_names"] = monitoring.failed_expectation_names(
+        item["failed_expectation_names"] = monitoring_quality.failed_expectation_names(
             item["failed_expectations"]
         )
     return page
@@ -103,8 +103,8 @@ def batch_page(
         request,
         "batch.html",
         batch=batch,
-        rules=monitoring.quarantine_rules(backend.engine, batch_id),
-        rows=monitoring.quarantined_rows(
+        rules=monitoring_quality.quarantine_rules(backend.engine, batch_id),
+        rows=monitoring_quality.quarantined_rows(
             backend.engine, batch_id, rule=rule, limit=limit, offset=offset
         ),
         validations=_validations(
@@ -172,7 +172,10 @@ def validations_api(
 def batch_api(backend: BackendDep, batch_id: int) -> dict[str, Any]:
     """One ingest batch with its quarantine counts by rule."""
     batch = _batch_or_404(backend, batch_id)
-    return {**batch, "quarantine_rules": monitoring.quarantine_rules(backend.engine, batch_id)}
+    return {
+        **batch,
+        "quarantine_rules": monitoring_quality.quarantine_rules(backend.engine, batch_id),
+    }
 
 
 @router.get("/api/batches/{batch_id}/quarantine")
@@ -185,14 +188,14 @@ def quarantine_api(
 ) -> dict[str, Any]:
     """A batch's quarantined rows, verbatim, in file order."""
     _batch_or_404(backend, batch_id)
-    page = monitoring.quarantined_rows(
+    page = monitoring_quality.quarantined_rows(
         backend.engine, batch_id, rule=rule, limit=limit, offset=offset
     )
     return page.to_json()
 
 
 def _batch_or_404(backend: Backend, batch_id: int) -> dict[str, Any]:
-    batch = monitoring.ingest_batch(backend.engine, batch_id)
+    batch = monitoring_quality.ingest_batch(backend.engine, batch_id)
     if batch is None:
         raise HTTPException(404, f"no ingest batch {batch_id}")
     return batch

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fnd_core.observe import monitoring
+from fnd_core.observe import monitoring, monitoring_scores
 from fnd_plugin import charts, files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, link, render
@@ -28,16 +28,16 @@ def _scores(
     request: Request, backend: Backend, *, days: int, limit: int, offset: int
 ) -> dict[str, Any]:
     engine = backend.engine
-    flagged = monitoring.latest_flagged_fake(engine, limit=limit, offset=offset)
+    flagged = monitoring_scores.latest_flagged_fake(engine, limit=limit, offset=offset)
     for item in flagged["items"]:
         item["thumbnail_url"] = link(request, f"images/{item['image_sha256']}.jpg", size=160)
     return {
-        "daily": monitoring.daily_volume(engine, days=days),
-        "comparison": monitoring.score_comparison(
+        "daily": monitoring_scores.daily_volume(engine, days=days),
+        "comparison": monitoring_scores.score_comparison(
             engine, n_posts=SAMPLE_POSTS, window=4 * SAMPLE_POSTS, bins=HISTOGRAM_BINS
         ),
         "flagged": flagged,
-        "drift": monitoring.drift_reports(engine, limit=DRIFT_REPORTS),
+        "drift": monitoring_scores.drift_reports(engine, limit=DRIFT_REPORTS),
     }
 
 
@@ -101,7 +101,7 @@ def image(
     """
     if size not in files.THUMBNAIL_SIZES:
         raise HTTPException(422, f"size must be one of {files.THUMBNAIL_SIZES}")
-    uri = monitoring.image_uri(backend.engine, sha256)
+    uri = monitoring_scores.image_uri(backend.engine, sha256)
     if uri is None:
         raise HTTPException(404, f"no post has an image with sha256 {sha256}")
     try:

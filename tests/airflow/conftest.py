@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fnd_core.stack.local import ensure_jwt_secret
+from fnd_core.stack.local_setup import ensure_jwt_secret
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from fnd_core.stack.local import connection_json
+from fnd_core.stack.local_setup import connection_json
 
 pytestmark = pytest.mark.airflow
 

@@ -182,7 +182,9 @@ def test_loading_the_plugin_builds_no_app():
     """Airflow loads plugins in every task: importing ours must not pull in its web app."""
     code = (
         f"import sys; sys.path.insert(0, {str(PLUGINS_DIR)!r}); import fnd_monitoring; "
-        "heavy = ('fnd_plugin.app', 'fastapi.templating', 'fnd_core.observe.monitoring'); "
+        "heavy = ('fnd_plugin.app', 'fastapi.templating', 'fnd_core.observe.monitoring', "
+        "'fnd_core.observe.monitoring_quality', 'fnd_core.observe.monitoring_models', "
+        "'fnd_core.observe.monitoring_scores'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
@@ -390,6 +392,8 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     assert champion["gate_metric"] == "balanced_accuracy" and 0 <= champion["gate_estimate"] <= 1
     assert champion["leak"]["groups_straddling_folds"] == 0
     assert champion["compared_with"] == built["previous"]  # its recipe, on the same folds
+    assert (champion["cv_folds"], champion["cv_repeats"]) == (5, 3)  # the default settings
+    assert "5×3 folds" in html
     assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"training_curves.png", "roc_test.png", "confusion_test.png"} <= names
@@ -411,7 +415,16 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     assert f"/fnd/data-quality/batches/{built['good']['batch_id']}" in html  # the batch's report
     assert "default-src 'none'" in response.headers["content-security-policy"]
     data = client.get("/fnd/api/scores", params={"days": 7}, headers=auth).json()
-    assert len(data["daily"]["days"]) == 7
+    days = data["daily"]["days"]
+    # UTC days up to the newest post's. Seed 21's 100 posts start 2024-01-22 00:00 UTC, one
+    # every ~15 min: 96 on the 22nd (the last, s21-000095, at 23:56 UTC), 4 on the 23rd, with
+    # seed 22's 20 posts (from 2024-01-23 00:00 UTC). Every post is scored by the champion.
+    assert [d["day"] for d in days] == [f"2024-01-{n}" for n in range(17, 24)]
+    assert [(d["n_posts"], d["n_scored"]) for d in days] == [(0, 0)] * 5 + [(96, 96), (24, 24)]
+    assert [d["fake_share"] for d in days[:5]] == [None] * 5
+    for d in days[5:]:  # the view rounds to 4 places
+        assert d["fake_share"] == pytest.approx(d["n_fake"] / d["n_scored"], abs=5e-5)
+    assert data["daily"]["champion"] == built["champion"]
     assert data["comparison"]["n_posts"] == 120  # every post, scored by both champions
     [report] = data["drift"]
     assert (report["kind"], report["subject"]) == ("batch", str(built["good"]["batch_id"]))

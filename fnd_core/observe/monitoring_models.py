@@ -1,0 +1,132 @@
+"""The models page's queries: the leaderboard, a version's artifact, the champions.
+
+Split from :mod:`fnd_core.observe.monitoring` (what every page shares). The leaderboard is the
+view ``fnd.model_leaderboard`` (``sql/003``, columns added by ``sql/006`` and ``sql/012``),
+the one analysts query, read here rather than re-derived from ``fnd.model_versions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from fnd_core.observe.monitoring import Page, check_page, query_rows
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+_LEADERBOARD_FILTER = """
+from fnd.model_leaderboard
+where (cast(:run_id as text) is null or training_run_id = :run_id)
+  and (cast(:version as text) is null or version = :version)
+"""
+
+# The view's metrics are numeric (exact, for analysts); a page wants JSON-ready floats.
+_LEADERBOARD_PAGE = f"""
+select
+    version,
+    status,
+    created_at,
+    preset,
+    data_window_start,
+    data_window_end,
+    n_train_rows,
+    n_val_rows,
+    n_test_rows,
+    test_accuracy::float8 as test_accuracy,
+    test_precision::float8 as test_precision,
+    test_recall::float8 as test_recall,
+    test_f1::float8 as test_f1,
+    test_roc_auc::float8 as test_roc_auc,
+    test_confusion,
+    val_accuracy::float8 as val_accuracy,
+    threshold::float8 as threshold,
+    gate_decision,
+    gate_reason,
+    forced_by,
+    compared_with,
+    gate_checks,
+    gate_metric,
+    gate_estimate::float8 as gate_estimate,
+    gate_estimate_fold_std::float8 as gate_estimate_fold_std,
+    cv_folds,
+    cv_repeats,
+    baseline_text_lr::float8 as baseline_text_lr,
+    baseline_prior::float8 as baseline_prior,
+    champion_recipe_estimate::float8 as champion_recipe_estimate,
+    leak,
+    floor_set_by,
+    promoted_at,
+    retired_at,
+    artifact_uri,
+    artifact_sha256,
+    training_run_id
+{_LEADERBOARD_FILTER}
+order by created_at desc, version desc
+limit :limit offset :offset
+"""
+
+
+def model_leaderboard(
+    engine: Engine,
+    *,
+    run_id: str | None = None,
+    version: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
+    """Every model version, newest first: test metrics, gate decision and reason, artifact.
+
+    Args:
+        run_id: only versions trained by this Airflow run.
+        version: only this version.
+    """
+    limit, offset = check_page(limit, offset)
+    params = {"run_id": run_id, "version": version}
+    with engine.connect() as conn:
+        total = conn.execute(sa.text(f"select count(*) {_LEADERBOARD_FILTER}"), params).scalar_one()
+        items = query_rows(conn, _LEADERBOARD_PAGE, limit=limit, offset=offset, **params)
+    return Page(items, total, limit, offset)
+
+
+def model_artifact(engine: Engine, version: str) -> tuple[str, str] | None:
+    """(artifact_uri, artifact_sha256) of a version; None if unknown or without artifact."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "select artifact_uri, artifact_sha256 from fnd.model_versions "
+                "where version = :v and artifact_uri is not null and artifact_sha256 is not null"
+            ),
+            {"v": version},
+        ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+@dataclass(frozen=True)
+class Champions:
+    """The current champion and the one it replaced (None before the first / second)."""
+
+    champion: str | None
+    previous: str | None
+
+
+def champions(engine: Engine) -> Champions:
+    """The champion, and the most recently retired version (the previous champion)."""
+    with engine.connect() as conn:
+        return current_champions(conn)
+
+
+def current_champions(conn: Connection) -> Champions:
+    """:func:`champions` within a transaction the caller holds (one snapshot for a page)."""
+    champion = conn.execute(
+        sa.text("select version from fnd.model_versions where status = 'champion'")
+    ).scalar_one_or_none()
+    previous = conn.execute(
+        sa.text(
+            "select version from fnd.model_versions where status = 'retired' "
+            "order by retired_at desc nulls last, created_at desc limit 1"
+        )
+    ).scalar_one_or_none()
+    return Champions(champion, previous)

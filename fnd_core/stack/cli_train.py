@@ -1,0 +1,192 @@
+"""`fnd train` and `fnd evaluate`: train, gate and register a model; measure one offline.
+
+One of the command modules of :mod:`fnd_core.stack.cli`, which registers them on the ``fnd``
+group; split out so each area's commands read on their own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fnd_core.model.config import PRESETS
+from fnd_core.stack.cli_context import engine_from, settings_from
+
+
+@click.command("train")
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default=None,
+    help="Backbones (default: FND_MODEL_PRESET).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
+@click.option(
+    "--ablation",
+    type=click.Choice(["text", "image"]),
+    default=None,
+    help="Train on one modality only (for comparison; the gate still applies).",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["concat", "interaction"]),
+    default="concat",
+    show_default=True,
+    help="How the head combines image and text embeddings.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--min-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Gate floor on the gate metric (default: FND_GATE_MIN_ACCURACY); recorded as set by you.",
+)
+@click.option(
+    "--force-promote",
+    "forced_by",
+    default=None,
+    metavar="WHO",
+    help="Promote even if the gate says no; WHO is recorded for the audit.",
+)
+@click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on shuffled labels.")
+@click.option(
+    "--snapshot",
+    "snapshot_json",
+    default=None,
+    help="Train only the candidate of this snapshot (JSON from fnd_retrain) and register it; "
+    "no gate. What a Vertex AI training job runs.",
+)
+@click.option("--run-id", default=None, help="With --snapshot: the Airflow run it belongs to.")
+@click.option(
+    "--result-uri",
+    default=None,
+    help="With --snapshot: write the candidate's summary (JSON) to this file in the store.",
+)
+@click.pass_context
+def train_cmd(
+    ctx: click.Context,
+    preset,
+    epochs,
+    ablation,
+    fusion,
+    seed,
+    min_accuracy,
+    forced_by,
+    shuffle_labels,
+    snapshot_json,
+    run_id,
+    result_uri,
+) -> None:
+    """Snapshot labelled posts, validate, cross-validate + train, gate, promote or reject."""
+    import getpass
+
+    from fnd_core.pipeline import retrain
+
+    if snapshot_json is not None:
+        from fnd_core.pipeline.remote_training import train_snapshot
+
+        candidate = train_snapshot(
+            engine_from(ctx), settings_from(ctx), snapshot_json, run_id=run_id or "cli",
+            result_uri=result_uri, preset=preset, epochs=epochs or retrain.DEFAULT_EPOCHS,
+            seed=seed, ablation=ablation, fusion=fusion, shuffle_labels=shuffle_labels,
+        )  # fmt: skip
+        click.echo(json.dumps(candidate, sort_keys=True))
+        return
+
+    outcome = retrain.run(
+        engine_from(ctx),
+        settings_from(ctx),
+        min_accuracy=min_accuracy,
+        forced_by=forced_by,
+        floor_set_by=getpass.getuser() if min_accuracy is not None else None,
+        preset=preset,
+        epochs=epochs or retrain.DEFAULT_EPOCHS,
+        seed=seed,
+        ablation=ablation,
+        fusion=fusion,
+        shuffle_labels=shuffle_labels,
+    )
+    if "skipped" in outcome:
+        click.echo(f"nothing trained: {outcome['skipped']}")
+        return
+    click.echo(_candidate_line(outcome["candidate"], outcome["evaluation"]))
+    click.echo(f"gate: {outcome['decision']} — {outcome['reason']}")
+
+
+def _candidate_line(candidate: dict, evaluation: dict) -> str:
+    """One line: the candidate's cross-validated estimate next to the baselines' (same folds)."""
+    from fnd_core.pipeline.evaluation import brief
+
+    base = evaluation.get("baselines") or {}
+    parts = [f"{name} {v['estimate']:.3f}" for name, v in sorted(base.items())]
+    return (
+        f"candidate {candidate['version']}: {evaluation['metric']} "
+        f"{brief(evaluation['candidate'])}; baselines on the same folds: {', '.join(parts)}"
+    )
+
+
+@click.command("evaluate")
+@click.argument("path", required=False)
+@click.option(
+    "--holdout-groups",
+    "field",
+    default=None,
+    metavar="FIELD",
+    help="Landing column naming each post's group (e.g. event): leave-one-group-out.",
+)
+@click.option(
+    "--holdout-values",
+    default=None,
+    metavar="A,B",
+    help="With --holdout-groups: hold out only these values, and print the gate's estimate.",
+)
+@click.option(
+    "--time-holdout",
+    type=float,
+    default=None,
+    metavar="SHARE",
+    help="Hold out the newest SHARE of posts (created_utc) instead.",
+)
+@click.option(
+    "--preset", type=click.Choice(PRESETS), default=None, help="Default: FND_MODEL_PRESET."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
+@click.pass_context
+def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs) -> None:
+    """Train on part of a labelled landing folder, test on groups it never saw (no database).
+
+    Prints, per held-out group and pooled, fnd's balanced accuracy next to the gate's two
+    baselines trained on the same posts.
+    """
+    from fnd_core.pipeline import holdout, retrain
+
+    settings = settings_from(ctx)
+    if (field is None) == (time_holdout is None):
+        raise click.UsageError("give exactly one of --holdout-groups FIELD or --time-holdout SHARE")
+    try:
+        posts = holdout.read_labelled(path or settings.landing, settings, holdout_field=field)
+        if field is None:
+            parts = holdout.newest_part(posts.created, time_holdout)
+        elif holdout_values:
+            parts = holdout.chosen_part(posts.holdout_values, holdout_values.split(","))
+        else:
+            parts = holdout.leave_one_out_parts(posts.holdout_values)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not parts:
+        raise click.UsageError(f"no labelled post has a value in column {field!r}")
+    click.echo(
+        f"{len(posts.examples)} labelled posts ({posts.n_rejected} rows rejected by the row "
+        f"checks{': ' + str(posts.rejected_rules) if posts.rejected_rules else ''})"
+    )
+    results = holdout.evaluate_holdouts(
+        posts,
+        settings,
+        parts,
+        preset=preset,
+        epochs=epochs or retrain.DEFAULT_EPOCHS,
+        with_estimate=len(parts) == 1,
+    )
+    for line in holdout.report_lines(posts, results):
+        click.echo(line)
