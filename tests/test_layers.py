@@ -18,6 +18,8 @@ import pytest
 from fnd_core.resources import REPO_ROOT
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60  # one screen
 
 
 def _copy_of_fnd_core(tmp_path: Path) -> Path:
@@ -76,6 +78,31 @@ def test_an_import_cycle_breaks_make_lint(lint_available, tmp_path):
     result = _lint_imports(root)
     assert result.returncode != 0
     assert "no import cycles between sibling modules BROKEN" in result.stdout, result.stdout
+
+
+def test_no_module_is_longer_than_one_read():
+    """Every fnd_core module stays under MAX_MODULE_LINES lines (the issue's "~400")."""
+    lengths = {
+        str(p.relative_to(REPO_ROOT)): len(p.read_text().splitlines())
+        for p in (REPO_ROOT / "fnd_core").rglob("*.py")
+    }
+    assert {p: n for p, n in lengths.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_no_function_body_is_longer_than_a_screen():
+    """Function bodies (docstring aside) stay within MAX_FUNCTION_LINES lines."""
+    long = {}
+    for path in (REPO_ROOT / "fnd_core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = node.body[0]
+                documented = isinstance(first, ast.Expr) and isinstance(
+                    getattr(first, "value", None), ast.Constant
+                )
+                start = first.end_lineno + 1 if documented else first.lineno
+                if node.end_lineno - start + 1 > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(REPO_ROOT)}:{node.name}"] = node.end_lineno - start + 1
+    assert long == {}
 
 
 def test_every_module_says_why_it_exists():

@@ -21,7 +21,9 @@ from fnd_core.stack.cli_context import engine_from, settings_from
     default=None,
     help="Backbones (default: FND_MODEL_PRESET).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Default: FND_TRAIN_EPOCHS (40)."
+)
 @click.option(
     "--ablation",
     type=click.Choice(["text", "image"]),
@@ -88,7 +90,7 @@ def train_cmd(
 
         candidate = train_snapshot(
             engine_from(ctx), settings_from(ctx), snapshot_json, run_id=run_id or "cli",
-            result_uri=result_uri, preset=preset, epochs=epochs or retrain.DEFAULT_EPOCHS,
+            result_uri=result_uri, preset=preset, epochs=epochs or settings_from(ctx).train_epochs,
             seed=seed, ablation=ablation, fusion=fusion, shuffle_labels=shuffle_labels,
         )  # fmt: skip
         click.echo(json.dumps(candidate, sort_keys=True))
@@ -101,7 +103,7 @@ def train_cmd(
         forced_by=forced_by,
         floor_set_by=getpass.getuser() if min_accuracy is not None else None,
         preset=preset,
-        epochs=epochs or retrain.DEFAULT_EPOCHS,
+        epochs=epochs or settings_from(ctx).train_epochs,
         seed=seed,
         ablation=ablation,
         fusion=fusion,
@@ -151,7 +153,9 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
 @click.option(
     "--preset", type=click.Choice(PRESETS), default=None, help="Default: FND_MODEL_PRESET."
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 40.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Default: FND_TRAIN_EPOCHS (40)."
+)
 @click.pass_context
 def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs) -> None:
     """Train on part of a labelled landing folder, test on groups it never saw (no database).
@@ -159,7 +163,7 @@ def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs)
     Prints, per held-out group and pooled, fnd's balanced accuracy next to the gate's two
     baselines trained on the same posts.
     """
-    from fnd_core.pipeline import holdout, retrain
+    from fnd_core.pipeline import holdout
 
     settings = settings_from(ctx)
     if (field is None) == (time_holdout is None):
@@ -185,7 +189,7 @@ def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs)
         settings,
         parts,
         preset=preset,
-        epochs=epochs or retrain.DEFAULT_EPOCHS,
+        epochs=epochs or settings.train_epochs,
         with_estimate=len(parts) == 1,
     )
     for line in holdout.report_lines(posts, results):
