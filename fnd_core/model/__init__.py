@@ -1,4 +1,4 @@
-"""The multimodal fake-news model: config, backbones, network, artifacts.
+"""The multimodal fake-news model: config, encoders, network, artifacts, features, training.
 
 Importing this package is cheap: it loads no torch and no weights. Torch-backed names
 (``FakeNewsModel``, ``build_model``, ``save_model``, ``load_model``) are imported on first use.
