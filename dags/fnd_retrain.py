@@ -47,7 +47,8 @@ from fnd_support import (
     fnd_settings,
 )
 
-TRAIN_BACKEND = fnd_settings().train_backend
+SETTINGS = fnd_settings()  # read once at parse time: the schedule, the form's defaults, the queue
+TRAIN_BACKEND = SETTINGS.train_backend
 if TRAIN_BACKEND not in ("local", "vertex"):
     raise ValueError(f"FND_TRAIN_BACKEND={TRAIN_BACKEND!r}: use local or vertex")
 
@@ -55,7 +56,7 @@ if TRAIN_BACKEND not in ("local", "vertex"):
 def retrain_schedule():
     """Nightly (FND_RETRAIN_CRON); also on a flagged drift report (asset fnd://drift) when
     FND_DRIFT_TRIGGERS_RETRAIN is set."""
-    settings = fnd_settings()
+    settings = SETTINGS
     if not settings.drift_triggers_retrain:
         return settings.retrain_cron
     return AssetOrTimeSchedule(
@@ -72,7 +73,7 @@ def retrain_schedule():
     max_active_runs=1,
     params={
         "epochs": Param(
-            fnd_settings().train_epochs,
+            SETTINGS.train_epochs,
             type="integer",
             minimum=1,
             maximum=500,
@@ -80,7 +81,7 @@ def retrain_schedule():
             description="Most epochs; early stopping may end sooner. Default: FND_TRAIN_EPOCHS.",
         ),
         "preset": Param(
-            fnd_settings().model_preset,
+            SETTINGS.model_preset,
             type="string",
             enum=list(MODEL_PRESETS),
             title="Backbone preset",
@@ -130,7 +131,7 @@ def fnd_retrain():
         except retrain.SnapshotInvalidError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    @task(queue=fnd_settings().train_queue, execution_timeout=TRAIN_TIMEOUT)
+    @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
     def train(snap: dict, _validated: dict) -> dict:
         from fnd_core.pipeline import retrain
 
