@@ -27,5 +27,6 @@ PREDICTIONS_ASSET = "fnd://predictions"
 DRIFT_ASSET = "fnd://drift"
 
 # Airflow connections
-DB_CONN_ID = "fnd_db"  # fnd's database, for tasks and (unless FND_UI_CONN_ID) the UI
+DB_CONN_ID = "fnd_db"  # fnd's database: the tasks, and the UI when DB_READ_CONN_ID is not defined
+DB_READ_CONN_ID = "fnd_db_read"  # optional: a login holding only fnd_reader, for the UI plugin
 GCP_CONN_ID = "google_cloud_default"  # default of FND_GCP_CONN_ID

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fnd_core.contracts import DB_CONN_ID
+from fnd_core.contracts import DB_CONN_ID, DB_READ_CONN_ID
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 FND_DB_CONN_ID = DB_CONN_ID
-FND_DB_READ_CONN_ID = "fnd_db_read"
+FND_DB_READ_CONN_ID = DB_READ_CONN_ID
 
 
 @dataclass
