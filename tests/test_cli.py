@@ -102,7 +102,7 @@ def test_evaluate_holds_out_each_event_and_prints_both_baselines(tmp_path: Path)
         "--epochs", "2", env=env,
     )  # fmt: skip
     assert any(line.startswith("| a+b | 80 |") for line in one.stdout.splitlines())
-    assert "gate estimate from the other posts (grouped CV): fnd " in one.stdout
+    assert "gate estimate from the other posts (grouped CV, each story once): fnd " in one.stdout
 
     bad = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--holdout-values", "zz",
                   env=env, check=False)  # fmt: skip

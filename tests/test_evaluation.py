@@ -73,3 +73,29 @@ def test_grouped_cross_validation_sees_through_it(reposted):
     base_cv = evaluation.baselines(features, y, groups, plan, metric="balanced_accuracy")
     assert base_cv["prior"]["estimate"] == 0.5
     assert base_cv["text_lr"]["estimate"] <= 0.7  # captions are random words
+
+
+def test_the_estimate_counts_each_story_once():
+    """One real picture reposted 8 times, called fake, must not outweigh two real stories."""
+    # groups: A (real, 8 posts, wrong), B and C (real, 1 post each, right),
+    #         D (fake, 2 posts, right), E (fake, 1 post, right)
+    groups = np.array([0] * 8 + [1, 2] + [3, 3, 4])
+    y = np.array([0] * 10 + [1, 1, 1])
+    p = np.array([0.9] * 8 + [0.1, 0.2] + [0.8, 0.7, 0.6])
+    plan = evaluation.CVPlan(n_folds=2, repeats=[[np.arange(8), np.arange(8, 13)]])
+    summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, groups)
+    assert summary["counted_by"] == "stories"
+    assert summary["estimate"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-6)
+    assert (summary["recall_real"], summary["recall_fake"]) == pytest.approx((2 / 3, 1.0))
+    assert summary["posts"]["estimates"]["balanced_accuracy"] == pytest.approx(0.6)
+    assert summary["posts"]["recall_real"] == pytest.approx(0.2)
+    assert summary["report"]["balanced_accuracy"] == pytest.approx(0.6)  # the post report
+    assert summary["fold_values"] == pytest.approx([0.0, 1.0])  # fold 1: all wrong, fold 2: right
+    assert summary["n_stories"] == 5
+    sizes = np.array([8, 1, 1, 2, 1])
+    assert summary["effective_stories_by_post"] == pytest.approx(13**2 / np.sum(sizes**2), abs=0.05)
+    macro = summary["estimates"]["macro_f1"]
+    # by story: real 2 right of 3 stories, fake 2 of 2, one real story called fake
+    assert macro == pytest.approx(
+        (2 * (2 / 3) / (2 / 3 + 1) + 2 * (2 / 3) / (2 / 3 + 1)) / 2, abs=1e-6
+    )

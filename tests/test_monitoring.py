@@ -338,6 +338,8 @@ def test_leaderboard_newest_first_with_metrics_and_gate(seeded):
         0.03,
     )
     assert (m2["cv_folds"], m2["cv_repeats"]) == (5, 2)
+    # recorded before estimates counted stories: the estimate was the post-counted one
+    assert (m2["gate_counted_by"], m2["gate_estimate_by_post"]) == ("posts", 0.84)
     assert (m2["baseline_text_lr"], m2["baseline_prior"]) == (0.55, 0.5)
     assert m2["champion_recipe_estimate"] is None and m2["floor_set_by"] is None
     assert m2["gate_checks"] == GATE_CHECKS and m2["compared_with"] == "m1"

@@ -84,12 +84,14 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
     with clean_db.connect() as conn:
         row = conn.execute(
             sa.text(
-                "select gate_metric, gate_estimate from fnd.model_leaderboard where version = :v"
+                "select gate_metric, gate_estimate, gate_counted_by, gate_estimate_by_post"
+                " from fnd.model_leaderboard where version = :v"
             ),
             {"v": cand["version"]},
         ).one()
-    assert row[0] == "balanced_accuracy"
+    assert row[0] == "balanced_accuracy" and row[2] == "stories"
     assert float(row[1]) == pytest.approx(candidate["estimate"])
+    assert float(row[3]) == pytest.approx(candidate["posts"]["estimates"]["balanced_accuracy"])
 
 
 def test_no_labelled_posts_skips_the_recipe(clean_db, settings):

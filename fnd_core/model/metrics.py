@@ -50,9 +50,14 @@ def confusion(y_true: ArrayLike, y_pred: ArrayLike) -> list[list[int]]:
     return skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist()
 
 
-def per_class_recall(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float | None]:
-    """Recall of each class by name (``None`` for a class absent from ``y_true``)."""
-    matrix = np.asarray(confusion(y_true, y_pred))
+def per_class_recall(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> dict[str, float | None]:
+    """Recall of each class by name (``None`` for a class absent from ``y_true``).
+
+    ``sample_weight``: per-post weights (e.g. each leak group counting once).
+    """
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=[0, 1], sample_weight=sample_weight)
     out: dict[str, float | None] = {}
     for label, name in enumerate(CLASS_NAMES):
         support = matrix[label].sum()
@@ -60,9 +65,14 @@ def per_class_recall(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float | 
     return out
 
 
-def balanced_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Mean of the two class recalls: 0.5 for a constant guess whatever the class mix."""
-    return float(skm.balanced_accuracy_score(y_true, y_pred))
+def balanced_accuracy(
+    y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
+) -> float:
+    """Mean of the two class recalls: 0.5 for a constant guess whatever the class mix.
+
+    ``sample_weight``: per-post weights (e.g. each leak group counting once).
+    """
+    return float(skm.balanced_accuracy_score(y_true, y_pred, sample_weight=sample_weight))
 
 
 def choose_threshold(

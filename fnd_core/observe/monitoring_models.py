@@ -51,6 +51,8 @@ select
     gate_metric,
     gate_estimate::float8 as gate_estimate,
     gate_estimate_fold_std::float8 as gate_estimate_fold_std,
+    gate_counted_by,
+    gate_estimate_by_post::float8 as gate_estimate_by_post,
     cv_folds,
     cv_repeats,
     baseline_text_lr::float8 as baseline_text_lr,

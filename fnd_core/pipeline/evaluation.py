@@ -36,13 +36,17 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # class-balanced training: 0.5 is the balanced-prior decision
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def macro_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
     from sklearn.metrics import f1_score
 
-    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    return float(
+        f1_score(y_true, y_pred, average="macro", zero_division=0, sample_weight=sample_weight)
+    )
 
 
-GATE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+GATE_METRICS: dict[str, Callable[..., float]] = {
     "balanced_accuracy": metrics.balanced_accuracy,
     "macro_f1": macro_f1,
 }
@@ -74,40 +78,79 @@ class CVPlan:
         return cls(n_folds=n_folds, repeats=runs)
 
 
+def story_weights(groups: np.ndarray) -> np.ndarray:
+    """Per-post weights under which each leak group (a story and its reposts) counts once."""
+    return group_weights(groups, np.zeros(len(groups), dtype=int), balance_classes=False)
+
+
 def summarise(
-    y: np.ndarray, oof: list[np.ndarray], plan: CVPlan, metric: str, threshold: float
+    y: np.ndarray,
+    oof: list[np.ndarray],
+    plan: CVPlan,
+    metric: str,
+    threshold: float,
+    groups: np.ndarray,
 ) -> dict[str, Any]:
-    """Mean and spread of ``metric`` over folds, and the pooled out-of-fold report per repeat.
+    """Mean and spread of ``metric`` over folds, and the pooled out-of-fold figures.
 
     ``oof[r]``: the out-of-fold P(fake) of every post in repeat ``r``. The estimate the gate
     uses is the mean over repeats of the pooled out-of-fold metric (steadier than the mean
-    of folds when few groups hold one class); the folds' spread is reported beside it.
+    of folds when few groups hold one class), with **each story counting once**: every post
+    weighs 1 / (posts in its leak group), as in training. Counted by posts, a handful of
+    pictures reposted thousands of times decide the figure: on the MediaEval dev tweets the
+    post-counted estimate rested on an effective 20 stories of 195 (sum of weights squared),
+    and it landed 0.12 below what six unseen events then got, the story-counted one 0.01.
+    The post-counted figures are kept beside it (``posts``) and in ``report``.
     """
-    pooled: dict[str, list[float]] = {name: [] for name in GATE_METRICS}
+    weights = story_weights(groups)
+    by_story: dict[str, list[float]] = {name: [] for name in GATE_METRICS}
+    by_post: dict[str, list[float]] = {name: [] for name in GATE_METRICS}
+    recalls: dict[str, list[list[float]]] = {"stories": [], "posts": []}
     fold_values = []
     for p, folds in zip(oof, plan.repeats, strict=True):
         pred = metrics.predict_labels(p, threshold)
         for name, score in GATE_METRICS.items():
-            pooled[name].append(score(y, pred))
-        fold_values += [GATE_METRICS[metric](y[rows], pred[rows]) for rows in folds]
-    report = metrics.classification_report(y, oof[0], threshold)
-    estimates = {name: round(float(np.mean(values)), 6) for name, values in pooled.items()}
+            by_story[name].append(score(y, pred, weights))
+            by_post[name].append(score(y, pred))
+        for unit, w in (("stories", weights), ("posts", None)):
+            recall = metrics.per_class_recall(y, pred, w)
+            recalls[unit].append([recall["real"] or 0.0, recall["fake"] or 0.0])
+        fold_values += [GATE_METRICS[metric](y[rows], pred[rows], weights[rows]) for rows in folds]
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 6)
+
+    story_recall, post_recall = (np.mean(recalls[u], axis=0) for u in ("stories", "posts"))
     return {
         "metric": metric,
-        "estimate": estimates[metric],
-        "estimates": estimates,
-        "pooled_per_repeat": [round(v, 6) for v in pooled[metric]],
-        "fold_mean": round(float(np.mean(fold_values)), 6),
+        "counted_by": "stories",
+        "estimate": mean(by_story[metric]),
+        "estimates": {name: mean(v) for name, v in by_story.items()},
+        "pooled_per_repeat": [round(v, 6) for v in by_story[metric]],
+        "fold_mean": mean(fold_values),
         "fold_std": round(float(np.std(fold_values)), 6),
         "fold_values": [round(v, 6) for v in fold_values],
-        "recall_real": report["recall_per_class"]["real"],
-        "recall_fake": report["recall_per_class"]["fake"],
+        "recall_real": round(float(story_recall[0]), 6),
+        "recall_fake": round(float(story_recall[1]), 6),
+        "posts": {
+            "estimates": {name: mean(v) for name, v in by_post.items()},
+            "recall_real": round(float(post_recall[0]), 6),
+            "recall_fake": round(float(post_recall[1]), 6),
+        },
         "n": int(len(y)),
+        "n_stories": int(np.unique(groups).size),
+        "effective_stories_by_post": round(effective_stories(groups), 1),
         "n_folds": plan.n_folds,
         "n_repeats": len(plan.repeats),
         "threshold": threshold,
-        "report": report,
+        "report": metrics.classification_report(y, oof[0], threshold),
     }
+
+
+def effective_stories(groups: np.ndarray) -> float:
+    """How many equal stories a post-counted figure rests on: n² / Σ (posts per group)²."""
+    _, sizes = np.unique(groups, return_counts=True)
+    return float(sizes.sum() ** 2 / np.sum(sizes.astype(float) ** 2))
 
 
 def fresh_head(base: FakeNewsModel, config: Any, seed: int) -> FakeNewsModel:
@@ -190,7 +233,7 @@ def cross_validate(
                 r + 1, len(plan.repeats), k + 1, plan.n_folds, len(test),
             )  # fmt: skip
         oof.append(p)
-    summary = summarise(y, oof, plan, metric, threshold)
+    summary = summarise(y, oof, plan, metric, threshold, groups)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary, oof
 
@@ -229,9 +272,9 @@ def baselines(
                 lr[test] = text_lr_proba(text[rows], y[rows], groups[rows], text[test])
         oof_prior.append(prior)
         oof_lr.append(lr)
-    out = {"prior": summarise(y, oof_prior, plan, metric, DEFAULT_THRESHOLD)}
+    out = {"prior": summarise(y, oof_prior, plan, metric, DEFAULT_THRESHOLD, groups)}
     if text is not None:
-        out["text_lr"] = summarise(y, oof_lr, plan, metric, DEFAULT_THRESHOLD)
+        out["text_lr"] = summarise(y, oof_lr, plan, metric, DEFAULT_THRESHOLD, groups)
     return out
 
 
@@ -247,12 +290,14 @@ def text_lr_proba(
 
 
 def brief(summary: dict[str, Any] | None) -> str:
-    """``0.781 ± 0.102 (5x2 folds)`` for logs and reasons."""
+    """``0.863 ± 0.051 (5x3 grouped folds; by post 0.758)`` for logs and reasons."""
     if not summary:
         return "n/a"
+    by_post = (summary.get("posts") or {}).get("estimates", {}).get(summary["metric"])
     return (
         f"{summary['estimate']:.3f} ± {summary['fold_std']:.3f} "
-        f"({summary['n_folds']}x{summary['n_repeats']} grouped folds)"
+        f"({summary['n_folds']}x{summary['n_repeats']} grouped folds"
+        + (f"; by post {by_post:.3f})" if by_post is not None else ")")
     )
 
 

@@ -2,7 +2,8 @@
 
 The gate decides on a *cross-validated estimate* of the gate metric (balanced accuracy by
 default) over grouped folds: every fold's posts share no picture and no caption with the
-posts its model trained on, so the estimate speaks of new stories, not reposts. Everything
+posts its model trained on, so the estimate speaks of new stories, not reposts; and each story
+counts once in it (:func:`fnd_core.pipeline.evaluation.summarise`). Everything
 the candidate is compared with was measured on the same folds in the same run: the prior
 (majority) classifier, a cheap text baseline, and the champion's recipe retrained per fold
 (the champion itself has trained on most of today's snapshot, so scoring it there would leak).

@@ -1,0 +1,138 @@
+"""Does the gate's recorded estimate predict how the champion does on events it never saw?
+
+Usage::
+
+    python -m benchmarks.unseen_events [--data ../shared/data/mediaeval-dev]
+        [--held-out garissa,malaysia,sochi,underwater,columbianChemicals,bringback]
+
+Through the whole product, as tomorrow's posts would arrive: the other events are landed
+*labelled* and ingested, ``retrain.run`` (what ``fnd train`` runs: grouped cross-validation,
+gate, promotion; offline preset) trains a champion; then the held-out events are landed with
+their labels removed, ingested and scored by the champion. Printed: the estimate recorded in
+``fnd.model_leaderboard`` (each story once, and by post) beside the balanced accuracy of the
+champion's verdicts in ``fnd.latest_predictions`` on the held-out events (by post, and each
+story once), per event and pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from benchmarks.common import bench_database, bench_home, bench_settings, machine, table
+from fnd_core.ingest.load import ingest_file
+from fnd_core.io.db import make_engine
+from fnd_core.model import metrics
+from fnd_core.model.grouping import PostKeys, leak_groups
+from fnd_core.pipeline import retrain, scoring
+from fnd_core.pipeline.evaluation import story_weights
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediaeval-dev"
+SIX = "garissa,malaysia,sochi,underwater,columbianChemicals,bringback"
+
+
+def write(path: Path, rows: list[dict], *, labelled: bool) -> Path:
+    """A landing file of ``rows`` (``event`` kept as an extra column, ``label`` maybe not)."""
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps({k: v for k, v in row.items() if labelled or k != "label"}) + "\n")
+    return path
+
+
+def verdicts(engine, post_ids: list[str]) -> dict[str, float]:
+    """The champion's P(fake) of each post, from the analysts' view."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select post_id, p_fake from fnd.latest_predictions where post_id = any(:ids)"),
+            {"ids": post_ids},
+        ).all()
+    return {post_id: float(p) for post_id, p in rows}
+
+
+def recorded_estimate(engine, version: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "select gate_decision, gate_metric, gate_estimate, gate_estimate_fold_std,"
+                " gate_estimate_by_post, baseline_text_lr from fnd.model_leaderboard"
+                " where version = :v"
+            ),
+            {"v": version},
+        ).one()
+    return {k: float(v) if k.startswith(("gate_est", "baseline")) else v
+            for k, v in row._mapping.items()}  # fmt: skip
+
+
+def balanced(y: np.ndarray, p: np.ndarray, keys: list[PostKeys]) -> tuple[float, float]:
+    """Balanced accuracy (accuracy when one class) by post and with each story once."""
+    pred = metrics.predict_labels(p, 0.5)
+    w = story_weights(leak_groups(keys))
+    if len(np.unique(y)) < 2:
+        right = (pred == y).astype(float)
+        return float(right.mean()), float(np.sum(w * right) / np.sum(w))
+    return metrics.balanced_accuracy(y, pred), metrics.balanced_accuracy(y, pred, w)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--held-out", default=SIX, help="comma-separated events to hold out")
+    parser.add_argument("--epochs", type=int, default=None, help="default: FND_TRAIN_EPOCHS")
+    args = parser.parse_args()
+    held = set(args.held_out.split(","))
+    posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
+    train = [p for p in posts if p["event"] not in held]
+    new = [p for p in posts if p["event"] in held]
+    print(f"# {machine()}; trained on {len(train):,} posts, {len(new):,} held out")
+    with bench_database() as url, bench_home() as home:
+        settings = bench_settings(home, url)
+        engine = make_engine(url)
+        landing = Path(settings.landing)
+        shutil.copytree(args.data / "images", landing / "images")
+        started = time.perf_counter()
+        ingest_file(engine, str(write(landing / "train.jsonl", train, labelled=True)), settings)
+        kwargs = {"epochs": args.epochs} if args.epochs else {}
+        outcome = retrain.run(engine, settings, preset="offline", **kwargs)
+        trained = time.perf_counter() - started
+        version = outcome["version"]
+        if outcome.get("decision") != "promote":
+            retrain.run(engine, settings, preset="offline", forced_by="benchmark", **kwargs)
+        ingest_file(engine, str(write(landing / "new.jsonl", new, labelled=False)), settings)
+        scoring.score_shard(engine, settings, model_version=version, run_id="unseen")
+        estimate = recorded_estimate(engine, version)
+        p_fake = verdicts(engine, [p["id"] for p in new])
+        engine.dispose()
+    sha = {}
+    for p in new:
+        if p["image"] not in sha:
+            sha[p["image"]] = hashlib.sha256((args.data / p["image"]).read_bytes()).hexdigest()
+    scored = [p for p in new if p["id"] in p_fake]
+    rows = []
+    for name in [*sorted(held), "all held-out posts"]:
+        part = [p for p in scored if name == "all held-out posts" or p["event"] == name]
+        y = np.array([p["label"] for p in part])
+        keys = [PostKeys(sha[p["image"]], p["text"]) for p in part]
+        by_post, by_story = balanced(y, np.array([p_fake[p["id"]] for p in part]), keys)
+        rows.append((name, len(part), f"{y.mean():.2f}", f"{by_post:.3f}", f"{by_story:.3f}"))
+    print(f"gate: {estimate['gate_decision']} (trained, cross-validated and gated in "
+          f"{trained / 60:.1f} min); recorded {estimate['gate_metric']} "
+          f"{estimate['gate_estimate']:.3f} ± {estimate['gate_estimate_fold_std']:.3f} "
+          f"(each story once), {estimate['gate_estimate_by_post']:.3f} by post; "
+          f"text baseline {estimate['baseline_text_lr']:.3f}")  # fmt: skip
+    print(
+        f"scored {len(scored):,} of {len(new):,} held-out posts; gap (held-out by post − "
+        f"recorded estimate): {float(rows[-1][3]) - estimate['gate_estimate']:+.3f}"
+    )
+    print(table(rows, ("held out", "posts", "fake share", "champion by post",
+                       "champion, each story once")))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
