@@ -394,6 +394,8 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     assert champion["compared_with"] == built["previous"]  # its recipe, on the same folds
     assert (champion["cv_folds"], champion["cv_repeats"]) == (5, 3)  # the default settings
     assert "5×3 folds" in html
+    assert champion["gate_counted_by"] == "stories"  # each story once; the post count beside it
+    assert f"each story once · by post {champion['gate_estimate_by_post']:.3f}" in html
     assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"training_curves.png", "roc_test.png", "confusion_test.png"} <= names
