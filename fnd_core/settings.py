@@ -207,6 +207,11 @@ class Settings:
     cv_folds: int = _setting(
         "FND_CV_FOLDS", 5, "Grouped cross-validation folds behind the gate's estimate"
     )
+    candidate_kinds: str = _setting(
+        "FND_CANDIDATE_KINDS",
+        "fusion,linear,text_linear,char_ngram",
+        "Model kinds estimated on the same topic folds at each retraining; the best ships",
+    )
     cv_repeats: int = _setting(
         "FND_CV_REPEATS", 3, "Times the grouped folds are redrawn (estimates averaged)"
     )

@@ -11,6 +11,9 @@ Layout (local path or fsspec URI such as ``gs://bucket/models/v7``)::
 The artifact's sha256 is the sha256 of ``manifest.json``, so it covers every file. Loading
 checks it first, then each file, and refuses anything that does not match.
 
+A ``char_ngram`` model (:mod:`fnd_core.model.char_ngrams`) uses the same layout: its three
+arrays in ``model.safetensors``, its n-gram config in ``config.json`` (``kind``).
+
 With frozen pretrained encoders only the head is stored (~1 MB instead of ~110 MB for the
 ``offline`` preset); loading rebuilds the encoders from the preset and checks their weight
 digests against the ones recorded at training time. Fine-tuned encoders and the random-init
@@ -29,6 +32,8 @@ import fsspec
 import torch
 
 from fnd_core.model.backbones import weights_digest
+from fnd_core.model.char_ngrams import KIND as CHAR_NGRAM
+from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
 from fnd_core.model.config import ModelConfig
 from fnd_core.model.errors import ArtifactIntegrityError
 from fnd_core.model.network import ENCODER_PREFIXES, FakeNewsModel, build_model
@@ -56,8 +61,8 @@ class SavedArtifact:
 class LoadedModel:
     """A verified model ready to score, with what was saved beside it."""
 
-    model: FakeNewsModel
-    config: ModelConfig
+    model: FakeNewsModel | CharNgramModel
+    config: ModelConfig | NgramConfig
     threshold: float
     metrics: dict | None
     uri: str
@@ -87,7 +92,7 @@ def _fs(uri: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
 
 
 def save_model(
-    model: FakeNewsModel,
+    model: FakeNewsModel | CharNgramModel,
     uri: str,
     *,
     threshold: float,
@@ -110,22 +115,11 @@ def save_model(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    if include_encoders is None:
-        include_encoders = model.config.preset == "tiny" or model.encoders_finetuned
-    state = model.state_dict() if include_encoders else model.head_state_dict()
-    from safetensors.torch import save as save_safetensors
-
-    weights = save_safetensors(
-        {k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata={"format": "pt"}
+    weights, config = (
+        _ngram_files(model, threshold)
+        if isinstance(model, CharNgramModel)
+        else _network_files(model, threshold, include_encoders)
     )
-    config = {
-        "format": FORMAT,
-        "model_config": model.config.to_dict(),
-        "threshold": float(threshold),
-        "weights_scope": "full" if include_encoders else "head",
-        "encoders_finetuned": bool(model.encoders_finetuned),
-        "encoders": _encoder_digests(model),
-    }
     files = {WEIGHTS: weights, CONFIG: _json_bytes(config)}
     if metrics is not None:
         files[METRICS] = _json_bytes(metrics)
@@ -148,6 +142,50 @@ def save_model(
         weights_scope=config["weights_scope"],
         files=digests,
     )
+
+
+def _network_files(
+    model: FakeNewsModel, threshold: float, include_encoders: bool | None
+) -> tuple[bytes, dict[str, Any]]:
+    from safetensors.torch import save as save_safetensors
+
+    if include_encoders is None:
+        include_encoders = model.config.preset == "tiny" or model.encoders_finetuned
+    state = model.state_dict() if include_encoders else model.head_state_dict()
+    weights = save_safetensors(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata={"format": "pt"}
+    )
+    return weights, {
+        "format": FORMAT,
+        "model_config": model.config.to_dict(),
+        "threshold": float(threshold),
+        "weights_scope": "full" if include_encoders else "head",
+        "encoders_finetuned": bool(model.encoders_finetuned),
+        "encoders": _encoder_digests(model),
+    }
+
+
+def _ngram_files(model: CharNgramModel, threshold: float) -> tuple[bytes, dict[str, Any]]:
+    from safetensors.numpy import save as save_numpy
+
+    weights = save_numpy(model.arrays(), metadata={"format": "np"})
+    return weights, {
+        "format": FORMAT,
+        "kind": CHAR_NGRAM,
+        "model_config": model.config.to_dict(),
+        "threshold": float(threshold),
+        "weights_scope": "full",
+    }
+
+
+def _load_ngram(files: dict[str, bytes], meta: dict[str, Any], uri: str) -> CharNgramModel:
+    from safetensors.numpy import load as load_numpy
+
+    try:
+        config = NgramConfig.from_dict(meta["model_config"])
+        return CharNgramModel.from_arrays(config, load_numpy(files[WEIGHTS]))
+    except (KeyError, ValueError) as exc:
+        raise ArtifactIntegrityError(f"{uri}: not a valid char n-gram model: {exc}") from exc
 
 
 def _encoder_digests(model: FakeNewsModel) -> dict[str, dict[str, str]]:
@@ -220,6 +258,16 @@ def load_model(
     meta = json.loads(files[CONFIG])
     if meta.get("format") != FORMAT:
         raise ArtifactIntegrityError(f"{uri}: unknown artifact format {meta.get('format')!r}")
+    if meta.get("kind") == CHAR_NGRAM:
+        ngram = _load_ngram(files, meta, uri)
+        return LoadedModel(
+            model=ngram,
+            config=ngram.config,
+            threshold=float(meta["threshold"]),
+            metrics=json.loads(files[METRICS]) if METRICS in files else None,
+            uri=uri,
+            sha256=expected_sha256.lower(),
+        )
     config = ModelConfig.from_dict(meta["model_config"])
     full = meta["weights_scope"] == "full"
     model = build_model(config, pretrained=not full)

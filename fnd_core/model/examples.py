@@ -19,8 +19,11 @@ class PostExample:
             feature cache keys images by it, so a picture shared by many posts is encoded once.
         label: 0 real, 1 fake, ``None`` unlabelled.
         split: ``train``, ``val`` or ``test``: the role a training run gives the post.
-        group: the landing file's optional ``group`` (event or story id): posts of one group
+        group: the landing file's optional ``group`` (a story id): posts of one group
             never straddle a train/test boundary.
+        topic: the landing file's optional ``topic`` (else ``event``): the news event, which
+            the gate's folds hold out whole (discovered when absent; :mod:`fnd_core.model.topics`).
+        created_at: when the post was made (seconds since the epoch), if known.
     """
 
     post_id: str
@@ -30,6 +33,8 @@ class PostExample:
     label: int | None = None
     split: str = "train"
     group: str | None = None
+    topic: str | None = None
+    created_at: float | None = None
 
     def __post_init__(self) -> None:
         if not self.post_id:

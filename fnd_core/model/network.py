@@ -48,6 +48,11 @@ class FakeNewsModel(nn.Module):
         self.encoders_finetuned = False  # True once phase 2 changed encoder weights
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
+        if config.head == "linear":
+            self.image_proj = self.text_proj = None
+            dims = [e.feature_dim for e in (image_encoder, text_encoder) if e is not None]
+            self.classifier = nn.Sequential(nn.Linear(sum(dims), 1))
+            return
         p = config.proj_dim
         self.image_proj = (
             _projection(image_encoder.feature_dim, p, config.dropout) if image_encoder else None
@@ -117,7 +122,12 @@ class FakeNewsModel(nn.Module):
     def project(
         self, image_features: torch.Tensor | None, text_features: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Backbone features -> (B, proj_dim) embeddings in the shared space (None if unused)."""
+        """Backbone features -> (B, proj_dim) embeddings in the shared space (None if unused).
+
+        A linear head takes the features at unit length instead (what it was fitted on).
+        """
+        if self.config.head == "linear":
+            return self._unit_features(image_features, text_features)
         image = text = None
         if self.image_proj is not None:
             if image_features is None:
@@ -128,6 +138,19 @@ class FakeNewsModel(nn.Module):
                 raise ValueError("text_features are required: the model uses texts")
             text = self.text_proj(text_features)
         return image, text
+
+    def _unit_features(
+        self, image_features: torch.Tensor | None, text_features: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        out = []
+        for features, used, name in (
+            (image_features, self.config.uses_image, "image"),
+            (text_features, self.config.uses_text, "text"),
+        ):
+            if used and features is None:
+                raise ValueError(f"{name}_features are required: the model uses {name}s")
+            out.append(nn.functional.normalize(features.float(), dim=-1) if used else None)
+        return out[0], out[1]
 
     def head_forward(
         self, image_features: torch.Tensor | None, text_features: torch.Tensor | None

@@ -92,7 +92,8 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], *, title: str = "confusion
 
 def training_report(result: TrainResult) -> dict[str, bytes]:
     """All figures of a run by file name, ready for ``save_model(plots=...)``."""
-    plots = {"training_curves.png": training_curves(result.history)}
+    # exact fits (linear heads, char n-grams) have no epochs to draw
+    plots = {"training_curves.png": training_curves(result.history)} if result.history else {}
     for split in ("val", "test"):
         report = result.metrics.get(split)
         if report is None:

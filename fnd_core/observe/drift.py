@@ -268,9 +268,12 @@ def _domain_aucs(version, settings: Settings, reference: list, current: list) ->
 
     loaded = load_model(version.artifact_uri, version.artifact_sha256, device="cpu",
                         for_inference=True)  # fmt: skip
+    encoders = (
+        loaded.model if hasattr(loaded.model, "encode_images") else _default_encoders(settings)
+    )
     # Each side encoded once (cached features, mostly): each modality then picks its rows.
-    ref_features = encode_examples(loaded.model, reference, **encode_options(settings))
-    cur_features = encode_examples(loaded.model, current, **encode_options(settings))
+    ref_features = encode_examples(encoders, reference, **encode_options(settings))
+    cur_features = encode_examples(encoders, current, **encode_options(settings))
     keys = {"image": lambda ex: ex.image_sha256 or ex.image_uri,
             "text": lambda ex: normalise_text(ex.text)}  # fmt: skip
     out: dict[str, Any] = {}
@@ -288,6 +291,18 @@ def _domain_aucs(version, settings: Settings, reference: list, current: list) ->
             auc = domain_auc(a[ref_rows[:n]].numpy(), b[cur_rows[:n]].numpy())
             out[f"{modality}_auc"] = round(auc, 4)
     return out
+
+
+def _default_encoders(settings: Settings):
+    """The deployment preset's frozen encoders: what drift reads when the model has none of
+    its own (a char n-gram model reads text only, yet pictures can drift)."""
+    from fnd_core.model.config import ModelConfig
+    from fnd_core.model.network import build_model
+
+    config = ModelConfig.for_preset(
+        settings.model_preset, image_size=settings.image_size, max_tokens=settings.max_tokens
+    )
+    return build_model(config).eval()
 
 
 def _distinct_rows(examples: list, key) -> dict[Any, int]:

@@ -10,6 +10,7 @@ the snapshot, run and recipe, so a retried task finds what its first try registe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,7 @@ def train_candidate(
     config = _candidate_config(settings, preset, fusion=fusion, ablation=ablation)
     recipe = evaluation.Recipe(epochs=epochs, options=train_options(settings), seed=seed)
     result, n_groups = _cross_validate_and_train(engine, settings, examples, config, recipe)
+    config = result.config  # the winning kind's: a network config, or a char n-gram one
     return _save_and_register(
         engine, settings, snap, result, config, version,
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
@@ -132,43 +134,73 @@ def _cross_validate_and_train(
     config: ModelConfig,
     recipe: Recipe,
 ) -> tuple[TrainResult, int]:
-    """The artifact, with the cross-validated figures of it, the baselines and the champion's
-    recipe in its metrics; and the number of leak groups."""
+    """The winning kind's artifact, with every kind's topic-disjoint figures, the prior's and
+    the champion recipe's in its metrics; and the number of leak groups (stories)."""
     import numpy as np
 
     from fnd_core.model.metrics import score_histogram
-    from fnd_core.pipeline import evaluation
+    from fnd_core.pipeline import candidates, evaluation
 
-    groups = leak_groups(examples)
+    stories = leak_groups(examples)
     y = evaluation.labels_of(examples)
-    base, features = _frozen_features(examples, config, recipe.options)
+    base, features = frozen_features(examples, config, recipe.options)
+    data = candidates.FoldData(y, stories, [e.text for e in examples], features, base, config)
+    plan = topic_plan(examples, data, settings, recipe.seed)
     metric = settings.gate_metric
-    plan, cv, oof, baselines = evaluation.gate_evidence(
-        base, config, features, y, groups, recipe,
-        n_folds=settings.cv_folds, repeats=settings.cv_repeats, metric=metric,
-    )  # fmt: skip
-    log.info("grouped cross-validation: %s", leak_report(groups, plan.repeats[0]))
-    champion = _champion_recipe(engine, base, config, features, y, groups, plan, recipe, metric)
+    cvs, oofs = {}, {}
+    for kind in [*data.available(settings.candidate_kinds), candidates.PRIOR]:
+        cvs[kind], oofs[kind] = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
+    prior = cvs.pop(candidates.PRIOR)
+    selection = candidates.choose(cvs)
+    winner = selection["winner"]
     log.info(
-        "cross-validated %s: candidate %s; prior %s; text baseline %s; champion recipe %s",
-        metric, evaluation.brief(cv), evaluation.brief(baselines.get("prior")),
-        evaluation.brief(baselines.get("text_lr")), evaluation.brief(champion.get("cv")),
+        "topic-disjoint %s: %s; prior %s; %s wins by %s",
+        metric, {k: evaluation.brief(v) for k, v in cvs.items()}, evaluation.brief(prior),
+        winner, selection["margin"],
     )  # fmt: skip
-    result = _train_final(base, config, examples, groups, y, plan, recipe)
+    champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
+    result = _train_final(winner, data, examples, plan, recipe)
+    cv = dict(cvs[winner])
     result.metrics["test"] = cv.pop("report")
-    result.scores["test"] = _oof_scores(examples, y, oof[0])
+    result.scores["test"] = _oof_scores(examples, y, oofs[winner][0])
     result.metrics |= {
         "cv": cv,
-        "baselines": {k: _without_report(v) for k, v in baselines.items()},
+        "kind": winner,
+        "selection": selection,
+        "candidates": {k: _without_report(v) for k, v in cvs.items() if k != winner},
+        "baselines": {"prior": _without_report(prior)},
         "champion_recipe": champion,
-        "leak": leak_report(groups, plan.repeats[0]) | {"split_policy": "grouped_stratified_kfold"},
+        "leak": leak_report(plan.units, plan.repeats[0])
+        | {"split_policy": "topic_disjoint", "n_stories": int(np.unique(stories).size)},
+        "topics": plan.topics,
         # How the recipe scores posts it did not train on: the reference of the drift checks.
-        "score_histogram": score_histogram(oof[0]),
+        "score_histogram": score_histogram(oofs[winner][0]),
     }
-    return result, int(np.unique(groups).size)
+    return result, int(np.unique(stories).size)
 
 
-def _frozen_features(
+def topic_plan(examples: list[PostExample], data, settings: Settings, seed: int):
+    """Folds of whole topics (the landing field, else discovered; :mod:`~fnd_core.model.topics`)."""
+    from fnd_core.model.topics import plan_topics
+    from fnd_core.pipeline.evaluation import CVPlan
+
+    features = data.features
+    topics = plan_topics(
+        data.stories,
+        data.y,
+        [e.topic for e in examples],
+        [e.created_at for e in examples],
+        None if features.text is None else features.text.float().numpy(),
+        None if features.image is None else features.image.float().numpy(),
+    )
+    log.info("fold units: %s", topics.summary())
+    return CVPlan.make(
+        data.y, topics.units, n_folds=settings.cv_folds, repeats=settings.cv_repeats,
+        seed=seed, topics=topics.summary(),
+    )  # fmt: skip
+
+
+def frozen_features(
     examples: list[PostExample], config: ModelConfig, options: TrainOptions
 ) -> tuple[FakeNewsModel, EncodedFeatures]:
     """A fresh model with frozen encoders, and its features of every post (through the
@@ -196,32 +228,64 @@ def _oof_scores(examples: list[PostExample], y, p):
     return SplitScores(post_ids=[e.post_id for e in examples], y_true=y, p_fake=p)
 
 
-def _train_final(base, config, examples, groups, y, plan, recipe) -> TrainResult:
-    """The artifact: trained on every labelled post; one grouped fold early-stops it."""
-    import dataclasses
+def _train_final(kind: str, data, examples, plan, recipe) -> TrainResult:
+    """The artifact, fitted on every labelled post the way each fold was fitted.
 
+    ``fusion`` goes through the trainer (one grouped fold early-stops it; curves and plots);
+    the linear kinds and ``char_ngram`` are exact fits on every post.
+    """
+    import time
+
+    import numpy as np
+
+    from fnd_core.model import metrics
     from fnd_core.model.grouping import early_stopping_split
+    from fnd_core.model.train_results import SplitScores, TrainResult
     from fnd_core.model.training import train
-    from fnd_core.pipeline.evaluation import fresh_head
+    from fnd_core.pipeline import candidates
 
-    val = set(early_stopping_split(y, groups, n_folds=plan.n_folds, seed=recipe.seed).tolist())
-    roles = [
-        dataclasses.replace(e, split="val" if i in val else "train") for i, e in enumerate(examples)
-    ]
-    return train(
-        roles, config, epochs=recipe.epochs, seed=recipe.seed, options=recipe.options,
-        model=fresh_head(base, config, recipe.seed), groups=groups,
+    y = data.y
+    if kind == "fusion":
+        val = early_stopping_split(y, data.stories, n_folds=plan.n_folds, seed=recipe.seed)
+        val = set(val.tolist())
+        roles = [
+            dataclasses.replace(e, split="val" if i in val else "train")
+            for i, e in enumerate(examples)
+        ]
+        return train(
+            roles, data.config, epochs=recipe.epochs, seed=recipe.seed, options=recipe.options,
+            model=candidates.fresh_head(data.base, data.config, recipe.seed), groups=data.stories,
+        )  # fmt: skip
+    started = time.perf_counter()
+    everyone = np.arange(len(y))
+    model = candidates.fit(kind, data, everyone, recipe, n_folds=plan.n_folds, seed=recipe.seed)
+    p = candidates.proba(model, data, everyone)
+    config = getattr(model, "config", None)
+    return TrainResult(
+        model=model, config=config, threshold=0.5,
+        metrics={"train": metrics.classification_report(y, p, 0.5)}, history=[],
+        scores={"train": SplitScores([e.post_id for e in examples], y, p)}, finetuned=False,
+        device="cpu", seconds=time.perf_counter() - started, counts={"train": len(y)},
     )  # fmt: skip
 
 
-def _champion_recipe(engine, base, config, features, y, groups, plan, recipe, metric):
-    """The champion's recipe retrained on the candidate's folds, or why it could not be."""
+def _champion_recipe(engine, data, plan, recipe, metric, cvs) -> dict[str, Any]:
+    """The champion's recipe on the candidates' folds, or why it could not be estimated.
+
+    A champion of a kind estimated in this run with the same recipe reuses that estimate (the
+    same folds, the same fitting); a fusion champion trained for other epochs is refitted.
+    """
     from fnd_core.model.config import ModelConfig
-    from fnd_core.pipeline import evaluation
+    from fnd_core.pipeline import candidates
 
     champion = registry.current_champion(engine)
     if champion is None:
         return {"version": None, "cv": None, "note": "no champion yet"}
+    kind = candidates.kind_of(champion.config)
+    if kind not in cvs:
+        return {"version": champion.version, "cv": None, "note": f"{kind}: not estimable here"}
+    if kind == "char_ngram":
+        return {"version": champion.version, "kind": kind, "cv": cvs[kind], "note": "same folds"}
     known = set(ModelConfig.__dataclass_fields__)
     try:
         champ_config = ModelConfig.from_dict(
@@ -229,25 +293,28 @@ def _champion_recipe(engine, base, config, features, y, groups, plan, recipe, me
         )
     except ValueError as exc:
         return {"version": champion.version, "cv": None, "note": f"unreadable config: {exc}"}
-    same_encoders = all(
-        getattr(champ_config, k) == getattr(config, k)
-        for k in ("preset", "image_size", "max_tokens")
-    )
-    has_inputs = (not champ_config.uses_image or features.image is not None) and (
-        not champ_config.uses_text or features.text is not None
-    )
-    if not (same_encoders and has_inputs):
+    encoders = ("preset", "image_size", "max_tokens")
+    if any(getattr(champ_config, k) != getattr(data.config, k) for k in encoders):
         return {
             "version": champion.version,
             "cv": None,
             "note": "other encoders than the candidate's: not comparable on these features",
         }
     epochs = int(champion.config.get("epochs") or recipe.epochs)
-    champ_recipe = evaluation.Recipe(epochs=epochs, options=recipe.options, seed=recipe.seed)
-    cv, _ = evaluation.cross_validate(
-        base, champ_config, features, y, groups, plan, champ_recipe, metric=metric
-    )
-    return {"version": champion.version, "cv": _without_report(cv), "note": "same folds"}
+    if kind != "fusion" or (epochs == recipe.epochs and champ_config == data.config):
+        cv = {k: v for k, v in cvs[kind].items() if k != "report"}
+        return {"version": champion.version, "kind": kind, "cv": cv, "note": "same folds"}
+    from fnd_core.pipeline.evaluation import Recipe
+
+    champ_data = dataclasses.replace(data, config=champ_config)
+    champ_recipe = Recipe(epochs=epochs, options=recipe.options, seed=recipe.seed)
+    cv, _ = candidates.cross_validate(kind, champ_data, plan, champ_recipe, metric=metric)
+    return {
+        "version": champion.version,
+        "kind": kind,
+        "cv": _without_report(cv),
+        "note": "same folds",
+    }
 
 
 def candidate_version(snap: dict[str, Any], run_id: str, **recipe: Any) -> str:
@@ -297,6 +364,7 @@ def _save_and_register(
     window = tuple(datetime.fromisoformat(w) if w else None for w in snap["window"])
     train_config = {
         **config.to_dict(),
+        "kind": result.metrics["kind"],
         "epochs": epochs,
         "seed": seed,
         "threshold": result.threshold,

@@ -3,14 +3,16 @@
 Reads a labelled landing folder (or file) the way ingest does — same readers, same row and
 image checks, images copied into a scratch content-addressed store — without touching the
 database. Then, for each held-out group (an event, a story, a source: any landing column),
-trains the recipe on every other post and scores the held-out posts, next to the two
-baselines of the gate (prior, text logistic regression) trained on the same posts:
+trains every candidate kind of the gate (:mod:`fnd_core.pipeline.candidates`) and the prior on
+every other post and scores the held-out posts:
 
 - ``--holdout-groups event``: leave-one-group-out over every value of ``event``;
 - ``--holdout-groups event --holdout-values a,b``: one split, ``a`` and ``b`` held out; the
   gate's cross-validated estimate on the rest is printed beside what the held-out posts got
   (does the gate's number predict new events?);
-- ``--time-holdout 0.2``: the newest 20 % of posts (``created_utc``) held out.
+- ``--time-holdout 0.2``: the newest 20 % of posts (``created_utc``) held out;
+- ``--strip-topics``: the ``topic`` / ``event`` fields are not given to training (the gate then
+  discovers topics), as when landing rows carry none.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def read_labelled(path: str, settings: Settings, *, holdout_field: str | None) -
             if post.label is None:
                 continue
             group = post.extra.get("group")
+            topic = post.extra.get("topic", post.extra.get("event"))
             out.examples.append(
                 PostExample(
                     post.post_id,
@@ -76,6 +79,8 @@ def read_labelled(path: str, settings: Settings, *, holdout_field: str | None) -
                     post.image_sha256,
                     post.label,
                     group=None if group is None else str(group),
+                    topic=None if topic is None else str(topic),
+                    created_at=post.created_at.timestamp() if post.created_at else None,
                 )
             )
             value = post.extra.get(holdout_field) if holdout_field else None
@@ -92,8 +97,9 @@ class HeldOut:
 
     name: str
     rows: np.ndarray
-    p: dict[str, np.ndarray]  # model name -> P(fake) of ``rows``
-    estimate: dict[str, Any] | None = None  # the gate's CV estimate on the training part
+    p: dict[str, np.ndarray]  # kind (or "chosen", "prior") -> P(fake) of ``rows``
+    estimates: dict[str, dict[str, Any]] | None = None  # kind -> the gate's CV summary
+    chosen: str | None = None  # the kind the gate would ship, chosen on the training part
 
 
 def evaluate_holdouts(
@@ -104,71 +110,82 @@ def evaluate_holdouts(
     preset: str | None = None,
     epochs: int,
     with_estimate: bool = False,
+    strip_topics: bool = False,
     seed: int = 0,
 ) -> list[HeldOut]:
-    """For each (name, held-out rows): train on the rest, score the held-out posts."""
+    """For each (name, held-out rows): train every kind on the rest, score the held-out posts.
+
+    ``with_estimate``: also run the gate's topic-disjoint cross-validation on the rest and
+    score the held-out posts with the kind it would ship (``chosen``).
+    """
+    import dataclasses
+
     from fnd_core.model.config import ModelConfig
-    from fnd_core.model.feature_encoding import encode_examples
-    from fnd_core.model.features import head_proba
-    from fnd_core.model.grouping import leak_groups
-    from fnd_core.model.network import build_model
-    from fnd_core.model.runtime import resolve_device
-    from fnd_core.model.train_options import encode_kwargs
-    from fnd_core.pipeline import evaluation
-    from fnd_core.pipeline.candidate_training import train_options
+    from fnd_core.pipeline import candidates
+    from fnd_core.pipeline.candidate_training import frozen_features, train_options
+    from fnd_core.pipeline.evaluation import Recipe
 
     examples = posts.examples
-    y = evaluation.labels_of(examples)
-    groups = leak_groups(examples)
+    if strip_topics:
+        examples = [dataclasses.replace(e, topic=None) for e in examples]
     config = ModelConfig.for_preset(
-        preset or settings.model_preset,
-        image_size=settings.image_size,
+        preset or settings.model_preset, image_size=settings.image_size,
         max_tokens=settings.max_tokens,
-    )
-    options = train_options(settings)
-    recipe = evaluation.Recipe(epochs=epochs, options=options, seed=seed)
-    base = build_model(config).to(resolve_device("auto"))
-    base.set_encoders_trainable(False)
-    features = encode_examples(
-        base, examples, cache_dir=options.cache_dir, **encode_kwargs(options)
-    )
-    text = features.text.float().numpy()
+    )  # fmt: skip
+    recipe = Recipe(epochs=epochs, options=train_options(settings), seed=seed)
+    base, features = frozen_features(examples, config, recipe.options)
+    data = _fold_data(examples, features, base, config)
+    kinds = data.available(settings.candidate_kinds)
     results = []
     for name, test in parts:
-        train = np.setdiff1d(np.arange(len(y)), test)
-        if len(np.unique(y[train])) < 2:
+        train = np.setdiff1d(np.arange(len(data.y)), test)
+        if len(np.unique(data.y[train])) < 2:
             log.warning("holdout %s: the other posts hold one class only; skipped", name)
             continue
-        model = evaluation.fresh_head(base, config, seed)
-        evaluation.fit_on(model, features, y, groups, train, recipe, n_folds=settings.cv_folds)
-        model.eval()
         p = {
-            "fnd": head_proba(model, features.subset(test)),
-            "text_lr": evaluation.text_lr_proba(text[train], y[train], groups[train], text[test]),
-            "prior": np.full(len(test), float(y[train].mean() >= 0.5)),
+            kind: candidates.proba(
+                candidates.fit(kind, data, train, recipe, n_folds=settings.cv_folds, seed=seed),
+                data,
+                test,
+            )
+            for kind in kinds
         }
-        estimate = None
+        p["prior"] = np.full(len(test), float(data.y[train].mean() >= 0.5))
+        estimates = chosen = None
         if with_estimate:
-            estimate = _gate_estimate(base, config, features, y, groups, train, recipe, settings)
-        results.append(HeldOut(name, test, p, estimate))
+            train_examples = [examples[i] for i in train]
+            estimates = _gate_estimates(train_examples, data.subset(train), kinds, recipe, settings)
+            chosen = candidates.choose(estimates)["winner"]
+            p["chosen"] = p[chosen]
+        results.append(HeldOut(name, test, p, estimates, chosen))
         log.info("holdout %s: %d posts scored", name, len(test))
     return results
 
 
-def _gate_estimate(base, config, features, y, groups, train, recipe, settings) -> dict[str, Any]:
-    """What the gate would have recorded had the snapshot been the training part only."""
-    from fnd_core.pipeline import evaluation
+def _fold_data(examples, features, base, config):
+    from fnd_core.model.grouping import leak_groups
+    from fnd_core.pipeline import candidates, evaluation
 
-    _, cv, _, base_cv = evaluation.gate_evidence(
-        base, config, features.subset(train), y[train], groups[train], recipe,
-        n_folds=settings.cv_folds, repeats=settings.cv_repeats, metric=settings.gate_metric,
+    return candidates.FoldData(
+        evaluation.labels_of(examples), leak_groups(examples), [e.text for e in examples],
+        features, base, config,
     )  # fmt: skip
-    return {
-        "fnd": cv["estimate"],
-        "fnd_fold_std": cv["fold_std"],
-        "fnd_by_post": cv["posts"]["estimates"][cv["metric"]],
-        **{k: v["estimate"] for k, v in base_cv.items()},
-    }
+
+
+def _gate_estimates(examples, data, kinds, recipe, settings) -> dict[str, dict[str, Any]]:
+    """What the gate would have recorded had the snapshot been ``examples`` only."""
+    from fnd_core.pipeline import candidates
+    from fnd_core.pipeline.candidate_training import topic_plan
+
+    plan = topic_plan(examples, data, settings, recipe.seed)
+    out = {}
+    for kind in kinds:
+        summary, _ = candidates.cross_validate(
+            kind, data, plan, recipe, metric=settings.gate_metric
+        )
+        summary.pop("report", None)
+        out[kind] = summary
+    return out
 
 
 def leave_one_out_parts(values: Sequence[str | None]) -> list[tuple[str, np.ndarray]]:
@@ -201,57 +218,50 @@ def newest_part(created: Sequence[float | None], share: float) -> list[tuple[str
     return [(f"newest {share:.0%}", np.array(sorted(i for _, i in dated[-n:])))]
 
 
-MODELS = ("fnd", "text_lr", "prior")
-
-
 def report_lines(posts: LabelledPosts, results: list[HeldOut]) -> list[str]:
     """The table ``fnd evaluate`` prints (Markdown, so it pastes into the README)."""
-    from fnd_core.model.grouping import leak_groups
     from fnd_core.pipeline.evaluation import labels_of
 
     y = labels_of(posts.examples)
+    models = [m for m in results[0].p if m != "prior"] + ["prior"] if results else []
     lines = [
-        "| held out | posts | fake share | fnd | text baseline | prior |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| held out | posts | fake share | " + " | ".join(models) + " |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in models) + " |",
     ]
     for r in results:
         yt = y[r.rows]
-        cells = [_score(yt, r.p[m]) for m in MODELS]
+        cells = [_score(yt, r.p[m]) for m in models]
         lines.append(f"| {r.name} | {len(yt)} | {yt.mean():.2f} | " + " | ".join(cells) + " |")
     if len(results) > 1:
         rows = np.concatenate([r.rows for r in results])
-        pooled = {m: np.concatenate([r.p[m] for r in results]) for m in MODELS}
-        cells = [_score(y[rows], pooled[m]) for m in MODELS]
+        pooled = {m: np.concatenate([r.p[m] for r in results]) for m in models}
+        cells = [_score(y[rows], pooled[m]) for m in models]
         lines.append(
             f"| **all held-out posts** | {len(rows)} | {y[rows].mean():.2f} | "
             + " | ".join(f"**{c}**" for c in cells)
             + " |"
         )
     for r in results:
-        if r.estimate:
-            lines += ["", _estimate_line(r, y, leak_groups(posts.examples))]
+        if r.estimates:
+            lines += ["", *_estimate_lines(r, y)]
     lines.append("")
     lines.append(
-        "cells: balanced accuracy where the held-out posts hold both classes, else accuracy "
-        "(the recall of their one class) in italics"
+        "cells: balanced accuracy counted by post where the held-out posts hold both classes, "
+        "else accuracy (the recall of their one class) in italics"
     )
     return lines
 
 
-def _estimate_line(r: HeldOut, y: np.ndarray, groups: np.ndarray) -> str:
-    """The gate's recorded estimate (each story once) beside what the held-out posts got."""
-    from fnd_core.pipeline.evaluation import story_weights
+def _estimate_lines(r: HeldOut, y: np.ndarray) -> list[str]:
+    """Each kind's recorded estimate (topic folds on the other posts) beside its held-out."""
+    from fnd_core.pipeline.evaluation import brief
 
-    pred = metrics.predict_labels(r.p["fnd"], 0.5)
-    by_post = metrics.balanced_accuracy(y[r.rows], pred)
-    by_story = metrics.balanced_accuracy(y[r.rows], pred, story_weights(groups[r.rows]))
-    e = r.estimate or {}
-    return (
-        f"gate estimate from the other posts (grouped CV, each story once): fnd {e['fnd']:.3f} "
-        f"± {e['fnd_fold_std']:.3f} (by post {e['fnd_by_post']:.3f}), text baseline "
-        f"{e['text_lr']:.3f}; held-out {r.name}: fnd {by_post:.3f} by post, {by_story:.3f} by "
-        f"story (gap by post {by_post - e['fnd']:+.3f} to the gate's estimate)"
-    )
+    out = [f"gate estimates from the other posts (topic-disjoint CV) for {r.name}:"]
+    for kind, summary in (r.estimates or {}).items():
+        held = _score(y[r.rows], r.p[kind])
+        mark = " ← the gate would ship this" if kind == r.chosen else ""
+        out.append(f"- {kind}: estimate {brief(summary)}; held out {held}{mark}")
+    return out
 
 
 def _score(y: np.ndarray, p: np.ndarray) -> str:

@@ -86,8 +86,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _predict(model, examples: list[PostExample], settings: Settings, cache: FeatureCache):
+    from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.feature_encoding import encode_options
     from fnd_core.model.features import predict_proba
+
+    if isinstance(model, CharNgramModel):  # reads the text only: no image is opened
+        return model.predict_proba([e.text for e in examples])
 
     options = encode_options(settings)
     if len(examples) == 1:

@@ -41,14 +41,15 @@ def load_examples(
     """Posts as model examples, ordered by post_id (deterministic training input).
 
     ``max_posts`` keeps the newest ones (by ingestion, then post_id): what bounds a
-    retraining's memory. ``group`` comes from the landing file's optional ``group`` column
-    (kept in ``posts.extra``).
+    retraining's memory. ``group`` and ``topic`` come from the landing file's optional
+    ``group`` and ``topic`` (else ``event``) columns, kept in ``posts.extra``.
     """
     from fnd_core.model.examples import PostExample
 
     query = (
         "select * from (select post_id, text, image_uri, image_sha256, label, 'train', "
-        "extra ->> 'group' from fnd.posts "
+        "extra ->> 'group', coalesce(extra ->> 'topic', extra ->> 'event'), "
+        "extract(epoch from created_at)::float8 from fnd.posts "
         "where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
         + (" and label is not null" if labelled_only else "")
         + " order by ingested_at desc, post_id desc limit :limit) newest order by post_id"

@@ -1,0 +1,266 @@
+"""The candidates the gate chooses among, each fitted one way on every fold and at the end.
+
+No single recipe is safe on real tweets: the model that looks best within known events can be
+worse than a coin on a new one. So every retraining estimates several kinds of model on the
+*same* topic-disjoint folds (:mod:`fnd_core.pipeline.evaluation`) and the best estimate ships:
+
+- ``fusion``: the multimodal head (projections, fusion, MLP) on frozen image + text features —
+  the only kind that can learn that a caption contradicts its picture (the demo data);
+- ``linear``: a logistic regression on the unit-length image and text features;
+- ``text_linear``: the same on the text features alone (the gate's former text baseline);
+- ``char_ngram``: a logistic regression on hashed character n-grams of the text (style, not
+  topic; :mod:`fnd_core.model.char_ngrams`).
+
+Each is a real model version when it wins: ``fusion`` and the linear kinds are
+:class:`~fnd_core.model.network.FakeNewsModel` artifacts, ``char_ngram`` its own small one.
+Ties go to the earlier kind in :data:`KINDS`. ``prior`` (the training folds' majority class)
+is estimated beside them as the floor every kind must clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fnd_core.model.grouping import early_stopping_split, group_weights
+
+if TYPE_CHECKING:
+    from fnd_core.model.char_ngrams import CharNgramModel
+    from fnd_core.model.config import ModelConfig
+    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.network import FakeNewsModel
+    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+
+log = logging.getLogger(__name__)
+
+KINDS = ("fusion", "linear", "text_linear", "char_ngram")
+PRIOR = "prior"
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """What every candidate's folds read: labels, stories, texts and cached frozen features."""
+
+    y: np.ndarray
+    stories: np.ndarray
+    texts: list[str]
+    features: EncodedFeatures
+    base: FakeNewsModel  # frozen encoders every head shares
+    config: ModelConfig  # the fusion candidate's architecture
+
+    def subset(self, rows: np.ndarray) -> FoldData:
+        """The same data for ``rows`` only (hashed n-grams carried over, not recomputed)."""
+        part = FoldData(
+            self.y[rows],
+            self.stories[rows],
+            [self.texts[i] for i in rows],
+            self.features.subset(rows),
+            self.base,
+            self.config,
+        )
+        if "ngram_counts" in self.__dict__:
+            part.__dict__["ngram_counts"] = self.ngram_counts[rows]
+        return part
+
+    @cached_property
+    def ngram_counts(self) -> Any:
+        from fnd_core.model.char_ngrams import NgramConfig, ngram_counts
+
+        return ngram_counts(self.texts, NgramConfig())
+
+    def available(self, wanted: str | None = None) -> list[str]:
+        """The ``wanted`` kinds (comma-separated; all by default) whose inputs the fusion
+        config reads: a text-only ablation has no ``linear``, an image-only one no text kinds."""
+        kinds = parse_kinds(wanted) if wanted else list(KINDS)
+        has_text = self.features.text is not None and self.config.uses_text
+        has_image = self.features.image is not None and self.config.uses_image
+        usable = {
+            "fusion": True,
+            "linear": has_text and has_image,
+            "text_linear": has_text,
+            "char_ngram": self.config.uses_text,
+        }
+        return [kind for kind in KINDS if kind in kinds and usable[kind]]
+
+
+def parse_kinds(value: str) -> list[str]:
+    """``"fusion,char_ngram"`` -> the kinds; an unknown name is an error that lists them."""
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise ValueError(f"FND_CANDIDATE_KINDS must name some of {', '.join(KINDS)}; got {value!r}")
+    return kinds
+
+
+def fresh_head(base: FakeNewsModel, config: Any, seed: int) -> FakeNewsModel:
+    """A new, seeded head sharing ``base``'s frozen encoders (nothing is copied)."""
+    import torch
+
+    from fnd_core.model.network import FakeNewsModel
+
+    torch.manual_seed(seed)
+    model = FakeNewsModel(
+        config,
+        image_encoder=base.image_encoder if config.uses_image else None,
+        text_encoder=base.text_encoder if config.uses_text else None,
+    )
+    return model.to(next(base.parameters()).device)
+
+
+def fit_on(
+    model: FakeNewsModel,
+    features: EncodedFeatures,
+    y: np.ndarray,
+    groups: np.ndarray,
+    rows: np.ndarray,
+    recipe: Recipe,
+    *,
+    n_folds: int,
+) -> list[dict[str, float]]:
+    """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest."""
+    import torch
+
+    from fnd_core.model.head_training import fit_head
+
+    val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
+    train = np.setdiff1d(rows, val)
+
+    def weights(idx: np.ndarray) -> torch.Tensor:
+        w = group_weights(
+            groups[idx] if recipe.options.group_weights else None,
+            y[idx],
+            balance_classes=recipe.options.class_weights,
+        )
+        return torch.tensor(w, dtype=torch.float32)
+
+    def labels(idx: np.ndarray) -> torch.Tensor:
+        return torch.tensor(y[idx], dtype=torch.float32)
+
+    return fit_head(
+        model, features.subset(train), labels(train), features.subset(val), labels(val),
+        epochs=recipe.epochs, options=recipe.options, seed=recipe.seed,
+        w_train=weights(train), w_val=weights(val),
+    )  # fmt: skip
+
+
+def kind_config(kind: str, config: ModelConfig) -> ModelConfig:
+    """The architecture of ``kind`` on ``config``'s encoders (``char_ngram``: not a network)."""
+    if kind == "fusion":
+        return config
+    if kind == "linear":
+        return config.replace(head="linear", fusion="concat", modalities="both")
+    if kind == "text_linear":
+        return config.replace(head="linear", fusion="concat", modalities="text")
+    raise ValueError(f"{kind!r} has no network config; kinds: {', '.join(KINDS)}")
+
+
+def kind_of(config: dict[str, Any]) -> str:
+    """The candidate kind of a registered version's config (older versions: ``fusion``)."""
+    if config.get("kind") == "char_ngram":
+        return "char_ngram"
+    if config.get("head") == "linear":
+        return "text_linear" if config.get("modalities") == "text" else "linear"
+    return "fusion"
+
+
+def fit(
+    kind: str, data: FoldData, rows: np.ndarray, recipe: Recipe, *, n_folds: int, seed: int
+) -> FakeNewsModel | CharNgramModel:
+    """``kind`` fitted on ``rows``: every fold and the final model go through here."""
+    if kind == "fusion":
+        model = fresh_head(data.base, data.config, seed)
+        fit_on(model, data.features, data.y, data.stories, rows, recipe, n_folds=n_folds)
+        return model.eval()
+    weights = group_weights(
+        data.stories[rows] if recipe.options.group_weights else None,
+        data.y[rows],
+        balance_classes=recipe.options.class_weights,
+    )
+    if kind == "char_ngram":
+        from fnd_core.model.char_ngrams import CharNgramModel
+
+        texts = [data.texts[i] for i in rows]
+        return CharNgramModel.fit(texts, data.y[rows], weights, counts=data.ngram_counts[rows])
+    from fnd_core.model.linear_head import fit_linear_head
+
+    model = fresh_head(data.base, kind_config(kind, data.config), seed)
+    return fit_linear_head(model, data.features.subset(rows), data.y[rows], weights).eval()
+
+
+def proba(model: FakeNewsModel | CharNgramModel, data: FoldData, rows: np.ndarray) -> np.ndarray:
+    """P(fake) of ``rows`` under a fitted candidate."""
+    from fnd_core.model.char_ngrams import CharNgramModel
+    from fnd_core.model.features import head_proba
+
+    if isinstance(model, CharNgramModel):
+        texts = [data.texts[i] for i in rows]
+        return model.predict_proba(texts, counts=data.ngram_counts[rows])
+    return head_proba(model, data.features.subset(rows))
+
+
+def out_of_fold(kind: str, data: FoldData, plan: CVPlan, recipe: Recipe) -> list[np.ndarray]:
+    """Each repeat's out-of-fold P(fake) of ``kind`` (``prior``: the majority class)."""
+    everyone = np.arange(len(data.y))
+    oof = []
+    started = time.perf_counter()
+    for r, folds in enumerate(plan.repeats):
+        p = np.zeros(len(data.y))
+        for k, test in enumerate(folds):
+            rows = np.setdiff1d(everyone, test)
+            if kind == PRIOR:
+                p[test] = float(data.y[rows].mean() >= 0.5)
+                continue
+            model = fit(
+                kind, data, rows, recipe, n_folds=plan.n_folds, seed=recipe.seed + 1000 * r + k
+            )
+            p[test] = proba(model, data, test)
+        oof.append(p)
+    if kind != PRIOR:
+        log.info(
+            "%s: %d x %d topic-disjoint folds in %.1f s",
+            kind, len(plan.repeats), plan.n_folds, time.perf_counter() - started,
+        )  # fmt: skip
+    return oof
+
+
+def cross_validate(
+    kind: str, data: FoldData, plan: CVPlan, recipe: Recipe, *, metric: str
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """``kind``'s summary on the plan's folds (:func:`evaluation.summarise`) and its
+    out-of-fold P(fake) per repeat."""
+    from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
+
+    started = time.perf_counter()
+    oof = out_of_fold(kind, data, plan, recipe)
+    summary = summarise(data.y, oof, plan, metric, DEFAULT_THRESHOLD, data.stories)
+    summary["kind"] = kind
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary, oof
+
+
+def choose(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The winner among the candidate kinds (best estimate; ties to the earlier kind), with
+    every kind's estimate, the margin over the runner-up and the spread of the estimates
+    (picking the best of several makes its figure optimistic by about that much)."""
+    kinds = [k for k in KINDS if k in summaries]
+    if not kinds:
+        raise ValueError("no candidate kind was estimated")
+    ranked = sorted(kinds, key=lambda k: (-summaries[k]["estimate"], KINDS.index(k)))
+    winner = ranked[0]
+    estimates = {k: summaries[k]["estimate"] for k in kinds}
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    return {
+        "winner": winner,
+        "estimates": estimates,
+        "intervals": {k: summaries[k].get("interval") for k in kinds},
+        "runner_up": runner_up,
+        "margin": round(estimates[winner] - estimates[runner_up], 6) if runner_up else None,
+        "spread": round(max(estimates.values()) - min(estimates.values()), 6),
+        "note": "winner's estimate is the best of the kinds on the same folds; no nested "
+        "cross-validation yet, so the spread is recorded beside it",
+    }
