@@ -67,8 +67,13 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
     assert champ["n"] == candidate["n"] == snap["n_labelled"]
     assert (champ["n_folds"], champ["n_repeats"]) == (settings.cv_folds, settings.cv_repeats)
     assert evaluation["leak"]["groups_straddling_folds"] == 0
-    assert set(evaluation["baselines"]) == {"prior", "text_lr"}
+    assert set(evaluation["baselines"]) == {"prior"}
     assert evaluation["baselines"]["prior"]["estimate"] == 0.5
+    selection = evaluation["selection"]
+    assert set(selection["estimates"]) == {"fusion", "linear", "text_linear", "char_ngram"}
+    assert evaluation["kind"] == selection["winner"]
+    assert candidate["estimate"] == max(selection["estimates"].values())
+    assert candidate["split_policy"] == "topic_disjoint" and candidate["n_units"] >= 2
     policy = GatePolicy(min_accuracy=0.99)  # out of reach for the tiny preset
     decision = retrain.gate(evaluation, policy)
     outcome = retrain.record_decision(clean_db, evaluation, decision, policy, floor_set_by="bob")
@@ -89,9 +94,8 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
             ),
             {"v": cand["version"]},
         ).one()
-    assert row[0] == "balanced_accuracy" and row[2] == "stories"
-    assert float(row[1]) == pytest.approx(candidate["estimate"])
-    assert float(row[3]) == pytest.approx(candidate["posts"]["estimates"]["balanced_accuracy"])
+    assert row[0] == "balanced_accuracy" and row[2] == "posts"
+    assert float(row[1]) == float(row[3]) == pytest.approx(candidate["estimate"])
 
 
 def test_no_labelled_posts_skips_the_recipe(clean_db, settings):

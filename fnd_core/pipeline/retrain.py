@@ -91,8 +91,13 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
         "champion_note": champion.get("note"),
         "champion_state": champion_state,
         "leak": m.get("leak"),
+        "kind": m.get("kind", "fusion"),
+        "selection": m.get("selection"),
+        "topics": m.get("topics"),
     }
-    log.info("evaluation of %s: %s", version, {k: result[k] for k in ("metric", "leak")})
+    log.info(
+        "evaluation of %s: %s", version, {k: result[k] for k in ("metric", "kind", "leak")}
+    )
     return result
 
 

@@ -1,0 +1,98 @@
+"""The candidate kinds: exact fits, artifacts that round-trip, a choice that says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fnd_core.model import ModelConfig
+from fnd_core.model.artifacts import load_model, save_model
+from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
+from fnd_core.model.errors import ArtifactIntegrityError
+from fnd_core.model.feature_encoding import EncodedFeatures
+from fnd_core.model.features import head_proba
+from fnd_core.model.linear_head import design_matrix, fit_linear_head
+from fnd_core.model.network import build_model
+from fnd_core.pipeline import candidates
+
+TINY = ModelConfig.for_preset("tiny", image_size=32)
+STYLES = {1: ["OMG!!! look at THIS {w} 😱😱", "BREAKING!!! {w} unbelievable!!!"],
+          0: ["Photo of the {w} this morning, via local news.", "The {w} near the station today."]}  # fmt: skip
+WORDS = ["storm", "bridge", "harbour", "market", "tower", "river"]
+
+
+def _texts(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    texts = [STYLES[int(c)][rng.integers(0, 2)].format(w=rng.choice(WORDS)) for c in y]
+    return texts, y
+
+
+def test_char_ngrams_learn_style_and_round_trip_through_an_artifact(tmp_path):
+    texts, y = _texts(200)
+    model = CharNgramModel.fit(texts, y, np.ones(len(y)), NgramConfig(n_features=2**12))
+    test_texts, test_y = _texts(50, seed=1)
+    p = model.predict_proba(test_texts)
+    assert ((p >= 0.5) == test_y).mean() == 1.0
+    saved = save_model(model, str(tmp_path / "ngram"), threshold=0.5, metrics={"kind": "x"})
+    loaded = load_model(saved.uri, saved.sha256, for_inference=True)
+    assert isinstance(loaded.model, CharNgramModel) and loaded.config == model.config
+    assert loaded.model.predict_proba(test_texts) == pytest.approx(p, abs=1e-5)  # float32 store
+    weights = tmp_path / "ngram" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+        load_model(saved.uri, saved.sha256)
+
+
+def test_a_char_ngram_config_is_checked_when_read():
+    with pytest.raises(ValueError, match="unknown"):
+        NgramConfig.from_dict({"analyzer": "char", "pickle": True})
+    with pytest.raises(ValueError, match="n-gram range"):
+        NgramConfig.from_dict({"ngram_min": 5, "ngram_max": 2})
+
+
+def test_the_linear_head_is_the_logistic_regression_it_was_fitted_as(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    torch.manual_seed(0)
+    base = build_model(TINY, pretrained=False)
+    rng = np.random.default_rng(0)
+    features = EncodedFeatures(
+        image=torch.tensor(rng.normal(size=(80, base.image_dim)), dtype=torch.float32),
+        text=torch.tensor(rng.normal(size=(80, base.text_dim)), dtype=torch.float32),
+    )
+    y = (features.text[:, 0].numpy() > 0).astype(int)
+    w = rng.uniform(0.5, 2.0, 80)
+    model = candidates.fresh_head(base, candidates.kind_config("linear", TINY), 0)
+    fit_linear_head(model, features, y, w)
+    x = design_matrix(model, features)
+    assert np.allclose(np.linalg.norm(x[:, : base.image_dim], axis=1), 1.0, atol=1e-5)
+    reference = LogisticRegression(C=1.0, max_iter=3000).fit(x, y, w).predict_proba(x)[:, 1]
+    assert head_proba(model, features) == pytest.approx(reference, abs=1e-5)
+    saved = save_model(model, str(tmp_path / "linear"), threshold=0.5)
+    loaded = load_model(saved.uri, saved.sha256)
+    assert loaded.config.head == "linear"
+    assert head_proba(loaded.model, features) == pytest.approx(reference, abs=1e-5)
+
+
+def test_kinds_read_from_a_registered_config():
+    assert candidates.kind_of({"preset": "offline"}) == "fusion"  # older versions
+    assert candidates.kind_of({"head": "linear", "modalities": "both"}) == "linear"
+    assert candidates.kind_of({"head": "linear", "modalities": "text"}) == "text_linear"
+    assert candidates.kind_of({"kind": "char_ngram"}) == "char_ngram"
+    assert candidates.parse_kinds(" linear, char_ngram ") == ["linear", "char_ngram"]
+    with pytest.raises(ValueError, match="FND_CANDIDATE_KINDS"):
+        candidates.parse_kinds("fusion,xgboost")
+
+
+def test_the_best_estimate_wins_ties_go_to_the_earlier_kind():
+    def summary(estimate):
+        return {"estimate": estimate, "interval": [estimate - 0.1, estimate + 0.1]}
+
+    chosen = candidates.choose(
+        {"char_ngram": summary(0.8), "linear": summary(0.8), "fusion": summary(0.6)}
+    )
+    assert chosen["winner"] == "linear" and chosen["runner_up"] == "char_ngram"
+    assert chosen["margin"] == 0.0 and chosen["spread"] == pytest.approx(0.2)
+    assert candidates.choose({"fusion": summary(0.9)})["margin"] is None
