@@ -212,6 +212,11 @@ class Settings:
         "fusion,linear,text_linear,char_ngram",
         "Model kinds estimated on the same topic folds at each retraining; the best ships",
     )
+    topic_weights: bool = _setting(
+        "FND_TOPIC_WEIGHTS",
+        False,
+        "Weigh every (topic, class) cell the same in training (off: measured worse on new events)",
+    )
     cv_repeats: int = _setting(
         "FND_CV_REPEATS", 3, "Times the grouped folds are redrawn (estimates averaged)"
     )
@@ -228,6 +233,11 @@ class Settings:
         "FND_DRIFT_PRIOR_TOLERANCE",
         0.2,
         "Drift: flag when the predicted fake share is this far from the training fake share",
+    )
+    prior_min_posts: int = _setting(
+        "FND_PRIOR_MIN_POSTS",
+        300,
+        "Scored posts a run needs before its fake share is estimated (EM on calibrated scores)",
     )
     drift_undecided_share: float = _setting(
         "FND_DRIFT_UNDECIDED_SHARE",

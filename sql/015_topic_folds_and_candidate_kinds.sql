@@ -78,3 +78,25 @@ comment on column fnd.model_leaderboard.gate_interval_low is 'Lower end of the e
 comment on column fnd.model_leaderboard.gate_interval_high is 'Upper end of the estimate''s 90-percent interval.';
 comment on column fnd.model_leaderboard.gate_estimate_by_story is 'The gate metric with each story (a picture or caption and its reposts) counted once.';
 comment on column fnd.model_leaderboard.selection is 'Every candidate kind''s estimate on the same folds, the winner, its margin and the spread.';
+comment on column fnd.model_leaderboard.n_topics is 'Topics (news events) in the training snapshot, before the largest-class correction.';
+comment on column fnd.model_leaderboard.topic_source is 'Where the topics came from: field (the landing rows'' topic or event), discovered, or field+discovered.';
+
+-- The scorer ships calibrated P(fake) (a Platt slope fitted on the gate's out-of-fold scores),
+-- and each scoring run's fake share is estimated from them (Saerens EM; label shift assumed).
+create or replace view fnd.drift_summary as
+select report_id, computed_at, kind, subject, model_version, n_posts, flagged,
+       (metrics ->> 'image_auc')::float as image_auc,
+       (metrics ->> 'text_auc')::float as text_auc,
+       (metrics ->> 'image_auc_bar')::float as image_auc_bar,
+       (metrics ->> 'text_auc_bar')::float as text_auc_bar,
+       (metrics ->> 'predicted_fake_share')::float as predicted_fake_share,
+       (metrics ->> 'train_fake_share')::float as train_fake_share,
+       (metrics ->> 'unseen_image_share')::float as unseen_image_share,
+       (metrics ->> 'undecided_share')::float as undecided_share,
+       reasons,
+       (metrics ->> 'score_kl')::float as score_kl,
+       (metrics -> 'outputs_check' ->> 'success')::boolean as outputs_check_passed,
+       retrain_requested,
+       (metrics ->> 'estimated_fake_share')::float as estimated_fake_share
+from fnd.drift_reports;
+comment on column fnd.drift_summary.estimated_fake_share is 'Fake share of the run''s posts estimated from the calibrated scores (EM, label shift assumed); NULL under FND_PRIOR_MIN_POSTS scored posts.';

@@ -76,7 +76,7 @@ def test_demo_generate_twice_is_byte_identical(tmp_path: Path):
         assert a.is_dir() or a.read_bytes() == b.read_bytes(), rel
 
 
-def test_evaluate_holds_out_each_event_and_prints_both_baselines(tmp_path: Path):
+def test_evaluate_holds_out_each_event_and_prints_every_candidate_kind(tmp_path: Path):
     """`fnd evaluate` on a labelled folder, no database: leave-one-event-out, then one split."""
     import json
 
@@ -92,7 +92,8 @@ def test_evaluate_holds_out_each_event_and_prints_both_baselines(tmp_path: Path)
     logo = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--epochs", "2", env=env)
     lines = logo.stdout.splitlines()
     assert lines[0].startswith("120 labelled posts (0 rows rejected")
-    assert "| held out | posts | fake share | fnd | text baseline | prior |" in lines
+    header = "| held out | posts | fake share | fusion | linear | text_linear | char_ngram | prior |"
+    assert header in lines
     for event in "abc":
         assert any(line.startswith(f"| {event} | 40 | ") for line in lines), lines
     assert any(line.startswith("| **all held-out posts** | 120 |") for line in lines)
@@ -102,7 +103,10 @@ def test_evaluate_holds_out_each_event_and_prints_both_baselines(tmp_path: Path)
         "--epochs", "2", env=env,
     )  # fmt: skip
     assert any(line.startswith("| a+b | 80 |") for line in one.stdout.splitlines())
-    assert "gate estimate from the other posts (grouped CV, each story once): fnd " in one.stdout
+    assert "| chosen | prior |" in one.stdout
+    assert "gate estimates from the other posts (topic-disjoint CV) for a+b:" in one.stdout
+    shipped = [line for line in one.stdout.splitlines() if "the gate would ship this" in line]
+    assert len(shipped) == 1 and shipped[0].startswith("- ")
 
     bad = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--holdout-values", "zz",
                   env=env, check=False)  # fmt: skip

@@ -156,3 +156,32 @@ def test_a_broken_champion_neither_blocks_retraining_nor_stays_stuck(clean_db, s
     )
     retired = run_fnd("model", "retire", first, "--reason", "pause scoring", env=env)
     assert "retired" in retired.stdout and registry.current_champion(clean_db) is None
+
+
+def test_a_char_ngram_winner_is_a_real_version_that_the_scorer_serves(clean_db, settings):
+    import dataclasses
+
+    import numpy as np
+
+    from fnd_core.model.artifacts import load_model
+    from fnd_core.model.char_ngrams import CharNgramModel
+
+    ingest_demo(clean_db, settings, 150, seed=6)
+    only_ngrams = dataclasses.replace(settings, candidate_kinds="char_ngram")
+    out = retrain.run(clean_db, only_ngrams, preset="tiny", epochs=2, forced_by="tests")
+    version = registry.get_version(clean_db, out["candidate"]["version"])
+    assert version.status == "champion" and version.config["kind"] == "char_ngram"
+    assert version.metrics["selection"]["winner"] == "char_ngram"
+    assert "slope" in version.metrics["calibration"]
+    report = scoring.score_shard(clean_db, only_ngrams, model_version=version.version)
+    assert report.n_scored == 150 and report.n_errors == 0
+    with clean_db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select p.text, pr.p_fake, pr.label, pr.threshold from fnd.predictions pr "
+            "join fnd.posts p using (post_id) where pr.model_version = :v order by post_id"
+        ), {"v": version.version}).all()  # fmt: skip
+    loaded = load_model(version.artifact_uri, version.artifact_sha256)
+    assert isinstance(loaded.model, CharNgramModel)
+    expected = loaded.calibration.apply(loaded.model.predict_proba([r.text for r in rows]))
+    assert np.array([r.p_fake for r in rows]) == pytest.approx(expected, abs=1e-6)
+    assert all((r.label == "fake") == (r.p_fake >= r.threshold) for r in rows)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 import torch
 
 from fnd_core.model.backbones import weights_digest
+from fnd_core.model.calibration import Calibration
 from fnd_core.model.char_ngrams import KIND as CHAR_NGRAM
 from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
 from fnd_core.model.config import ModelConfig
@@ -67,6 +68,7 @@ class LoadedModel:
     metrics: dict | None
     uri: str
     sha256: str
+    calibration: Calibration = field(default_factory=Calibration)  # applied to P(fake)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -100,6 +102,7 @@ def save_model(
     plots: Mapping[str, bytes] | None = None,
     include_encoders: bool | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> SavedArtifact:
     """Write ``model`` into the folder ``uri`` and return its sha256.
 
@@ -112,6 +115,7 @@ def save_model(
         include_encoders: store encoder weights too. Default: only when they cannot be
             rebuilt from the preset (``tiny`` preset, or fine-tuned encoders).
         storage_options: fsspec options (e.g. a GCS endpoint).
+        calibration: the map the scorer applies to P(fake) (:mod:`fnd_core.model.calibration`).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -120,6 +124,7 @@ def save_model(
         if isinstance(model, CharNgramModel)
         else _network_files(model, threshold, include_encoders)
     )
+    config["calibration"] = (calibration or Calibration()).to_dict()
     files = {WEIGHTS: weights, CONFIG: _json_bytes(config)}
     if metrics is not None:
         files[METRICS] = _json_bytes(metrics)
@@ -267,6 +272,7 @@ def load_model(
             metrics=json.loads(files[METRICS]) if METRICS in files else None,
             uri=uri,
             sha256=expected_sha256.lower(),
+            calibration=_calibration(meta, uri),
         )
     config = ModelConfig.from_dict(meta["model_config"])
     full = meta["weights_scope"] == "full"
@@ -291,7 +297,16 @@ def load_model(
         metrics=metrics,
         uri=uri,
         sha256=expected_sha256.lower(),
+        calibration=_calibration(meta, uri),
     )
+
+
+def _calibration(meta: dict[str, Any], uri: str) -> Calibration:
+    """The stored calibration (none before round 3: the identity)."""
+    try:
+        return Calibration.from_dict(meta.get("calibration"))
+    except (TypeError, ValueError) as exc:
+        raise ArtifactIntegrityError(f"{uri}: unreadable calibration: {exc}") from exc
 
 
 def _check_encoders(

@@ -91,18 +91,28 @@ def leak_groups(posts: Sequence[Linkable], *, min_text_chars: int = MIN_TEXT_CHA
 
 
 def group_weights(
-    groups: np.ndarray | None, labels: np.ndarray, *, balance_classes: bool = True
+    groups: np.ndarray | None,
+    labels: np.ndarray,
+    *,
+    balance_classes: bool = True,
+    topics: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-post training weights: each group counts once, and both classes weigh the same.
 
     300 reposts of one picture are one story, not 300; then the weights of each class are
     scaled to the same total, so a snapshot that is 67 % fake trains a model for any prior.
     ``groups=None``: every post its own group. Weights average 1 over the posts given.
+    ``topics``: topic x class balance as well — every (topic, class) cell weighs the same
+    within its class, so one event holding most real stories cannot define "real" alone.
     """
     labels = np.asarray(labels, dtype=int)
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     sizes = Counter(groups.tolist())
     weights = np.array([1.0 / sizes[g] for g in groups.tolist()])
+    if topics is not None:
+        cells = np.asarray(topics).astype(np.int64) * 2 + labels
+        totals = np.bincount(np.unique(cells, return_inverse=True)[1], weights=weights)
+        weights = weights / totals[np.unique(cells, return_inverse=True)[1]]
     for label in (0, 1) if balance_classes else ():
         mask = labels == label
         if mask.any():

@@ -108,6 +108,8 @@ def measure(
     report.metrics["train_fake_share"] = _train_prior(engine, as_of)
     if report.metrics["n_scored"]:
         _check_outputs(engine, settings, report, version, policy)
+    if report.metrics["n_scored"] >= policy.prior_min_posts:
+        report.metrics.update(_estimated_prior(engine, kind, subject, version.version))
     report.metrics["unseen_image_share"] = _unseen_image_share(engine, kind, subject, as_of)
     if len(current) >= MIN_POSTS and len(reference) >= MIN_POSTS:
         report.metrics.update(_domain_aucs(version, settings, reference, current))
@@ -125,8 +127,16 @@ def auc_bar(policy: DriftPolicy, n_reference: int, n_current: int) -> float:
 
 
 def _judge(report: DriftReport, policy: DriftPolicy) -> None:
-    """Flag input drift (the output checks add their reasons in :func:`_check_outputs`)."""
+    """Flag input drift and a moved fake share (the output checks add their reasons in
+    :func:`_check_outputs`)."""
     m = report.metrics
+    estimated, trained = m.get("estimated_fake_share"), m.get("train_fake_share")
+    moved = estimated is not None and trained is not None
+    if moved and abs(estimated - trained) > policy.prior_tolerance:
+        report.reasons.append(
+            f"the estimated fake share of these posts ({estimated:.0%}) moved from the "
+            f"training snapshot's ({trained:.0%}) by more than {policy.prior_tolerance:.0%}"
+        )
     for modality in ("image", "text"):
         auc, n = m.get(f"{modality}_auc"), m.get(f"n_{modality}s_compared")
         if auc is None or not n:
@@ -139,6 +149,8 @@ def _judge(report: DriftReport, policy: DriftPolicy) -> None:
                 f"AUC {auc:.3f} > {bar:.3f})"
             )
 
+
+PRIOR_SAMPLE = 100_000  # scored posts the fake-share estimate reads at most (a fixed sample)
 
 # The posts compared ----------------------------------------------------------------------
 
@@ -219,6 +231,25 @@ def _outputs(engine: Engine, kind: str, subject: str, version: str, config: dict
         "p_fake_quantiles": [round(q, 4) for q in quantiles],
         "threshold": threshold,
     }
+
+
+def _estimated_prior(engine: Engine, kind: str, subject: str, version: str) -> dict[str, Any]:
+    """The fake share of the subject's posts, estimated from the calibrated P(fake) (Saerens
+    EM; :mod:`fnd_core.model.calibration`): the incoming mix under label shift."""
+    import numpy as np
+
+    from fnd_core.model.calibration import estimate_fake_share
+
+    with engine.connect() as conn:
+        p = conn.execute(sa.text(
+            "select pr.p_fake from fnd.predictions pr join fnd.posts p using (post_id) "
+            f"where pr.model_version = :v and {_SUBJECT[kind]} "
+            "order by md5(pr.post_id) limit :cap"
+        ), {"v": version, "subject": str(subject),
+            "cap": PRIOR_SAMPLE}).scalars().all()  # fmt: skip
+    share, iterations = estimate_fake_share(np.array(p, dtype=float))
+    return {"estimated_fake_share": round(share, 4), "prior_em_iterations": iterations,
+            "prior_em_posts": len(p)}  # fmt: skip
 
 
 def _check_outputs(

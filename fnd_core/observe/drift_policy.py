@@ -23,8 +23,10 @@ class DriftPolicy:
     prior_tolerance: float = default("drift_prior_tolerance")
     undecided_share: float = default("drift_undecided_share")
     max_score_kl: float = default("drift_max_score_kl")
+    prior_min_posts: int = default("prior_min_posts")  # fewer: the fake share is not estimated
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftPolicy:
         return cls(settings.drift_auc_threshold, settings.drift_prior_tolerance,
-                   settings.drift_undecided_share, settings.drift_max_score_kl)  # fmt: skip
+                   settings.drift_undecided_share, settings.drift_max_score_kl,
+                   settings.prior_min_posts)  # fmt: skip

@@ -229,7 +229,7 @@ def drift_reports(engine: Engine, *, limit: int = 30) -> list[dict[str, Any]]:
             conn,
             "select * from (select report_id, computed_at, kind, subject, model_version, "
             "n_posts, flagged, image_auc, text_auc, image_auc_bar, text_auc_bar, "
-            "predicted_fake_share, "
+            "predicted_fake_share, estimated_fake_share, "
             "train_fake_share, unseen_image_share, undecided_share, reasons "
             "from fnd.drift_summary order by report_id desc limit :limit) newest "
             "order by report_id",

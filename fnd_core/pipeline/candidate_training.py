@@ -48,6 +48,7 @@ def train_options(settings: Settings) -> TrainOptions:
         max_pixels=settings.max_image_pixels,
         cpu_threads=settings.cpu_threads or None,
         precision=settings.inference_precision,
+        topic_weights=settings.topic_weights,
     )
 
 
@@ -138,6 +139,7 @@ def _cross_validate_and_train(
     the champion recipe's in its metrics; and the number of leak groups (stories)."""
     import numpy as np
 
+    from fnd_core.model.calibration import fit_calibration
     from fnd_core.model.metrics import score_histogram
     from fnd_core.pipeline import candidates, evaluation
 
@@ -146,6 +148,7 @@ def _cross_validate_and_train(
     base, features = frozen_features(examples, config, recipe.options)
     data = candidates.FoldData(y, stories, [e.text for e in examples], features, base, config)
     plan = topic_plan(examples, data, settings, recipe.seed)
+    data = dataclasses.replace(data, topics=plan.topic_of)
     metric = settings.gate_metric
     cvs, oofs = {}, {}
     for kind in [*data.available(settings.candidate_kinds), candidates.PRIOR]:
@@ -160,6 +163,8 @@ def _cross_validate_and_train(
     )  # fmt: skip
     champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
     result = _train_final(winner, data, examples, plan, recipe)
+    calibration = fit_calibration(y, np.mean(oofs[winner], axis=0))
+    log.info("calibration of %s: %s", winner, calibration)
     cv = dict(cvs[winner])
     result.metrics["test"] = cv.pop("report")
     result.scores["test"] = _oof_scores(examples, y, oofs[winner][0])
@@ -173,6 +178,7 @@ def _cross_validate_and_train(
         "leak": leak_report(plan.units, plan.repeats[0])
         | {"split_policy": "topic_disjoint", "n_stories": int(np.unique(stories).size)},
         "topics": plan.topics,
+        "calibration": calibration.to_dict(),
         # How the recipe scores posts it did not train on: the reference of the drift checks.
         "score_histogram": score_histogram(oofs[winner][0]),
     }
@@ -196,7 +202,7 @@ def topic_plan(examples: list[PostExample], data, settings: Settings, seed: int)
     log.info("fold units: %s", topics.summary())
     return CVPlan.make(
         data.y, topics.units, n_folds=settings.cv_folds, repeats=settings.cv_repeats,
-        seed=seed, topics=topics.summary(),
+        seed=seed, topics=topics.summary(), topic_of=topics.topics,
     )  # fmt: skip
 
 
@@ -351,6 +357,7 @@ def _save_and_register(
     shuffle_labels, run_id, n_groups,
 ) -> dict[str, Any]:  # fmt: skip
     from fnd_core.model.artifacts import save_model
+    from fnd_core.model.calibration import Calibration
     from fnd_core.model.plots import training_report
 
     uri = storage.join(settings.store, "models", version)
@@ -360,6 +367,7 @@ def _save_and_register(
         threshold=result.threshold,
         metrics=result.metrics,
         plots=training_report(result),
+        calibration=Calibration.from_dict(result.metrics.get("calibration")),
     )
     window = tuple(datetime.fromisoformat(w) if w else None for w in snap["window"])
     train_config = {

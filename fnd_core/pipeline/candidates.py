@@ -52,6 +52,7 @@ class FoldData:
     features: EncodedFeatures
     base: FakeNewsModel  # frozen encoders every head shares
     config: ModelConfig  # the fusion candidate's architecture
+    topics: np.ndarray | None = None  # topic per post, for topic x class weights
 
     def subset(self, rows: np.ndarray) -> FoldData:
         """The same data for ``rows`` only (hashed n-grams carried over, not recomputed)."""
@@ -62,6 +63,7 @@ class FoldData:
             self.features.subset(rows),
             self.base,
             self.config,
+            None if self.topics is None else self.topics[rows],
         )
         if "ngram_counts" in self.__dict__:
             part.__dict__["ngram_counts"] = self.ngram_counts[rows]
@@ -121,8 +123,11 @@ def fit_on(
     recipe: Recipe,
     *,
     n_folds: int,
+    topics: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest."""
+    """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest.
+
+    ``topics``: per-post topics for topic x class weights (``options.topic_weights``)."""
     import torch
 
     from fnd_core.model.head_training import fit_head
@@ -135,6 +140,7 @@ def fit_on(
             groups[idx] if recipe.options.group_weights else None,
             y[idx],
             balance_classes=recipe.options.class_weights,
+            topics=topics[idx] if topics is not None and recipe.options.topic_weights else None,
         )
         return torch.tensor(w, dtype=torch.float32)
 
@@ -174,13 +180,12 @@ def fit(
     """``kind`` fitted on ``rows``: every fold and the final model go through here."""
     if kind == "fusion":
         model = fresh_head(data.base, data.config, seed)
-        fit_on(model, data.features, data.y, data.stories, rows, recipe, n_folds=n_folds)
+        fit_on(
+            model, data.features, data.y, data.stories, rows, recipe,
+            n_folds=n_folds, topics=data.topics,
+        )  # fmt: skip
         return model.eval()
-    weights = group_weights(
-        data.stories[rows] if recipe.options.group_weights else None,
-        data.y[rows],
-        balance_classes=recipe.options.class_weights,
-    )
+    weights = _weights(data, rows, recipe)
     if kind == "char_ngram":
         from fnd_core.model.char_ngrams import CharNgramModel
 
@@ -190,6 +195,17 @@ def fit(
 
     model = fresh_head(data.base, kind_config(kind, data.config), seed)
     return fit_linear_head(model, data.features.subset(rows), data.y[rows], weights).eval()
+
+
+def _weights(data: FoldData, rows: np.ndarray, recipe: Recipe) -> np.ndarray:
+    options = recipe.options
+    use_topics = options.topic_weights and data.topics is not None
+    return group_weights(
+        data.stories[rows] if options.group_weights else None,
+        data.y[rows],
+        balance_classes=options.class_weights,
+        topics=data.topics[rows] if use_topics else None,
+    )
 
 
 def proba(model: FakeNewsModel | CharNgramModel, data: FoldData, rows: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ class CVPlan:
     repeats: list[list[np.ndarray]]
     units: np.ndarray | None = None
     topics: dict[str, Any] = field(default_factory=dict)  # TopicPlan.summary()
+    topic_of: np.ndarray | None = None  # topic per post (before the largest-class correction)
 
     @classmethod
     def make(
@@ -86,6 +87,7 @@ class CVPlan:
         repeats: int,
         seed: int = 0,
         topics: dict[str, Any] | None = None,
+        topic_of: np.ndarray | None = None,
     ) -> CVPlan:
         """Folds of whole ``units``; fewer units than ``n_folds``: as many folds as units.
 
@@ -103,7 +105,10 @@ class CVPlan:
         if k < n_folds:
             log.warning("%d fold units only: %d folds instead of %d", n_units, k, n_folds)
         runs = [grouped_folds(labels, units, n_folds=k, seed=seed + r) for r in range(repeats)]
-        return cls(n_folds=k, repeats=runs, units=np.asarray(units), topics=dict(topics or {}))
+        return cls(
+            n_folds=k, repeats=runs, units=np.asarray(units), topics=dict(topics or {}),
+            topic_of=topic_of,
+        )  # fmt: skip
 
 
 def story_weights(groups: np.ndarray) -> np.ndarray:

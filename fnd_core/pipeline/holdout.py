@@ -142,24 +142,31 @@ def evaluate_holdouts(
         if len(np.unique(data.y[train])) < 2:
             log.warning("holdout %s: the other posts hold one class only; skipped", name)
             continue
-        p = {
-            kind: candidates.proba(
-                candidates.fit(kind, data, train, recipe, n_folds=settings.cv_folds, seed=seed),
-                data,
-                test,
-            )
-            for kind in kinds
-        }
+        part, plan = training_part([examples[i] for i in train], data.subset(train), settings)
+        everyone = np.arange(len(train))
+        p = {}
+        for kind in kinds:
+            model = candidates.fit(kind, part, everyone, recipe, n_folds=plan.n_folds, seed=seed)
+            p[kind] = candidates.proba(model, data, test)
         p["prior"] = np.full(len(test), float(data.y[train].mean() >= 0.5))
         estimates = chosen = None
         if with_estimate:
-            train_examples = [examples[i] for i in train]
-            estimates = _gate_estimates(train_examples, data.subset(train), kinds, recipe, settings)
+            estimates = gate_estimates(part, plan, kinds, recipe, settings.gate_metric)
             chosen = candidates.choose(estimates)["winner"]
             p["chosen"] = p[chosen]
         results.append(HeldOut(name, test, p, estimates, chosen))
         log.info("holdout %s: %d posts scored", name, len(test))
     return results
+
+
+def training_part(examples, data, settings: Settings):
+    """The training part's fold data with its topics, and its topic-disjoint folds."""
+    import dataclasses
+
+    from fnd_core.pipeline.candidate_training import topic_plan
+
+    plan = topic_plan(examples, data, settings, 0)
+    return dataclasses.replace(data, topics=plan.topic_of), plan
 
 
 def _fold_data(examples, features, base, config):
@@ -172,17 +179,13 @@ def _fold_data(examples, features, base, config):
     )  # fmt: skip
 
 
-def _gate_estimates(examples, data, kinds, recipe, settings) -> dict[str, dict[str, Any]]:
-    """What the gate would have recorded had the snapshot been ``examples`` only."""
+def gate_estimates(data, plan, kinds, recipe, metric: str) -> dict[str, dict[str, Any]]:
+    """What the gate would have recorded had the snapshot been the training part only."""
     from fnd_core.pipeline import candidates
-    from fnd_core.pipeline.candidate_training import topic_plan
 
-    plan = topic_plan(examples, data, settings, recipe.seed)
     out = {}
     for kind in kinds:
-        summary, _ = candidates.cross_validate(
-            kind, data, plan, recipe, metric=settings.gate_metric
-        )
+        summary, _ = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
         summary.pop("report", None)
         out[kind] = summary
     return out

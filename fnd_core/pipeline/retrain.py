@@ -95,9 +95,7 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
         "selection": m.get("selection"),
         "topics": m.get("topics"),
     }
-    log.info(
-        "evaluation of %s: %s", version, {k: result[k] for k in ("metric", "kind", "leak")}
-    )
+    log.info("evaluation of %s: %s", version, {k: result[k] for k in ("metric", "kind", "leak")})
     return result
 
 

@@ -132,6 +132,7 @@ def score_shard(
             break
         after = page[-1].post_id
         p_fake, errors = page_scoring.score_page(loaded.model, page, settings, cache)
+        p_fake = _calibrated(loaded, p_fake)
         scored = [(ex, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
         prediction_store.write_page(
             engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all
@@ -148,6 +149,19 @@ def score_shard(
     )
     log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
     return report
+
+
+def _calibrated(loaded: LoadedModel, p_fake: list[float | None]) -> list[float | None]:
+    """The model's calibration applied (P(fake) under a balanced prior); failures stay None."""
+    import numpy as np
+
+    done = [i for i, p in enumerate(p_fake) if p is not None]
+    out = list(p_fake)
+    if done:
+        calibrated = loaded.calibration.apply(np.array([p_fake[i] for i in done]))
+        for i, q in zip(done, calibrated.tolist(), strict=True):
+            out[i] = q
+    return out
 
 
 def _load_for_scoring(version: registry.ModelVersion, device: str) -> LoadedModel:

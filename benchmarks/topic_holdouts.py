@@ -1,0 +1,256 @@
+"""Does the gate's topic-disjoint estimate predict what *new events* get? Real tweets decide.
+
+Usage::
+
+    python -m benchmarks.topic_holdouts [--data ../shared/data/mediaeval-dev] [--kinds K,K]
+        [--random 20] [--random-repeats 1] [--seed 7] [--home DIR] [--skip PART,PART]
+
+On the MediaEval dev tweets (13 events; ``event`` is a landing field), for every candidate kind
+the gate chooses among (``FND_CANDIDATE_KINDS``; :mod:`fnd_core.pipeline.candidates`) and the
+prior:
+
+- ``loeo``: leave-one-event-out, pooled over every held-out post;
+- ``named``: three hold-outs — H1 {eclipse, malaysia, sochi, underwater}, H2 {garissa,
+  bringback, columbianChemicals, samurai}, H3 {3,000 sandy posts drawn with ``--seed``,
+  passport, pigFish, elephant, livr} — each with the ``event`` field given to training and
+  stripped (topics discovered). Per kind: the gate's estimate on the training part (topic
+  folds, 90 % interval), then the held-out balanced accuracy, real and fake recall, all counted
+  by post; the kind the gate would ship is marked. The gap is judged against
+  max(0.05, 2 x the held-out figure's standard error from a bootstrap over its stories);
+- ``random``: ``--random`` hold-outs of 2 to 4 events whose held-out posts hold both classes
+  (and whose training part too), event field stripped: the shipped kind's estimate against
+  its held-out figure — mean |gap| and how often the interval holds the held-out figure.
+
+Figures are printed as Markdown (the README's "Verdicts on new events" pastes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import bench_home, machine, table
+from fnd_core.model import metrics
+from fnd_core.model.config import ModelConfig
+from fnd_core.pipeline import candidates, holdout
+from fnd_core.pipeline.candidate_training import frozen_features, train_options
+from fnd_core.pipeline.evaluation import Recipe
+from fnd_core.settings import Settings
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediaeval-dev"
+NAMED = {
+    "H1": ["eclipse", "malaysia", "sochi", "underwater"],
+    "H2": ["garissa", "bringback", "columbianChemicals", "samurai"],
+    "H3": ["passport", "pigFish", "elephant", "livr"],  # + 3,000 sandy posts
+}
+SANDY_DRAW = 3000
+
+
+@dataclasses.dataclass
+class Bench:
+    """The dev posts with their features, ready for any split."""
+
+    examples: list
+    events: np.ndarray
+    data: candidates.FoldData
+    kinds: list[str]
+    settings: Settings
+    recipe: Recipe
+
+    def split(self, train: np.ndarray, *, strip: bool, repeats: int):
+        """The training part (with its topics) and its topic folds."""
+        examples = [self.examples[i] for i in train]
+        if strip:
+            examples = [dataclasses.replace(e, topic=None) for e in examples]
+        settings = dataclasses.replace(self.settings, cv_repeats=repeats)
+        return holdout.training_part(examples, self.data.subset(train), settings)
+
+    def fit_and_score(self, part, plan, test: np.ndarray) -> dict[str, np.ndarray]:
+        everyone = np.arange(len(part.y))
+        p = {}
+        for kind in self.kinds:
+            model = candidates.fit(kind, part, everyone, self.recipe, n_folds=plan.n_folds, seed=0)
+            p[kind] = candidates.proba(model, self.data, test)
+        p["prior"] = np.full(len(test), float(part.y.mean() >= 0.5))
+        return p
+
+    def estimates(self, part, plan) -> dict[str, dict]:
+        return holdout.gate_estimates(part, plan, self.kinds, self.recipe, "balanced_accuracy")
+
+
+def load(data_dir: Path, settings: Settings, kinds: str | None, topic_weights: bool) -> Bench:
+    posts = holdout.read_labelled(str(data_dir), settings, holdout_field="event")
+    config = ModelConfig.for_preset(
+        settings.model_preset, image_size=settings.image_size, max_tokens=settings.max_tokens
+    )
+    options = dataclasses.replace(train_options(settings), topic_weights=topic_weights)
+    base, features = frozen_features(posts.examples, config, options)
+    data = holdout._fold_data(posts.examples, features, base, config)
+    recipe = Recipe(epochs=settings.train_epochs, options=options, seed=0)
+    return Bench(
+        posts.examples, np.array(posts.holdout_values, dtype=object), data,
+        data.available(kinds or settings.candidate_kinds), settings, recipe,
+    )  # fmt: skip
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    pred = metrics.predict_labels(p, 0.5)
+    recall = metrics.per_class_recall(y, pred)
+    both = len(np.unique(y)) == 2
+    return {
+        "ba": metrics.balanced_accuracy(y, pred) if both else None,
+        "real": recall["real"],
+        "fake": recall["fake"],
+    }
+
+
+def story_se(y: np.ndarray, p: np.ndarray, stories: np.ndarray, draws: int = 500) -> float:
+    """Standard error of held-out balanced accuracy (by post) from a bootstrap over stories."""
+    rng = np.random.default_rng(0)
+    ids, of = np.unique(stories, return_inverse=True)
+    right = metrics.predict_labels(p, 0.5) == y
+    values = []
+    for _ in range(draws):
+        counts = np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
+        w = counts[of].astype(float)
+        recalls = [
+            (w * right)[y == c].sum() / w[y == c].sum() for c in (0, 1) if w[y == c].sum() > 0
+        ]
+        if len(recalls) == 2:
+            values.append(np.mean(recalls))
+    return float(np.std(values))
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def loeo(bench: Bench) -> None:
+    names = sorted(set(bench.events))
+    pooled: dict[str, list[np.ndarray]] = {}
+    rows_all = []
+    for name in names:
+        test = np.flatnonzero(bench.events == name)
+        train = np.setdiff1d(np.arange(len(bench.events)), test)
+        part, plan = bench.split(train, strip=False, repeats=1)
+        for kind, p in bench.fit_and_score(part, plan, test).items():
+            pooled.setdefault(kind, []).append(p)
+        rows_all.append(test)
+    y = bench.data.y[np.concatenate(rows_all)]
+    print("\n## Leave one event out, pooled over all 13 events (counted by post)\n")
+    rows = []
+    for kind, parts in pooled.items():
+        s = scores(y, np.concatenate(parts))
+        rows.append([kind, fmt(s["real"]), fmt(s["fake"]), fmt(s["ba"])])
+    print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy")))
+
+
+def named(bench: Bench, seed: int, repeats: int) -> None:
+    rng = random.Random(seed)
+    sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
+    sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
+    for name, events in NAMED.items():
+        test = np.flatnonzero(np.isin(bench.events, events))
+        if name == "H3":
+            test = np.union1d(test, sandy_draw)
+        train = np.setdiff1d(np.arange(len(bench.events)), test)
+        y = bench.data.y[test]
+        for strip in (False, True):
+            started = time.perf_counter()
+            part, plan = bench.split(train, strip=strip, repeats=repeats)
+            p = bench.fit_and_score(part, plan, test)
+            est = bench.estimates(part, plan)
+            chosen = candidates.choose(est)["winner"]
+            label = f"{name} ({'event stripped: topics discovered' if strip else 'event given'})"
+            topics = next(iter(est.values()))["topics"]
+            print(f"\n### {label}: {len(test)} held-out posts ({int(y.sum())} fake), "
+                  f"{topics['n_topics']} training topics, {topics['n_units']} fold units, "
+                  f"{time.perf_counter() - started:.0f} s\n")  # fmt: skip
+            rows = []
+            for kind in [*bench.kinds, "prior"]:
+                s = scores(y, p[kind])
+                summary = est.get(kind)
+                gap = bound = None
+                if summary and s["ba"] is not None:
+                    gap = summary["estimate"] - s["ba"]
+                    bound = max(0.05, 2 * story_se(y, p[kind], bench.data.stories[test]))
+                interval = summary and "[{:.3f}, {:.3f}]".format(*summary["interval"])
+                rows.append([
+                    kind + (" **(ships)**" if kind == chosen else ""), fmt(s["real"]),
+                    fmt(s["fake"]), fmt(s["ba"]), fmt(summary and summary["estimate"]),
+                    interval or "–", "–" if gap is None else f"{gap:+.3f}",
+                    "–" if bound is None else ("yes" if abs(gap) <= bound else "no")
+                    + f" ({bound:.3f})",
+                ])  # fmt: skip
+            print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy",
+                               "estimate", "90 % interval", "gap", "within bound")))  # fmt: skip
+
+
+def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
+    rng = random.Random(seed)
+    names = sorted(set(bench.events))
+    seen, splits = set(), []
+    while len(splits) < n:
+        pick = tuple(sorted(rng.sample(names, rng.randint(2, 4))))
+        test = np.flatnonzero(np.isin(bench.events, pick))
+        train_y = np.delete(bench.data.y, test)
+        if pick in seen or len(set(bench.data.y[test])) < 2 or len(set(train_y)) < 2:
+            continue
+        seen.add(pick)
+        splits.append((pick, test))
+    print(f"\n## {n} random hold-outs of 2-4 events (event stripped; {repeats} fold draw(s))\n")
+    rows, gaps, inside = [], [], 0
+    for pick, test in splits:
+        train = np.setdiff1d(np.arange(len(bench.events)), test)
+        part, plan = bench.split(train, strip=True, repeats=repeats)
+        est = bench.estimates(part, plan)
+        chosen = candidates.choose(est)["winner"]
+        p = bench.fit_and_score(part, plan, test)[chosen]
+        s = scores(bench.data.y[test], p)
+        low, high = est[chosen]["interval"]
+        gap = est[chosen]["estimate"] - s["ba"]
+        gaps.append(abs(gap))
+        inside += low <= s["ba"] <= high
+        rows.append([
+            "+".join(pick), len(test), chosen, fmt(s["real"]), fmt(s["fake"]), fmt(s["ba"]),
+            fmt(est[chosen]["estimate"]), f"[{low:.3f}, {high:.3f}]", f"{gap:+.3f}",
+        ])  # fmt: skip
+        print(f"  {rows[-1]}", flush=True)
+    print(table(rows, ("held out", "posts", "ships", "real recall", "fake recall",
+                       "balanced accuracy", "estimate", "90 % interval", "gap")))  # fmt: skip
+    print(f"\nmean |estimate - held-out| {np.mean(gaps):.3f}; largest {np.max(gaps):.3f}; "
+          f"held-out inside the interval in {inside} of {n}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--kinds", default=None, help="default: FND_CANDIDATE_KINDS")
+    parser.add_argument("--random", type=int, default=20)
+    parser.add_argument("--random-repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--home", type=Path, default=None, help="reuse a feature cache")
+    parser.add_argument("--skip", default="", help="comma-separated: loeo,named,random")
+    parser.add_argument("--topic-weights", action="store_true", help="topic x class weights")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    with bench_home() as scratch:
+        settings = Settings(home=args.home or scratch)
+        bench = load(args.data, settings, args.kinds, args.topic_weights)
+        print(f"# {machine()}; {len(bench.examples):,} posts; kinds {', '.join(bench.kinds)}; "
+              f"seed {args.seed}; topic x class weights {args.topic_weights}")  # fmt: skip
+        if "loeo" not in skip:
+            loeo(bench)
+        if "named" not in skip:
+            named(bench, args.seed, settings.cv_repeats)
+        if "random" not in skip:
+            random_holdouts(bench, args.random, args.seed, args.random_repeats)
+
+
+if __name__ == "__main__":
+    main()
