@@ -38,7 +38,7 @@ from benchmarks.common import bench_home, machine, table
 from fnd_core.model import metrics
 from fnd_core.model.config import ModelConfig
 from fnd_core.pipeline import candidates, holdout
-from fnd_core.pipeline.candidate_training import frozen_features, train_options
+from fnd_core.pipeline.candidate_training import train_options
 from fnd_core.pipeline.evaluation import Recipe
 from fnd_core.settings import Settings
 
@@ -89,7 +89,7 @@ def load(data_dir: Path, settings: Settings, kinds: str | None, topic_weights: b
         settings.model_preset, image_size=settings.image_size, max_tokens=settings.max_tokens
     )
     options = dataclasses.replace(train_options(settings), topic_weights=topic_weights)
-    base, features = frozen_features(posts.examples, config, options)
+    base, features = candidates.frozen_features(posts.examples, config, options)
     data = holdout._fold_data(posts.examples, features, base, config)
     recipe = Recipe(epochs=settings.train_epochs, options=options, seed=0)
     return Bench(

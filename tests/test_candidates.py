@@ -17,8 +17,10 @@ from fnd_core.model.network import build_model
 from fnd_core.pipeline import candidates
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)
-STYLES = {1: ["OMG!!! look at THIS {w} 😱😱", "BREAKING!!! {w} unbelievable!!!"],
-          0: ["Photo of the {w} this morning, via local news.", "The {w} near the station today."]}  # fmt: skip
+STYLES = {
+    1: ["OMG!!! look at THIS {w} 😱😱", "BREAKING!!! {w} unbelievable!!!"],
+    0: ["Photo of the {w} this morning, via local news.", "The {w} near the station today."],
+}
 WORDS = ["storm", "bridge", "harbour", "market", "tower", "river"]
 
 
@@ -96,3 +98,19 @@ def test_the_best_estimate_wins_ties_go_to_the_earlier_kind():
     assert chosen["winner"] == "linear" and chosen["runner_up"] == "char_ngram"
     assert chosen["margin"] == 0.0 and chosen["spread"] == pytest.approx(0.2)
     assert candidates.choose({"fusion": summary(0.9)})["margin"] is None
+
+
+def test_a_fold_left_with_one_class_predicts_that_class_instead_of_failing():
+    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+
+    texts, _ = _texts(40, seed=2)
+    y = np.array([0] * 10 + [1] * 30)
+    units = np.array([0] * 10 + [1] * 10 + [2] * 10 + [3] * 10)  # unit 0 holds every real post
+    torch.manual_seed(0)
+    base = build_model(TINY, pretrained=False)
+    features = EncodedFeatures(image=None, text=torch.zeros(40, base.text_dim))
+    data = candidates.FoldData(y, np.arange(40), texts, features, base, TINY)
+    plan = CVPlan.make(y, units, n_folds=4, repeats=1)
+    (oof,) = candidates.out_of_fold("char_ngram", data, plan, Recipe(1, TrainOptions()))
+    assert np.all(oof[:10] == 1.0)  # nothing real was left to learn from: called fake

@@ -92,7 +92,9 @@ def test_evaluate_holds_out_each_event_and_prints_every_candidate_kind(tmp_path:
     logo = run_fnd("evaluate", str(out), "--holdout-groups", "event", "--epochs", "2", env=env)
     lines = logo.stdout.splitlines()
     assert lines[0].startswith("120 labelled posts (0 rows rejected")
-    header = "| held out | posts | fake share | fusion | linear | text_linear | char_ngram | prior |"
+    header = (
+        "| held out | posts | fake share | fusion | linear | text_linear | char_ngram | prior |"
+    )
     assert header in lines
     for event in "abc":
         assert any(line.startswith(f"| {event} | 40 | ") for line in lines), lines

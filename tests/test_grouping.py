@@ -83,3 +83,15 @@ def test_early_stopping_split_keeps_both_classes_on_both_sides():
     assert not set(groups[val]) & set(groups[rest])  # whole groups
     few = early_stopping_split(labels[:30], groups[:30], n_folds=5)  # 3 groups: post split
     assert set(labels[:30][few]) == {0, 1} and 0 < len(few) < 30
+
+
+def test_topic_weights_give_every_topic_class_cell_the_same_weight():
+    groups = np.array([0, 0, 1, 2, 3, 4, 5])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    topics = np.array([7, 7, 7, 8, 7, 9, 9])  # real: topic 7 (2 stories), topic 8 (1 story)
+    w = group_weights(groups, labels, topics=topics)
+    assert w[:3].sum() == pytest.approx(w[3])  # each real topic holds half the real weight
+    assert w[0] == pytest.approx(w[1]) and w[0] + w[1] == pytest.approx(w[2])  # stories within
+    assert w[4] == pytest.approx(w[5] + w[6])  # fake: topic 7 vs topic 9
+    assert w[labels == 0].sum() == pytest.approx(w[labels == 1].sum())
+    assert w.mean() == pytest.approx(1.0)

@@ -93,7 +93,9 @@ def test_the_interval_resamples_topics_of_each_class_and_holds_the_estimate():
     # real topics: 9 of 10 right; fake topics: 5 of 10 right (whole topics right or wrong)
     right = np.where(y == 0, units < 18, units % 4 == 1)
     p = np.where(right, y, 1 - y).astype(float) * 0.8 + 0.1
-    plan = evaluation.CVPlan(n_folds=2, repeats=[[np.arange(100), np.arange(100, 200)]], units=units)
+    plan = evaluation.CVPlan(
+        n_folds=2, repeats=[[np.arange(100), np.arange(100, 200)]], units=units
+    )
     summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, units)
     low, high = summary["interval"]
     assert low < summary["estimate"] < high

@@ -109,7 +109,11 @@ def measure(
     if report.metrics["n_scored"]:
         _check_outputs(engine, settings, report, version, policy)
     if report.metrics["n_scored"] >= policy.prior_min_posts:
-        report.metrics.update(_estimated_prior(engine, kind, subject, version.version))
+        from fnd_core.observe import output_checks
+
+        report.metrics.update(
+            output_checks.estimated_fake_share(engine, _SUBJECT[kind], subject, version.version)
+        )
     report.metrics["unseen_image_share"] = _unseen_image_share(engine, kind, subject, as_of)
     if len(current) >= MIN_POSTS and len(reference) >= MIN_POSTS:
         report.metrics.update(_domain_aucs(version, settings, reference, current))
@@ -149,8 +153,6 @@ def _judge(report: DriftReport, policy: DriftPolicy) -> None:
                 f"AUC {auc:.3f} > {bar:.3f})"
             )
 
-
-PRIOR_SAMPLE = 100_000  # scored posts the fake-share estimate reads at most (a fixed sample)
 
 # The posts compared ----------------------------------------------------------------------
 
@@ -231,25 +233,6 @@ def _outputs(engine: Engine, kind: str, subject: str, version: str, config: dict
         "p_fake_quantiles": [round(q, 4) for q in quantiles],
         "threshold": threshold,
     }
-
-
-def _estimated_prior(engine: Engine, kind: str, subject: str, version: str) -> dict[str, Any]:
-    """The fake share of the subject's posts, estimated from the calibrated P(fake) (Saerens
-    EM; :mod:`fnd_core.model.calibration`): the incoming mix under label shift."""
-    import numpy as np
-
-    from fnd_core.model.calibration import estimate_fake_share
-
-    with engine.connect() as conn:
-        p = conn.execute(sa.text(
-            "select pr.p_fake from fnd.predictions pr join fnd.posts p using (post_id) "
-            f"where pr.model_version = :v and {_SUBJECT[kind]} "
-            "order by md5(pr.post_id) limit :cap"
-        ), {"v": version, "subject": str(subject),
-            "cap": PRIOR_SAMPLE}).scalars().all()  # fmt: skip
-    share, iterations = estimate_fake_share(np.array(p, dtype=float))
-    return {"estimated_fake_share": round(share, 4), "prior_em_iterations": iterations,
-            "prior_em_posts": len(p)}  # fmt: skip
 
 
 def _check_outputs(

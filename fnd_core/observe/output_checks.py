@@ -120,3 +120,24 @@ def reasons(summary: ValidationSummary, *, band: float) -> list[str]:
 
 def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else str(value)
+
+
+def estimated_fake_share(
+    engine: Engine, subject_sql: str, subject: str, version: str
+) -> dict[str, Any]:
+    """The fake share of the subject's posts, estimated from the calibrated P(fake) (Saerens
+    EM; :mod:`fnd_core.model.calibration`): the incoming mix under label shift."""
+    import numpy as np
+
+    from fnd_core.model.calibration import estimate_fake_share
+
+    with engine.connect() as conn:
+        p = conn.execute(sa.text(
+            "select pr.p_fake from fnd.predictions pr join fnd.posts p using (post_id) "
+            f"where pr.model_version = :v and {subject_sql} "
+            "order by md5(pr.post_id) limit :cap"
+        ), {"v": version, "subject": str(subject),
+            "cap": MAX_ROWS}).scalars().all()  # fmt: skip
+    share, iterations = estimate_fake_share(np.array(p, dtype=float))
+    return {"estimated_fake_share": round(share, 4), "prior_em_iterations": iterations,
+            "prior_em_posts": len(p)}  # fmt: skip

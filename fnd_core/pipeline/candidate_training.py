@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.examples import PostExample
-    from fnd_core.model.feature_encoding import EncodedFeatures
-    from fnd_core.model.network import FakeNewsModel
     from fnd_core.model.train_options import TrainOptions
     from fnd_core.model.train_results import TrainResult
     from fnd_core.pipeline.evaluation import Recipe
@@ -145,9 +143,9 @@ def _cross_validate_and_train(
 
     stories = leak_groups(examples)
     y = evaluation.labels_of(examples)
-    base, features = frozen_features(examples, config, recipe.options)
+    base, features = candidates.frozen_features(examples, config, recipe.options)
     data = candidates.FoldData(y, stories, [e.text for e in examples], features, base, config)
-    plan = topic_plan(examples, data, settings, recipe.seed)
+    plan = candidates.topic_plan(examples, data, settings, recipe.seed)
     data = dataclasses.replace(data, topics=plan.topic_of)
     metric = settings.gate_metric
     cvs, oofs = {}, {}
@@ -183,45 +181,6 @@ def _cross_validate_and_train(
         "score_histogram": score_histogram(oofs[winner][0]),
     }
     return result, int(np.unique(stories).size)
-
-
-def topic_plan(examples: list[PostExample], data, settings: Settings, seed: int):
-    """Folds of whole topics (the landing field, else discovered; :mod:`~fnd_core.model.topics`)."""
-    from fnd_core.model.topics import plan_topics
-    from fnd_core.pipeline.evaluation import CVPlan
-
-    features = data.features
-    topics = plan_topics(
-        data.stories,
-        data.y,
-        [e.topic for e in examples],
-        [e.created_at for e in examples],
-        None if features.text is None else features.text.float().numpy(),
-        None if features.image is None else features.image.float().numpy(),
-    )
-    log.info("fold units: %s", topics.summary())
-    return CVPlan.make(
-        data.y, topics.units, n_folds=settings.cv_folds, repeats=settings.cv_repeats,
-        seed=seed, topics=topics.summary(), topic_of=topics.topics,
-    )  # fmt: skip
-
-
-def frozen_features(
-    examples: list[PostExample], config: ModelConfig, options: TrainOptions
-) -> tuple[FakeNewsModel, EncodedFeatures]:
-    """A fresh model with frozen encoders, and its features of every post (through the
-    cache): what every fold's head trains on."""
-    from fnd_core.model.feature_encoding import encode_examples
-    from fnd_core.model.network import build_model
-    from fnd_core.model.runtime import resolve_device
-    from fnd_core.model.train_options import encode_kwargs
-
-    base = build_model(config).to(resolve_device("auto"))
-    base.set_encoders_trainable(False)
-    features = encode_examples(
-        base, examples, cache_dir=options.cache_dir, **encode_kwargs(options)
-    )
-    return base, features
 
 
 def _without_report(summary: dict[str, Any]) -> dict[str, Any]:

@@ -30,11 +30,16 @@ import numpy as np
 from fnd_core.model.grouping import early_stopping_split, group_weights
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.config import ModelConfig
+    from fnd_core.model.examples import PostExample
     from fnd_core.model.feature_encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
+    from fnd_core.model.train_options import TrainOptions
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
+    from fnd_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +159,47 @@ def fit_on(
     )  # fmt: skip
 
 
+def topic_plan(
+    examples: Sequence[PostExample], data: FoldData, settings: Settings, seed: int
+) -> CVPlan:
+    """Folds of whole topics (the landing field, else discovered; :mod:`~fnd_core.model.topics`)."""
+    from fnd_core.model.topics import plan_topics
+    from fnd_core.pipeline.evaluation import CVPlan
+
+    features = data.features
+    topics = plan_topics(
+        data.stories,
+        data.y,
+        [e.topic for e in examples],
+        [e.created_at for e in examples],
+        None if features.text is None else features.text.float().numpy(),
+        None if features.image is None else features.image.float().numpy(),
+    )
+    log.info("fold units: %s", topics.summary())
+    return CVPlan.make(
+        data.y, topics.units, n_folds=settings.cv_folds, repeats=settings.cv_repeats,
+        seed=seed, topics=topics.summary(), topic_of=topics.topics,
+    )  # fmt: skip
+
+
+def frozen_features(
+    examples: Sequence[PostExample], config: ModelConfig, options: TrainOptions
+) -> tuple[FakeNewsModel, EncodedFeatures]:
+    """A fresh model with frozen encoders, and its features of every post (through the
+    cache): what every fold's head trains on."""
+    from fnd_core.model.feature_encoding import encode_examples
+    from fnd_core.model.network import build_model
+    from fnd_core.model.runtime import resolve_device
+    from fnd_core.model.train_options import encode_kwargs
+
+    base = build_model(config).to(resolve_device("auto"))
+    base.set_encoders_trainable(False)
+    features = encode_examples(
+        base, examples, cache_dir=options.cache_dir, **encode_kwargs(options)
+    )
+    return base, features
+
+
 def kind_config(kind: str, config: ModelConfig) -> ModelConfig:
     """The architecture of ``kind`` on ``config``'s encoders (``char_ngram``: not a network)."""
     if kind == "fusion":
@@ -228,7 +274,9 @@ def out_of_fold(kind: str, data: FoldData, plan: CVPlan, recipe: Recipe) -> list
         p = np.zeros(len(data.y))
         for k, test in enumerate(folds):
             rows = np.setdiff1d(everyone, test)
-            if kind == PRIOR:
+            if kind == PRIOR or len(np.unique(data.y[rows])) < 2:
+                # one class left to train on (its topics are all held out): nothing can be
+                # learnt about the other, and the honest prediction is the class seen
                 p[test] = float(data.y[rows].mean() >= 0.5)
                 continue
             model = fit(

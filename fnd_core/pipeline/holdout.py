@@ -122,7 +122,7 @@ def evaluate_holdouts(
 
     from fnd_core.model.config import ModelConfig
     from fnd_core.pipeline import candidates
-    from fnd_core.pipeline.candidate_training import frozen_features, train_options
+    from fnd_core.pipeline.candidate_training import train_options
     from fnd_core.pipeline.evaluation import Recipe
 
     examples = posts.examples
@@ -133,7 +133,7 @@ def evaluate_holdouts(
         max_tokens=settings.max_tokens,
     )  # fmt: skip
     recipe = Recipe(epochs=epochs, options=train_options(settings), seed=seed)
-    base, features = frozen_features(examples, config, recipe.options)
+    base, features = candidates.frozen_features(examples, config, recipe.options)
     data = _fold_data(examples, features, base, config)
     kinds = data.available(settings.candidate_kinds)
     results = []
@@ -163,7 +163,7 @@ def training_part(examples, data, settings: Settings):
     """The training part's fold data with its topics, and its topic-disjoint folds."""
     import dataclasses
 
-    from fnd_core.pipeline.candidate_training import topic_plan
+    from fnd_core.pipeline.candidates import topic_plan
 
     plan = topic_plan(examples, data, settings, 0)
     return dataclasses.replace(data, topics=plan.topic_of), plan
