@@ -167,7 +167,7 @@ def named(bench: Bench, seed: int, repeats: int) -> None:
             est = bench.estimates(part, plan)
             chosen = candidates.choose(est)["winner"]
             label = f"{name} ({'event stripped: topics discovered' if strip else 'event given'})"
-            topics = next(iter(est.values()))["topics"]
+            topics = next(iter(est.values()))["topic_plan"]
             print(f"\n### {label}: {len(test)} held-out posts ({int(y.sum())} fake), "
                   f"{topics['n_topics']} training topics, {topics['n_units']} fold units, "
                   f"{time.perf_counter() - started:.0f} s\n")  # fmt: skip
@@ -183,12 +183,22 @@ def named(bench: Bench, seed: int, repeats: int) -> None:
                 rows.append([
                     kind + (" **(ships)**" if kind == chosen else ""), fmt(s["real"]),
                     fmt(s["fake"]), fmt(s["ba"]), fmt(summary and summary["estimate"]),
+                    fmt(summary and _other(summary, "stories")),
+                    fmt(summary and _other(summary, "topics")),
                     interval or "–", "–" if gap is None else f"{gap:+.3f}",
                     "–" if bound is None else ("yes" if abs(gap) <= bound else "no")
                     + f" ({bound:.3f})",
                 ])  # fmt: skip
             print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy",
-                               "estimate", "90 % interval", "gap", "within bound")))  # fmt: skip
+                               "estimate", "by story", "by topic", "90 % interval", "gap",
+                               "within bound")))  # fmt: skip
+
+
+def _other(summary: dict, unit: str) -> float | None:
+    """The estimate counted by ``unit`` (the recorded one when it is the gate's counting)."""
+    if summary["counted_by"] == unit:
+        return summary["estimate"]
+    return (summary.get(unit) or {}).get("estimates", {}).get("balanced_accuracy")
 
 
 def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
@@ -205,6 +215,7 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
         splits.append((pick, test))
     print(f"\n## {n} random hold-outs of 2-4 events (event stripped; {repeats} fold draw(s))\n")
     rows, gaps, inside = [], [], 0
+    by_counting: dict[str, list[float]] = {}
     for pick, test in splits:
         train = np.setdiff1d(np.arange(len(bench.events)), test)
         part, plan = bench.split(train, strip=True, repeats=repeats)
@@ -215,6 +226,13 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
         low, high = est[chosen]["interval"]
         gap = est[chosen]["estimate"] - s["ba"]
         gaps.append(abs(gap))
+        for unit in ("posts", "stories", "topics"):
+            figure = (
+                est[chosen]["estimate"]
+                if est[chosen]["counted_by"] == unit
+                else (est[chosen][unit]["estimates"]["balanced_accuracy"])
+            )
+            by_counting.setdefault(unit, []).append(abs(figure - s["ba"]))
         inside += low <= s["ba"] <= high
         rows.append([
             "+".join(pick), len(test), chosen, fmt(s["real"]), fmt(s["fake"]), fmt(s["ba"]),
@@ -225,6 +243,8 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
                        "balanced accuracy", "estimate", "90 % interval", "gap")))  # fmt: skip
     print(f"\nmean |estimate - held-out| {np.mean(gaps):.3f}; largest {np.max(gaps):.3f}; "
           f"held-out inside the interval in {inside} of {n}")  # fmt: skip
+    print("mean |gap| by the estimate's counting: " + ", ".join(
+        f"{unit} {np.mean(v):.3f}" for unit, v in by_counting.items()))  # fmt: skip
 
 
 def main() -> None:

@@ -105,12 +105,15 @@ def test_labels_follow_threshold_and_run_id(clean_db, settings, champion):
     assert {(t, run_id) for _, _, t, run_id, _, _ in rows} == {(0.5, "cli")}
     assert all(label == ("fake" if p >= 0.5 else "real") for p, label, *_ in rows)
     version = registry.get_version(clean_db, champion)
-    model = load_model(version.artifact_uri, version.artifact_sha256).model
+    loaded = load_model(version.artifact_uri, version.artifact_sha256)
+    model = loaded.model
     for p_fake, _, _, _, text, image_uri in rows[::15]:  # one post in 15, one at a time
         pixels = load_pixels(image_uri, image_size=model.config.image_size)[None]
         with torch.inference_mode():
             logit = model(pixels, **model.tokenize([text]))
-        assert p_fake == pytest.approx(torch.sigmoid(logit).item(), abs=1e-4)
+        # what the scorer writes: the model's P(fake) through the artifact's calibration
+        expected = loaded.calibration.apply(torch.sigmoid(logit).numpy())[0]
+        assert p_fake == pytest.approx(float(expected), abs=1e-4)
 
 
 def test_rescore_all_overwrites_in_place(clean_db, settings, champion):

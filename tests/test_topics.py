@@ -73,6 +73,17 @@ def test_a_topic_holding_most_of_a_class_is_split_into_its_stories():
     (split,) = plan.split
     assert split["class"] == "real" and split["share_of_class_stories"] > DOMINANT_SHARE
     assert split["stories"] == 8 and "real" in split["reason"]
+    assert split["only_topic_of_class"] is False
+
+
+def test_a_class_held_by_one_topic_is_split_and_said_to_be_within_topic():
+    stories = np.arange(6)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    plan = plan_topics(stories, y, ["a", "a", "a", "b", "c", "d"], [None] * 6, None, None)
+    (split,) = plan.split
+    assert split["class"] == "real" and split["only_topic_of_class"] is True
+    assert "cannot be estimated" in split["reason"]
+    assert plan.n_units == 6
 
 
 def test_fewer_units_than_folds_gives_fewer_folds_and_one_unit_is_refused():

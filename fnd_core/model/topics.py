@@ -198,14 +198,22 @@ def _split_dominant(
             for s in own:
                 units[(topics == topic) & (stories == s)] = next_unit
                 next_unit += 1
+            only = share == 1.0
             split.append(
                 {
                     "topic": int(topic),
                     "class": name,
                     "share_of_class_stories": round(float(share), 3),
                     "stories": int(own.size),
+                    "only_topic_of_class": only,
                     "reason": f"holds {share:.0%} of the {name} stories: held out whole it would "
-                    f"leave too little {name} to learn from; its {own.size} stories are units",
+                    f"leave too little {name} to learn from; its {own.size} stories are units"
+                    + (
+                        f". It is the only topic with {name} posts: how {name} posts of a new "
+                        "topic fare cannot be estimated, the figure for them is within this topic"
+                        if only
+                        else ""
+                    ),
                 }
             )
             log.info("topic %d split into its %d stories: %s", topic, own.size, split[-1]["reason"])

@@ -177,8 +177,9 @@ def _cross_validate_and_train(
         | {"split_policy": "topic_disjoint", "n_stories": int(np.unique(stories).size)},
         "topics": plan.topics,
         "calibration": calibration.to_dict(),
-        # How the recipe scores posts it did not train on: the reference of the drift checks.
-        "score_histogram": score_histogram(oofs[winner][0]),
+        # How the recipe scores posts it did not train on (calibrated, as the scorer writes
+        # them): the reference of the drift checks.
+        "score_histogram": score_histogram(calibration.apply(oofs[winner][0])),
     }
     return result, int(np.unique(stories).size)
 

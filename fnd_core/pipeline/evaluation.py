@@ -129,10 +129,12 @@ def summarise(
     ``oof[r]``: the out-of-fold P(fake) of every post in repeat ``r``. The estimate the gate
     uses is the mean over repeats of the pooled out-of-fold metric (steadier than the mean of
     folds when few topics hold one class), counted as :data:`COUNTED_BY` says; the other
-    counting (``stories``: every post weighs 1 / the posts of its story) is kept beside it.
+    countings are kept beside it: ``posts``, ``stories`` (every post weighs 1 / the posts of its
+    story) and ``topics`` (each topic once within its class; with topic folds only).
     """
-    story_w = story_weights(groups)
-    weights = {"posts": None, "stories": story_w}
+    weights: dict[str, np.ndarray | None] = {"posts": None, "stories": story_weights(groups)}
+    if plan.topic_of is not None:
+        weights["topics"] = topic_weights(plan.topic_of, y)
     values: dict[str, dict[str, list[float]]] = {u: {n: [] for n in GATE_METRICS} for u in weights}
     recalls: dict[str, list[list[float]]] = {u: [] for u in weights}
     fold_values = []
@@ -160,7 +162,6 @@ def summarise(
             "recall_fake": round(float(recall[1]), 6),
         }
 
-    other = "stories" if COUNTED_BY == "posts" else "posts"
     main = figures(COUNTED_BY)
     units = plan.units if plan.units is not None else groups
     low, high = topic_interval(y, oof, units, threshold, main_w)
@@ -178,11 +179,11 @@ def summarise(
         "fold_values": [round(v, 6) for v in fold_values],
         "recall_real": main["recall_real"],
         "recall_fake": main["recall_fake"],
-        other: figures(other),
+        **{unit: figures(unit) for unit in weights if unit != COUNTED_BY},
         "n": int(len(y)),
         "n_stories": int(np.unique(groups).size),
         "n_units": int(np.unique(units).size),
-        "topics": plan.topics,
+        "topic_plan": plan.topics,
         "effective_stories_by_post": round(effective_stories(groups), 1),
         "n_folds": plan.n_folds,
         "n_repeats": len(plan.repeats),
@@ -190,6 +191,14 @@ def summarise(
         "threshold": threshold,
         "report": metrics.classification_report(y, oof[0], threshold),
     }
+
+
+def topic_weights(topics: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-post weights under which each topic counts once within each class."""
+    cells = np.unique(np.asarray(topics).astype(np.int64) * 2 + np.asarray(y), return_inverse=True)[
+        1
+    ]
+    return 1.0 / np.bincount(cells)[cells]
 
 
 def topic_interval(
