@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -281,20 +282,25 @@ def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
     assert rows_in(clean_db, "select count(*) from fnd.posts")[0][0] == 0
 
 
-def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, monkeypatch):
-    from fnd_core.ingest import text_readers
-
-    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 4096)
+def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings):
+    """A row over FND_MAX_ROW_BYTES is one row_too_long row, measured and recoverable."""
+    settings = dataclasses.replace(settings, max_row_bytes=4096)
     batch = generate_batch(Path(settings.landing), 6, seed=5)
     lines = batch.data_file.read_bytes().splitlines(keepends=True)
     huge = json.dumps({"id": "huge", "text": "x" * 50_000, "image": "i.jpg"}).encode() + b"\n"
     batch.data_file.write_bytes(b"".join(lines[:3]) + huge + b"".join(lines[3:]))
     report = ingest_file(clean_db, str(batch.data_file), settings)
     assert (report.n_accepted, report.rules) == (6, {"row_too_long": 1})
-    [(row_number, reason, raw)] = rows_in(
-        clean_db, "select row_number, reason, raw from fnd.quarantine"
+    [(row_number, reason, raw, n_bytes, sha, offset)] = rows_in(
+        clean_db,
+        "select row_number, reason, raw, raw_n_bytes, raw_sha256, raw_byte_offset "
+        "from fnd.quarantine",
     )
-    assert row_number == 4 and "longer than 4096 bytes" in reason and len(raw) < len(huge)
+    assert row_number == 4 and "longer than 4096 bytes" in reason
+    assert len(raw) == settings.quarantine_excerpt_bytes
+    archived = Path(report.moved_to).read_bytes()
+    assert archived[offset : offset + n_bytes] + b"\n" == huge
+    assert hashlib.sha256(huge[:-1]).hexdigest() == sha
 
 
 def test_a_file_that_changes_while_read_writes_nothing_and_stays(clean_db, settings, monkeypatch):

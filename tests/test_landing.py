@@ -138,9 +138,8 @@ def test_ndjson_with_crlf_and_blank_lines_numbers_rows_by_line(landing: Path, st
     assert len(rows.check_file(read, store).accepted) == 2
 
 
-def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch):
+def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path):
     """An over-long field and a row of invalid UTF-8 cost their own rows, not the file's."""
-    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 1000)
     path = landing / "stream.csv"
     path.write_bytes(
         b"id,text,image\n"
@@ -149,7 +148,7 @@ def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch
         b"a3,caf\xe9 latin-1,images/ok0.jpg\n"
         b"a4,also fine,images/ok1.jpg\n"
     )
-    read = readers.read_landing_file(str(path))
+    read = readers.read_landing_file(str(path), limits=readers.RowLimits(max_row_bytes=1000))
     by_id = {r.raw.split(",")[0]: r for r in read.rows}
     assert by_id["a1"].error is None and by_id["a4"].error is None
     assert by_id["a2"].error_rule == "row_too_long"
