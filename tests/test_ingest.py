@@ -157,7 +157,7 @@ def test_mixed_batch_accounts_for_every_row(clean_db, settings, monkeypatch, chu
         assert len(reason.split()) >= 3 and not reason.startswith(rule), (rule, reason)
         assert raw  # verbatim row kept
     huge = next(raw for pid, _, _, raw in quarantine if pid == "bad-huge-text")
-    assert len(huge) > 1_000_000  # the whole row, not a summary
+    assert len(huge) == settings.quarantine_excerpt_bytes  # an excerpt; the row is in archive/
 
     stored = dict(rows_in(clean_db, "select post_id, text from fnd.posts"))
     for pid, text in GOOD_TEXTS.items():
@@ -254,8 +254,9 @@ def test_unparseable_file_is_kept_aside_with_its_reason(clean_db, settings):
 def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
     clean_db, settings, tmp_path
 ):
-    """A device, a pipe, a link out of the folder and an oversized file: moved to failed/
-    with a reason, never opened (reading /dev/zero or a FIFO would never end)."""
+    """A device, a pipe, links (out of the folder, to a device) and an oversized file: each
+    recorded as a failed batch and moved itself to failed/ with a reason, never opened
+    (reading /dev/zero or a FIFO would never end)."""
     landing = Path(settings.landing)
     landing.mkdir(parents=True)
     outside = tmp_path / "elsewhere.jsonl"
@@ -273,13 +274,15 @@ def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
         reasons[Path(uri).name] = err.value.report.reason
     assert set(reasons) == {"zero.jsonl", "devzero.jsonl", "out.jsonl", "pipe.csv", "big.jsonl"}
     for name in ("out.jsonl", "devzero.jsonl"):
-        assert "outside the landing folder" in reasons[name]
+        assert "symbolic link" in reasons[name]
     for name in ("zero.jsonl", "pipe.csv"):
         assert "not a regular file" in reasons[name]
     assert "over FND_MAX_LANDING_BYTES" in reasons["big.jsonl"]
     assert sorted(p.name for p in landing.iterdir() if p.name != "failed") == []
     assert outside.exists()  # the link was moved, not what it pointed at
     assert rows_in(clean_db, "select count(*) from fnd.posts")[0][0] == 0
+    recorded = rows_in(clean_db, "select status, content_sha256 from fnd.ingest_batches")
+    assert recorded == [("failed", None)] * 5  # each once, with no hash: none was read
 
 
 def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.ingest import images, parquet_reader, readers, rows, text_readers
+from fnd_core.ingest import images, parquet_reader, readers, rows
 from fnd_core.ingest.images import ImageStore
 from fnd_core.ingest.readers import RawRow, UnreadableFileError
 from fnd_core.ingest.rows import AcceptedPost, InvalidField, RejectedRow

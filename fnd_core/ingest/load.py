@@ -202,12 +202,17 @@ def ingest_file(
     except _NOT_THE_FILES:
         raise  # the database, not the file: the task is retried
     except Exception as exc:  # noqa: BLE001 — any fault of this one file sets it aside
-        log.exception("%s: set aside after %s", storage.printable(uri), type(exc).__name__)
-        reason = f"{type(exc).__name__}: {storage.printable(str(exc))[:500]}"
+        if not storage.lexists(uri, gcs_endpoint=endpoint):
+            raise  # already moved: nothing left to set aside (a retry resumes the batch)
         try:
             sha = content_sha256(uri, gcs_endpoint=endpoint)
         except Exception:  # noqa: BLE001 — unreadable too: recorded without a hash
             sha = None
+        committed = sha is not None and (find_batch(engine, sha) or (0, ""))[1] == "loaded"
+        if committed:
+            raise  # its load committed: a retry resumes it (fnd_core.ingest.batches.resume)
+        log.exception("%s: set aside after %s", storage.printable(uri), type(exc).__name__)
+        reason = f"{type(exc).__name__}: {storage.printable(str(exc))[:500]}"
         return refuse_unreadable(engine, uri, sha, reason, run_id, endpoint, started, root)
 
 

@@ -33,7 +33,7 @@ def validate_posts(landing: LandingFile, frame, settings: Settings) -> dict[str,
         "posts",
         expectations_dir=EXPECTATIONS_DIR,
         data_docs_dir=settings.data_docs,
-        batch_name=f"{storage.basename(landing.uri)}-{landing.content_sha256[:8]}",
+        batch_name=f"{storage.printable(storage.basename(landing.uri))}-{landing.content_sha256[:8]}",
         parameters=posts_parameters(settings),
         publish_to=settings.data_docs_uri,
     )

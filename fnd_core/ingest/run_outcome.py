@@ -8,9 +8,14 @@ of what was found with what was reported, and say it with :func:`summary_lines`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from fnd_core.io import storage
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 DONE = ("loaded", "skipped")  # a file that ended so is accounted for and out of the landing
 
@@ -38,3 +43,16 @@ def summary_lines(aside: dict[str, str]) -> list[str]:
         return []
     head = f"{len(aside)} file(s) set aside (see failed/ and fnd.ingest_batches):"
     return [head, *(f"  {uri}: {reason or 'no report'}" for uri, reason in aside.items())]
+
+
+def recorded_reasons(engine: Engine, run_id: str) -> dict[str, str]:
+    """{printable uri: error} of the batches this run recorded as failed."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select source_uri, error from fnd.ingest_batches "
+                "where run_id = :r and status = 'failed' order by batch_id"
+            ),
+            {"r": run_id},
+        ).all()
+    return {uri: error or "" for uri, error in rows}

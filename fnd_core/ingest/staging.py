@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from fnd_core.ingest.posts_validation import concat_frames, posts_frame, validate_posts
 from fnd_core.ingest.validation_results import record_validation
 from fnd_core.io.pgcopy import copy_into, create_stage, insert_from_stage
+from fnd_core.io.storage import printable
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _checked_chunks(landing: LandingFile, settings: Settings):
     for chunk in _chunks(landing.iter_rows(), CHUNK_ROWS):
         yield chunk, check_rows(chunk, ctx, workers=workers)
         n += len(chunk)
-        log.info("%s: %d rows checked (%.0f rows/s)", landing.uri, n,
+        log.info("%s: %d rows checked (%.0f rows/s)", printable(landing.uri), n,
                  n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
 
 
@@ -200,7 +201,12 @@ def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
             "insert into fnd.ingest_batches (source_uri, content_sha256, format, run_id) "
             "values (:u, :s, :f, :r) returning batch_id"
         ),
-        {"u": landing.uri, "s": landing.content_sha256, "f": landing.format, "r": run_id},
+        {
+            "u": printable(landing.uri),
+            "s": landing.content_sha256,
+            "f": landing.format,
+            "r": run_id,
+        },  # fmt: skip
     ).scalar_one()
 
 

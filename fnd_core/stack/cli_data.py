@@ -57,8 +57,12 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
         except BatchRejectedError as exc:
             report = exc.report
             aside[report.uri] = report.reason or report.status
-        except FileChangedError as exc:
+        except FileChangedError as exc:  # left in place for the next run
             click.echo(f"{printable(uri)}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 — not the file's fault (the database): said
+            aside[printable(uri)] = f"{type(exc).__name__}: {exc}"
+            click.echo(f"{printable(uri)}: not ingested ({type(exc).__name__}: {exc})")
             continue
         click.echo(report.summary())
         for key in totals:
