@@ -34,6 +34,12 @@ class Settings:
     database_url: str | None = _setting(
         "FND_DATABASE_URL", None, "SQLAlchemy URL of fnd's Postgres; unset = embedded pgserver"
     )
+    db_read_password: str | None = _setting(
+        "FND_DB_READ_PASSWORD",
+        None,
+        "Password `fnd db upgrade` gives the UI plugin's read-only login fnd_ui; unset: one "
+        "generated once and kept in FND_HOME/db_read_password",
+    )
     landing_dir: str | None = _setting(
         "FND_LANDING_DIR", None, "Landing zone: local folder or gs://bucket/prefix"
     )
@@ -321,6 +327,8 @@ class Settings:
                 shown = {"landing_dir": self.landing, "store_uri": self.store}.get(
                     f.name, str(self.data_docs)
                 )
+            if f.name == "db_read_password" and value:
+                shown = "***"
             rows.append((f.metadata["env"], mask_secrets(str(shown)), f.metadata["doc"]))
         return rows
 
