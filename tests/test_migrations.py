@@ -118,9 +118,10 @@ def test_an_existing_database_upgrades_and_old_quarantine_rows_keep_working(empt
             conn.exec_driver_sql(m.sql)
             conn.execute(sa.text("insert into fnd.schema_migrations (filename, sha256) "
                                  "values (:f, :s)"), {"f": m.filename, "s": m.sha256})  # fmt: skip
-        batch = conn.execute(sa.text(
+        batch = conn.exec_driver_sql(
             "insert into fnd.ingest_batches (source_uri, content_sha256, status) values "
-            "('/l/a.jsonl', repeat('a', 64), 'failed') returning batch_id")).scalar_one()  # fmt: skip
+            "('/l/a.jsonl', repeat('a', 64), 'failed') returning batch_id"
+        ).scalar_one()
         conn.execute(sa.text("insert into fnd.quarantine (batch_id, row_number, rule, reason, raw)"
                              " values (:b, 1, 'parse_error', 'why', :raw)"),
                      {"b": batch, "raw": "x" * 100_000})  # fmt: skip
@@ -166,8 +167,7 @@ def test_the_ui_login_can_only_read_even_after_reset_role(engine, db_url, tmp_pa
                 "set role postgres",
                 "grant fnd_reader to public",
             ):
-                with pytest.raises(sa.exc.DBAPIError):
-                    with conn.begin_nested():
-                        conn.exec_driver_sql(sql)
+                with pytest.raises(sa.exc.DBAPIError), conn.begin_nested():
+                    conn.exec_driver_sql(sql)
     finally:
         reader.dispose()

@@ -4,8 +4,8 @@ On the API server the database is the Airflow connection ``fnd_db_read`` (the lo
 ``fnd_ui``, which holds only ``fnd_reader``: what ``fnd up`` and compose define) if there is
 one, else ``fnd_db`` (as for the DAGs' tasks; a warning says that ``RESET ROLE`` could undo
 the reader role there), else ``FND_DATABASE_URL`` / the embedded server of fnd's settings;
-either way every connection reads as the role ``fnd_reader`` in read-only transactions. Files (Data Docs, model plots, images) are found through the same ``FND_*``
-settings the workers use.
+either way every connection reads as the role ``fnd_reader`` in read-only transactions. Files
+(Data Docs, model plots, images) are found through the same ``FND_*`` settings the workers use.
 """
 
 from __future__ import annotations
