@@ -99,6 +99,8 @@ def hostile_landing(landing: Path, outside: Path) -> dict[str, str]:
     (landing / "rows.jsonl").write_bytes(data)
     latin1 = os.fsencode(landing) + b"/caf\xe9 \\x41.jsonl"  # not UTF-8, and a backslash
     Path(os.fsdecode(latin1)).write_bytes(post("latin-1") + b"\n" + post("latin-2") + b"\n")
+    (landing / ("n" * 249 + ".jsonl")).write_bytes(post("long-name") + b"\n")  # 255 bytes
+    (landing / "-new\nline.jsonl").write_bytes(post("newline-name") + b"\n")
     (landing / "loop.jsonl").symlink_to("loop.jsonl")
     (landing / "ping.csv").symlink_to("pong.csv")
     (landing / "pong.csv").symlink_to("ping.csv")
@@ -142,20 +144,23 @@ def test_every_hostile_entry_is_accounted_for_and_the_run_ends_red(clean_db, set
     # What loaded: the good rows of both data files; each row fault quarantined by its rule.
     _, rules = hostile_rows()
     posts = {p for (p,) in rows_in(clean_db, "select post_id from fnd.posts")}
-    assert posts == {"good-1", "good-2", "good-3", "latin-1", "latin-2"}
+    assert posts == {"good-1", "good-2", "good-3", "latin-1", "latin-2", "long-name",
+                     "newline-name"}  # fmt: skip
     quarantined = dict(rows_in(clean_db, "select post_id, rule from fnd.quarantine"))
     assert quarantined == rules
     # Each entry recorded once, with its reason; the odd name in a faithful printable form.
     batches = rows_in(clean_db, "select source_uri, status, error, archived_uri "
                                 "from fnd.ingest_batches")  # fmt: skip
     by_name = {Path(uri).name: (status, error, moved) for uri, status, error, moved in batches}
-    assert len(batches) == len(expected) + 2
+    assert len(batches) == len(expected) + 4
     for name, fragment in expected.items():
         status, error, moved = by_name[name]
         assert status == "failed" and fragment in error and "/failed/" in moved
     assert by_name["caf\\xe9 \\\\x41.jsonl"][0] == "loaded"
+    assert by_name["-new\\x0aline.jsonl"][0] == "loaded"  # a newline cannot forge a line
     sources = {s for (s,) in rows_in(clean_db, "select distinct source from fnd.posts")}
-    assert sources == {"jsonl:rows.jsonl", "jsonl:caf\\xe9 \\\\x41.jsonl"}
+    assert sources == {"jsonl:rows.jsonl", "jsonl:caf\\xe9 \\\\x41.jsonl",
+                       "jsonl:-new\\x0aline.jsonl", f"jsonl:{'n' * 249}.jsonl"}  # fmt: skip
     # Nothing left in landing; the links themselves moved, never what they point at.
     assert sorted(os.listdir(landing)) == ["archive", "failed", "images"]
     failed = {
@@ -168,7 +173,8 @@ def test_every_hostile_entry_is_accounted_for_and_the_run_ends_red(clean_db, set
     assert os.readlink(failed["loop.jsonl"]) == "loop.jsonl"
     assert stat.S_ISFIFO(os.lstat(failed["pipe.jsonl"]).st_mode)
     archived = [os.fsencode(p.name) for p in (landing / "archive").iterdir()]
-    assert len(archived) == 2 and any(n.endswith(b"caf\xe9 \\x41.jsonl") for n in archived)
+    assert len(archived) == 4 and any(n.endswith(b"caf\xe9 \\x41.jsonl") for n in archived)
+    assert max(len(n) for n in archived) <= 255 - len(".reason.txt")
     assert snapshot(tmp_path, skip=(landing, settings.home)) == before  # targets untouched
     # A second run finds nothing and records nothing more.
     again = run_fnd("ingest", env=env)

@@ -15,7 +15,9 @@ every move goes through that name here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -299,7 +301,7 @@ def move_aside(
         return None
     name = storage.basename(uri)
     prefix = f"batch{batch_id}-" if batch_id is not None else f"{int(time.time())}-"
-    target = storage.join(storage.parent(uri), folder, prefix + name)
+    target = storage.join(storage.parent(uri), folder, _fitting(prefix + name))
     base, n = target, 0
     while storage.lexists(target, gcs_endpoint=endpoint):  # the same file landed again
         n += 1
@@ -313,6 +315,19 @@ def move_aside(
         except OSError as exc:  # the reason is in fnd.ingest_batches anyway
             log.warning("%s: reason not written beside it: %s", _shown(note), exc)
     return moved
+
+
+_NAME_ROOM = 255 - len(".reason.txt") - len(".99")  # NAME_MAX, less what may be appended
+
+
+def _fitting(name: str) -> str:
+    """``name`` cut to fit a file system's 255-byte names with what may be appended to it (a
+    landing name may already be 255 bytes long); a hash of the whole name keeps it unique."""
+    raw = os.fsencode(name)
+    if len(raw) <= _NAME_ROOM:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12].encode()
+    return os.fsdecode(raw[: _NAME_ROOM - len(digest) - 1] + b"~" + digest)
 
 
 def _move(

@@ -207,12 +207,27 @@ def list_entries(prefix: str, *, gcs_endpoint: str | None = None) -> list[tuple[
 
 
 def printable(text: str) -> str:
-    """``text`` as printable UTF-8: undecodable bytes of a file name (held as surrogates) as
-    ``\\xNN`` escapes, backslashes then doubled; text without such bytes is returned as is."""
-    if not any("\udc80" <= c <= "\udcff" for c in text):
+    """``text`` as printable UTF-8: bytes of a file name that are not UTF-8 (held as
+    surrogates) and control characters (a newline in a name) as ``\\xNN`` escapes, backslashes
+    then doubled; text without such characters is returned as is."""
+    if not _NEEDS_ESCAPE.search(text):
         return text
-    escaped = text.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
-    return escaped.decode("utf-8", "backslashreplace")
+    return "".join(_ESCAPES.get(c) or _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as os.fsdecode holds it
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02x}"
+    if 0xD800 <= code <= 0xDFFF:  # any other lone surrogate: never from a file name
+        return f"\\u{code:04x}"
+    return char
+
+
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_ESCAPES = {"\\": "\\\\"}
 
 
 _ESCAPED = "fnd-escaped:"
@@ -233,7 +248,10 @@ def from_portable(text: str) -> str:
 
     def byte(match: re.Match) -> str:
         code = match.group(1)
-        return "\\" if code == "\\" else chr(0xDC00 + int(code[1:], 16))
+        if code == "\\":
+            return "\\"
+        value = int(code[1:], 16)
+        return chr(value if value < 0x80 else 0xDC00 + value)
 
     return _ESCAPE.sub(byte, text[len(_ESCAPED) :])
 
