@@ -933,3 +933,21 @@ def test_a_listing_names_every_entry_by_its_own_kind_and_follows_nothing(tmp_pat
         ("a.jsonl", "file"), ("fifo", "fifo"), ("loop", "symlink"), ("to-dir", "symlink")
     ]  # fmt: skip
     assert localfs.list_entries(str(tmp_path / "missing")) == []
+
+
+def test_a_parquet_value_python_cannot_hold_costs_its_row_only(landing: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "id": ["p1", "p2", "p3"],
+        "text": ["one", "two", "three"],
+        "image": ["images/ok0.jpg"] * 3,
+        "seen": pa.array([0, 10**15, 60], pa.timestamp("s")),  # p2: past year 9999
+    })  # fmt: skip
+    pq.write_table(table, landing / "odd.parquet")
+    read = readers.read_landing_file(str(landing / "odd.parquet"))
+    assert [(r.row_number, r.error_rule) for r in read.rows] == [
+        (1, None), (2, "value_unreadable"), (3, None)
+    ]  # fmt: skip
+    assert read.rows[2].fields["id"] == "p3" and read.rows[0].sha256 is not None

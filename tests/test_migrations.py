@@ -171,3 +171,11 @@ def test_the_ui_login_can_only_read_even_after_reset_role(engine, db_url, tmp_pa
                     conn.exec_driver_sql(sql)
     finally:
         reader.dispose()
+    from fnd_core.io.db import make_reader_engine
+    from fnd_core.observe import monitoring_quality
+
+    pages = make_reader_engine(reader_login_url(db_url, password))  # what the plugin builds
+    try:
+        assert monitoring_quality.validation_runs(pages, limit=1).total >= 0
+    finally:
+        pages.dispose()

@@ -44,11 +44,31 @@ def parquet_rows(stream: IO[bytes], limits: RowLimits | None = None) -> Iterator
     number = 0
     try:
         for batch in parquet.iter_batches(batch_size=_batch_rows(parquet.metadata)):
-            for record in batch.to_pylist():
+            for record in _records(batch):
                 number += 1
+                if isinstance(record, Exception):  # this row's value, not the file's fault
+                    error = f"a value cannot be read: {type(record).__name__}: {record}"[:300]
+                    yield RawRow(number, "", None, error, "value_unreadable")
+                    continue
                 yield _row(number, {k: _nan_to_none(v) for k, v in record.items()}, limits)
     except (pa.ArrowException, OSError) as exc:
         raise UnreadableFileError(f"Parquet data unreadable after row {number}: {exc}") from exc
+
+
+def _records(batch: Any) -> list[dict[str, Any] | Exception]:
+    """A record batch as Python rows; when one row holds a value Python cannot hold (a
+    timestamp past year 9999...), the others are still read, one by one."""
+    try:
+        return batch.to_pylist()
+    except (ValueError, OverflowError, TypeError, ArithmeticError):
+        pass
+    rows: list[dict[str, Any] | Exception] = []
+    for i in range(batch.num_rows):
+        try:
+            rows.append(batch.slice(i, 1).to_pylist()[0])
+        except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
+            rows.append(exc)
+    return rows
 
 
 def _row(number: int, record: dict[str, Any], limits: RowLimits) -> RawRow:
