@@ -142,7 +142,7 @@ def refuse_unreadable(
     is recorded with none, once (a later run finding it again, because it could not be
     moved, reuses that row).
     """
-    shown = _shown(uri)
+    shown, reason = _shown(uri), storage.printable(reason)  # storable, whatever it quotes
     batch_id = None  # the same bytes recorded before: nothing new to record
     if sha is None or find_batch(engine, sha) is None:
         batch_id = _record_failed(engine, shown, sha, reason, run_id)
@@ -337,7 +337,7 @@ def _move(
     try:
         return move_aside(uri, folder, batch_id, endpoint, reason, root=root), None
     except (OSError, ValueError) as exc:
-        problem = f"not moved to {folder}/: {exc}"
+        problem = storage.printable(f"not moved to {folder}/: {exc}")
         log.error("%s: %s", _shown(uri), problem)
         return None, problem
 
