@@ -8,14 +8,16 @@ from the format readers: :mod:`~fnd_core.ingest.text_readers` (JSONL, CSV, Faked
 :mod:`~fnd_core.ingest.raw_rows`.
 
 A reader never judges a row's content (that is :mod:`fnd_core.ingest.rows`); it only splits the
-file into rows, keeps each row verbatim for the quarantine, and maps the format's columns onto
-one shape: ``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``. A row it cannot
-parse (a broken JSON line, invalid UTF-8, a CSV row with the wrong number of columns) becomes a
+file into rows, measures each (byte offset, length, sha256, and an excerpt kept for the
+quarantine: the whole row stays in the file), and maps the format's columns onto one shape:
+``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``. A row it cannot parse (a
+broken JSON line, invalid UTF-8, a CSV row with the wrong number of columns) becomes a
 :class:`RawRow` with an ``error``: one bad row never sinks the file. Only a file that cannot be
 read as a whole raises :class:`UnreadableFileError`.
 
-``raw`` is the row as received, made storable in Postgres ``text``: invalid UTF-8 bytes appear
-as ``\\xNN`` escapes and NUL bytes as ``\\x00``.
+``raw`` is the start of the row as received (``FND_QUARANTINE_EXCERPT_BYTES``), made storable in
+Postgres ``text``: invalid UTF-8 bytes appear as ``\\xNN`` escapes and NUL bytes as ``\\x00``.
+Landing files are opened only if they are regular files themselves (never through a link).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The line-based landing formats, streamed: JSONL, CSV and Fakeddit TSV into raw rows.
 
 These readers share one way of reading: line by line from a byte stream, with a cap on how
-much one line (or CSV field) may hold, and every row kept verbatim for the quarantine. A row
+much one line (or CSV field) may hold (``FND_MAX_ROW_BYTES``), and every row measured: its byte
+offset, length and sha256, and an excerpt kept for the quarantine. A row
 they cannot split (a broken JSON line, invalid UTF-8, a CSV row with the wrong number of
 columns, an over-long line) becomes a :class:`~fnd_core.ingest.raw_rows.RawRow` with an error;
 only a header that cannot be used raises :class:`~fnd_core.ingest.raw_rows.UnreadableFileError`.

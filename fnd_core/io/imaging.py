@@ -2,11 +2,12 @@
 decode into an upright 8-bit RGB picture.
 
 Why the checks run in this order: the header (size, format) is parsed first and the pixel
-budget checked before any pixel is decoded (decompression bombs); then the whole image is
-decoded, because a truncated file only fails there. JPEGs are decoded at 1/8 scale during the
-check (libjpeg's DCT scaling): the whole compressed stream is still read, so truncation is still
-caught, at a fraction of the cost of a full-size decode. Ingest checks pictures with it, the
-model's data loading decodes them with it: one set of rules.
+budget — and, at ingest, the budget of decoded bytes (mode-aware: a 16-bit or float picture
+takes two or four bytes a pixel) — checked before any pixel is decoded (decompression bombs);
+then the whole image is decoded, because a truncated file only fails there. JPEGs are decoded
+at 1/8 scale during the check (libjpeg's DCT scaling): the whole compressed stream is still
+read, so truncation is still caught, at a fraction of the cost of a full-size decode. Ingest
+checks pictures with it, the model's data loading decodes them with it: one set of rules.
 """
 
 from __future__ import annotations
