@@ -102,7 +102,7 @@ def facts_from_context(context: Mapping[str, Any]) -> FailureFacts:
         try_number=getattr(ti, "try_number", None),
         exception=None if exception is None else _clip(str(exception)),
         exception_type=None if exception is None else type(exception).__name__,
-        file_uri=op_kwargs.get("uri") if isinstance(op_kwargs.get("uri"), str) else None,
+        file_uri=_file_uri(op_kwargs.get("uri")),
         shard=op_kwargs.get("shard") if isinstance(op_kwargs.get("shard"), Mapping) else None,
         log_url=getattr(ti, "log_url", None),
     )
@@ -319,6 +319,14 @@ def load_notifier(class_path: str | None, kwargs_json: str | None = None) -> Any
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import notifier {class_path!r}: {exc}") from exc
     return cls(**kwargs)
+
+
+def _file_uri(value: Any) -> str | None:
+    """The mapped landing file as fnd records it (``fnd.ingest_batches.source_uri``): the DAG
+    passes it in the XCom-safe form of :func:`fnd_core.io.storage.portable`."""
+    from fnd_core.io import storage
+
+    return storage.printable(storage.from_portable(value)) if isinstance(value, str) else None
 
 
 def alert_fields(alert: Alert) -> dict[str, str]:
