@@ -115,8 +115,19 @@ def sha256_hex(data: bytes) -> str:
 
 @functools.cache
 def _openers() -> tuple[str, ...]:
-    """The accepted formats this Pillow build can open (MPO opens through JPEG)."""
+    """The accepted formats this Pillow build can open (MPO opens through JPEG).
+
+    Also caps the AVIF decoder at one thread a picture (libavif's default is one per core):
+    pictures decode side by side in a fixed number of threads, so memory must not grow with
+    the machine's cores.
+    """
     Image.init()
+    try:
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+    except ImportError:  # a Pillow built without AVIF
+        pass
     return tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
 
 
