@@ -215,14 +215,15 @@ def test_a_landing_root_that_is_a_link_an_operator_made_still_works(clean_db, se
     real = tmp_path / "real-landing"
     (real / "images").mkdir(parents=True)
     (real / "images" / "a.jpg").write_bytes(noisy_jpeg(seed=1))
-    (real / "a.jsonl").write_bytes(post("p1") + b"\n")
+    (real / "pics").symlink_to("images")  # a folder link inside the zone: image refs use it
+    (real / "a.jsonl").write_bytes(post("p1") + b"\n" + post("p2", image="pics/a.jpg") + b"\n")
     link = tmp_path / "landing-link"
     link.symlink_to(real)
     settings = dataclasses.replace(settings, landing_dir=str(link), landing_settle_seconds=0)
     [uri] = list_new_files(str(link), settings)
     report = ingest_file(clean_db, uri, settings)
-    assert report.status == "loaded" and (real / "archive").is_dir()
-    assert not (real / "a.jsonl").exists()
+    assert (report.status, report.n_accepted) == ("loaded", 2) and (real / "archive").is_dir()
+    assert not (real / "a.jsonl").exists() and (real / "pics").is_symlink()
 
 
 @pytest.mark.slow

@@ -929,6 +929,7 @@ def test_a_listing_names_every_entry_by_its_own_kind_and_follows_nothing(tmp_pat
     (folder / "to-dir").symlink_to(tmp_path)
     os.mkfifo(folder / "fifo")
     (folder / ".hidden.jsonl").write_text("in progress")
+    (folder / "images").symlink_to("archive")  # a folder link inside: a sub-folder, not listed
     assert localfs.list_entries(str(folder)) == [
         ("a.jsonl", "file"), ("fifo", "fifo"), ("loop", "symlink"), ("to-dir", "symlink")
     ]  # fmt: skip

@@ -95,7 +95,9 @@ def list_entries(folder: str) -> list[tuple[str, str]]:
     """(name, kind) of every entry of ``folder`` but hidden ones (``.*``) and sub-folders.
 
     Kinds come from ``lstat``: a link is listed as ``symlink`` whatever it points at (a loop,
-    nothing, another folder), a FIFO as ``fifo``; none is opened. A missing folder lists empty.
+    nothing, a file, a folder elsewhere), a FIFO as ``fifo``; none is opened. One link is a
+    sub-folder, not an entry: one to a folder inside ``folder`` (an ``images`` link to the
+    pictures beside it, which image references may use). A missing folder lists empty.
     """
     try:
         fd = os.open(folder, _DIR_FLAGS)
@@ -110,11 +112,22 @@ def list_entries(folder: str) -> list[tuple[str, str]]:
                 kind = kind_of(os.lstat(name, dir_fd=fd).st_mode)
             except FileNotFoundError:  # gone since the listing
                 continue
+            if kind == "symlink" and _folder_inside(folder, name):
+                kind = "folder"
             if kind != "folder":
                 found.append((name, kind))
         return sorted(found)
     finally:
         os.close(fd)
+
+
+def _folder_inside(folder: str, name: str) -> bool:
+    """Whether the link ``folder/name`` leads to a folder inside ``folder`` (resolved, not
+    opened; a loop or a dangling link is not one)."""
+    root = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(folder, name))
+    inside = target != root and os.path.commonpath([target, root]) == root
+    return inside and os.path.isdir(target)
 
 
 def move(src: str, dst: str, root: str) -> None:
