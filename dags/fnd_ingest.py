@@ -11,6 +11,12 @@ One mapped task per new file. When rows were added, the asset `fnd://posts` is u
 schedules `fnd_score`, and each loaded batch is compared with the champion's training data
 (`fnd.drift_summary`; a flagged batch alerts).
 
+Every entry found ends accounted for: loaded, skipped (same bytes as before), or set aside
+into `failed/` with its reason in `fnd.ingest_batches` (a link, a FIFO, an unreadable file,
+one whose reading failed for any reason). A set-aside file's task fails at once, without
+retries; the good files' posts are still announced; and the last task, `check_nothing_set_aside`,
+fails the run, so a run that set anything aside shows red.
+
 **Params**: `path` (a folder or one file; empty = the landing zone), `fail_share`
 (quarantined share above which a file fails; empty = `FND_QUARANTINE_FAIL_SHARE`).
 """
@@ -64,7 +70,9 @@ def fnd_ingest():
             path = allowed_landing_path(params.get("path") or settings.landing, settings)
         except PathNotAllowedError as exc:
             raise AirflowFailException(str(exc)) from exc
-        files = list_new_files(path, settings)
+        from fnd_core.io.storage import portable
+
+        files = [portable(uri) for uri in list_new_files(path, settings)]  # XCom-safe names
         print(f"{len(files)} new file(s): {files}")
         return files
 
@@ -75,19 +83,20 @@ def fnd_ingest():
 
         from fnd_core.ingest.load import BatchRejectedError
         from fnd_core.ingest.load import ingest_file as ingest
+        from fnd_core.io.storage import from_portable
 
         context = get_current_context()
         context["file_name"] = uri.rsplit("/", 1)[-1]  # shown as the map index in the UI
         try:
             report = ingest(
                 fnd_engine(),
-                uri,
+                from_portable(uri),
                 fnd_settings(),
                 run_id=context["run_id"],
                 fail_share=context["params"].get("fail_share"),
             )
         except BatchRejectedError as exc:
-            # Rejected on its content: retrying cannot help, so fail without retries.
+            # Set aside (its content, its kind, or its reading failed): retrying cannot help.
             raise AirflowFailException(str(exc)) from exc
         return report.to_json()
 
@@ -103,7 +112,7 @@ def fnd_ingest():
     def announce_posts() -> None:
         """Mark the posts asset updated: fnd_score runs next."""
 
-    @task
+    @task(trigger_rule=TriggerRule.ALL_DONE)  # the good files' batches, whatever the bad ones did
     def check_batch_drift(reports: list[dict | None]) -> list[dict]:
         """Each loaded batch against the champion's training snapshot, stored in
         fnd.drift_reports (inputs only: it is not scored yet; the features it encodes are
@@ -127,8 +136,25 @@ def fnd_ingest():
             summaries.append({"batch_id": r["batch_id"], "flagged": report.flagged})
         return summaries
 
-    reports = ingest_file.expand(uri=find_new_files())
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def check_nothing_set_aside(files: list[str], reports: list[dict | None]) -> None:
+        """Fail the run when any file found was set aside (or never reported): the run shows
+        red while the good files' posts are loaded and announced."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from fnd_core.ingest.run_outcome import recorded_reasons, set_aside, summary_lines
+
+        aside = set_aside(files, list(reports))
+        if aside:
+            known = recorded_reasons(fnd_engine(), get_current_context()["run_id"])
+            lines = summary_lines({uri: known.get(uri, "") for uri in aside})
+            raise AirflowFailException("\n".join(lines))
+        print(f"{len(files)} file(s) found, every one loaded or skipped")
+
+    files = find_new_files()
+    reports = ingest_file.expand(uri=files)
     chain(any_posts_added(reports), [announce_posts(), check_batch_drift(reports)])
+    check_nothing_set_aside(files, reports)
 
 
 fnd_ingest()

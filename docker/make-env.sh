@@ -3,7 +3,8 @@
 #   ./docker/make-env.sh > .env && chmod 600 .env
 # The compose file has no default secrets and refuses to start without these. Hex secrets, so
 # they can sit inside connection URLs unescaped. Run it once: regenerating POSTGRES_PASSWORD or
-# FND_DB_PASSWORD after the first start locks the services out of the existing database volume.
+# FND_DB_PASSWORD after the first start locks the services out of the existing database volume
+# (FND_DB_READ_PASSWORD, the UI's read-only login, is set again by every `fnd db upgrade`).
 set -euo pipefail
 
 secret() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
@@ -14,5 +15,6 @@ AIRFLOW_ADMIN_PASSWORD=$(secret 16)
 AIRFLOW__API_AUTH__JWT_SECRET=$(secret 64)
 POSTGRES_PASSWORD=$(secret 24)
 FND_DB_PASSWORD=$(secret 24)
+FND_DB_READ_PASSWORD=$(secret 24)
 FERNET_KEY=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')
 ENV

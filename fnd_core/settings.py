@@ -34,6 +34,12 @@ class Settings:
     database_url: str | None = _setting(
         "FND_DATABASE_URL", None, "SQLAlchemy URL of fnd's Postgres; unset = embedded pgserver"
     )
+    db_read_password: str | None = _setting(
+        "FND_DB_READ_PASSWORD",
+        None,
+        "Password `fnd db upgrade` gives the UI plugin's read-only login fnd_ui; unset: one "
+        "generated once and kept in FND_HOME/db_read_password",
+    )
     landing_dir: str | None = _setting(
         "FND_LANDING_DIR", None, "Landing zone: local folder or gs://bucket/prefix"
     )
@@ -92,7 +98,9 @@ class Settings:
         "Hosts http(s) image URLs may be fetched from (comma-separated); empty: none",
     )
     remote_image_timeout_s: float = _setting(
-        "FND_REMOTE_IMAGE_TIMEOUT_S", 10.0, "Connect and read timeout of a remote image fetch"
+        "FND_REMOTE_IMAGE_TIMEOUT_S",
+        10.0,
+        "Total time one remote image fetch may take (DNS, connect and every read together)",
     )
     max_landing_bytes: int = _setting(
         "FND_MAX_LANDING_BYTES",
@@ -101,6 +109,28 @@ class Settings:
     )
     max_image_pixels: int = _setting(
         "FND_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (w*h) accepted: decompression-bomb guard"
+    )
+    max_image_decoded_bytes: int = _setting(
+        "FND_MAX_IMAGE_DECODED_BYTES",
+        96 * 1024 * 1024,
+        "Largest decoded picture (pixels x bands x bytes per sample) decoded at ingest; JPEGs "
+        "count at the 1/8 scale they decode at",
+    )
+    image_decode_threads: int = _setting(
+        "FND_IMAGE_DECODE_THREADS",
+        2,
+        "Threads decoding images at ingest (fixed, not per core): memory is at most this "
+        "many times FND_MAX_IMAGE_DECODED_BYTES",
+    )
+    max_row_bytes: int = _setting(
+        "FND_MAX_ROW_BYTES",
+        16 * 1024 * 1024,
+        "Longest landing row (JSONL line, CSV line or field) read; longer: row_too_long",
+    )
+    quarantine_excerpt_bytes: int = _setting(
+        "FND_QUARANTINE_EXCERPT_BYTES",
+        4096,
+        "Start of a quarantined row kept in fnd.quarantine.raw (the whole row stays in its file)",
     )
     quarantine_fail_share: float = _setting(
         "FND_QUARANTINE_FAIL_SHARE",
@@ -312,6 +342,8 @@ class Settings:
                 shown = {"landing_dir": self.landing, "store_uri": self.store}.get(
                     f.name, str(self.data_docs)
                 )
+            if f.name == "db_read_password" and value:
+                shown = "***"
             rows.append((f.metadata["env"], mask_secrets(str(shown)), f.metadata["doc"]))
         return rows
 

@@ -36,6 +36,14 @@ class Pages(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow.jpg":
             time.sleep(5)
             self._send(200, PICTURE)
+        elif self.path == "/drip.jpg":  # a byte at a time: each read is quick, the whole is not
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PICTURE)))
+            self.end_headers()
+            for i in range(len(PICTURE)):
+                self.wfile.write(PICTURE[i : i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
         else:
             self._send(500, b"oops")
 
@@ -52,12 +60,14 @@ class Pages(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer((ADDRESS, 80), Pages)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 results = {}
-for page in ("ok.jpg", "moved.jpg", "huge.jpg", "slow.jpg", "error.jpg"):
+for page in ("ok.jpg", "moved.jpg", "huge.jpg", "slow.jpg", "drip.jpg", "error.jpg"):
+    started = time.monotonic()
     try:
         data = fetch(f"http://{HOST}/{page}", max_bytes=1_000_000, timeout_s=1.0,
                      hosts=frozenset({HOST}))  # fmt: skip
         results[page] = "ok:" + hashlib.sha256(data).hexdigest()
     except ImageRejected as exc:
         results[page] = f"{exc.rule}: {exc.reason}"
+    results[f"{page} seconds"] = round(time.monotonic() - started, 2)
 server.shutdown()
 print(json.dumps(results))

@@ -124,7 +124,7 @@ def compose() -> dict:
 def test_compose_refuses_to_start_without_its_secrets():
     text = COMPOSE_FILE.read_text()
     for name in ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW__API_AUTH__JWT_SECRET", "POSTGRES_PASSWORD",
-                 "FND_DB_PASSWORD"):  # fmt: skip
+                 "FND_DB_PASSWORD", "FND_DB_READ_PASSWORD", "FERNET_KEY"):  # fmt: skip
         missing = {k: v for k, v in SECRETS.items() if k != name}
         with pytest.raises(ValueError, match=f"compose needs \\${name}: run ./docker/make-env.sh"):
             resolve(yaml.safe_load(text), missing)
@@ -137,8 +137,20 @@ def test_generated_secrets_are_fresh_and_strong():
     again = generated_secrets()
     assert all(SECRETS[k] != again[k] for k in SECRETS)  # new on every run
     assert len(SECRETS["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 128  # 64 bytes, hex
-    assert min(len(SECRETS[k]) for k in ("POSTGRES_PASSWORD", "FND_DB_PASSWORD")) >= 48
+    passwords = ("POSTGRES_PASSWORD", "FND_DB_PASSWORD", "FND_DB_READ_PASSWORD")
+    assert min(len(SECRETS[k]) for k in passwords) >= 48
     Fernet(SECRETS["FERNET_KEY"].encode())  # a valid key
+
+
+def test_the_ui_reads_through_the_read_only_login(compose: dict):
+    """The plugin's connection fnd_db_read logs in as fnd_ui (sql/016), whose password
+    `fnd db upgrade` in airflow-init sets from the same variable."""
+    env = compose["services"]["airflow-apiserver"]["environment"]
+    read = make_url(env["AIRFLOW_CONN_FND_DB_READ"])
+    assert read.username == "fnd_ui" and read.password == SECRETS["FND_DB_READ_PASSWORD"]
+    init = compose["services"]["airflow-init"]["environment"]
+    assert init["FND_DB_READ_PASSWORD"] == SECRETS["FND_DB_READ_PASSWORD"]
+    assert env["AIRFLOW__CORE__FERNET_KEY"] == SECRETS["FERNET_KEY"]
 
 
 def test_published_ports_listen_on_this_host_only_by_default(compose: dict):
@@ -611,7 +623,7 @@ def test_postgres_init_creates_a_database_fnd_can_migrate_alone(pg_admin_url: st
         assert (owner, is_super) == (name, False)
         # The cluster-wide roles exist whoever made them first, and fnd's role administers them
         # (what PostgreSQL 16 requires to comment on and grant a role another role created).
-        assert admin_of == ["fnd_analyst", "fnd_reader"]
+        assert admin_of == ["fnd_analyst", "fnd_reader", "fnd_ui"]
         fnd_url = admin_url.set(username=name, password="it's a secret", database=name)
         engine = make_engine(fnd_url.render_as_string(hide_password=False))
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -156,7 +157,7 @@ def test_mixed_batch_accounts_for_every_row(clean_db, settings, monkeypatch, chu
         assert len(reason.split()) >= 3 and not reason.startswith(rule), (rule, reason)
         assert raw  # verbatim row kept
     huge = next(raw for pid, _, _, raw in quarantine if pid == "bad-huge-text")
-    assert len(huge) > 1_000_000  # the whole row, not a summary
+    assert len(huge) == settings.quarantine_excerpt_bytes  # an excerpt; the row is in archive/
 
     stored = dict(rows_in(clean_db, "select post_id, text from fnd.posts"))
     for pid, text in GOOD_TEXTS.items():
@@ -253,8 +254,9 @@ def test_unparseable_file_is_kept_aside_with_its_reason(clean_db, settings):
 def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
     clean_db, settings, tmp_path
 ):
-    """A device, a pipe, a link out of the folder and an oversized file: moved to failed/
-    with a reason, never opened (reading /dev/zero or a FIFO would never end)."""
+    """A device, a pipe, links (out of the folder, to a device) and an oversized file: each
+    recorded as a failed batch and moved itself to failed/ with a reason, never opened
+    (reading /dev/zero or a FIFO would never end)."""
     landing = Path(settings.landing)
     landing.mkdir(parents=True)
     outside = tmp_path / "elsewhere.jsonl"
@@ -272,29 +274,36 @@ def test_landing_entries_that_are_not_plain_files_are_set_aside_unread(
         reasons[Path(uri).name] = err.value.report.reason
     assert set(reasons) == {"zero.jsonl", "devzero.jsonl", "out.jsonl", "pipe.csv", "big.jsonl"}
     for name in ("out.jsonl", "devzero.jsonl"):
-        assert "outside the landing folder" in reasons[name]
+        assert "symbolic link" in reasons[name]
     for name in ("zero.jsonl", "pipe.csv"):
         assert "not a regular file" in reasons[name]
     assert "over FND_MAX_LANDING_BYTES" in reasons["big.jsonl"]
     assert sorted(p.name for p in landing.iterdir() if p.name != "failed") == []
     assert outside.exists()  # the link was moved, not what it pointed at
     assert rows_in(clean_db, "select count(*) from fnd.posts")[0][0] == 0
+    recorded = rows_in(clean_db, "select status, content_sha256 from fnd.ingest_batches")
+    assert recorded == [("failed", None)] * 5  # each once, with no hash: none was read
 
 
-def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings, monkeypatch):
-    from fnd_core.ingest import text_readers
-
-    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 4096)
+def test_an_overlong_row_is_quarantined_and_the_rest_loads(clean_db, settings):
+    """A row over FND_MAX_ROW_BYTES is one row_too_long row, measured and recoverable."""
+    settings = dataclasses.replace(settings, max_row_bytes=4096)
     batch = generate_batch(Path(settings.landing), 6, seed=5)
     lines = batch.data_file.read_bytes().splitlines(keepends=True)
     huge = json.dumps({"id": "huge", "text": "x" * 50_000, "image": "i.jpg"}).encode() + b"\n"
     batch.data_file.write_bytes(b"".join(lines[:3]) + huge + b"".join(lines[3:]))
     report = ingest_file(clean_db, str(batch.data_file), settings)
     assert (report.n_accepted, report.rules) == (6, {"row_too_long": 1})
-    [(row_number, reason, raw)] = rows_in(
-        clean_db, "select row_number, reason, raw from fnd.quarantine"
+    [(row_number, reason, raw, n_bytes, sha, offset)] = rows_in(
+        clean_db,
+        "select row_number, reason, raw, raw_n_bytes, raw_sha256, raw_byte_offset "
+        "from fnd.quarantine",
     )
-    assert row_number == 4 and "longer than 4096 bytes" in reason and len(raw) < len(huge)
+    assert row_number == 4 and "longer than 4096 bytes" in reason
+    assert len(raw) == settings.quarantine_excerpt_bytes
+    archived = Path(report.moved_to).read_bytes()
+    assert archived[offset : offset + n_bytes] + b"\n" == huge
+    assert hashlib.sha256(huge[:-1]).hexdigest() == sha
 
 
 def test_a_file_that_changes_while_read_writes_nothing_and_stays(clean_db, settings, monkeypatch):

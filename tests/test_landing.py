@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fnd_core.ingest import images, parquet_reader, readers, rows, text_readers
+from fnd_core.ingest import images, parquet_reader, readers, rows
 from fnd_core.ingest.images import ImageStore
 from fnd_core.ingest.readers import RawRow, UnreadableFileError
 from fnd_core.ingest.rows import AcceptedPost, InvalidField, RejectedRow
@@ -138,9 +138,8 @@ def test_ndjson_with_crlf_and_blank_lines_numbers_rows_by_line(landing: Path, st
     assert len(rows.check_file(read, store).accepted) == 2
 
 
-def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch):
+def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path):
     """An over-long field and a row of invalid UTF-8 cost their own rows, not the file's."""
-    monkeypatch.setattr(text_readers, "MAX_ROW_BYTES", 1000)
     path = landing / "stream.csv"
     path.write_bytes(
         b"id,text,image\n"
@@ -149,7 +148,7 @@ def test_csv_rows_are_judged_one_by_one_when_streamed(landing: Path, monkeypatch
         b"a3,caf\xe9 latin-1,images/ok0.jpg\n"
         b"a4,also fine,images/ok1.jpg\n"
     )
-    read = readers.read_landing_file(str(path))
+    read = readers.read_landing_file(str(path), limits=readers.RowLimits(max_row_bytes=1000))
     by_id = {r.raw.split(",")[0]: r for r in read.rows}
     assert by_id["a1"].error is None and by_id["a4"].error is None
     assert by_id["a2"].error_rule == "row_too_long"
@@ -833,3 +832,123 @@ def test_local_storage_helpers(tmp_path):
     assert storage.parent(moved) == storage.join(base, "archive")
     assert storage.join("gs://bkt/pre/", "images", "x.jpg") == "gs://bkt/pre/images/x.jpg"
     assert storage.parent("gs://bkt/pre/f.csv") == "gs://bkt/pre"
+
+
+# Decoded-size budget, CSV over-long lines, links in the landing folder ---------------------------
+def _encoded(image: Image.Image, fmt: str, **save) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def test_the_decode_budget_counts_decoded_bytes_by_mode_before_decoding():
+    """Small on disk, big decoded: a 16-bit PNG and a float TIFF are judged by the bytes their
+    pixels take (2 and 4 per pixel), not their file size; a JPEG by its 1/8-scale decode."""
+    grey16 = _encoded(Image.fromarray(np.full((1500, 1500), 40000, dtype=np.uint16)), "PNG")
+    floats = _encoded(Image.fromarray(np.ones((1000, 1000), dtype=np.float32)), "TIFF",
+                      compression="tiff_deflate")  # fmt: skip
+    photo = _encoded(Image.new("RGB", (4000, 4000), (9, 9, 9)), "JPEG")
+    assert max(len(grey16), len(floats), len(photo)) < 300_000
+    budget = 3_000_000
+    for data, needed in ((grey16, 1500 * 1500 * 2), (floats, 1000 * 1000 * 4)):
+        with pytest.raises(ImageRejected) as err:
+            imaging.inspect_image(data, max_pixels=MAX_PIXELS, max_decoded_bytes=budget)
+        assert err.value.rule == "image_decoded_too_large"
+        assert (
+            f"{needed:,} bytes" in err.value.reason
+            and "FND_MAX_IMAGE_DECODED_BYTES" in err.value.reason
+        )
+        info = imaging.inspect_image(data, max_pixels=MAX_PIXELS, max_decoded_bytes=needed)
+        assert info.width * info.height * (2 if info.mode.startswith("I;16") else 4) == needed
+    info = imaging.inspect_image(photo, max_pixels=MAX_PIXELS, max_decoded_bytes=budget)
+    assert (info.width, info.height) == (4000, 4000)  # 64 MB at full size, 1 MB at 1/8
+
+
+def test_a_16_bit_picture_under_the_budget_is_accepted_upright_without_widening():
+    image = Image.fromarray(np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 30)
+    info = imaging.inspect_image(_encoded(image, "PNG"), max_pixels=MAX_PIXELS,
+                                 max_decoded_bytes=64 * 32 * 2)  # fmt: skip
+    assert (info.width, info.height, info.mode) == (64, 32, "I;16")
+
+
+def test_a_csv_line_longer_than_the_cap_is_one_row_too_long_row(landing: Path):
+    path = landing / "long.csv"
+    path.write_bytes(
+        b"id,text,image\n"
+        b"a1,fine,images/ok0.jpg\n"
+        b"a2," + b"z" * 5000 + b",images/ok0.jpg\n"
+        b"a3,also fine,images/ok1.jpg\n"
+    )
+    read = readers.read_landing_file(str(path), limits=readers.RowLimits(1000, 64))
+    rows_read = read.rows
+    assert [(r.row_number, r.error_rule) for r in rows_read] == [
+        (1, None), (2, "row_too_long"), (3, None)
+    ]  # fmt: skip
+    long_row = rows_read[1]
+    data = path.read_bytes()
+    assert data[long_row.byte_offset : long_row.byte_offset + long_row.n_bytes] == (
+        b"a2," + b"z" * 5000 + b",images/ok0.jpg"
+    )
+    assert len(long_row.raw) == 64 and rows_read[2].fields["id"] == "a3"
+
+
+def test_moves_never_follow_a_link_below_the_root(tmp_path: Path):
+    from fnd_core.io import localfs
+
+    root, elsewhere = tmp_path / "landing", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "a.jsonl").write_text("a")
+    (root / "failed").symlink_to(elsewhere)
+    (root / "sub" / "archive").symlink_to(elsewhere)
+    (root / "linked").symlink_to(root / "sub")
+    for dst in ("failed/a.jsonl", "sub/archive/a.jsonl", "linked/archive2/a.jsonl"):
+        with pytest.raises(localfs.UnsafePathError, match="symbolic link"):
+            localfs.move(str(root / "a.jsonl"), str(root / dst), str(root))
+    with pytest.raises(localfs.UnsafePathError):
+        localfs.write_new(str(root / "failed" / "x.pth"), b"import os", str(root))
+    (root / "ok").mkdir()
+    (root / "ok" / "note.txt").symlink_to(elsewhere / "target.txt")
+    with pytest.raises(FileExistsError):  # a link where the note would go: never written through
+        localfs.write_new(str(root / "ok" / "note.txt"), b"x", str(root))
+    assert list(elsewhere.iterdir()) == [] and (root / "a.jsonl").read_text() == "a"
+    localfs.move(str(root / "a.jsonl"), str(root / "archive" / "a.jsonl"), str(root))
+    assert (root / "archive" / "a.jsonl").read_text() == "a"
+    with pytest.raises(FileExistsError):
+        (root / "b").write_text("b")
+        localfs.move(str(root / "b"), str(root / "archive" / "a.jsonl"), str(root))
+
+
+def test_a_listing_names_every_entry_by_its_own_kind_and_follows_nothing(tmp_path: Path):
+    from fnd_core.io import localfs
+
+    folder = tmp_path / "landing"
+    (folder / "archive").mkdir(parents=True)
+    (folder / "a.jsonl").write_text("{}")
+    (folder / "loop").symlink_to("loop")
+    (folder / "to-dir").symlink_to(tmp_path)
+    os.mkfifo(folder / "fifo")
+    (folder / ".hidden.jsonl").write_text("in progress")
+    (folder / "images").symlink_to("archive")  # a folder link inside: a sub-folder, not listed
+    assert localfs.list_entries(str(folder)) == [
+        ("a.jsonl", "file"), ("fifo", "fifo"), ("loop", "symlink"), ("to-dir", "symlink")
+    ]  # fmt: skip
+    assert localfs.list_entries(str(tmp_path / "missing")) == []
+
+
+def test_a_parquet_value_python_cannot_hold_costs_its_row_only(landing: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "id": ["p1", "p2", "p3"],
+        "text": ["one", "two", "three"],
+        "image": ["images/ok0.jpg"] * 3,
+        "seen": pa.array([0, 10**15, 60], pa.timestamp("s")),  # p2: past year 9999
+    })  # fmt: skip
+    pq.write_table(table, landing / "odd.parquet")
+    read = readers.read_landing_file(str(landing / "odd.parquet"))
+    assert [(r.row_number, r.error_rule) for r in read.rows] == [
+        (1, None), (2, "value_unreadable"), (3, None)
+    ]  # fmt: skip
+    assert read.rows[2].fields["id"] == "p3" and read.rows[0].sha256 is not None

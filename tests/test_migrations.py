@@ -104,3 +104,78 @@ def test_discover_refuses_bad_names(tmp_path: Path):
     (tmp_path / "1_bad.sql").write_text("select 1;")
     with pytest.raises(ValueError, match="NNN_verb_object"):
         migrations.discover(tmp_path)
+
+
+def test_an_existing_database_upgrades_and_old_quarantine_rows_keep_working(empty_engine):
+    """A database at 013 with a whole-row quarantine record and a batch: 014 keeps both and
+    allows an entry recorded without a content hash."""
+    import sqlalchemy as sa
+
+    old = [m for m in migrations.discover() if m.filename < "014"]
+    with empty_engine.connect() as conn:
+        conn.exec_driver_sql(migrations._BOOTSTRAP)
+        for m in old:
+            conn.exec_driver_sql(m.sql)
+            conn.execute(sa.text("insert into fnd.schema_migrations (filename, sha256) "
+                                 "values (:f, :s)"), {"f": m.filename, "s": m.sha256})  # fmt: skip
+        batch = conn.exec_driver_sql(
+            "insert into fnd.ingest_batches (source_uri, content_sha256, status) values "
+            "('/l/a.jsonl', repeat('a', 64), 'failed') returning batch_id"
+        ).scalar_one()
+        conn.execute(sa.text("insert into fnd.quarantine (batch_id, row_number, rule, reason, raw)"
+                             " values (:b, 1, 'parse_error', 'why', :raw)"),
+                     {"b": batch, "raw": "x" * 100_000})  # fmt: skip
+        conn.commit()
+    applied = migrations.upgrade(empty_engine)
+    assert applied[0].startswith("014_") and any(a.startswith("016_") for a in applied)
+    with empty_engine.begin() as conn:
+        row = conn.exec_driver_sql(
+            "select length(raw), raw_n_bytes, raw_sha256 from fnd.quarantine"
+        ).one()
+        assert tuple(row) == (100_000, None, None)
+        conn.exec_driver_sql("insert into fnd.ingest_batches (source_uri, status, error) values "
+                             "('/l/loop.jsonl', 'failed', 'a symbolic link')")  # fmt: skip
+
+
+def test_the_ui_login_can_only_read_even_after_reset_role(engine, db_url, tmp_path):
+    """fnd_ui (migration 016, password set by `fnd db upgrade`) holds fnd_reader only:
+    RESET ROLE gives back a role that still cannot write or create anything."""
+    import sqlalchemy as sa
+
+    from fnd_core.io.db import reader_login_url
+    from fnd_core.settings import Settings
+    from fnd_core.stack.local_setup import ensure_reader_login, reader_password
+
+    settings = Settings(home=tmp_path / "home", database_url=db_url)
+    password = ensure_reader_login(engine, settings)
+    assert password and password == reader_password(settings)  # generated once, then kept
+    kept = tmp_path / "home" / "db_read_password"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    given = Settings(home=tmp_path / "home", database_url=db_url, db_read_password="from-env")
+    assert reader_password(given) == "from-env"
+    reader = make_engine(reader_login_url(db_url, password))
+    try:
+        with reader.connect() as conn:
+            conn.exec_driver_sql("set transaction read write")  # read-only is only a default
+            conn.exec_driver_sql("reset role")
+            assert conn.exec_driver_sql("select current_user").scalar() == "fnd_ui"
+            conn.exec_driver_sql("select count(*) from fnd.posts")  # reading works
+            for sql in (
+                "insert into fnd.ingest_batches (source_uri, status) values ('x', 'failed')",
+                "delete from fnd.posts",
+                "create table fnd.evil (x int)",
+                "set role postgres",
+                "grant fnd_reader to public",
+            ):
+                with pytest.raises(sa.exc.DBAPIError), conn.begin_nested():
+                    conn.exec_driver_sql(sql)
+    finally:
+        reader.dispose()
+    from fnd_core.io.db import make_reader_engine
+    from fnd_core.observe import monitoring_quality
+
+    pages = make_reader_engine(reader_login_url(db_url, password))  # what the plugin builds
+    try:
+        assert monitoring_quality.validation_runs(pages, limit=1).total >= 0
+    finally:
+        pages.dispose()

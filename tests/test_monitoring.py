@@ -718,3 +718,17 @@ def test_load_notifier_errors_are_readable(path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         notify.load_notifier(path, kwargs)
     assert notify.load_notifier(None) is None
+
+
+def test_alert_bodies_escape_a_hostile_file_name():
+    """A landing file named like HTML (or with a newline to forge a line) reaches an e-mail
+    or Slack body escaped; the plain text is kept for notifiers that render nothing."""
+    name = "/landing/<img src=x onerror=alert(1)>\n- reason: all fine.jsonl"
+    context = failure_context("fnd_ingest", "ingest_file", "r1", RuntimeError("<b>x</b>"), uri=name)
+    alert = notify.describe_failure(notify.facts_from_context(context))
+    assert not any(line.startswith("- reason: all fine") for line in alert.text.splitlines())
+    fields = notify.alert_fields(alert)
+    assert "<img" not in fields["fnd_alert_text"] and "&lt;img src=x" in fields["fnd_alert_text"]
+    assert "<img" not in fields["fnd_alert_title"] and "&lt;b&gt;x" in fields["fnd_alert_text"]
+    assert "\\x0a- reason" in fields["fnd_alert_text"]
+    assert fields["fnd_alert_plain"] == alert.text

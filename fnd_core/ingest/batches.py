@@ -14,7 +14,10 @@ every move goes through that name here.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,20 +79,31 @@ class BatchRejectedError(RuntimeError):
 
 
 def finish_batch(
-    engine: Engine, landing: LandingFile, out: LoadOutcome, endpoint: str | None, started: float
+    engine: Engine,
+    landing: LandingFile,
+    out: LoadOutcome,
+    endpoint: str | None,
+    started: float,
+    root: str | None = None,
 ) -> IngestReport:
-    """After the commit: move the file aside and report (raise, if it was refused)."""
+    """After the commit: move the file aside and report (raise, if it was refused or could
+    not be moved: a loaded file left in landing is a fault to show, not to hide)."""
     uri = landing.uri
     folder = "failed" if out.refused else "archive"
-    moved = move_aside(uri, folder, out.batch_id, endpoint, out.refused)
-    if not out.refused:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
-                {"m": moved, "b": out.batch_id},
-            )
+    moved, problem = _move(uri, folder, out.batch_id, endpoint, out.refused, root)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update fnd.ingest_batches set archived_uri = :m, "
+                "error = coalesce(error || '; ', '') || :p where batch_id = :b"
+                if problem else
+                "update fnd.ingest_batches set archived_uri = :m where batch_id = :b"
+            ),
+            {"m": _shown(moved), "b": out.batch_id, "p": problem},
+        )  # fmt: skip
+    reason = "; ".join(r for r in (out.refused, problem) if r) or None
     report = IngestReport(
-        uri=uri,
+        uri=_shown(uri),
         status="failed" if out.refused else "loaded",
         batch_id=out.batch_id,
         format=landing.format,
@@ -101,11 +115,11 @@ def finish_batch(
         rules=dict(out.rules.most_common()),
         validation_success=out.validation["success"],
         data_docs=out.validation["data_docs_path"],
-        moved_to=moved,
-        reason=out.refused,
+        moved_to=_shown(moved),
+        reason=reason,
         seconds=time.perf_counter() - started,
     )
-    if out.refused:
+    if reason:
         raise BatchRejectedError(report)
     log.info("%s (%.1fs)", report.summary(), report.seconds)
     return report
@@ -119,51 +133,95 @@ def refuse_unreadable(
     run_id: str,
     endpoint: str | None,
     started: float,
+    root: str | None = None,
 ) -> IngestReport:
-    """A file that cannot be parsed at all: recorded as failed (when it could be hashed),
-    moved aside with its reason, raised."""
-    batch_id = None
-    if sha is not None and find_batch(engine, sha) is None:
+    """A file that cannot be read, or whose reading failed: recorded as a failed batch with
+    its reason (unless the same bytes were recorded before), moved aside, raised.
+
+    An entry set aside unread (a link, FIFO, device, oversized file) has no content hash: it
+    is recorded with none, once (a later run finding it again, because it could not be
+    moved, reuses that row).
+    """
+    shown, reason = _shown(uri), storage.printable(reason)  # storable, whatever it quotes
+    batch_id = None  # the same bytes recorded before: nothing new to record
+    if sha is None or find_batch(engine, sha) is None:
+        batch_id = _record_failed(engine, shown, sha, reason, run_id)
+    moved, problem = _move(uri, "failed", batch_id, endpoint, reason, root)
+    if batch_id is not None:
         with engine.begin() as conn:
-            batch_id = conn.execute(
-                sa.text(
-                    "insert into fnd.ingest_batches (source_uri, content_sha256, status, error, "
-                    "finished_at, run_id) values (:u, :s, 'failed', :e, now(), :r) "
-                    "returning batch_id"
-                ),
-                {"u": uri, "s": sha, "e": reason, "r": run_id},
-            ).scalar_one()
-    moved = move_aside(uri, "failed", batch_id, endpoint, reason)
+            conn.execute(
+                sa.text("update fnd.ingest_batches set archived_uri = :m, error = :e "
+                        "where batch_id = :b and status = 'failed'"),
+                {"m": _shown(moved), "e": "; ".join(filter(None, (reason, problem))),
+                 "b": batch_id},
+            )  # fmt: skip
     report = IngestReport(
-        uri=uri,
+        uri=shown,
         status="failed",
         batch_id=batch_id,
-        reason=f"unreadable file: {reason}",
-        moved_to=moved,
+        reason=f"unreadable file: {reason}" + (f"; {problem}" if problem else ""),
+        moved_to=_shown(moved),
         seconds=time.perf_counter() - started,
     )
     raise BatchRejectedError(report)
 
 
+def _record_failed(engine: Engine, shown: str, sha: str | None, reason: str, run_id: str) -> int:
+    with engine.begin() as conn:
+        if sha is None:
+            earlier = conn.execute(
+                sa.text("select batch_id from fnd.ingest_batches where source_uri = :u and "
+                        "content_sha256 is null and archived_uri is null "
+                        "order by batch_id desc limit 1"),
+                {"u": shown},
+            ).scalar()  # fmt: skip
+            if earlier is not None:
+                return earlier
+        return conn.execute(
+            sa.text(
+                "insert into fnd.ingest_batches (source_uri, content_sha256, status, error, "
+                "finished_at, run_id) values (:u, :s, 'failed', :e, now(), :r) "
+                "returning batch_id"
+            ),
+            {"u": shown, "s": sha, "e": reason, "r": run_id},
+        ).scalar_one()
+
+
 def skip_seen(
-    uri: str, landing: LandingFile, previous: tuple[int, str], endpoint, started: float
+    uri: str,
+    landing: LandingFile,
+    previous: tuple[int, str],
+    endpoint,
+    started: float,
+    root: str | None = None,
 ) -> IngestReport:
     """The same bytes were ingested before: change nothing, clear the file from landing."""
     batch_id, status = previous
-    moved = move_aside(uri, "archive" if status == "loaded" else "failed", batch_id, endpoint)
-    return IngestReport(
-        uri=uri,
+    folder = "archive" if status == "loaded" else "failed"
+    moved, problem = _move(uri, folder, batch_id, endpoint, None, root)
+    report = IngestReport(
+        uri=_shown(uri),
         status="skipped",
         batch_id=batch_id,
         format=landing.format,
-        reason=f"same content as batch {batch_id} ({status}); nothing written",
-        moved_to=moved,
+        reason=f"same content as batch {batch_id} ({status}); nothing written"
+        + (f"; {problem}" if problem else ""),
+        moved_to=_shown(moved),
         seconds=time.perf_counter() - started,
     )
+    if problem:
+        raise BatchRejectedError(dataclasses.replace(report, status="failed"))
+    return report
 
 
 def resume(
-    engine: Engine, uri: str, run_id: str, sha: str | None, endpoint, started: float
+    engine: Engine,
+    uri: str,
+    run_id: str,
+    sha: str | None,
+    endpoint,
+    started: float,
+    root: str | None = None,
 ) -> IngestReport | None:
     """The report of a batch this very run loaded from ``uri`` before a crash, if there is one.
 
@@ -181,25 +239,26 @@ def resume(
                 "and (archived_uri is null or cast(:s as text) is null) "
                 "order by batch_id desc limit 1"
             ),
-            {"r": run_id, "u": uri, "s": sha},
+            {"r": run_id, "u": _shown(uri), "s": sha},
         ).one_or_none()
     if row is None:
         return None
     batch_id, fmt, n_received, n_accepted, n_quarantined, n_duplicate, moved = row
     if moved is None:
-        if storage.exists(uri, gcs_endpoint=endpoint):
-            moved = move_aside(uri, "archive", batch_id, endpoint)
+        if storage.lexists(uri, gcs_endpoint=endpoint):
+            moved = move_aside(uri, "archive", batch_id, endpoint, root=root)
         else:  # moved by the first try, which died before recording where
             name = f"batch{batch_id}-{storage.basename(uri)}"
             moved = storage.join(storage.parent(uri), "archive", name)
         with engine.begin() as conn:
             conn.execute(
                 sa.text("update fnd.ingest_batches set archived_uri = :m where batch_id = :b"),
-                {"m": moved, "b": batch_id},
+                {"m": _shown(moved), "b": batch_id},
             )
-    log.info("%s: batch %d was loaded by an earlier try of run %s: resumed", uri, batch_id, run_id)
+    log.info("%s: batch %d was loaded by an earlier try of run %s: resumed", _shown(uri),
+             batch_id, run_id)  # fmt: skip
     return IngestReport(
-        uri=uri,
+        uri=_shown(uri),
         status="loaded",
         batch_id=batch_id,
         format=fmt,
@@ -224,19 +283,65 @@ def find_batch(engine: Engine, sha: str) -> tuple[int, str] | None:
 
 
 def move_aside(
-    uri: str, folder: str, batch_id: int | None, endpoint: str | None, reason: str | None = None
+    uri: str,
+    folder: str,
+    batch_id: int | None,
+    endpoint: str | None,
+    reason: str | None = None,
+    *,
+    root: str | None = None,
 ) -> str | None:
-    """Move ``uri`` into ``<its folder>/<folder>/``; never overwrite, never delete."""
-    if not storage.exists(uri, gcs_endpoint=endpoint):
+    """Move ``uri`` into ``<its folder>/<folder>/``; never overwrite, never delete.
+
+    ``root``: the landing root; no link below it is followed (:func:`storage.move`), so a
+    ``failed`` or ``archive`` that is a link is refused (:class:`~fnd_core.io.localfs.
+    UnsafePathError`) and nothing moves. The reason goes beside the file, never through a link.
+    """
+    if not storage.lexists(uri, gcs_endpoint=endpoint):
         return None
     name = storage.basename(uri)
     prefix = f"batch{batch_id}-" if batch_id is not None else f"{int(time.time())}-"
-    target = storage.join(storage.parent(uri), folder, prefix + name)
+    target = storage.join(storage.parent(uri), folder, _fitting(prefix + name))
     base, n = target, 0
-    while storage.exists(target, gcs_endpoint=endpoint):  # the same file landed again
+    while storage.lexists(target, gcs_endpoint=endpoint):  # the same file landed again
         n += 1
         target = f"{base}.{n}"
-    moved = storage.move(uri, target, gcs_endpoint=endpoint)
+    moved = storage.move(uri, target, gcs_endpoint=endpoint, root=root)
     if reason:
-        storage.write_bytes(target + ".reason.txt", (reason + "\n").encode(), gcs_endpoint=endpoint)
+        note = target + ".reason.txt"
+        try:
+            storage.write_new(note, (reason + "\n").encode("utf-8", "backslashreplace"),
+                              root=root or storage.parent(uri), gcs_endpoint=endpoint)  # fmt: skip
+        except OSError as exc:  # the reason is in fnd.ingest_batches anyway
+            log.warning("%s: reason not written beside it: %s", _shown(note), exc)
     return moved
+
+
+_NAME_ROOM = 255 - len(".reason.txt") - len(".99")  # NAME_MAX, less what may be appended
+
+
+def _fitting(name: str) -> str:
+    """``name`` cut to fit a file system's 255-byte names with what may be appended to it (a
+    landing name may already be 255 bytes long); a hash of the whole name keeps it unique."""
+    raw = os.fsencode(name)
+    if len(raw) <= _NAME_ROOM:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12].encode()
+    return os.fsdecode(raw[: _NAME_ROOM - len(digest) - 1] + b"~" + digest)
+
+
+def _move(
+    uri: str, folder: str, batch_id: int | None, endpoint, reason: str | None, root: str | None
+) -> tuple[str | None, str | None]:
+    """(where ``uri`` went, None), or (None, why it could not be moved): refused, recorded."""
+    try:
+        return move_aside(uri, folder, batch_id, endpoint, reason, root=root), None
+    except (OSError, ValueError) as exc:
+        problem = storage.printable(f"not moved to {folder}/: {exc}")
+        log.error("%s: %s", _shown(uri), problem)
+        return None, problem
+
+
+def _shown(uri: str | None) -> str | None:
+    """A URI as recorded and reported: printable, whatever bytes its name holds."""
+    return None if uri is None else storage.printable(uri)

@@ -145,6 +145,7 @@ def parse_label(value: Any) -> int | None:
 
 
 MAX_EXTRA_DEPTH = 32  # lists and objects nested in an extra field, at most
+_MAX_INT_BITS = 13_000  # ~3,900 digits: under Python's int-string limit (4,300) and jsonb's
 
 
 def parse_extra(extra: dict[str, Any]) -> dict[str, Any]:
@@ -158,12 +159,15 @@ def _json_safe(key: Any, value: Any, depth: int = 0) -> Any:
             "extra_invalid",
             f"field {quoted(key)} nests lists or objects more than {MAX_EXTRA_DEPTH} deep",
         )
+    if _UNSTORABLE.search(str(key)) or (isinstance(value, str) and _UNSTORABLE.search(value)):
+        raise InvalidField(  # Postgres cannot store NUL or a lone surrogate, in a key or value
+            "extra_invalid", f"field {quoted(key)} contains a NUL byte or invalid UTF-8"
+        )
     if isinstance(value, str):
-        if _UNSTORABLE.search(value) or _UNSTORABLE.search(str(key)):
-            raise InvalidField(
-                "extra_invalid", f"field {quoted(key)} contains a NUL byte or invalid UTF-8"
-            )
         return value
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        raise InvalidField("extra_invalid", f"field {quoted(key)} holds an integer too long to "
+                           f"store ({value.bit_length():,} bits)")  # fmt: skip
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):

@@ -1,9 +1,10 @@
 """Image references at ingest (confined to the landing zone) and the content-addressed store.
 
 An image is accepted once its bytes decode completely into an upright RGB picture of at most
-``max_pixels`` (:mod:`fnd_core.io.imaging`); its original bytes are then stored once under
-``<store>/images/<sha256>.<ext>`` (never re-encoded), so later steps never read the landing zone
-and a meme shared by many posts is stored, and can be encoded, once.
+``max_pixels`` whose decoded form fits ``max_decoded_bytes`` (:mod:`fnd_core.io.imaging`); its
+original bytes are then stored once under ``<store>/images/<sha256>.<ext>`` (never
+re-encoded), so later steps never read the landing zone and a meme shared by many posts is
+stored, and can be encoded, once.
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def ingest_image(
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     gcs_endpoint: str | None = None,
     remote: RemoteImages | None = None,
+    max_decoded_bytes: int = default("max_image_decoded_bytes"),
 ) -> StoredImage:
     """Read (confined to ``zone``, capped at ``max_bytes``), check and store one landing image.
 
@@ -238,7 +240,7 @@ def ingest_image(
     data = read_image_bytes(
         uri, zone=zone, max_bytes=max_bytes, gcs_endpoint=gcs_endpoint, remote=remote
     )
-    info = inspect_image(data, max_pixels=max_pixels)
+    info = inspect_image(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
     digest = sha256_hex(data)
     stored_uri = store.put(data, sha256=digest, ext=info.ext)
     return StoredImage(

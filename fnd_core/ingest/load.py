@@ -28,6 +28,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import psycopg2
 import sqlalchemy as sa
 
 from fnd_core.ingest.batches import (
@@ -40,7 +41,7 @@ from fnd_core.ingest.batches import (
     skip_seen,
 )
 from fnd_core.ingest.staging import load_batch
-from fnd_core.io import storage
+from fnd_core.io import localfs, storage
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,11 +53,15 @@ __all__ = [
     "PathNotAllowedError",
     "allowed_landing_path",
     "ingest_file",
+    "landing_root",
     "list_new_files",
     "settled_files",
 ]
 
 log = logging.getLogger(__name__)
+# Faults of the database, not of a file (COPY goes through psycopg2 directly, unwrapped).
+_NOT_THE_FILES = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+                  psycopg2.OperationalError, psycopg2.InterfaceError)  # fmt: skip
 
 
 class PathNotAllowedError(ValueError):
@@ -95,22 +100,30 @@ def allowed_landing_path(path: str, settings: Settings, *, operator: bool = Fals
 
 
 def list_new_files(path: str, settings: Settings) -> list[str]:
-    """The files waiting at ``path``: the path itself if it is a file, else the folder's files.
+    """The entries waiting at ``path``: the path itself if it is not a folder, else the
+    folder's entries (sub-folders and hidden ``.*`` names excepted).
 
-    Sub-folders (``archive/``, ``failed/``, ``images/``) are not looked into. Files still being
-    written are left for the next run: a local file modified within the last
-    ``FND_LANDING_SETTLE_SECONDS`` is looked at again once that window has passed, and taken
-    only if its size and modification time did not move. (Writers that land files by atomic
-    rename, or as hidden ``.name`` files renamed when complete, are never delayed by more than
-    the window.) A ``gs://`` object only appears once its upload is complete.
+    Every other entry is listed, whatever it is: a link (looping, dangling or not), a FIFO, a
+    socket or a device is never followed or opened here (``lstat`` only), and
+    :func:`ingest_file` sets it aside, recorded, into ``failed/``. Sub-folders (``archive/``,
+    ``failed/``, ``images/``) are not looked into. Files still being written are left for the
+    next run: a local file modified within the last ``FND_LANDING_SETTLE_SECONDS`` is looked
+    at again once that window has passed, and taken only if its size and modification time
+    did not move. A ``gs://`` object only appears once its upload is complete.
     """
     endpoint = settings.gcs_endpoint
-    if storage.exists(path, gcs_endpoint=endpoint) and not storage.is_dir(
+    if storage.is_local(path):
+        local = storage.local_path(path)
+        kind = localfs.entry_kind(local) if os.path.lexists(local) else None
+        if kind is None:
+            return []
+        if kind != "folder" and not (kind == "symlink" and os.path.isdir(local)):
+            return settled_files([path], settings.landing_settle_seconds)
+    elif storage.exists(path, gcs_endpoint=endpoint) and not storage.is_dir(
         path, gcs_endpoint=endpoint
     ):
-        files = [path]
-    else:
-        files = storage.list_files(path, gcs_endpoint=endpoint)
+        return [path]
+    files = [uri for uri, _ in storage.list_entries(path, gcs_endpoint=endpoint)]
     return settled_files(files, settings.landing_settle_seconds)
 
 
@@ -129,18 +142,29 @@ def settled_files(files: list[str], window_s: float) -> list[str]:
     settled = []
     for uri in files:
         if uri in fresh and _stat(uri) != fresh[uri]:
-            log.info("%s is still being written: left for the next run", uri)
+            log.info("%s is still being written: left for the next run", storage.printable(uri))
             continue
         settled.append(uri)
     return settled
 
 
 def _stat(uri: str) -> tuple[int, float] | None:
+    """Size and mtime of the entry itself (a link's own, never its target's)."""
     try:
-        info = os.stat(storage.local_path(uri))
+        info = os.lstat(storage.local_path(uri))
     except FileNotFoundError:
         return None
     return info.st_size, info.st_mtime
+
+
+def landing_root(uri: str, settings: Settings) -> str:
+    """The root below which no link is followed when ``uri`` is moved aside: the landing zone
+    (or the ``FND_LANDING_ROOTS`` root) holding it, as written, else the file's own folder."""
+    roots = [settings.landing, *(r.strip() for r in settings.landing_roots.split(",") if r.strip())]
+    for root in roots:
+        if storage.is_local(root) and storage.is_within(uri, root, resolve_links=False):
+            return root
+    return storage.parent(uri)
 
 
 def ingest_file(
@@ -151,60 +175,101 @@ def ingest_file(
     run_id: str = "cli",
     fail_share: float | None = None,
 ) -> IngestReport:
-    """Ingest one file end to end; raises :class:`BatchRejectedError` if it is refused.
+    """Ingest one file end to end; raises :class:`BatchRejectedError` if it is set aside.
 
     Memory stays flat with the file's size: rows are streamed in chunks of ``CHUNK_ROWS``
     (:mod:`~fnd_core.ingest.staging`); each chunk is checked, its accepted posts COPYed into a
     staging table and its bad rows into the quarantine, all in the batch's one transaction;
     only a few small columns per row are kept for the GX suite.
 
+    Whatever goes wrong with this one file (its parser, a decoder, COPY refusing a value) sets
+    it aside: recorded as a failed batch with the error, moved to ``failed/``, raised as
+    :class:`BatchRejectedError`; the next file is not affected. Only faults that are not the
+    file's (the database unreachable) propagate, for the caller to retry.
+
     Raises:
-        BatchRejectedError: the file cannot be read as a whole, or too many rows are bad.
+        BatchRejectedError: the file was set aside (or loaded but could not be moved).
         FileChangedError: the file changed while it was read; nothing was written.
     """
+    from fnd_core.ingest.readers import FileChangedError, content_sha256
+
+    started, endpoint = time.perf_counter(), settings.gcs_endpoint
+    root = landing_root(uri, settings)
+    try:
+        return _ingest(engine, uri, settings, run_id, fail_share, started, root)
+    except (BatchRejectedError, FileChangedError, FileNotFoundError):
+        raise
+    except _NOT_THE_FILES:
+        raise  # the database, not the file: the task is retried
+    except Exception as exc:  # noqa: BLE001 — any fault of this one file sets it aside
+        if not storage.lexists(uri, gcs_endpoint=endpoint):
+            raise  # already moved: nothing left to set aside (a retry resumes the batch)
+        try:
+            sha = content_sha256(uri, gcs_endpoint=endpoint)
+        except Exception:  # noqa: BLE001 — unreadable too: recorded without a hash
+            sha = None
+        committed = sha is not None and (find_batch(engine, sha) or (0, ""))[1] == "loaded"
+        if committed:
+            raise  # its load committed: a retry resumes it (fnd_core.ingest.batches.resume)
+        log.exception("%s: set aside after %s", storage.printable(uri), type(exc).__name__)
+        reason = f"{type(exc).__name__}: {storage.printable(str(exc))[:500]}"
+        return refuse_unreadable(engine, uri, sha, reason, run_id, endpoint, started, root)
+
+
+def _ingest(
+    engine: Engine,
+    uri: str,
+    settings: Settings,
+    run_id: str,
+    fail_share: float | None,
+    started: float,
+    root: str,
+) -> IngestReport:
     from fnd_core.ingest.readers import (
+        RowLimits,
         UnreadableFileError,
         content_sha256,
         read_landing_file,
         refusal,
     )
 
-    started = time.perf_counter()
     endpoint = settings.gcs_endpoint
+    limits = RowLimits(settings.max_row_bytes, settings.quarantine_excerpt_bytes)
     try:
         refused = refusal(uri, max_bytes=settings.max_landing_bytes, gcs_endpoint=endpoint)
-        if refused:  # moved to failed/ unread: no content hash, so no batch row
-            return refuse_unreadable(engine, uri, None, refused, run_id, endpoint, started)
-        landing = read_landing_file(uri, gcs_endpoint=endpoint)
+        if refused:  # moved to failed/ unread: no content hash
+            return refuse_unreadable(engine, uri, None, refused, run_id, endpoint, started, root)
+        landing = read_landing_file(uri, gcs_endpoint=endpoint, limits=limits)
     except UnreadableFileError as exc:
         sha = content_sha256(uri, gcs_endpoint=endpoint)
-        return refuse_unreadable(engine, uri, sha, exc.reason, run_id, endpoint, started)
+        return refuse_unreadable(engine, uri, sha, exc.reason, run_id, endpoint, started, root)
     except FileNotFoundError:
-        resumed = resume(engine, uri, run_id, None, endpoint, started)
+        resumed = resume(engine, uri, run_id, None, endpoint, started, root)
         if resumed is None:
             raise
         return resumed  # a retry after this run's first try had loaded and moved the file
 
     previous = find_batch(engine, landing.content_sha256)
     if previous is not None:
-        resumed = resume(engine, uri, run_id, landing.content_sha256, endpoint, started)
+        resumed = resume(engine, uri, run_id, landing.content_sha256, endpoint, started, root)
         if resumed is not None:
             return resumed  # a retry after this run's first try had loaded the file
-        return skip_seen(uri, landing, previous, endpoint, started)
+        return skip_seen(uri, landing, previous, endpoint, started, root)
 
-    log.info("%s: %s, %d bytes: checking rows", uri, landing.format, landing.size_bytes)
+    log.info("%s: %s, %d bytes: checking rows", storage.printable(uri), landing.format,
+             landing.size_bytes)  # fmt: skip
     threshold = settings.quarantine_fail_share if fail_share is None else fail_share
     try:
         with engine.begin() as conn:
             outcome = load_batch(conn, landing, settings, run_id, threshold)
     except UnreadableFileError as exc:  # e.g. Parquet data broken after the footer was read
         return refuse_unreadable(
-            engine, uri, landing.content_sha256, exc.reason, run_id, endpoint, started
+            engine, uri, landing.content_sha256, exc.reason, run_id, endpoint, started, root
         )
     except sa.exc.IntegrityError as exc:
         if "ingest_batches_content_is_unique" not in str(exc):
             raise
         # Another worker loaded the same bytes between our look-up and our insert.
         previous = find_batch(engine, landing.content_sha256)
-        return skip_seen(uri, landing, previous, endpoint, started)
-    return finish_batch(engine, landing, outcome, endpoint, started)
+        return skip_seen(uri, landing, previous, endpoint, started, root)
+    return finish_batch(engine, landing, outcome, endpoint, started, root)

@@ -33,7 +33,7 @@ def validate_posts(landing: LandingFile, frame, settings: Settings) -> dict[str,
         "posts",
         expectations_dir=EXPECTATIONS_DIR,
         data_docs_dir=settings.data_docs,
-        batch_name=f"{storage.basename(landing.uri)}-{landing.content_sha256[:8]}",
+        batch_name=f"{storage.printable(storage.basename(landing.uri))}-{landing.content_sha256[:8]}",
         parameters=posts_parameters(settings),
         publish_to=settings.data_docs_uri,
     )
@@ -55,17 +55,17 @@ def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]):
         fields = raw.fields or {}
         ok = verdict if isinstance(verdict, AcceptedPost) else None
         text = ok.text if ok else _printable(fields.get("text"))
-        label_raw = _printable(fields.get("label"))
+        label_raw = _cut(_printable(fields.get("label")))
         records.append(
             (
-                ok.post_id if ok else _printable(_as_str(fields.get("id"))),
+                ok.post_id if ok else _cut(_printable(_as_str(fields.get("id")))),
                 text[:_FRAME_TEXT_CHARS] if isinstance(text, str) else None,
                 len(text) if isinstance(text, str) else None,
                 ok is not None or not verdict.rule.startswith("image"),
                 ok.image_width * ok.image_height if ok else None,
                 ok.created_at if ok else None,
                 ok.label if ok else _label_or_none(label_raw),
-                None if label_raw is None else str(label_raw),
+                None if label_raw is None else _cut(str(label_raw)),
             )
         )
     frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
@@ -87,6 +87,12 @@ def _printable(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+def _cut(value: Any) -> Any:
+    """A rejected row's string cut short: the frame holds a few small columns per row, never
+    what a row of the file held (an id of megabytes)."""
+    return value[:_FRAME_TEXT_CHARS] if isinstance(value, str) else value
 
 
 def _as_str(value: Any) -> str | None:

@@ -10,6 +10,7 @@ the columns a file must have, and how a row's verbatim text is made storable in 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,22 @@ from typing import Any
 CANONICAL_FIELDS = ("id", "text", "image", "created_utc", "label")
 _CONSUMED = frozenset(CANONICAL_FIELDS) | {"title"}
 _SURROGATE = re.compile("[\udc80-\udcff]")
-RAW_KEPT = 1024 * 1024  # a row's raw text kept for the quarantine, at most
 BLOCK_BYTES = 1024 * 1024  # files are hashed, and over-long lines skipped, this much at a time
+
+
+@dataclass(frozen=True)
+class RowLimits:
+    """How much of a row is read and kept (``FND_MAX_ROW_BYTES``,
+    ``FND_QUARANTINE_EXCERPT_BYTES``): what bounds a reader's memory, whatever a file holds.
+
+    Attributes:
+        max_row_bytes: a longer line (or CSV field) is a ``row_too_long`` row, read past but
+            never held.
+        excerpt_bytes: the start of a row kept verbatim for the quarantine.
+    """
+
+    max_row_bytes: int = 16 * 1024 * 1024
+    excerpt_bytes: int = 4096
 
 
 class UnreadableFileError(ValueError):
@@ -41,6 +56,9 @@ class RawRow:
         fields: canonical fields (see module doc) when the row could be split, else None.
         error: why the row cannot be used, when it cannot.
         error_rule: the stable rule code of ``error`` (``parse_error``, ``invalid_utf8``...).
+        n_bytes: the whole row's length in bytes (line ending excluded).
+        sha256: the whole row's sha256 (same bytes), to check a row recovered from the file.
+        byte_offset: where the row starts in its file (None for Parquet).
     """
 
     row_number: int
@@ -48,6 +66,40 @@ class RawRow:
     fields: dict[str, Any] | None
     error: str | None = None
     error_rule: str | None = None
+    n_bytes: int = 0
+    sha256: str | None = None
+    byte_offset: int | None = None
+
+
+@dataclass(frozen=True)
+class RowBytes:
+    """Where a row is in its file and what it holds: offset, length, hash and excerpt."""
+
+    offset: int | None
+    n_bytes: int
+    sha256: str
+    excerpt: str
+
+    @classmethod
+    def of(cls, data: bytes, offset: int | None, limits: RowLimits) -> RowBytes:
+        """The measures of a whole row held in memory (an excerpt of it is kept)."""
+        return cls(offset, len(data), hashlib.sha256(data).hexdigest(),
+                   excerpt_of(data, limits.excerpt_bytes))  # fmt: skip
+
+    def row(self, number: int, fields: dict[str, Any] | None, error: str | None = None,
+            rule: str | None = None) -> RawRow:  # fmt: skip
+        return RawRow(number, self.excerpt, fields, error, rule, self.n_bytes, self.sha256,
+                      self.offset)  # fmt: skip
+
+
+def excerpt_of(data: bytes, max_bytes: int) -> str:
+    """The first ``max_bytes`` of a row as storable text (a cut character as ``\\xNN``)."""
+    head = data[:max_bytes]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head.decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
 
 
 def canonical_fields(record: dict[str, Any]) -> dict[str, Any]:
@@ -79,14 +131,14 @@ def blank(value: Any) -> bool:
 
 
 # Encoding --------------------------------------------------------------------------------------
-def invalid_utf8_row(number: int, raw: str, fields: dict[str, Any]) -> RawRow:
+def invalid_utf8_row(measured: RowBytes, number: int, fields: dict[str, Any]) -> RawRow:
     """A row holding invalid UTF-8: name the fields that do (``text`` gets its own rule)."""
     bad = [k for k, v in fields.items() if k != "extra" and has_surrogates(v)]
     bad += [k for k, v in fields["extra"].items() if has_surrogates(v) or has_surrogates(k)]
     rule = "text_invalid_utf8" if "text" in bad else "invalid_utf8"
     where = f"field(s) {', '.join(bad)}" if bad else "the row"
     error = f"invalid UTF-8 bytes in {where} (shown as \\xNN escapes in raw)"
-    return RawRow(number, raw, fields, error, rule)
+    return measured.row(number, fields, error, rule)
 
 
 def has_surrogates(value: Any) -> bool:

@@ -8,14 +8,16 @@ from the format readers: :mod:`~fnd_core.ingest.text_readers` (JSONL, CSV, Faked
 :mod:`~fnd_core.ingest.raw_rows`.
 
 A reader never judges a row's content (that is :mod:`fnd_core.ingest.rows`); it only splits the
-file into rows, keeps each row verbatim for the quarantine, and maps the format's columns onto
-one shape: ``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``. A row it cannot
-parse (a broken JSON line, invalid UTF-8, a CSV row with the wrong number of columns) becomes a
+file into rows, measures each (byte offset, length, sha256, and an excerpt kept for the
+quarantine: the whole row stays in the file), and maps the format's columns onto one shape:
+``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``. A row it cannot parse (a
+broken JSON line, invalid UTF-8, a CSV row with the wrong number of columns) becomes a
 :class:`RawRow` with an ``error``: one bad row never sinks the file. Only a file that cannot be
 read as a whole raises :class:`UnreadableFileError`.
 
-``raw`` is the row as received, made storable in Postgres ``text``: invalid UTF-8 bytes appear
-as ``\\xNN`` escapes and NUL bytes as ``\\x00``.
+``raw`` is the start of the row as received (``FND_QUARANTINE_EXCERPT_BYTES``), made storable in
+Postgres ``text``: invalid UTF-8 bytes appear as ``\\xNN`` escapes and NUL bytes as ``\\x00``.
+Landing files are opened only if they are regular files themselves (never through a link).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from dataclasses import dataclass
 from typing import IO
 
 from fnd_core.ingest.parquet_reader import parquet_rows
-from fnd_core.ingest.raw_rows import BLOCK_BYTES, RawRow, UnreadableFileError
+from fnd_core.ingest.raw_rows import BLOCK_BYTES, RawRow, RowLimits, UnreadableFileError
 from fnd_core.ingest.text_readers import iter_rows
-from fnd_core.io import storage
+from fnd_core.io import localfs, storage
 
 __all__ = [
     "FAKEDDIT_IMAGE_DIRS",
@@ -39,6 +41,7 @@ __all__ = [
     "FileChangedError",
     "LandingFile",
     "RawRow",
+    "RowLimits",
     "UnreadableFileError",
     "content_sha256",
     "detect_format",
@@ -81,11 +84,13 @@ class LandingFile:
     size_bytes: int
     fakeddit_image_dir: str = FAKEDDIT_IMAGE_DIRS[0]
     gcs_endpoint: str | None = None
+    limits: RowLimits = RowLimits()
 
     @property
     def source(self) -> str:
-        """``<format>:<file name>``, the value of ``posts.source``."""
-        return f"{self.format}:{storage.basename(self.uri)}"
+        """``<format>:<file name>``, the value of ``posts.source`` (printable: a name's bytes
+        that are not UTF-8 as ``\\xNN``)."""
+        return f"{self.format}:{storage.printable(storage.basename(self.uri))}"
 
     def iter_rows(self) -> Iterator[RawRow]:
         """The rows, streamed; raises :class:`FileChangedError` at the end if the bytes moved.
@@ -94,15 +99,15 @@ class LandingFile:
             UnreadableFileError: a header or Parquet footer that cannot be used (on the first
                 row asked for).
         """
-        with storage.open_read(self.uri, gcs_endpoint=self.gcs_endpoint) as f:
+        with _open(self.uri, self.gcs_endpoint) as f:
             if self.format == "parquet":
-                yield from parquet_rows(f)
+                yield from parquet_rows(f, self.limits)
                 f.seek(0)
                 digest, size, _ = _digest(f)
             else:
                 hashing = _HashingReader(f)
                 buffered = io.BufferedReader(hashing, BLOCK_BYTES)
-                yield from iter_rows(buffered, self.format, self.fakeddit_image_dir)
+                yield from iter_rows(buffered, self.format, self.fakeddit_image_dir, self.limits)
                 digest, size = hashing.finish()
         if (digest, size) != (self.content_sha256, self.size_bytes):
             raise FileChangedError(
@@ -126,7 +131,9 @@ def detect_format(uri: str) -> str:
     raise UnreadableFileError(f"unknown file type {name!r}: expected one of {known}")
 
 
-def read_landing_file(uri: str, *, gcs_endpoint: str | None = None) -> LandingFile:
+def read_landing_file(
+    uri: str, *, gcs_endpoint: str | None = None, limits: RowLimits | None = None
+) -> LandingFile:
     """Hash a landing file (local path or ``gs://`` URI) and check its header; rows come later.
 
     Memory stays flat whatever the file's size: the bytes are hashed in blocks, and the
@@ -139,7 +146,7 @@ def read_landing_file(uri: str, *, gcs_endpoint: str | None = None) -> LandingFi
         FileNotFoundError: there is no such file.
     """
     fmt = detect_format(uri)
-    with storage.open_read(uri, gcs_endpoint=gcs_endpoint) as f:
+    with _open(uri, gcs_endpoint) as f:
         digest, size, blank = _digest(f)
     if blank:
         raise UnreadableFileError(f"file is empty ({size} bytes)")
@@ -153,6 +160,7 @@ def read_landing_file(uri: str, *, gcs_endpoint: str | None = None) -> LandingFi
         fakeddit_image_dir=_fakeddit_image_dir(folder, gcs_endpoint) if fmt == "fakeddit"
         else FAKEDDIT_IMAGE_DIRS[0],
         gcs_endpoint=gcs_endpoint,
+        limits=limits or RowLimits(),
     )  # fmt: skip
     if fmt != "jsonl":  # parse the header (or footer) and at most one row, then stop
         probe = _rows_of(landing)
@@ -164,17 +172,17 @@ def read_landing_file(uri: str, *, gcs_endpoint: str | None = None) -> LandingFi
 def refusal(uri: str, *, max_bytes: int, gcs_endpoint: str | None = None) -> str | None:
     """Why ``uri`` must not be read at all (checked without opening it), or None.
 
-    A landing "file" may be a device, a FIFO, a folder, a link to somewhere else or a file
-    too big to be a batch: reading ``/dev/zero`` never ends, and a link out of the landing
-    folder would load another folder's data. Links are followed only within their folder.
+    A landing "file" may be a device, a FIFO, a folder, a link or a file too big to be a
+    batch: reading ``/dev/zero`` never ends, a link may point out of the landing zone, loop or
+    point nowhere. None is followed or opened (``lstat`` only); each is set aside as itself.
     """
     if storage.is_local(uri):
-        path = storage.local_path(uri)
-        if not storage.is_within(path, storage.parent(path)):
-            return "a link pointing outside the landing folder (not followed)"
-        info = os.stat(path)
+        info = os.lstat(storage.local_path(uri))
+        if stat.S_ISLNK(info.st_mode):
+            return "a symbolic link: links in the landing zone are never followed"
         if not stat.S_ISREG(info.st_mode):
-            return "not a regular file (a device, pipe or folder is never read)"
+            kind = localfs.kind_of(info.st_mode)
+            return f"not a regular file (a {kind}: a device, pipe or folder is never read)"
         size = info.st_size
     else:
         fs, path = storage.filesystem(uri, gcs_endpoint=gcs_endpoint)
@@ -186,17 +194,22 @@ def refusal(uri: str, *, max_bytes: int, gcs_endpoint: str | None = None) -> str
 
 def content_sha256(uri: str, *, gcs_endpoint: str | None = None) -> str:
     """sha256 of a file's bytes, read in blocks."""
-    with storage.open_read(uri, gcs_endpoint=gcs_endpoint) as f:
+    with _open(uri, gcs_endpoint) as f:
         return _digest(f)[0]
 
 
 def _rows_of(landing: LandingFile) -> Iterator[RawRow]:
     """The rows without the final content check (for a probe that stops early)."""
-    with storage.open_read(landing.uri, gcs_endpoint=landing.gcs_endpoint) as f:
+    with _open(landing.uri, landing.gcs_endpoint) as f:
         if landing.format == "parquet":
-            yield from parquet_rows(f)
+            yield from parquet_rows(f, landing.limits)
         else:
-            yield from iter_rows(f, landing.format, landing.fakeddit_image_dir)
+            yield from iter_rows(f, landing.format, landing.fakeddit_image_dir, landing.limits)
+
+
+def _open(uri: str, gcs_endpoint: str | None):
+    """A landing file opened for reading: locally only a regular file itself, never a link."""
+    return storage.open_read(uri, gcs_endpoint=gcs_endpoint, regular_only=True)
 
 
 def parse_landing_bytes(

@@ -7,15 +7,20 @@ address the name resolves to is a public one: loopback, private, link-local (clo
 at 169.254.169.254), carrier-grade NAT, multicast and reserved ranges are refused. The
 connection goes to the address that was checked (a second DNS answer cannot swap it for an
 inside one), redirects are not followed, credentials in URLs are refused, and the body is
-read in blocks up to ``FND_MAX_IMAGE_BYTES`` with connect and read timeouts.
+read in blocks up to ``FND_MAX_IMAGE_BYTES``, all within one deadline per image
+(``FND_REMOTE_IMAGE_TIMEOUT_S``). IPv4 addresses embedded in IPv6 forms (mapped, 6to4, NAT64)
+are judged as the IPv4 address they reach; IPv4-compatible and Teredo ones are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 from urllib.parse import urlsplit
 
 from fnd_core.io.imaging import ImageRejected
@@ -48,32 +53,74 @@ def check_url(url: str, hosts: frozenset[str]) -> str:
 
 
 def fetch(url: str, *, max_bytes: int, timeout_s: float, hosts: frozenset[str]) -> bytes:
-    """The body of ``url`` (at most ``max_bytes``), or :class:`ImageRejected` saying why not."""
+    """The body of ``url`` (at most ``max_bytes``), or :class:`ImageRejected` saying why not.
+
+    ``timeout_s`` bounds the whole fetch (connect, TLS, headers, every read together): a
+    server that sends a byte a second is cut off at the deadline, not after each read.
+    """
     check_url(url, hosts)
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     address = public_address(parts.hostname, port)
+    deadline = _Deadline(url, timeout_s)
     try:
-        sock = socket.create_connection((address, port), timeout=timeout_s)
-        if https:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout_s)
-        conn.sock = sock  # connected to the checked address, not to a fresh DNS answer
-        path = parts.path or "/"
-        target = path + (f"?{parts.query}" if parts.query else "")
-        conn.request("GET", target, headers={"Host": parts.netloc, "User-Agent": "fnd"})
-        response = conn.getresponse()
+        sock = socket.create_connection((address, port), timeout=deadline.left())
+        watchdog = threading.Timer(deadline.left(), _cut, args=(sock,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            return _body(url, response, max_bytes)
+            return _exchange(url, parts, port, sock, https, max_bytes, deadline)
         finally:
-            conn.close()
+            watchdog.cancel()
+            sock.close()
     except ImageRejected:
         raise
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        deadline.left()  # past the deadline: that is the reason, whatever the socket said
         raise ImageRejected(
             "image_unreadable", f"cannot fetch image {url[:200]}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _exchange(url, parts, port, sock, https, max_bytes, deadline) -> bytes:
+    if https:
+        sock.settimeout(deadline.left())
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+    conn = http.client.HTTPConnection(parts.hostname, port, timeout=deadline.left())
+    conn.sock = sock  # connected to the checked address, not to a fresh DNS answer
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("GET", target, headers={"Host": parts.netloc, "User-Agent": "fnd"})
+        sock.settimeout(deadline.left())
+        response = conn.getresponse()
+        return _body(url, response, max_bytes, deadline, sock)
+    finally:
+        conn.close()
+
+
+class _Deadline:
+    """One fetch's time budget: :meth:`left` is what remains, refused once none does."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url, self.seconds = url, seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise ImageRejected(
+                "image_remote_timeout",
+                f"fetching {self.url[:200]} took more than FND_REMOTE_IMAGE_TIMEOUT_S "
+                f"({self.seconds:g} s) in all",
+            )
+        return remaining
+
+
+def _cut(sock: socket.socket) -> None:
+    """The watchdog: at the deadline, end whatever read or write is blocked on ``sock``."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def public_address(host: str, port: int) -> str:
@@ -83,7 +130,7 @@ def public_address(host: str, port: int) -> str:
     except socket.gaierror as exc:
         raise ImageRejected("image_unreadable", f"cannot resolve image host {host!r}") from exc
     addresses = [info[4][0] for info in infos]
-    inward = [a for a in addresses if not _is_public(a)]
+    inward = [a for a in addresses if not is_public(a)]
     if inward or not addresses:
         raise ImageRejected(
             REFUSED, f"image host {host!r} resolves to a non-public address: never fetched"
@@ -91,14 +138,34 @@ def public_address(host: str, port: int) -> str:
     return addresses[0]
 
 
-def _is_public(address: str) -> bool:
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def is_public(address: str) -> bool:
+    """Whether ``address`` is a global unicast address, IPv4 inside IPv6 judged as IPv4.
+
+    Python's ``is_global`` calls ``64:ff9b::7f00:1`` (NAT64), ``2002:7f00:1::1`` (6to4) and
+    ``::127.0.0.1`` (IPv4-compatible) global, though each reaches 127.0.0.1: the IPv4 address
+    embedded in a mapped, 6to4 or NAT64 form must be public itself; IPv4-compatible, Teredo
+    and local-use NAT64 addresses are refused outright.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.teredo is not None or ip in _NAT64_LOCAL or ip in _IPV4_COMPATIBLE:
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
-def _body(url: str, response: http.client.HTTPResponse, max_bytes: int) -> bytes:
+def _body(
+    url: str, response: http.client.HTTPResponse, max_bytes: int, deadline: _Deadline, sock
+) -> bytes:
     if 300 <= response.status < 400:
         raise ImageRejected(REFUSED, f"image URL answered a redirect ({response.status}): "
                                      "redirects are not followed")  # fmt: skip
@@ -113,9 +180,14 @@ def _body(url: str, response: http.client.HTTPResponse, max_bytes: int) -> bytes
     if length and length.isdigit() and int(length) > max_bytes:
         raise ImageRejected("image_too_big", too_big)
     chunks, size = [], 0
-    while block := response.read(_BLOCK):
+    while True:
+        sock.settimeout(deadline.left())
+        block = response.read1(_BLOCK)  # one receive at most: the deadline is checked between
+        if not block:
+            break
         size += len(block)
         if size > max_bytes:
             raise ImageRejected("image_too_big", too_big)
         chunks.append(block)
+    deadline.left()  # cut off by the watchdog: the body is not whole
     return b"".join(chunks)

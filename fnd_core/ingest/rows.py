@@ -99,6 +99,7 @@ class RowContext:
         max_text_chars: longest accepted text, in characters.
         max_image_pixels: largest accepted image (width x height).
         max_image_bytes: largest image file read (bytes); larger ones are refused unread.
+        max_image_decoded_bytes: largest decoded picture (bytes in memory), from its header.
         gcs_endpoint: GCS endpoint override for reading landing images (emulator).
         remote: the ``http(s)`` image hosts that may be fetched from (none by default).
         seen_ids: post ids already claimed in this file -> the row that claimed them.
@@ -111,6 +112,7 @@ class RowContext:
     max_text_chars: int = default("max_text_chars")
     max_image_pixels: int = default("max_image_pixels")
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_image_decoded_bytes: int = default("max_image_decoded_bytes")
     gcs_endpoint: str | None = None
     remote: RemoteImages = field(default_factory=RemoteImages)
     seen_ids: dict[str, int] = field(default_factory=dict)
@@ -269,6 +271,7 @@ def _image_outcome(uri: str, ctx: RowContext) -> StoredImage | ImageRejected:
                 max_bytes=ctx.max_image_bytes,
                 gcs_endpoint=ctx.gcs_endpoint,
                 remote=ctx.remote,
+                max_decoded_bytes=ctx.max_image_decoded_bytes,
             )
         except ImageRejected as exc:
             known = exc

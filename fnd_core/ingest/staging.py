@@ -15,8 +15,9 @@ The fault-injection suite (``tests/fault_child.py``) patches ``copy_into``,
 
 from __future__ import annotations
 
+import json
 import logging
-import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from fnd_core.ingest.posts_validation import concat_frames, posts_frame, validate_posts
 from fnd_core.ingest.validation_results import record_validation
 from fnd_core.io.pgcopy import copy_into, create_stage, insert_from_stage
+from fnd_core.io.storage import printable
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,8 +52,11 @@ POST_COLUMNS = (
     "batch_id",
     "extra",
 )
-QUARANTINE_COLUMNS = ("batch_id", "row_number", "post_id", "rule", "reason", "raw")
-CHUNK_ROWS = 2000  # rows checked, staged and released at a time
+QUARANTINE_COLUMNS = ("batch_id", "row_number", "post_id", "rule", "reason", "raw",
+                      "raw_n_bytes", "raw_sha256", "raw_byte_offset")  # fmt: skip
+CHUNK_ROWS = 2000  # rows checked, staged and released at a time...
+CHUNK_BYTES = 32 * 1024 * 1024  # ...or fewer, once their bytes in the file reach this
+_ESCAPED_NUL = re.compile(r"(?<!\\)(\\\\)*\\u0000")  # NUL as JSON writes it (jsonb refuses it)
 
 
 @dataclass
@@ -119,27 +124,31 @@ def _checked_chunks(landing: LandingFile, settings: Settings):
         max_text_chars=settings.max_text_chars,
         max_image_pixels=settings.max_image_pixels,
         max_image_bytes=settings.max_image_bytes,
+        max_image_decoded_bytes=settings.max_image_decoded_bytes,
         gcs_endpoint=settings.gcs_endpoint,
         remote=RemoteImages(
             allowed_hosts(settings.remote_image_hosts), settings.remote_image_timeout_s
         ),
     )
-    workers = settings.num_workers if settings.num_workers > 0 else (os.cpu_count() or 1)
+    workers = max(1, settings.image_decode_threads)  # fixed: memory must not grow with cores
     started, n = time.perf_counter(), 0
     for chunk in _chunks(landing.iter_rows(), CHUNK_ROWS):
         yield chunk, check_rows(chunk, ctx, workers=workers)
         n += len(chunk)
-        log.info("%s: %d rows checked (%.0f rows/s)", landing.uri, n,
+        log.info("%s: %d rows checked (%.0f rows/s)", printable(landing.uri), n,
                  n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
 
 
 def _chunks(rows, size: int):
+    """Rows in chunks of ``size`` rows, or fewer once they hold ``CHUNK_BYTES`` of the file."""
     chunk: list = []
+    held = 0
     for row in rows:
         chunk.append(row)
-        if len(chunk) == size:
+        held += row.n_bytes
+        if len(chunk) == size or held >= CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
@@ -154,14 +163,16 @@ def _stage_chunk(
     """COPY a chunk's accepted posts to the stage and its bad rows to the quarantine."""
     from fnd_core.ingest.rows import RejectedRow
 
-    rejected = [r for r in results if isinstance(r, RejectedRow)]
+    results = [storable_post(r) if not isinstance(r, RejectedRow) else r for r in results]
+    rejected = [(raw, r) for raw, r in zip(chunk, results, strict=True)
+                if isinstance(r, RejectedRow)]  # fmt: skip
     accepted = [r for r in results if not isinstance(r, RejectedRow)]
     copy_into(conn, stage, POST_COLUMNS, (_post_row(a, out.batch_id) for a in accepted))
     _insert_quarantine(conn, out.batch_id, rejected)
     out.n_received += len(results)
     out.n_staged += len(accepted)
     out.n_quarantined += len(rejected)
-    out.rules.update(r.rule for r in rejected)
+    out.rules.update(r.rule for _, r in rejected)
     return posts_frame(chunk, results)
 
 
@@ -190,29 +201,51 @@ def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
             "insert into fnd.ingest_batches (source_uri, content_sha256, format, run_id) "
             "values (:u, :s, :f, :r) returning batch_id"
         ),
-        {"u": landing.uri, "s": landing.content_sha256, "f": landing.format, "r": run_id},
+        {
+            "u": printable(landing.uri),
+            "s": landing.content_sha256,
+            "f": landing.format,
+            "r": run_id,
+        },  # fmt: skip
     ).scalar_one()
 
 
-def _insert_quarantine(conn: Connection, batch_id: int, rejected: list[RejectedRow]) -> None:
+def _insert_quarantine(
+    conn: Connection, batch_id: int, rejected: list[tuple[RawRow, RejectedRow]]
+) -> None:
+    """The rejected rows: rule, reason, the row's excerpt and where the whole row is."""
     rows = [
-        (
-            batch_id,
-            r.row_number,
-            _storable(r.post_id),
-            r.rule,
-            _storable(r.reason),
-            _storable(r.raw),
-        )
-        for r in rejected
-    ]
+        (batch_id, r.row_number, _storable(r.post_id), r.rule, _storable(r.reason),
+         _storable(raw.raw), raw.n_bytes, raw.sha256, raw.byte_offset)
+        for raw, r in rejected
+    ]  # fmt: skip
     if rows:
         copy_into(conn, "fnd.quarantine", QUARANTINE_COLUMNS, rows)
 
 
+def storable_post(post: AcceptedPost) -> AcceptedPost | RejectedRow:
+    """``post``, or its row quarantined (``value_unstorable``) when Postgres could not store
+    a value of it: the last check, so no value a field check missed sinks the file's COPY."""
+    from fnd_core.ingest.rows import RejectedRow
+
+    try:
+        extra = json.dumps(post.extra, ensure_ascii=False, allow_nan=False)
+        for value in (post.post_id, post.source, post.text, post.image_uri, extra):
+            value.encode("utf-8")
+            if "\x00" in value or _ESCAPED_NUL.search(value):
+                raise ValueError("a NUL character")
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        kind = "invalid Unicode (a lone surrogate)" if isinstance(exc, UnicodeError) else exc
+        reason = f"a value Postgres cannot store: {str(kind)[:200]}"
+        return RejectedRow(post.row_number, "", "value_unstorable", reason, post.post_id)
+    return post
+
+
 def _storable(value: str | None) -> str | None:
-    """Postgres text cannot hold NUL: show it as the escape ``\\x00`` (quarantine keeps raw)."""
-    return None if value is None else value.replace("\x00", "\\x00")
+    """Text Postgres can store: NUL as the escape ``\\x00``, a lone surrogate as ``\\udXXX``."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _storable_json(value: Any) -> Any:

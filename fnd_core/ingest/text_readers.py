@@ -1,7 +1,8 @@
 """The line-based landing formats, streamed: JSONL, CSV and Fakeddit TSV into raw rows.
 
 These readers share one way of reading: line by line from a byte stream, with a cap on how
-much one line (or CSV field) may hold, and every row kept verbatim for the quarantine. A row
+much one line (or CSV field) may hold (``FND_MAX_ROW_BYTES``), and every row measured: its byte
+offset, length and sha256, and an excerpt kept for the quarantine. A row
 they cannot split (a broken JSON line, invalid UTF-8, a CSV row with the wrong number of
 columns, an over-long line) becomes a :class:`~fnd_core.ingest.raw_rows.RawRow` with an error;
 only a header that cannot be used raises :class:`~fnd_core.ingest.raw_rows.UnreadableFileError`.
@@ -11,46 +12,55 @@ Parquet, read by record batch, is :mod:`~fnd_core.ingest.parquet_reader`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from fnd_core.ingest.raw_rows import (
     BLOCK_BYTES,
-    RAW_KEPT,
     RawRow,
+    RowBytes,
+    RowLimits,
     UnreadableFileError,
     blank,
     canonical_fields,
     check_columns,
+    excerpt_of,
     has_surrogates,
     invalid_utf8_row,
-    storable_bytes,
-    storable_text,
 )
 
 _FAKEDDIT_NUMERIC = ("score", "num_comments", "upvote_ratio", "3_way_label", "6_way_label")
 _FAKEDDIT_LABELS = {"0": 1, "1": 0, "0.0": 1, "1.0": 0}  # Fakeddit 0 = fake -> ours 1 = fake
-# One JSONL line or CSV field may hold this much; a longer one is a row error, read but not
-# held. Well above any text limit, so an over-long text is still judged by the row checks.
-MAX_ROW_BYTES = 16 * 1024 * 1024
 
 
-def iter_rows(stream: IO[bytes], fmt: str, fakeddit_image_dir: str = "images") -> Iterator[RawRow]:
-    """Rows of a line-based format (``jsonl``, ``csv``, ``fakeddit``) read from ``stream``."""
+def iter_rows(
+    stream: IO[bytes],
+    fmt: str,
+    fakeddit_image_dir: str = "images",
+    limits: RowLimits | None = None,
+) -> Iterator[RawRow]:
+    """Rows of a line-based format (``jsonl``, ``csv``, ``fakeddit``) read from ``stream``.
+
+    ``limits``: the longest row read and the excerpt kept (default: the settings' defaults).
+    A row longer than ``max_row_bytes`` (well above any text limit, so an over-long text is
+    still judged by the row checks) is a ``row_too_long`` row, read past but never held.
+    """
+    limits = limits or RowLimits()
     if fmt == "jsonl":
-        return _jsonl_rows(stream)
+        return _jsonl_rows(stream, limits)
     if fmt == "csv":
-        return _delimited_rows(stream, ",", _csv_fields, check_columns)
+        return _delimited_rows(stream, ",", _csv_fields, check_columns, limits)
     if fmt == "fakeddit":
 
         def fields(record: dict[str, str]) -> dict[str, Any]:
             return _fakeddit_fields(record, fakeddit_image_dir)
 
-        return _delimited_rows(stream, "\t", fields, _check_fakeddit_header)
+        return _delimited_rows(stream, "\t", fields, _check_fakeddit_header, limits)
     raise UnreadableFileError(f"unknown format {fmt!r}")
 
 
@@ -97,64 +107,65 @@ def _number(value: str) -> int | float | str:
 
 
 # JSONL ---------------------------------------------------------------------------------------
-def _jsonl_rows(stream: IO[bytes]) -> Iterator[RawRow]:
-    """One row per line, read with a cap: a line over ``MAX_ROW_BYTES`` is a row error."""
-    for number, line in enumerate(_capped_lines(stream), start=1):
-        if isinstance(line, _Overlong):
-            yield RawRow(number, storable_bytes(line.head, True), None,
-                         f"row is longer than {MAX_ROW_BYTES} bytes ({line.size} bytes)",
-                         "row_too_long")  # fmt: skip
+def _jsonl_rows(stream: IO[bytes], limits: RowLimits) -> Iterator[RawRow]:
+    """One row per line, read with a cap: a line over ``max_row_bytes`` is a row error."""
+    for number, (offset, line) in enumerate(_capped_lines(stream, limits), start=1):
+        if isinstance(line, RowBytes):  # over-long: measured while skipped, never held
+            yield line.row(number, None,
+                           f"row is longer than {limits.max_row_bytes} bytes ({line.n_bytes} "
+                           "bytes)", "row_too_long")  # fmt: skip
             continue
-        if number == 1:
-            line = line.removeprefix(b"\xef\xbb\xbf")
         line = line.removesuffix(b"\n").removesuffix(b"\r")
         if not line.strip():
             continue
-        yield _jsonl_row(number, line)
+        yield _jsonl_row(number, line, RowBytes.of(line, offset, limits))
 
 
-@dataclass(frozen=True)
-class _Overlong:
-    """Stands for a line longer than the cap: its first bytes and its full size."""
-
-    head: bytes
-    size: int
-
-
-def _capped_lines(stream: IO[bytes]) -> Iterator[bytes | _Overlong]:
-    """Lines of ``stream``; one longer than ``MAX_ROW_BYTES`` is read to its end, not held."""
-    while line := stream.readline(MAX_ROW_BYTES + 1):
-        if len(line) <= MAX_ROW_BYTES or line.endswith(b"\n"):
-            yield line
+def _capped_lines(stream: IO[bytes], limits: RowLimits) -> Iterator[tuple[int, bytes | RowBytes]]:
+    """(offset, line) of ``stream``; a line over the cap is read to its end and measured (its
+    length, hash and first bytes), never held whole."""
+    cap, offset = limits.max_row_bytes, 0
+    while line := stream.readline(cap + 1):
+        start, offset = offset, offset + len(line)
+        if len(line) <= cap or line.endswith(b"\n"):
+            yield start, line
             continue
-        size = len(line)
+        sha, size, head = hashlib.sha256(line), len(line), line[: limits.excerpt_bytes]
         while rest := stream.readline(BLOCK_BYTES):
+            offset += len(rest)
+            done = rest.endswith(b"\n")
+            rest = rest[:-1].removesuffix(b"\r") if done else rest
+            sha.update(rest)
             size += len(rest)
-            if rest.endswith(b"\n"):
+            if done:
                 break
-        yield _Overlong(line[:RAW_KEPT], size)
+        yield start, RowBytes(start, size, sha.hexdigest(), excerpt_of(head, len(head)))
 
 
-def _jsonl_row(number: int, line: bytes) -> RawRow:
+def _jsonl_row(number: int, line: bytes, measured: RowBytes) -> RawRow:
+    if number == 1:
+        line = line.removeprefix(b"\xef\xbb\xbf")
     try:
         text, invalid_utf8 = line.decode("utf-8"), False
     except UnicodeDecodeError:
         text, invalid_utf8 = line.decode("utf-8", "surrogateescape"), True
-    raw = storable_bytes(line, invalid_utf8)
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        return RawRow(number, raw, None, f"invalid JSON: {exc}", "parse_error")
+        return measured.row(number, None, f"invalid JSON: {exc}", "parse_error")
     except RecursionError:  # thousands of nested brackets: the parser's stack, not the file's
-        return RawRow(number, raw, None, "invalid JSON: nested too deeply to parse",
-                      "parse_error")  # fmt: skip
+        return measured.row(number, None, "invalid JSON: nested too deeply to parse",
+                            "parse_error")  # fmt: skip
+    except ValueError as exc:  # an integer of thousands of digits (Python's int-string limit)
+        return measured.row(number, None, f"a number is too long to read: {str(exc)[:200]}",
+                            "number_too_long")  # fmt: skip
     if not isinstance(record, dict):
         kind = type(record).__name__
-        return RawRow(number, raw, None, f"expected a JSON object, got {kind}", "parse_error")
+        return measured.row(number, None, f"expected a JSON object, got {kind}", "parse_error")
     fields = canonical_fields(record)
     if invalid_utf8:
-        return invalid_utf8_row(number, raw, fields)
-    return RawRow(number, raw, fields)
+        return invalid_utf8_row(measured, number, fields)
+    return measured.row(number, fields)
 
 
 # CSV / TSV -----------------------------------------------------------------------------------
@@ -168,83 +179,135 @@ def _check_fakeddit_header(header: list[str]) -> None:
         )
 
 
-def _delimited_rows(stream: IO[bytes], delimiter: str, to_fields, check_header) -> Iterator[RawRow]:
-    """CSV-like rows with their verbatim text; wrong column counts become row errors.
+def _delimited_rows(
+    stream: IO[bytes], delimiter: str, to_fields, check_header, limits: RowLimits
+) -> Iterator[RawRow]:
+    """CSV-like rows measured in bytes; wrong column counts become row errors.
 
     The stream is decoded line by line (invalid bytes kept as surrogates, so only the row
-    holding them is refused); a field longer than ``MAX_ROW_BYTES`` is a row error.
+    holding them is refused); a line or field longer than ``max_row_bytes`` is a row error.
     """
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    consumed: list[str] = []
-    reader = csv.reader(_recording(text, consumed), delimiter=delimiter)
-    csv.field_size_limit(MAX_ROW_BYTES)
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
+    record = _Record(limits)
+    reader = csv.reader(_recording(text, record), delimiter=delimiter)
+    csv.field_size_limit(limits.max_row_bytes)
     try:
-        yield from _records(reader, consumed, to_fields, check_header)
+        yield from _records(reader, record, to_fields, check_header)
     finally:
         text.detach()  # the caller's stream stays open (it is hashed to its end)
 
 
-def _records(reader, consumed: list[str], to_fields, check_header) -> Iterator[RawRow]:
-    """The header check, then one :class:`RawRow` per record (``consumed``: its lines)."""
-    header = _header(reader, consumed)
+@dataclass
+class _Record:
+    """The bytes of the record being read: where it starts, its length, hash and excerpt.
+
+    A record's last line ending is not part of it (as for a JSONL line): it is held back
+    until the next line shows the record went on.
+    """
+
+    limits: RowLimits
+    offset: int = 0  # bytes of the file consumed so far
+    start: int = 0
+    n_bytes: int = 0
+    sha: Any = None
+    head: bytearray = field(default_factory=bytearray)
+    held: bytes = b""  # the last line ending seen, not counted yet
+    overlong: bool = False
+    invalid_utf8: bool = False
+
+    def begin(self) -> None:
+        self.start, self.n_bytes, self.sha = self.offset, 0, hashlib.sha256()
+        self.head, self.held, self.overlong, self.invalid_utf8 = bytearray(), b"", False, False
+
+    def add(self, data: bytes) -> None:
+        self.offset += len(data)
+        body = data.rstrip(b"\r\n")
+        for part in (self.held, body):
+            self.n_bytes += len(part)
+            self.sha.update(part)
+            room = self.limits.excerpt_bytes - len(self.head)
+            if room > 0:
+                self.head += part[:room]
+        self.held = data[len(body) :]
+
+    def measured(self) -> RowBytes:
+        return RowBytes(self.start, self.n_bytes, self.sha.hexdigest(),
+                        excerpt_of(bytes(self.head), self.limits.excerpt_bytes))  # fmt: skip
+
+
+def _recording(text: io.TextIOBase, record: _Record) -> Iterator[str]:
+    """Yield capped lines to csv.reader, measuring each record's bytes; a line longer than the
+    cap is read past (measured, not held) and stands as an empty line, its record flagged."""
+    cap, first = record.limits.max_row_bytes, True
+    while line := text.readline(cap):
+        data = line.encode("utf-8", "surrogateescape")
+        record.add(data)
+        record.invalid_utf8 = record.invalid_utf8 or has_surrogates(line)
+        if first:
+            line, first = line.removeprefix("\ufeff"), False
+        if len(line) >= cap and not line.endswith(("\n", "\r")):
+            while rest := text.readline(BLOCK_BYTES):
+                record.add(rest.encode("utf-8", "surrogateescape"))
+                if rest.endswith(("\n", "\r")):
+                    break
+            record.overlong = True
+            line = "\n"
+        yield line
+
+
+def _records(reader, record: _Record, to_fields, check_header) -> Iterator[RawRow]:
+    """The header check, then one :class:`RawRow` per record."""
+    header = _header(reader, record)
     check_header(header)
-    number = 0
+    number, cap = 0, record.limits.max_row_bytes
     while True:
-        consumed.clear()
+        record.begin()
         try:
-            record = next(reader)
+            values = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             number += 1
-            raw = storable_text("".join(consumed))
-            if "field larger than field limit" in str(exc):
-                error = f"a field is longer than {MAX_ROW_BYTES} bytes"
-                yield RawRow(number, raw, None, error, "row_too_long")
-            else:
-                yield RawRow(number, raw, None, f"bad CSV: {exc}", "parse_error")
+            too_long = "field larger than field limit" in str(exc)
+            error = f"a field is longer than {cap} bytes" if too_long else f"bad CSV: {exc}"
+            yield record.measured().row(number, None, error,
+                                        "row_too_long" if too_long else "parse_error")  # fmt: skip
             continue
-        if not record:
+        if not values and not record.overlong:
             continue  # a blank line is no row
         number += 1
-        raw_text = "".join(consumed).rstrip("\r\n")
-        raw = storable_text(raw_text)
-        if len(record) != len(header):
+        measured = record.measured()
+        if record.overlong:
+            error = f"row is longer than {cap} bytes ({measured.n_bytes} bytes)"
+            yield measured.row(number, None, error, "row_too_long")
+        elif len(values) != len(header):
             error = (
                 f"expected {len(header)} columns ({', '.join(header[:8])}"
-                f"{', ...' if len(header) > 8 else ''}), got {len(record)}"
+                f"{', ...' if len(header) > 8 else ''}), got {len(values)}"
             )
-            yield RawRow(number, raw, None, error, "column_count_mismatch")
-            continue
-        fields = to_fields(dict(zip(header, record, strict=True)))
-        if has_surrogates(raw_text):
-            yield invalid_utf8_row(number, raw, fields)
-            continue
-        yield RawRow(number, raw, fields)
+            yield measured.row(number, None, error, "column_count_mismatch")
+        elif record.invalid_utf8:
+            fields = to_fields(dict(zip(header, values, strict=True)))
+            yield invalid_utf8_row(measured, number, fields)
+        else:
+            yield measured.row(number, to_fields(dict(zip(header, values, strict=True))))
 
 
-def _header(reader, consumed: list[str]) -> list[str]:
+def _header(reader, record: _Record) -> list[str]:
     """The first non-blank record, names stripped; duplicate or missing names are fatal."""
+    record.begin()
     try:
-        for record in reader:
-            if record:
-                header = [name.strip() for name in record]
+        for values in reader:
+            if values:
+                header = [name.strip() for name in values]
                 break
         else:
             raise UnreadableFileError("no header row")
     except csv.Error as exc:
         raise UnreadableFileError(f"unreadable header: {exc}") from exc
-    if has_surrogates("".join(consumed)):
-        raise UnreadableFileError("header is not valid UTF-8")
+    if record.invalid_utf8 or record.overlong:
+        raise UnreadableFileError("header is not valid UTF-8 or longer than FND_MAX_ROW_BYTES")
     duplicates = sorted({n for n in header if header.count(n) > 1 and n})
     if duplicates:
         raise UnreadableFileError(f"duplicate column name(s) in header: {duplicates}")
     return header
-
-
-def _recording(text: io.TextIOBase, consumed: list[str]) -> Iterator[str]:
-    """Yield capped lines to csv.reader, recording them to rebuild each record's raw text."""
-    while line := text.readline(MAX_ROW_BYTES):
-        if sum(map(len, consumed)) < RAW_KEPT:  # a record's raw text is kept up to a cap
-            consumed.append(line)
-        yield line

@@ -118,6 +118,36 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 
 READER_ROLE = "fnd_reader"
+READER_LOGIN = "fnd_ui"  # the login holding only READER_ROLE (sql/016), for the UI plugin
+
+
+def set_reader_login_password(engine: Engine, password: str) -> bool:
+    """Give the read-only login ``fnd_ui`` (created by migration 016) its password.
+
+    Returns False, having changed nothing, when the migrating user may not alter roles (a
+    managed database where an administrator sets it).
+    """
+    import sqlalchemy as sa
+
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"alter role {READER_LOGIN} with login password %(p)s", {"p": password}
+            )
+    except sa.exc.ProgrammingError as exc:  # insufficient privilege
+        log.warning("could not set the password of %s: %s", READER_LOGIN, exc.orig)
+        return False
+    return True
+
+
+def reader_login_url(url: str, password: str) -> str:
+    """``url`` (fnd's database) as the read-only login ``fnd_ui`` with ``password``."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(sqlalchemy_url(url))
+    return parsed.set(username=READER_LOGIN, password=password).render_as_string(
+        hide_password=False
+    )
 
 
 def make_reader_engine(url: str, **kwargs) -> Engine:

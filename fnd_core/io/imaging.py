@@ -2,11 +2,12 @@
 decode into an upright 8-bit RGB picture.
 
 Why the checks run in this order: the header (size, format) is parsed first and the pixel
-budget checked before any pixel is decoded (decompression bombs); then the whole image is
-decoded, because a truncated file only fails there. JPEGs are decoded at 1/8 scale during the
-check (libjpeg's DCT scaling): the whole compressed stream is still read, so truncation is still
-caught, at a fraction of the cost of a full-size decode. Ingest checks pictures with it, the
-model's data loading decodes them with it: one set of rules.
+budget — and, at ingest, the budget of decoded bytes (mode-aware: a 16-bit or float picture
+takes two or four bytes a pixel) — checked before any pixel is decoded (decompression bombs);
+then the whole image is decoded, because a truncated file only fails there. JPEGs are decoded
+at 1/8 scale during the check (libjpeg's DCT scaling): the whole compressed stream is still
+read, so truncation is still caught, at a fraction of the cost of a full-size decode. Ingest
+checks pictures with it, the model's data loading decodes them with it: one set of rules.
 """
 
 from __future__ import annotations
@@ -84,14 +85,24 @@ def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> 
     return rgb.transpose(method) if method is not None else rgb
 
 
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """Check that ``data`` is a complete, convertible image and return its upright size."""
+def inspect_image(
+    data: bytes, *, max_pixels: int, max_decoded_bytes: int | None = None
+) -> ImageInfo:
+    """Check that ``data`` is a complete, convertible image and return its upright size.
+
+    Memory stays within ``max_decoded_bytes`` (checked from the header, before decoding):
+    JPEGs decode at 1/8 scale (every byte is still read, so truncation is still caught), and
+    only a small corner is converted to RGB to prove the mode converts; the full picture is
+    decoded once, in its own mode, never widened.
+    """
     image = _open_checked(data, max_pixels)
     image_format, mode = image.format or "", image.mode
     width, height = image.size
     if image_format in ("JPEG", "MPO"):
         image.draft(image.mode, (1, 1))  # 1/8 scale: every byte is still decoded
-    _, orientation = _decode_rgb(image)
+    if max_decoded_bytes is not None:
+        check_decoded_bytes(image, max_decoded_bytes)
+    _, orientation = _decode_rgb(image, corner=True)
     if orientation in _SWAPS_SIDES:
         width, height = height, width
     ext = _EXTENSIONS.get(image_format, image_format.lower())
@@ -104,8 +115,19 @@ def sha256_hex(data: bytes) -> str:
 
 @functools.cache
 def _openers() -> tuple[str, ...]:
-    """The accepted formats this Pillow build can open (MPO opens through JPEG)."""
+    """The accepted formats this Pillow build can open (MPO opens through JPEG).
+
+    Also caps the AVIF decoder at one thread a picture (libavif's default is one per core):
+    pictures decode side by side in a fixed number of threads, so memory must not grow with
+    the machine's cores.
+    """
     Image.init()
+    try:
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+    except ImportError:  # a Pillow built without AVIF
+        pass
     return tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
 
 
@@ -142,9 +164,39 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _decode_rgb(image: Image.Image) -> tuple[Image.Image, int]:
+def decoded_bytes(image: Image.Image) -> int:
+    """Bytes the decoded picture takes in memory: pixels x bands x bytes per sample, as Pillow
+    holds them (8-bit bands in a byte each, 3 bands padded to 4; 16-bit grey 2; 32-bit 4)."""
+    width, height = image.size
+    mode = image.mode
+    if mode in ("1", "L", "P"):
+        per_pixel = 1
+    elif mode.startswith("I;16"):
+        per_pixel = 2
+    elif mode in ("I", "F", "LA", "PA", "La") or len(image.getbands()) in (2, 3, 4):
+        per_pixel = 4
+    else:
+        per_pixel = 8  # anything wider (or unknown): counted generously
+    return width * height * per_pixel
+
+
+def check_decoded_bytes(image: Image.Image, max_bytes: int) -> None:
+    """Refuse a picture whose decoded form would take more than ``max_bytes`` (the header
+    says; nothing is decoded): a tiny 16-bit PNG or float TIFF can decode to gigabytes."""
+    needed = decoded_bytes(image)
+    if needed > max_bytes:
+        width, height = image.size
+        raise ImageRejected(
+            "image_decoded_too_large",
+            f"image decodes to {needed:,} bytes ({width}x{height} {image.mode}); at most "
+            f"{max_bytes:,} allowed (FND_MAX_IMAGE_DECODED_BYTES)",
+        )
+
+
+def _decode_rgb(image: Image.Image, *, corner: bool = False) -> tuple[Image.Image, int]:
     """Decode every pixel (truncation fails here) and convert to RGB; also the EXIF orientation.
 
+    ``corner``: convert only a small corner (the check that the mode converts), not the whole.
     The orientation is read after decoding: a PNG's EXIF chunk may follow its pixel data.
     """
     try:
@@ -152,7 +204,8 @@ def _decode_rgb(image: Image.Image) -> tuple[Image.Image, int]:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected(_broken_rule(exc), f"image data cannot be decoded: {exc}") from exc
     try:
-        rgb = _to_rgb(image)
+        rgb = _to_rgb(image.crop((0, 0, min(image.width, 64), min(image.height, 64))) if corner
+                      else image)  # fmt: skip
     except (ValueError, OSError) as exc:
         raise ImageRejected(
             "image_unsupported_mode", f"cannot convert {image.mode} image to RGB: {exc}"

@@ -21,10 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
+
+from fnd_core.io import localfs
 
 _FILE_SCHEME = "file://"
 
@@ -102,10 +105,17 @@ def read_bytes(uri: str, *, gcs_endpoint: str | None = None) -> bytes:
 
 
 @contextlib.contextmanager
-def open_read(uri: str, *, gcs_endpoint: str | None = None) -> Iterator[IO[bytes]]:
-    """A file opened for streamed binary reads (GCS objects are fetched in blocks, not whole)."""
+def open_read(
+    uri: str, *, gcs_endpoint: str | None = None, regular_only: bool = False
+) -> Iterator[IO[bytes]]:
+    """A file opened for streamed binary reads (GCS objects are fetched in blocks, not whole).
+
+    ``regular_only``: a local ``uri`` must be a regular file itself, not a link, FIFO or
+    device (checked on the opened descriptor: :func:`fnd_core.io.localfs.open_regular`).
+    """
     if is_local(uri):
-        with open(local_path(uri), "rb") as f:
+        opened = localfs.open_regular(local_path(uri)) if regular_only else None
+        with opened or open(local_path(uri), "rb") as f:
             yield f
         return
     fs, path = filesystem(uri, gcs_endpoint=gcs_endpoint)
@@ -183,6 +193,69 @@ def list_files(
     return sorted(f"{scheme}://{p.lstrip('/')}" for p in names)
 
 
+def list_entries(prefix: str, *, gcs_endpoint: str | None = None) -> list[tuple[str, str]]:
+    """(URI, kind) of each entry directly in ``prefix`` but hidden ones and sub-folders.
+
+    Locally the kind comes from ``lstat`` (:func:`fnd_core.io.localfs.list_entries`): links,
+    FIFOs, sockets and devices are listed as such, never followed or opened. Objects of a
+    remote store are all ``file``.
+    """
+    if is_local(prefix):
+        folder = local_path(prefix)
+        return [(join(prefix, name), kind) for name, kind in localfs.list_entries(folder)]
+    return [(uri, "file") for uri in list_files(prefix, gcs_endpoint=gcs_endpoint)]
+
+
+def printable(text: str) -> str:
+    """``text`` as printable UTF-8: bytes of a file name that are not UTF-8 (held as
+    surrogates) and control characters (a newline in a name) as ``\\xNN`` escapes, backslashes
+    then doubled; text without such characters is returned as is."""
+    if not _NEEDS_ESCAPE.search(text):
+        return text
+    return "".join(_ESCAPES.get(c) or _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as os.fsdecode holds it
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02x}"
+    if 0xD800 <= code <= 0xDFFF:  # any other lone surrogate: never from a file name
+        return f"\\u{code:04x}"
+    return char
+
+
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_ESCAPES = {"\\": "\\\\"}
+
+
+_ESCAPED = "fnd-escaped:"
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def portable(uri: str) -> str:
+    """``uri`` as text any JSON store keeps (an XCom): itself, or for a name holding bytes
+    that are not UTF-8, ``fnd-escaped:`` + :func:`printable` (:func:`from_portable` inverts)."""
+    shown = printable(uri)
+    return uri if shown == uri else _ESCAPED + shown
+
+
+def from_portable(text: str) -> str:
+    """The URI :func:`portable` was given."""
+    if not text.startswith(_ESCAPED):
+        return text
+
+    def byte(match: re.Match) -> str:
+        code = match.group(1)
+        if code == "\\":
+            return "\\"
+        value = int(code[1:], 16)
+        return chr(value if value < 0x80 else 0xDC00 + value)
+
+    return _ESCAPE.sub(byte, text[len(_ESCAPED) :])
+
+
 def _list_local(folder: str, recursive: bool) -> list[str]:
     if not os.path.isdir(folder):
         return []
@@ -195,14 +268,28 @@ def _list_local(folder: str, recursive: bool) -> list[str]:
     return sorted(found)
 
 
-def move(src: str, dst: str, *, gcs_endpoint: str | None = None, overwrite: bool = False) -> str:
+def move(
+    src: str,
+    dst: str,
+    *,
+    gcs_endpoint: str | None = None,
+    overwrite: bool = False,
+    root: str | None = None,
+) -> str:
     """Move a file (e.g. into ``archive/`` or ``failed/``) and return its new URI.
 
     Refuses to replace an existing ``dst`` unless ``overwrite``: moved files are kept, never
     silently lost. Both ends must be of the same kind (local or the same remote store).
+    Locally, without ``overwrite``, both ends must lie below ``root`` (default: ``src``'s
+    folder) and no link below it is followed (:func:`fnd_core.io.localfs.move`): a link
+    moves as the link, and a link where a folder should be is refused.
     """
     if is_local(src) != is_local(dst):
         raise ValueError(f"cannot move between a local path and a remote URI: {src} -> {dst}")
+    if is_local(src) and not overwrite:
+        base = local_path(root) if root else os.path.dirname(local_path(src))
+        localfs.move(local_path(src), local_path(dst), base)
+        return dst
     if not overwrite and exists(dst, gcs_endpoint=gcs_endpoint):
         raise FileExistsError(f"refusing to overwrite {dst} (moving {src})")
     if is_local(src):
@@ -217,3 +304,22 @@ def move(src: str, dst: str, *, gcs_endpoint: str | None = None, overwrite: bool
     fs.copy(src_path, dst_path)
     fs.rm_file(src_path)
     return dst
+
+
+def write_new(uri: str, data: bytes, *, root: str, gcs_endpoint: str | None = None) -> None:
+    """Create a small file that must not exist yet (a note beside a moved file).
+
+    Locally no link below ``root`` is followed, on the way or at the end
+    (:func:`fnd_core.io.localfs.write_new`); a remote object is simply written.
+    """
+    if is_local(uri):
+        localfs.write_new(local_path(uri), data, local_path(root))
+        return
+    write_bytes(uri, data, gcs_endpoint=gcs_endpoint)
+
+
+def lexists(uri: str, *, gcs_endpoint: str | None = None) -> bool:
+    """Whether an entry exists at ``uri`` itself (locally a link counts, even a broken one)."""
+    if is_local(uri):
+        return os.path.lexists(local_path(uri))
+    return exists(uri, gcs_endpoint=gcs_endpoint)

@@ -16,6 +16,10 @@ it (``sql/012``). Every query is bounded: lists are paginated with a capped ``li
 anything computed over many rows (daily volume, fake share, p_fake histograms) is aggregated
 in SQL over a window read through an index.
 
+Every answer is bounded in bytes too: free-text cells (quarantined rows, reasons, errors) are
+cut to ``MAX_CELL_CHARS`` in SQL, so a page never carries a row as long as a landing file made
+it (rows quarantined before excerpts existed may hold megabytes).
+
 This module holds what they share: the page type and its bounds, and how a page's read
 transaction is tuned. Results are plain dicts of JSON-ready values (floats, ints, strings,
 datetimes), ready for a template or a JSON response.
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 MAX_LIMIT = 500  # the most rows one page may ask for
+MAX_OFFSET = 10_000_000  # the furthest a page may start
+MAX_CELL_CHARS = 4096  # the most characters of one free-text cell (raw rows, errors) a page shows
 MAX_DAYS = 92  # the longest daily window (a quarter): its cost grows with the posts in it
 MAX_RECENT_POSTS = 100_000  # the most recent posts a histogram comparison may look at
 MAX_BINS = 100
@@ -60,12 +66,19 @@ class Page:
 
 
 def check_page(limit: int, offset: int) -> tuple[int, int]:
-    """A valid (limit, offset): limit within 1..MAX_LIMIT, offset not negative."""
+    """A valid (limit, offset): limit within 1..MAX_LIMIT, offset within 0..MAX_OFFSET (a
+    larger one would overflow Postgres' bigint; no list is that long)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    if offset < 0:
-        raise ValueError(f"offset must not be negative, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValueError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
     return limit, offset
+
+
+def check_offset(offset: int, total: int) -> None:
+    """An offset past the last row is a mistake to say (400), not an empty page to show."""
+    if offset > total:
+        raise ValueError(f"offset {offset} is beyond the {total} row(s) there are")
 
 
 def query_rows(conn: Connection, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from fnd_core.observe.monitoring import Page, check_page, query_rows
+from fnd_core.observe.monitoring import Page, check_offset, check_page, query_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -89,6 +89,7 @@ def model_leaderboard(
     params = {"run_id": run_id, "version": version}
     with engine.connect() as conn:
         total = conn.execute(sa.text(f"select count(*) {_LEADERBOARD_FILTER}"), params).scalar_one()
+        check_offset(offset, total)
         items = query_rows(conn, _LEADERBOARD_PAGE, limit=limit, offset=offset, **params)
     return Page(items, total, limit, offset)
 

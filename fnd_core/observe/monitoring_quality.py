@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from fnd_core.observe.monitoring import Page, check_page, query_rows
+from fnd_core.observe.monitoring import MAX_CELL_CHARS, Page, check_offset, check_page, query_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -50,7 +50,7 @@ select
     page.run_id,
     b.source_uri,
     b.status as batch_status,
-    b.error as batch_error,
+    left(b.error, :cell) as batch_error,
     b.n_received,
     b.n_accepted,
     b.n_quarantined,
@@ -62,7 +62,7 @@ order by page.validated_at desc, page.validation_id desc
 """
 
 _RULES_OF_BATCHES = """
-select batch_id, rule, count(*) as n_rows, min(reason) as example_reason
+select batch_id, rule, count(*) as n_rows, left(min(reason), :cell) as example_reason
 from fnd.quarantine
 where batch_id = any(cast(:batch_ids as bigint[]))
 group by batch_id, rule
@@ -97,7 +97,10 @@ def validation_runs(
     params = {"run_id": run_id, "suite": suite, "batch_id": batch_id, "success": success}
     with engine.connect() as conn:
         total = conn.execute(sa.text(f"select count(*) {_VALIDATION_FILTER}"), params).scalar_one()
-        items = query_rows(conn, _VALIDATION_PAGE, limit=limit, offset=offset, **params)
+        check_offset(offset, total)
+        items = query_rows(
+            conn, _VALIDATION_PAGE, limit=limit, offset=offset, cell=MAX_CELL_CHARS, **params
+        )
         by_batch = rules_of_batches(conn, [i["batch_id"] for i in items])
     for item in items:
         item["quarantine_rules"] = by_batch.get(item["batch_id"], [])
@@ -111,7 +114,7 @@ def rules_of_batches(
     most frequent first; batches without quarantined rows are absent."""
     ids = sorted({b for b in batch_ids if b is not None})
     by_batch: dict[int, list[dict[str, Any]]] = {}
-    for r in query_rows(conn, _RULES_OF_BATCHES, batch_ids=ids) if ids else []:
+    for r in query_rows(conn, _RULES_OF_BATCHES, batch_ids=ids, cell=MAX_CELL_CHARS) if ids else []:
         by_batch.setdefault(r.pop("batch_id"), []).append(r)
     return by_batch
 
@@ -122,9 +125,10 @@ def ingest_batch(engine: Engine, batch_id: int) -> dict[str, Any] | None:
         rows = query_rows(
             conn,
             "select batch_id, source_uri, content_sha256, format, status, n_received, "
-            "n_accepted, n_quarantined, n_duplicate, error, archived_uri, started_at, "
-            "finished_at, run_id from fnd.ingest_batches where batch_id = :b",
+            "n_accepted, n_quarantined, n_duplicate, left(error, :cell) as error, archived_uri, "
+            "started_at, finished_at, run_id from fnd.ingest_batches where batch_id = :b",
             b=batch_id,
+            cell=MAX_CELL_CHARS,
         )
     return rows[0] if rows else None
 
@@ -138,7 +142,8 @@ def quarantine_rules(engine: Engine, batch_id: int) -> list[dict[str, Any]]:
 def quarantined_rows(
     engine: Engine, batch_id: int, *, rule: str | None = None, limit: int = 50, offset: int = 0
 ) -> Page:
-    """A batch's quarantined rows verbatim, in file order, optionally of one rule only."""
+    """A batch's quarantined rows in file order, optionally of one rule only: each row's
+    excerpt (cut to ``MAX_CELL_CHARS``), its length, sha256 and byte offset in the file."""
     limit, offset = check_page(limit, offset)
     where = "where batch_id = :b and (cast(:rule as text) is null or rule = :rule)"
     params = {"b": batch_id, "rule": rule}
@@ -146,12 +151,17 @@ def quarantined_rows(
         total = conn.execute(
             sa.text(f"select count(*) from fnd.quarantine {where}"), params
         ).scalar_one()
+        check_offset(offset, total)
         items = query_rows(
             conn,
-            "select row_number, post_id, rule, reason, raw, quarantined_at "
+            "select row_number, left(post_id, :cell) as post_id, rule, "
+            "left(reason, :cell) as reason, left(raw, :cell) as raw, "
+            "coalesce(raw_n_bytes, octet_length(raw)) as raw_n_bytes, raw_sha256, "
+            "raw_byte_offset, quarantined_at "
             f"from fnd.quarantine {where} order by row_number limit :limit offset :offset",
             limit=limit,
             offset=offset,
+            cell=MAX_CELL_CHARS,
             **params,
         )
     return Page(items, total, limit, offset)

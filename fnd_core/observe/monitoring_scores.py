@@ -213,6 +213,8 @@ def latest_flagged_fake(
         items = []
         if champion is not None:
             items = query_rows(conn, _FLAGGED, champion=champion, limit=limit + 1, offset=offset)
+    if offset and not items:
+        raise ValueError(f"offset {offset} is beyond the flagged posts there are")
     return {
         "champion": champion,
         "items": items[:limit],

@@ -21,14 +21,18 @@ templates rendered with the task context plus ``fnd_alert_title`` and ``fnd_aler
     FND_ALERT_NOTIFIER=airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier
     FND_ALERT_NOTIFIER_KWARGS='{"slack_webhook_conn_id": "fnd", "text": "{{ fnd_alert_text }}"}'
 
-Without ``FND_ALERT_NOTIFIER`` the alert is only logged (at ERROR, in the task's log).
+Without ``FND_ALERT_NOTIFIER`` the alert is only logged (at ERROR, in the task's log). The
+title and text handed to a notifier are HTML-escaped (file names come from whoever writes to
+the landing zone); ``fnd_alert_plain`` is the unescaped text.
 """
 
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +51,7 @@ _MAX_EXPECTATIONS = 5
 _MAX_EXCEPTION_CHARS = 500
 # Lines that already say why (from fnd's records): the raw exception would only repeat them.
 _EXPLAINING = ("reason:", "GX suite")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ def facts_from_context(context: Mapping[str, Any]) -> FailureFacts:
         try_number=getattr(ti, "try_number", None),
         exception=None if exception is None else _clip(str(exception)),
         exception_type=None if exception is None else type(exception).__name__,
-        file_uri=op_kwargs.get("uri") if isinstance(op_kwargs.get("uri"), str) else None,
+        file_uri=_file_uri(op_kwargs.get("uri")),
         shard=op_kwargs.get("shard") if isinstance(op_kwargs.get("shard"), Mapping) else None,
         log_url=getattr(ti, "log_url", None),
     )
@@ -143,15 +148,15 @@ def describe_failure(facts: FailureFacts, records: RunRecords | None = None) -> 
 
 
 def _ingest(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[str]]:
-    name = _basename(facts.file_uri) if facts.file_uri else None
+    name = one_line(_basename(facts.file_uri)) if facts.file_uri else None
     if facts.task_id != contracts.INGEST_FILE_TASK or name is None:
         return f"{contracts.INGEST_DAG}.{facts.task_id} failed", []
-    lines = [f"file: {facts.file_uri}"]
+    lines = [f"file: {one_line(facts.file_uri)}"]
     batch = _batch_of(records, facts.file_uri)
     if batch is None:
         return f"ingest of {name} failed", lines
     if batch.get("error"):
-        lines.append(f"reason: {batch['error']}")
+        lines.append(f"reason: {one_line(batch['error'])}")
     rules = batch.get("quarantine_rules") or []
     if rules:
         named = ", ".join(f"{r['rule']} ×{r['n_rows']}" for r in rules[:_MAX_RULES])
@@ -160,7 +165,7 @@ def _ingest(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[
         lines.append(f"e.g. {rules[0]['rule']}: {rules[0]['example_reason']}")
     lines.extend(_validation_lines(records, batch_id=batch["batch_id"]))
     if batch.get("archived_uri"):
-        lines.append(f"moved to: {batch['archived_uri']}")
+        lines.append(f"moved to: {one_line(batch['archived_uri'])}")
     counts = (
         f"received {batch.get('n_received', 0)}, accepted {batch.get('n_accepted', 0)}, "
         f"quarantined {batch.get('n_quarantined', 0)}"
@@ -270,7 +275,7 @@ def send(
     try:
         if isinstance(notifier, str):
             notifier = load_notifier(notifier, notifier_kwargs)
-        notifier({**context, "fnd_alert_title": alert.title, "fnd_alert_text": alert.text})
+        notifier({**context, **alert_fields(alert)})
     except Exception:
         log.exception("fnd alert: the notifier failed; the alert above was not sent")
 
@@ -314,6 +319,32 @@ def load_notifier(class_path: str | None, kwargs_json: str | None = None) -> Any
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot import notifier {class_path!r}: {exc}") from exc
     return cls(**kwargs)
+
+
+def _file_uri(value: Any) -> str | None:
+    """The mapped landing file as fnd records it (``fnd.ingest_batches.source_uri``): the DAG
+    passes it in the XCom-safe form of :func:`fnd_core.io.storage.portable`."""
+    from fnd_core.io import storage
+
+    return storage.printable(storage.from_portable(value)) if isinstance(value, str) else None
+
+
+def alert_fields(alert: Alert) -> dict[str, str]:
+    """What a notifier's templates see. A landing file name is chosen by whoever writes to the
+    landing zone, so the title and text are HTML-escaped (``&``, ``<``, ``>``: what an e-mail's
+    ``<pre>{{ fnd_alert_text }}</pre>`` and Slack's text both need); ``fnd_alert_plain`` is
+    the text as is, for notifiers that render nothing."""
+    return {
+        "fnd_alert_title": html.escape(alert.title, quote=False),
+        "fnd_alert_text": html.escape(alert.text, quote=False),
+        "fnd_alert_plain": alert.text,
+    }
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name...) as ``\\xNN`` escapes,
+    so a value cannot forge lines of an alert."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _basename(uri: str) -> str:

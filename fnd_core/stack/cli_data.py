@@ -35,6 +35,9 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
         ingest_file,
         list_new_files,
     )
+    from fnd_core.ingest.readers import FileChangedError
+    from fnd_core.ingest.run_outcome import summary_lines
+    from fnd_core.io.storage import printable
 
     settings = settings_from(ctx)
     try:
@@ -44,24 +47,33 @@ def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -
     engine = engine_from(ctx)
     files = list_new_files(path, settings)
     if not files:
-        click.echo(f"no files waiting in {path}")
+        click.echo(f"no files waiting in {printable(path)}")
         return
-    failed = 0
+    aside: dict[str, str] = {}
     totals = dict.fromkeys(("n_received", "n_accepted", "n_quarantined", "n_duplicate"), 0)
     for uri in files:
         try:
             report = ingest_file(engine, uri, settings, run_id="cli", fail_share=fail_share)
         except BatchRejectedError as exc:
-            report, failed = exc.report, failed + 1
+            report = exc.report
+            aside[report.uri] = report.reason or report.status
+        except FileChangedError as exc:  # left in place for the next run
+            click.echo(f"{printable(uri)}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 — not the file's fault (the database): said
+            aside[printable(uri)] = f"{type(exc).__name__}: {exc}"
+            click.echo(f"{printable(uri)}: not ingested ({type(exc).__name__}: {exc})")
+            continue
         click.echo(report.summary())
         for key in totals:
             totals[key] += getattr(report, key)
     click.echo(
         f"total: received {totals['n_received']} / accepted {totals['n_accepted']} / "
         f"quarantined {totals['n_quarantined']} / duplicates {totals['n_duplicate']}"
-        + (f"; {failed} file(s) failed (see failed/)" if failed else "")
     )
-    if failed:
+    for line in summary_lines(aside):
+        click.echo(line, err=True)
+    if aside:
         ctx.exit(1)
 
 

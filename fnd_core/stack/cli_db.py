@@ -30,15 +30,21 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Apply pending sql/ migrations, each in its own transaction."""
+    """Apply pending sql/ migrations, each in its own transaction; set the password of the
+    UI's read-only login fnd_ui (FND_DB_READ_PASSWORD, else one generated once in FND_HOME)."""
     from fnd_core.io import migrations
+    from fnd_core.stack.local_setup import ensure_reader_login
 
-    applied = migrations.upgrade(engine_from(ctx))
+    engine = engine_from(ctx)
+    applied = migrations.upgrade(engine)
     if applied:
         for name in applied:
             click.echo(f"applied  {name}")
     else:
         click.echo("database is up to date: nothing to apply")
+    if ensure_reader_login(engine, settings_from(ctx)) is None:
+        click.echo("the read-only login fnd_ui has no password set: this user may not alter "
+                   "roles (an administrator sets it)", err=True)  # fmt: skip
 
 
 @db_group.command("status")

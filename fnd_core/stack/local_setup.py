@@ -158,6 +158,28 @@ def ensure_jwt_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+def reader_password(settings: Settings) -> str:
+    """The password of the read-only login ``fnd_ui``: ``FND_DB_READ_PASSWORD``, else the one
+    kept in ``FND_HOME/db_read_password`` (generated there, owner-only, the first time)."""
+    if settings.db_read_password:
+        return settings.db_read_password
+    path = settings.home / "db_read_password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_hex(24)  # hex: sits in a connection URL unescaped
+    _write_private(path, password + "\n")
+    return password
+
+
+def ensure_reader_login(engine: Engine, settings: Settings) -> str | None:
+    """Set ``fnd_ui``'s password (see :func:`reader_password`); the password, or None when
+    this database user may not alter roles."""
+    from fnd_core.io.db import set_reader_login_password
+
+    password = reader_password(settings)
+    return password if set_reader_login_password(engine, password) else None
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +258,7 @@ def _size_for_this_machine(
 def prepare(settings: Settings, options: StackOptions, echo: Callable[[str], None]) -> Stack:
     """Database(s), migrations, password, environment: everything before the components start."""
     from fnd_core.io import migrations
-    from fnd_core.io.db import database_url, make_engine
+    from fnd_core.io.db import database_url, make_engine, reader_login_url
 
     fnd_url = database_url(settings)
     airflow_db_url = (
@@ -251,6 +273,7 @@ def prepare(settings: Settings, options: StackOptions, echo: Callable[[str], Non
     engine = make_engine(fnd_url)
     try:
         applied = migrations.upgrade(engine)
+        read_password = ensure_reader_login(engine, settings)
     finally:
         engine.dispose()
     echo(f"fnd migrations: {len(applied)} applied" if applied else "fnd database is up to date")
@@ -268,6 +291,8 @@ def prepare(settings: Settings, options: StackOptions, echo: Callable[[str], Non
         passwords_file=passwords_file,
         jwt_secret=ensure_jwt_secret(home / "jwt_secret"),
     )
+    if read_password is not None:  # the UI plugin logs in as fnd_ui: it can only read
+        env["AIRFLOW_CONN_FND_DB_READ"] = connection_json(reader_login_url(fnd_url, read_password))
     stack = Stack(
         fnd_url=fnd_url,
         airflow_db_url=airflow_db_url,

@@ -11,6 +11,7 @@ may view the Airflow website. No token: 401; an invalid one: 403; a user without
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from fnd_core.contracts import INGEST_DAG, RETRAIN_DAG, SCORE_DAG
@@ -60,4 +61,20 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     async def bad_request(request: Request, exc: ValueError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> Response:
+        """A parameter out of its bounds (``limit``, ``offset``...) or of the wrong type: 400
+        with what was wrong, never the value echoed at length."""
+        return JSONResponse({"detail": parameter_errors(exc.errors())}, status_code=400)
+
     return app
+
+
+def parameter_errors(errors: list[dict]) -> str:
+    """FastAPI's validation errors in one line: ``offset: Input should be greater than or
+    equal to 0``; at most five, each cut short."""
+    said = []
+    for error in errors[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        said.append(f"{where}: {str(error.get('msg', 'invalid'))[:200]}")
+    return "; ".join(said)

@@ -1,10 +1,11 @@
 """What the pages read from: fnd's settings and an engine on fnd's database.
 
-On the API server the database is the Airflow connection ``fnd_db_read`` if there is one, else
-``fnd_db`` (as for the DAGs' tasks), else ``FND_DATABASE_URL`` / the embedded server of fnd's
-settings; either way every connection reads as the role ``fnd_reader`` in read-only
-transactions. Files (Data Docs, model plots, images) are found through the same ``FND_*``
-settings the workers use.
+On the API server the database is the Airflow connection ``fnd_db_read`` (the login
+``fnd_ui``, which holds only ``fnd_reader``: what ``fnd up`` and compose define) if there is
+one, else ``fnd_db`` (as for the DAGs' tasks; a warning says that ``RESET ROLE`` could undo
+the reader role there), else ``FND_DATABASE_URL`` / the embedded server of fnd's settings;
+either way every connection reads as the role ``fnd_reader`` in read-only transactions. Files
+(Data Docs, model plots, images) are found through the same ``FND_*`` settings the workers use.
 """
 
 from __future__ import annotations
@@ -98,9 +99,16 @@ def fnd_database_url(settings: Settings) -> str:
 
     for conn_id in (FND_DB_READ_CONN_ID, FND_DB_CONN_ID):
         try:
-            return connection_url(Connection.get_connection_from_secrets(conn_id))
+            url = connection_url(Connection.get_connection_from_secrets(conn_id))
         except AirflowNotFoundException:
             continue
+        if conn_id != FND_DB_READ_CONN_ID:
+            logging.getLogger(__name__).warning(
+                "fnd plugin: no Airflow connection %s (the read-only login fnd_ui): reading "
+                "through %s as role fnd_reader, which RESET ROLE can undo; see docs/security.md",
+                FND_DB_READ_CONN_ID, conn_id,
+            )  # fmt: skip
+        return url
     from fnd_core.io.db import database_url
 
     return database_url(settings)

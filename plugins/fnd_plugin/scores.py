@@ -100,7 +100,7 @@ def image(
     Only images of known posts (by content hash) are served, at a few fixed sizes.
     """
     if size not in files.THUMBNAIL_SIZES:
-        raise HTTPException(422, f"size must be one of {files.THUMBNAIL_SIZES}")
+        raise HTTPException(400, f"size must be one of {files.THUMBNAIL_SIZES}")
     uri = monitoring_scores.image_uri(backend.engine, sha256)
     if uri is None:
         raise HTTPException(404, f"no post has an image with sha256 {sha256}")

@@ -72,4 +72,8 @@ def test_ingest_retrain_score_through_the_api(live_stack):
     assert score["state"] == "success", client.task_states("fnd_score", str(score_run_id))
     n_posts = scalar(engine, "select count(*) from fnd.posts")
     assert scalar(engine, "select count(*) from fnd.latest_predictions") == n_posts == N_POSTS
+    # The UI's pages read through fnd_db_read, which `fnd up` defines: the login fnd_ui.
+    assert client.request("GET", "/fnd/api/validations")["total"] >= 1
+    readers = "select count(*) from pg_stat_activity where usename = 'fnd_ui'"
+    assert scalar(engine, readers) >= 1
     engine.dispose()

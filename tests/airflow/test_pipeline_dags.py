@@ -111,3 +111,29 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     assert task_states(landed)["check_batch_drift"] == "success", task_states(landed)
     assert scalar(clean_db, "select count(*) from fnd.drift_summary where kind = 'batch' "
                             "and n_posts = 60 and text_auc is not null") == 1  # fmt: skip
+
+
+def test_a_run_that_set_files_aside_ends_red_while_good_posts_load(airflow_db, fnd_env, clean_db):
+    """A looping link and a file no parser can read: each one's task fails at once (no retry),
+    the good file's posts load and are announced, and the last task fails the run."""
+    import os
+
+    landing = fnd_env / "landing"
+    generate_batch(landing, 20, seed=8)
+    (landing / "loop.jsonl").symlink_to("loop.jsonl")
+    (landing / "caf\udce9.csv").write_bytes(b"no,header\n")  # a name that is not UTF-8
+
+    run = load_dag("fnd_ingest").test()
+
+    states = task_states(run)
+    assert run.state == "failed", states
+    mapped = sorted(v for k, v in states.items() if k.startswith("ingest_file["))
+    assert mapped == ["failed", "failed", "success"], states
+    tries = {ti.task_id: ti.try_number for ti in run.get_task_instances() if ti.state == "failed"}
+    assert tries["ingest_file"] == 1  # set aside: never retried
+    assert states["announce_posts"] == "success" and states["check_batch_drift"] == "success"
+    assert states["check_nothing_set_aside"] == "failed"
+    assert scalar(clean_db, "select count(*) from fnd.posts") == 20
+    failed = scalar(clean_db, "select count(*) from fnd.ingest_batches where status = 'failed'")
+    assert failed == 2
+    assert sorted(os.listdir(landing)) == ["archive", "failed", "images"]

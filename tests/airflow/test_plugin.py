@@ -304,6 +304,62 @@ def test_batch_page_pages_through_raw_rows_of_one_rule(client, auth, built):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"offset": -1}, "offset"),
+        ({"offset": "ten"}, "offset"),
+        ({"offset": 10**30}, "offset"),
+        ({"offset": 4}, "beyond the 3 row(s)"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": "1.5"}, "limit"),
+    ],
+)
+def test_bad_offsets_and_limits_answer_400_with_what_was_wrong(client, auth, built, params, said):
+    batch_id = built["mixed"]["batch_id"]
+    for path in (
+        f"/fnd/api/batches/{batch_id}/quarantine",
+        f"/fnd/data-quality/batches/{batch_id}",
+    ):
+        response = client.get(path, params=params, headers=auth)
+        assert response.status_code == 400, response.text
+        assert said in response.json()["detail"]
+    for path in ("/fnd/api/validations", "/fnd/api/models", "/fnd/data-quality", "/fnd/models"):
+        if "beyond" not in said:
+            assert client.get(path, params=params, headers=auth).status_code == 400
+    far = client.get("/fnd/api/validations", params={"offset": 100_000}, headers=auth)
+    assert far.status_code == 400 and "beyond" in far.json()["detail"]
+
+
+@pytest.mark.slow
+def test_pages_stay_small_whatever_a_quarantined_row_held(client, auth, built, engine):
+    """A row quarantined whole before excerpts existed (10 MB): pages and the API answer with a
+    bounded cut of it and its real length."""
+    import sqlalchemy as sa
+
+    batch_id = built["rejected"]["batch_id"]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("insert into fnd.quarantine (batch_id, row_number, rule, reason, raw) "
+                    "values (:b, 999, 'parse_error', :why, :raw)"),
+            {"b": batch_id, "why": "w" * 100_000, "raw": "x" * 10_000_000},
+        )  # fmt: skip
+    try:
+        api = client.get(
+            f"/fnd/api/batches/{batch_id}/quarantine", params={"limit": 500}, headers=auth
+        )
+        page = client.get(f"/fnd/data-quality/batches/{batch_id}", headers=auth)
+        assert api.status_code == page.status_code == 200
+        assert len(api.content) < 100_000 and len(page.content) < 200_000
+        [row] = [r for r in api.json()["items"] if r["row_number"] == 999]
+        assert row["raw_n_bytes"] == 10_000_000 and len(row["raw"]) <= 4096
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("delete from fnd.quarantine where row_number = 999"))
+
+
+@pytest.mark.slow
 def test_data_docs_are_served_from_their_folder_only(client, auth, built, fnd_home):
     [run] = client.get(
         "/fnd/api/validations", params={"batch_id": built["good"]["batch_id"]}, headers=auth
@@ -446,7 +502,7 @@ def test_thumbnails_are_resized_on_the_server(client, auth, built):
     assert response.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(response.content)).size) <= 160
     sha = post["image_sha256"]
-    assert client.get(f"/fnd/images/{sha}.jpg?size=5000", headers=auth).status_code == 422
+    assert client.get(f"/fnd/images/{sha}.jpg?size=5000", headers=auth).status_code == 400
     assert client.get(f"/fnd/images/{'f' * 64}.jpg", headers=auth).status_code == 404
 
 
@@ -560,7 +616,8 @@ def test_a_rejected_file_alerts_with_its_file_and_rules(airflow_db, fnd_env, mon
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["ingest_file"] == "failed"
-    [alert] = RecordingNotifier.alerts
+    [alert, run_alert] = RecordingNotifier.alerts  # the file's task, then the run's last task
+    assert "check_nothing_set_aside" in run_alert and "junk.jsonl" in run_alert
     assert alert.startswith("[fnd] file junk.jsonl rejected")
     assert f"file: {landing / 'junk.jsonl'}" in alert
     assert "quarantine rules: text_missing ×2, id_missing ×1" in alert
