@@ -73,7 +73,8 @@ def test_jsonl_rows_and_images_follow_the_landing_format(tmp_path: Path) -> None
     rows = [json.loads(line) for line in batch.data_file.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"s4-{i:06d}" for i in range(30)]
     for row in rows:
-        assert set(row) <= {"id", "text", "image", "created_utc", "label"}
+        assert set(row) <= {"id", "text", "image", "created_utc", "event", "label"}
+        assert row["event"] == f"s4-day{int(row['id'].split('-')[1]) // 96:03d}"
         assert isinstance(row["created_utc"], int) and row["created_utc"] > 1_600_000_000
         assert row.get("label", 0) in (0, 1)
         with Image.open(tmp_path / row["image"]) as image:
@@ -86,7 +87,7 @@ def test_jsonl_rows_and_images_follow_the_landing_format(tmp_path: Path) -> None
 def test_csv_leaves_the_label_empty_when_unlabelled(tmp_path: Path) -> None:
     batch = generate_batch(tmp_path, 40, seed=5, fmt="csv", unlabelled_share=0.5)
     rows = _read_table(batch.data_file)
-    assert list(rows[0]) == ["id", "text", "image", "created_utc", "label"]
+    assert list(rows[0]) == ["id", "text", "image", "created_utc", "event", "label"]
     labels = [r["label"] for r in rows]
     assert set(labels) <= {"", "0", "1"}
     assert labels.count("") == batch.n_unlabelled

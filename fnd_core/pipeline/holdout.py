@@ -52,8 +52,8 @@ def read_labelled(path: str, settings: Settings, *, holdout_field: str | None) -
     store = ImageStore(str(settings.home / "evaluate_store"), gcs_endpoint=settings.gcs_endpoint)
     out = LabelledPosts([], [], [])
     for uri in list_new_files(path, settings):
-        if not uri.lower().endswith(tuple(FORMATS_BY_SUFFIX)):
-            log.info("not a landing file, skipped: %s", uri)
+        if not uri.lower().endswith(tuple(FORMATS_BY_SUFFIX)) or not _regular(uri):
+            log.info("not a regular landing file, skipped: %s", uri)
             continue
         checked = check_file(
             read_landing_file(uri, gcs_endpoint=settings.gcs_endpoint),
@@ -89,6 +89,13 @@ def read_labelled(path: str, settings: Settings, *, holdout_field: str | None) -
     if not out.examples:
         raise ValueError(f"no labelled posts at {path}: fnd evaluate needs labels to compare")
     return out
+
+
+def _regular(uri: str) -> bool:
+    """Ingest sets links, FIFOs and devices aside; evaluation reads none of them either."""
+    from fnd_core.io import localfs, storage
+
+    return not storage.is_local(uri) or localfs.entry_kind(storage.local_path(uri)) == "file"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def _write_jsonl(out_dir: Path, seed: int, posts: list[DemoPost]) -> Path:
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for post in posts:
             row: dict = {"id": post.post_id, "text": post.text, "image": _image_rel(post),
-                         "created_utc": post.created_utc}  # fmt: skip
+                         "created_utc": post.created_utc, "event": post.event}  # fmt: skip
             if post.label is not None:
                 row["label"] = post.label
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -39,10 +39,10 @@ def _write_csv(out_dir: Path, seed: int, posts: list[DemoPost]) -> Path:
     path = out_dir / f"demo_s{seed}.csv"
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["id", "text", "image", "created_utc", "label"])
+        writer.writerow(["id", "text", "image", "created_utc", "event", "label"])
         for p in posts:
             label = "" if p.label is None else p.label
-            writer.writerow([p.post_id, p.text, _image_rel(p), p.created_utc, label])
+            writer.writerow([p.post_id, p.text, _image_rel(p), p.created_utc, p.event, label])
     return path
 
 

@@ -450,8 +450,13 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     assert champion["compared_with"] == built["previous"]  # its recipe, on the same folds
     assert (champion["cv_folds"], champion["cv_repeats"]) == (5, 3)  # the default settings
     assert "5×3 folds" in html
-    assert champion["gate_counted_by"] == "stories"  # each story once; the post count beside it
-    assert f"each story once · by post {champion['gate_estimate_by_post']:.3f}" in html
+    assert champion["gate_counted_by"] == "posts"  # what a hold-out counts; stories beside it
+    assert champion["gate_estimate_by_post"] == champion["gate_estimate"]
+    assert f"each story once {champion['gate_estimate_by_story']:.3f}" in html
+    assert champion["gate_split_policy"] == "topic_disjoint" and champion["kind"] in html
+    low, high = champion["gate_interval_low"], champion["gate_interval_high"]
+    assert low <= champion["gate_estimate"] <= high and f"90 % interval {low:.3f}" in html
+    assert set(champion["selection"]["estimates"]) >= {champion["kind"]}
     assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"training_curves.png", "roc_test.png", "confusion_test.png"} <= names
