@@ -60,18 +60,40 @@ def test_posts_far_apart_in_time_are_never_one_topic():
     assert set(plan.topics[late]).isdisjoint(plan.topics[~late])
 
 
-def test_a_topic_holding_most_of_a_class_is_split_into_its_stories():
+def _dominant_case():
     # topic "big": 6 real stories (of 7 real) and 2 fake; topics "f1".."f3": fake only
     stories = np.arange(12)
     y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1])
     hints = ["big"] * 8 + ["small", "f1", "f2", "f3"]
+    return stories, y, hints
+
+
+def test_a_topic_holding_most_of_a_class_is_kept_in_training_and_not_scored():
+    stories, y, hints = _dominant_case()
     plan = plan_topics(stories, y, hints, [None] * 12, None, None)
-    assert plan.n_topics == 5
+    big = plan.topics == plan.topics[0]
+    assert plan.train_only is not None and np.array_equal(plan.train_only, big)
+    (split,) = plan.split
+    assert split["kept_in_training"] and split["class"] == "real"
+    assert split["share_of_class_stories"] > DOMINANT_SHARE
+    cv = evaluation.CVPlan.make(y, plan.units, n_folds=5, repeats=2, train_only=plan.train_only)
+    assert cv.n_folds == 4  # four scored topics
+    for folds in cv.repeats:
+        held = np.concatenate(folds)
+        assert sorted(held) == list(np.flatnonzero(~big))  # "big" is never held out
+    p = np.where(y == 1, 0.9, 0.2)
+    summary = evaluation.summarise(y, [p, p], cv, "balanced_accuracy", 0.5, stories)
+    assert summary["n"] == 4 and summary["estimate"] == 1.0
+
+
+def test_or_split_into_its_stories():
+    stories, y, hints = _dominant_case()
+    plan = plan_topics(stories, y, hints, [None] * 12, None, None, mode="stories")
+    assert plan.n_topics == 5 and plan.train_only is None
     big = plan.topics == plan.topics[0]
     assert len(set(plan.units[big])) == 8  # each of its stories is a unit
     assert all(len(set(plan.units[plan.topics == t])) == 1 for t in set(plan.topics[~big]))
     (split,) = plan.split
-    assert split["class"] == "real" and split["share_of_class_stories"] > DOMINANT_SHARE
     assert split["stories"] == 8 and "real" in split["reason"]
     assert split["only_topic_of_class"] is False
 

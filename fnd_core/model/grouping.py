@@ -137,6 +137,13 @@ def grouped_folds(
             f"these {len(labels)} labelled posts form only {n_groups} (posts sharing a picture "
             "or a caption are one group): land more varied posts or lower FND_CV_FOLDS"
         )
+    if np.bincount(labels, minlength=2).min() < n_folds:
+        # too few posts of a class to stratify: whole groups, dealt out in a seeded order
+        from sklearn.model_selection import GroupKFold
+
+        order = np.random.default_rng(seed).permutation(n_groups)
+        shuffled = order[np.unique(groups, return_inverse=True)[1]]
+        return [test for _, test in GroupKFold(n_splits=n_folds).split(labels, labels, shuffled)]
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [test for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
 

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 TEXT_WEIGHT = 0.7  # caption vs picture in the story distance
 DISTANCE_THRESHOLD = 0.7  # cosine distance under which stories join one topic
 TIME_WINDOW_DAYS = 14.0
-DOMINANT_SHARE = 0.5  # a topic holding more than this share of a class's stories is split
+DOMINANT_SHARE = 0.5  # a topic holding more than this share of a class's stories is corrected
+# How: "train" keeps it in every fold's training part and scores only the other topics (the
+# estimate then speaks of new topics alone); "stories" holds its stories out one by one. A class
+# no other topic holds always falls back to "stories" (nothing else could be scored).
+DOMINANT_MODE = "train"
 MAX_STORIES = 20_000  # the pairwise distance matrix is MAX_STORIES² floats
 
 
@@ -44,10 +48,11 @@ MAX_STORIES = 20_000  # the pairwise distance matrix is MAX_STORIES² floats
 class TopicPlan:
     """The fold unit of every post, and how it was decided (stored with the estimate)."""
 
-    units: np.ndarray  # fold unit per post: whole topics, dominant topics split into stories
+    units: np.ndarray  # fold unit per post: whole topics, dominant topics corrected
     topics: np.ndarray  # topic per post, before the correction
     source: str  # "field", "discovered" or "field+discovered"
     split: list[dict[str, object]] = field(default_factory=list)
+    train_only: np.ndarray | None = None  # posts always trained on and never scored
 
     @property
     def n_topics(self) -> int:
@@ -63,6 +68,7 @@ class TopicPlan:
             "n_topics": self.n_topics,
             "n_units": self.n_units,
             "split": self.split,
+            "n_train_only": 0 if self.train_only is None else int(self.train_only.sum()),
         }
 
 
@@ -73,6 +79,8 @@ def plan_topics(
     created: Sequence[float | None],
     text_features: np.ndarray | None,
     image_features: np.ndarray | None,
+    *,
+    mode: str = DOMINANT_MODE,
 ) -> TopicPlan:
     """Topics of the posts (hint or discovered), then the dominant-class correction."""
     stories = np.asarray(stories)
@@ -93,8 +101,8 @@ def plan_topics(
         )
         topics[rest] = found + len(names)
     topics = _join_stories(topics, stories)
-    units, split = _split_dominant(topics, stories, labels)
-    return TopicPlan(units=units, topics=topics, source=source, split=split)
+    units, split, train_only = _split_dominant(topics, stories, labels, mode)
+    return TopicPlan(units, topics, source, split, train_only if train_only.any() else None)
 
 
 def discover_topics(
@@ -178,10 +186,14 @@ def _join_stories(topics: np.ndarray, stories: np.ndarray) -> np.ndarray:
 
 
 def _split_dominant(
-    topics: np.ndarray, stories: np.ndarray, labels: np.ndarray
-) -> tuple[np.ndarray, list[dict[str, object]]]:
-    """Fold units: each topic whole, except one holding most of a class, split into stories."""
+    topics: np.ndarray, stories: np.ndarray, labels: np.ndarray, mode: str
+) -> tuple[np.ndarray, list[dict[str, object]], np.ndarray]:
+    """Fold units: each topic whole, except one holding most of a class (see
+    :data:`DOMINANT_MODE`); and which posts are always trained on."""
+    if mode not in ("train", "stories"):
+        raise ValueError(f"dominant-topic mode must be train or stories, got {mode!r}")
     units = topics.copy()
+    train_only = np.zeros(len(topics), dtype=bool)
     split: list[dict[str, object]] = []
     next_unit = int(topics.max()) + 1 if len(topics) else 0
     for label, name in ((0, "real"), (1, "fake")):
@@ -195,10 +207,15 @@ def _split_dominant(
             own = np.unique(stories[topics == topic])
             if share <= DOMINANT_SHARE or own.size < 2 or np.any(units[topics == topic] != topic):
                 continue
+            only = share == 1.0
+            if mode == "train" and not only:
+                units[topics == topic] = -1
+                train_only |= topics == topic
+                split.append(_kept_in_training(int(topic), name, share, int(own.size)))
+                continue
             for s in own:
                 units[(topics == topic) & (stories == s)] = next_unit
                 next_unit += 1
-            only = share == 1.0
             split.append(
                 {
                     "topic": int(topic),
@@ -217,4 +234,17 @@ def _split_dominant(
                 }
             )
             log.info("topic %d split into its %d stories: %s", topic, own.size, split[-1]["reason"])
-    return units, split
+    return units, split, train_only
+
+
+def _kept_in_training(topic: int, name: str, share: float, n_stories: int) -> dict[str, object]:
+    reason = (
+        f"holds {share:.0%} of the {name} stories: held out it would leave too little {name} "
+        "to learn from, so every fold trains on it and the estimate scores the other topics only"
+    )
+    log.info("topic %d always in training: %s", topic, reason)
+    return {
+        "topic": topic, "class": name, "share_of_class_stories": round(share, 3),
+        "stories": n_stories, "only_topic_of_class": False, "kept_in_training": True,
+        "reason": reason,
+    }  # fmt: skip

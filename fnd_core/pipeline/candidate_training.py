@@ -161,11 +161,14 @@ def _cross_validate_and_train(
     )  # fmt: skip
     champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
     result = _train_final(winner, data, examples, plan, recipe)
-    calibration = fit_calibration(y, np.mean(oofs[winner], axis=0))
+    # posts of a topic kept in every fold's training part have no out-of-fold score
+    scored = np.arange(len(y)) if plan.scored is None else np.flatnonzero(plan.scored)
+    oof = np.mean(oofs[winner], axis=0)[scored]
+    calibration = fit_calibration(y[scored], oof)
     log.info("calibration of %s: %s", winner, calibration)
     cv = dict(cvs[winner])
     result.metrics["test"] = cv.pop("report")
-    result.scores["test"] = _oof_scores(examples, y, oofs[winner][0])
+    result.scores["test"] = _oof_scores([examples[i] for i in scored], y[scored], oof)
     result.metrics |= {
         "cv": cv,
         "kind": winner,
@@ -179,7 +182,7 @@ def _cross_validate_and_train(
         "calibration": calibration.to_dict(),
         # How the recipe scores posts it did not train on (calibrated, as the scorer writes
         # them): the reference of the drift checks.
-        "score_histogram": score_histogram(calibration.apply(oofs[winner][0])),
+        "score_histogram": score_histogram(calibration.apply(oof)),
     }
     return result, int(np.unique(stories).size)
 

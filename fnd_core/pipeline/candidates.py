@@ -178,7 +178,7 @@ def topic_plan(
     log.info("fold units: %s", topics.summary())
     return CVPlan.make(
         data.y, topics.units, n_folds=settings.cv_folds, repeats=settings.cv_repeats,
-        seed=seed, topics=topics.summary(), topic_of=topics.topics,
+        seed=seed, topics=topics.summary(), topic_of=topics.topics, train_only=topics.train_only,
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,6 +76,7 @@ class CVPlan:
     units: np.ndarray | None = None
     topics: dict[str, Any] = field(default_factory=dict)  # TopicPlan.summary()
     topic_of: np.ndarray | None = None  # topic per post (before the largest-class correction)
+    scored: np.ndarray | None = None  # posts some fold holds out (None: every post)
 
     @classmethod
     def make(
@@ -88,13 +89,18 @@ class CVPlan:
         seed: int = 0,
         topics: dict[str, Any] | None = None,
         topic_of: np.ndarray | None = None,
+        train_only: np.ndarray | None = None,
     ) -> CVPlan:
         """Folds of whole ``units``; fewer units than ``n_folds``: as many folds as units.
+        Posts marked ``train_only`` are in every fold's training part and never held out.
 
         Raises:
             TooFewTopicsError: under two units (nothing can be held out and trained on).
         """
-        n_units = int(np.unique(units).size)
+        units = np.asarray(units)
+        scored = np.ones(len(units), dtype=bool) if train_only is None else ~train_only
+        rows = np.flatnonzero(scored)
+        n_units = int(np.unique(units[rows]).size)
         if n_units < 2:
             raise TooFewTopicsError(
                 f"the {len(labels)} labelled posts form {n_units} topic(s): an estimate about new "
@@ -104,10 +110,14 @@ class CVPlan:
         k = min(n_folds, n_units)
         if k < n_folds:
             log.warning("%d fold units only: %d folds instead of %d", n_units, k, n_folds)
-        runs = [grouped_folds(labels, units, n_folds=k, seed=seed + r) for r in range(repeats)]
+        labels = np.asarray(labels)
+        runs = [
+            [rows[f] for f in grouped_folds(labels[rows], units[rows], n_folds=k, seed=seed + r)]
+            for r in range(repeats)
+        ]
         return cls(
-            n_folds=k, repeats=runs, units=np.asarray(units), topics=dict(topics or {}),
-            topic_of=topic_of,
+            n_folds=k, repeats=runs, units=units, topics=dict(topics or {}), topic_of=topic_of,
+            scored=None if train_only is None else scored,
         )  # fmt: skip
 
 
@@ -132,6 +142,18 @@ def summarise(
     countings are kept beside it: ``posts``, ``stories`` (every post weighs 1 / the posts of its
     story) and ``topics`` (each topic once within its class; with topic folds only).
     """
+    if plan.scored is not None:  # posts always trained on have no out-of-fold figure
+        keep = np.flatnonzero(plan.scored)
+        position = np.full(len(y), -1)
+        position[keep] = np.arange(len(keep))
+        plan = replace(
+            plan,
+            repeats=[[position[rows] for rows in folds] for folds in plan.repeats],
+            units=plan.units[keep],
+            topic_of=None if plan.topic_of is None else plan.topic_of[keep],
+            scored=None,
+        )
+        y, groups, oof = y[keep], groups[keep], [p[keep] for p in oof]
     weights: dict[str, np.ndarray | None] = {"posts": None, "stories": story_weights(groups)}
     if plan.topic_of is not None:
         weights["topics"] = topic_weights(plan.topic_of, y)
