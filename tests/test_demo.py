@@ -74,7 +74,7 @@ def test_jsonl_rows_and_images_follow_the_landing_format(tmp_path: Path) -> None
     assert [r["id"] for r in rows] == [f"s4-{i:06d}" for i in range(30)]
     for row in rows:
         assert set(row) <= {"id", "text", "image", "created_utc", "event", "label"}
-        assert row["event"] == f"s4-day{int(row['id'].split('-')[1]) // 96:03d}"
+        assert row["event"] == f"s4-e{int(row['id'].split('-')[1]) // 24:04d}"
         assert isinstance(row["created_utc"], int) and row["created_utc"] > 1_600_000_000
         assert row.get("label", 0) in (0, 1)
         with Image.open(tmp_path / row["image"]) as image:

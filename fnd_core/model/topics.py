@@ -38,8 +38,9 @@ DISTANCE_THRESHOLD = 0.7  # cosine distance under which stories join one topic
 TIME_WINDOW_DAYS = 14.0
 DOMINANT_SHARE = 0.5  # a topic holding more than this share of a class's stories is corrected
 # How: "train" keeps it in every fold's training part and scores only the other topics (the
-# estimate then speaks of new topics alone); "stories" holds its stories out one by one. A class
-# no other topic holds always falls back to "stories" (nothing else could be scored).
+# estimate then speaks of new topics alone); "stories" holds its stories out one by one. When the
+# other topics are fewer than two or hold one class only (a class no other topic holds, say),
+# "train" falls back to "stories": nothing else could be scored.
 DOMINANT_MODE = "train"
 MAX_STORIES = 20_000  # the pairwise distance matrix is MAX_STORIES² floats
 
@@ -208,7 +209,9 @@ def _split_dominant(
             if share <= DOMINANT_SHARE or own.size < 2 or np.any(units[topics == topic] != topic):
                 continue
             only = share == 1.0
-            if mode == "train" and not only:
+            if mode == "train" and _others_can_be_scored(
+                topics, labels, train_only | (topics == topic)
+            ):
                 units[topics == topic] = -1
                 train_only |= topics == topic
                 split.append(_kept_in_training(int(topic), name, share, int(own.size)))
@@ -235,6 +238,11 @@ def _split_dominant(
             )
             log.info("topic %d split into its %d stories: %s", topic, own.size, split[-1]["reason"])
     return units, split, train_only
+
+
+def _others_can_be_scored(topics: np.ndarray, labels: np.ndarray, kept: np.ndarray) -> bool:
+    """Whether the topics left to score are at least two and hold both classes."""
+    return np.unique(topics[~kept]).size >= 2 and np.unique(labels[~kept]).size == 2
 
 
 def _kept_in_training(topic: int, name: str, share: float, n_stories: int) -> dict[str, object]:

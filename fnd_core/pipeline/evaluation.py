@@ -143,20 +143,8 @@ def summarise(
     story) and ``topics`` (each topic once within its class; with topic folds only).
     """
     if plan.scored is not None:  # posts always trained on have no out-of-fold figure
-        keep = np.flatnonzero(plan.scored)
-        position = np.full(len(y), -1)
-        position[keep] = np.arange(len(keep))
-        plan = replace(
-            plan,
-            repeats=[[position[rows] for rows in folds] for folds in plan.repeats],
-            units=plan.units[keep],
-            topic_of=None if plan.topic_of is None else plan.topic_of[keep],
-            scored=None,
-        )
-        y, groups, oof = y[keep], groups[keep], [p[keep] for p in oof]
-    weights: dict[str, np.ndarray | None] = {"posts": None, "stories": story_weights(groups)}
-    if plan.topic_of is not None:
-        weights["topics"] = topic_weights(plan.topic_of, y)
+        y, oof, plan, groups = _scored_only(y, oof, plan, groups)
+    weights = _countings(y, groups, plan)
     values: dict[str, dict[str, list[float]]] = {u: {n: [] for n in GATE_METRICS} for u in weights}
     recalls: dict[str, list[list[float]]] = {u: [] for u in weights}
     fold_values = []
@@ -213,6 +201,31 @@ def summarise(
         "threshold": threshold,
         "report": metrics.classification_report(y, oof[0], threshold),
     }
+
+
+def _countings(y: np.ndarray, groups: np.ndarray, plan: CVPlan) -> dict[str, np.ndarray | None]:
+    """Per-post weights of each way of counting: posts, stories, and topics (with topic folds)."""
+    weights: dict[str, np.ndarray | None] = {"posts": None, "stories": story_weights(groups)}
+    if plan.topic_of is not None:
+        weights["topics"] = topic_weights(plan.topic_of, y)
+    return weights
+
+
+def _scored_only(
+    y: np.ndarray, oof: list[np.ndarray], plan: CVPlan, groups: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], CVPlan, np.ndarray]:
+    """The posts some fold held out, with the plan's indices renumbered to them."""
+    keep = np.flatnonzero(plan.scored)
+    position = np.full(len(y), -1)
+    position[keep] = np.arange(len(keep))
+    plan = replace(
+        plan,
+        repeats=[[position[rows] for rows in folds] for folds in plan.repeats],
+        units=None if plan.units is None else plan.units[keep],
+        topic_of=None if plan.topic_of is None else plan.topic_of[keep],
+        scored=None,
+    )
+    return y[keep], [p[keep] for p in oof], plan, groups[keep]
 
 
 def topic_weights(topics: np.ndarray, y: np.ndarray) -> np.ndarray:

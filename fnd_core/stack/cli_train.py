@@ -122,9 +122,13 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
 
     base = evaluation.get("baselines") or {}
     parts = [f"{name} {v['estimate']:.3f}" for name, v in sorted(base.items())]
+    kinds = ((evaluation.get("selection") or {}).get("estimates")) or {}
+    others = ", ".join(f"{k} {v:.3f}" for k, v in kinds.items())
     return (
-        f"candidate {candidate['version']}: {evaluation['metric']} "
-        f"{brief(evaluation['candidate'])}; baselines on the same folds: {', '.join(parts)}"
+        f"candidate {candidate['version']} ({evaluation.get('kind', 'fusion')}): "
+        f"{evaluation['metric']} {brief(evaluation['candidate'])}"
+        + (f"; every kind on the same folds: {others}" if others else "")
+        + f"; baselines: {', '.join(parts)}"
     )
 
 

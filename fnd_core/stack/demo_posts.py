@@ -64,10 +64,10 @@ _PREFIXES = ("", "", "", "BREAKING: ", "JUST IN: ", "Photo: ", "UPDATE: ")
 _SUFFIXES = ("", "", "", " #news", " #breaking", " #viral #photo", " More to follow.",
              " Developing story.", " Share if you saw it!")  # fmt: skip
 _BASE_UTC = 1_704_067_200  # 2024-01-01T00:00:00Z; created_utc = base + seed offset + index steps
-# Each day's posts (96 at one every ~15 minutes) are one simulated news event: the landing
-# field `event`, which the gate's folds hold out whole. The demo's events mix every scene, so a
-# new event brings new posts, not new kinds of picture (a scene the model never saw would be).
-EVENT_POSTS = 96
+# Every six hours of posts (24 at one every ~15 minutes) are one simulated news event: the
+# landing field `event`, which the gate's folds hold out whole. The demo's events mix every
+# scene, so a new event brings new posts, not new kinds of picture (an unseen scene would).
+EVENT_POSTS = 24
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class DemoPost:
     label: int | None  # what the file says: 0 real, 1 fake, None unlabelled
     text: str
     created_utc: int
-    event: str  # the simulated news event (a day of posts)
+    event: str  # the simulated news event (six hours of posts)
 
 
 def post_rng(seed: int, index: int, stream: str) -> np.random.Generator:
@@ -130,7 +130,7 @@ def make_post(
         label=label,
         text=write_caption(caption_attrs, post_rng(seed, index, "caption")),
         created_utc=_BASE_UTC + offset,
-        event=f"s{seed}-day{index // EVENT_POSTS:03d}",
+        event=f"s{seed}-e{index // EVENT_POSTS:04d}",
     )
 
 

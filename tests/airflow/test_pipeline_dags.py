@@ -78,7 +78,8 @@ def test_ingest_retrain_score_end_to_end(airflow_db, fnd_env, clean_db):
     assert forced_by  # the audit trail names who forced it
     assert gate["decision"] == "promote"
     assert gate["policy"]["min_accuracy"] == 0.6 and gate["floor_set_by"]  # audited like a force
-    assert gate["evaluation"]["candidate"]["n"] == 240  # every post predicted out-of-fold
+    candidate = gate["evaluation"]["candidate"]  # every post predicted out of fold, or in a
+    assert candidate["n"] + candidate["topic_plan"]["n_train_only"] == 240  # topic kept in training
     assert gate["evaluation"]["leak"]["groups_straddling_folds"] == 0
 
     score = load_dag("fnd_score").test(run_conf={"shards": 3})
