@@ -88,16 +88,20 @@ def test_kinds_read_from_a_registered_config():
         candidates.parse_kinds("fusion,xgboost")
 
 
-def test_the_best_estimate_wins_ties_go_to_the_earlier_kind():
-    def summary(estimate):
-        return {"estimate": estimate, "interval": [estimate - 0.1, estimate + 0.1]}
+def test_the_simplest_kind_within_one_standard_error_of_the_best_wins():
+    def summary(estimate, half_width):
+        return {"estimate": estimate, "interval": [estimate - half_width, estimate + half_width]}
 
-    chosen = candidates.choose(
-        {"char_ngram": summary(0.8), "linear": summary(0.8), "fusion": summary(0.6)}
-    )
-    assert chosen["winner"] == "linear" and chosen["runner_up"] == "char_ngram"
-    assert chosen["margin"] == 0.0 and chosen["spread"] == pytest.approx(0.2)
-    assert candidates.choose({"fusion": summary(0.9)})["margin"] is None
+    # fusion is best by 0.01, but its standard error (0.1 / 1.645 = 0.061) covers linear
+    close = candidates.choose({"fusion": summary(0.90, 0.1), "linear": summary(0.89, 0.1),
+                               "char_ngram": summary(0.70, 0.05)})  # fmt: skip
+    assert (close["winner"], close["best"]) == ("linear", "fusion")
+    assert close["bar"] == pytest.approx(0.90 - 0.1 / 1.6449, abs=1e-6)
+    assert close["margin"] == pytest.approx(-0.01) and close["spread"] == pytest.approx(0.2)
+    # far ahead (the demo posts: fusion 1.00, linear 0.49): the best wins
+    far = candidates.choose({"fusion": summary(0.999, 0.001), "linear": summary(0.49, 0.02)})
+    assert far["winner"] == "fusion" and far["margin"] == pytest.approx(0.509)
+    assert candidates.choose({"fusion": summary(0.9, 0.0)})["margin"] is None
 
 
 def test_a_fold_left_with_one_class_predicts_that_class_instead_of_failing():

@@ -13,8 +13,9 @@ worse than a coin on a new one. So every retraining estimates several kinds of m
 
 Each is a real model version when it wins: ``fusion`` and the linear kinds are
 :class:`~fnd_core.model.network.FakeNewsModel` artifacts, ``char_ngram`` its own small one.
-Ties go to the earlier kind in :data:`KINDS`. ``prior`` (the training folds' majority class)
-is estimated beside them as the floor every kind must clear.
+The simplest kind within one standard error of the best estimate wins (:func:`choose`).
+``prior`` (the training folds' majority class) is estimated beside them as the floor every kind
+must clear.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("fusion", "linear", "text_linear", "char_ngram")
+SIMPLEST_FIRST = ("text_linear", "linear", "char_ngram", "fusion")  # fewest inputs, then size
+Z_90 = 1.6449  # a 90 % interval spans +-Z_90 standard errors
 PRIOR = "prior"
 
 
@@ -308,23 +311,34 @@ def cross_validate(
 
 
 def choose(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The winner among the candidate kinds (best estimate; ties to the earlier kind), with
-    every kind's estimate, the margin over the runner-up and the spread of the estimates
-    (picking the best of several makes its figure optimistic by about that much)."""
+    """The kind that ships: the simplest whose estimate is within one standard error of the
+    best (Breiman's one-standard-error rule), simplest first as :data:`SIMPLEST_FIRST` says.
+
+    Estimates of close kinds differ by noise: on the MediaEval dev events fusion's estimate
+    matched the linear head's (0.899 vs 0.898) where its held-out figure was 0.12 lower. The
+    standard error is the best kind's, read off its 90 % interval. Recorded beside the winner:
+    every kind's estimate and interval, the best, the bar, the winner's margin over the best
+    other kind and the spread (picking among several makes the winner's figure optimistic by up
+    to about that much; there is no nested cross-validation yet).
+    """
     kinds = [k for k in KINDS if k in summaries]
     if not kinds:
         raise ValueError("no candidate kind was estimated")
-    ranked = sorted(kinds, key=lambda k: (-summaries[k]["estimate"], KINDS.index(k)))
-    winner = ranked[0]
     estimates = {k: summaries[k]["estimate"] for k in kinds}
-    runner_up = ranked[1] if len(ranked) > 1 else None
+    best = max(kinds, key=lambda k: (estimates[k], -SIMPLEST_FIRST.index(k)))
+    low, high = summaries[best].get("interval") or (estimates[best], estimates[best])
+    se = max(0.0, (high - low) / (2 * Z_90))
+    bar = estimates[best] - se
+    winner = next(k for k in SIMPLEST_FIRST if k in estimates and estimates[k] >= bar)
+    others = [estimates[k] for k in kinds if k != winner]
     return {
         "winner": winner,
+        "rule": "simplest kind within one standard error of the best",
+        "best": best,
+        "standard_error": round(se, 6),
+        "bar": round(bar, 6),
         "estimates": estimates,
         "intervals": {k: summaries[k].get("interval") for k in kinds},
-        "runner_up": runner_up,
-        "margin": round(estimates[winner] - estimates[runner_up], 6) if runner_up else None,
+        "margin": round(estimates[winner] - max(others), 6) if others else None,
         "spread": round(max(estimates.values()) - min(estimates.values()), 6),
-        "note": "winner's estimate is the best of the kinds on the same folds; no nested "
-        "cross-validation yet, so the spread is recorded beside it",
     }
