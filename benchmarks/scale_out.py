@@ -33,7 +33,6 @@ from benchmarks.score_throughput import fnd_score, grow_to, train_champion
 from fnd_core.ingest.staging import POST_COLUMNS
 from fnd_core.io.db import make_engine
 from fnd_core.io.pgcopy import copy_into
-from fnd_core.model.examples import PostExample
 from fnd_core.pipeline import prediction_store, registry
 
 PAGE = 2048
@@ -80,8 +79,7 @@ def write_rate(total: int) -> list[tuple]:
             ))  # fmt: skip
         print(f"{total:,} posts loaded in {t.seconds:.1f} s")
         pages = [
-            [(PostExample(pid, "", "", sha, None, "train"), (i % 100) / 100) for i, pid in
-             enumerate(ids[start:start + PAGE])]
+            [(pid, (i % 100) / 100) for i, pid in enumerate(ids[start:start + PAGE])]
             for start in range(0, total, PAGE)
         ]  # fmt: skip
         rows, slices, written, started = [], max(1, len(pages) // 5), 0, time.perf_counter()

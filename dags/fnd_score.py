@@ -11,7 +11,8 @@ training data (`fnd.drift_summary`); a flagged run alerts and updates the asset 
 (which starts `fnd_retrain` when `FND_DRIFT_TRIGGERS_RETRAIN` is set).
 
 **Params**: `rescore_all` (score every post again), `model_version` (empty = the champion),
-`shards` (empty = `FND_SCORE_SHARDS`).
+`shards` (empty = `FND_SCORE_SHARDS`), `objective` (`balanced` or `accuracy`; default
+`FND_DECISION_OBJECTIVE`).
 
 Query the results: `select * from fnd.latest_predictions where label = 'fake'`.
 """
@@ -71,6 +72,15 @@ DRIFT = Asset(DRIFT_ASSET_URI)
             title="Shards",
             description="Parallel scoring tasks. Empty: FND_SCORE_SHARDS.",
         ),
+        "objective": Param(
+            fnd_settings().decision_objective,
+            type="string",
+            enum=["balanced", "accuracy"],
+            title="Decision objective",
+            description="balanced: threshold 0.5 on calibrated p_fake. accuracy: the threshold "
+            "moved by the fake share estimated on this run's posts (stored per verdict in "
+            "predictions.threshold). Default: FND_DECISION_OBJECTIVE.",
+        ),
     },
     **COMMON_DAG_KWARGS,
 )
@@ -98,13 +108,17 @@ def fnd_score():
     @task(task_id=contracts.SCORE_SHARD_TASK, map_index_template="shard {{ shard_label }}")
     def score_shard(shard: dict) -> dict:
         """Score one shard page by page; safe to rerun (only unscored posts are selected)."""
+        from dataclasses import replace
+
         from fnd_core.pipeline import scoring
 
         context = get_current_context()
         context["shard_label"] = f"{shard['shard']}/{shard['n_shards']}"
+        objective = context["params"].get("objective") or fnd_settings().decision_objective
+        settings = replace(fnd_settings(), decision_objective=objective)
         report = scoring.score_shard(
             fnd_engine(),
-            fnd_settings(),
+            settings,
             model_version=shard["model_version"],
             shard=shard["shard"],
             n_shards=shard["n_shards"],

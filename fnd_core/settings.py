@@ -1,9 +1,7 @@
 """The one settings object of fnd: every knob, its ``FND_*`` variable, default and meaning.
 
-Read from the environment in exactly one place (:meth:`Settings.from_env`). Importing
-this module creates no folder and opens no connection: paths are only computed here,
-created by whoever writes to them.
-"""
+Read from the environment in one place (:meth:`Settings.from_env`); importing it creates no
+folder and opens no connection."""
 
 from __future__ import annotations
 
@@ -154,9 +152,7 @@ class Settings:
         "FND_CPU_THREADS", 0, "Torch CPU threads per task (0: torch's default; 1 on shared CPUs)"
     )
     num_workers: int = _setting(
-        "FND_NUM_WORKERS",
-        -1,
-        "DataLoader processes decoding images (-1: auto, 0 on CPU, up to 4 with a GPU)",
+        "FND_NUM_WORKERS", -1, "DataLoader processes (-1: auto, 0 on CPU, up to 4 with a GPU)"
     )
     inference_precision: str = _setting(
         "FND_INFERENCE_PRECISION",
@@ -269,6 +265,12 @@ class Settings:
         300,
         "Scored posts a run needs before its fake share is estimated (EM on calibrated scores)",
     )
+    decision_objective: str = _setting(
+        "FND_DECISION_OBJECTIVE",
+        "balanced",
+        "Verdicts: balanced (0.5 on calibrated p_fake) | accuracy (threshold moved by the "
+        "fake share estimated on the run's posts)",
+    )
     drift_undecided_share: float = _setting(
         "FND_DRIFT_UNDECIDED_SHARE",
         0.35,
@@ -292,9 +294,7 @@ class Settings:
     )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(
-        "FND_SCORE_WORKERS",
-        1,
-        "`fnd score` processes on CPU, one shard each unless --shards says more",
+        "FND_SCORE_WORKERS", 1, "`fnd score` processes on CPU, one shard each unless --shards"
     )
     score_schedule: str = _setting(
         "FND_SCORE_SCHEDULE", "0 * * * *", "Backstop cron of fnd_score (it also runs on new posts)"

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnd_core.model.calibration import Calibration, estimate_fake_share, fit_calibration
+from fnd_core.model.calibration import (
+    Calibration,
+    accuracy_threshold,
+    estimate_fake_share,
+    fit_calibration,
+)
 
 
 def _posteriors(n_fake: int, n_real: int, *, spread: float = 2.0, seed: int = 0):
@@ -48,3 +53,33 @@ def test_the_fake_share_of_a_shifted_batch_is_recovered(share):
     estimate, iterations = estimate_fake_share(balanced)
     assert estimate == pytest.approx(share, abs=0.03)
     assert 1 <= iterations < 200
+
+
+@pytest.mark.parametrize(("share", "expected"), [(0.5, 0.5), (0.25, 0.75), (0.8, 0.2)])
+def test_the_accuracy_threshold_is_bayes_rule_under_the_estimated_share(share, expected):
+    assert accuracy_threshold(0.5, share) == pytest.approx(expected)
+
+
+def test_the_accuracy_threshold_beats_the_balanced_one_on_a_shifted_batch():
+    """Mostly real posts (20 % fake): the moved threshold wins accuracy, the balanced one
+    balanced accuracy; each objective gets what it asks for."""
+    y, _, z = _posteriors(400, 1600, spread=1.0, seed=5)
+    q = 1 / (1 + np.exp(-2 * z))  # calibrated balanced posteriors
+    share, _ = estimate_fake_share(q)
+    moved = accuracy_threshold(0.5, share)
+    assert moved > 0.6
+
+    def accuracy(t):
+        return float(np.mean((q >= t) == y))
+
+    def balanced(t):
+        pred = q >= t
+        return (pred[y == 1].mean() + (~pred[y == 0]).mean()) / 2
+
+    assert accuracy(moved) > accuracy(0.5) + 0.03
+    assert balanced(0.5) > balanced(moved)
+
+
+def test_an_extreme_share_never_makes_the_verdict_unanimous():
+    assert accuracy_threshold(0.5, 0.0) == pytest.approx(0.98)
+    assert accuracy_threshold(0.5, 1.0) == pytest.approx(0.02)

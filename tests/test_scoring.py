@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -114,6 +115,50 @@ def test_labels_follow_threshold_and_run_id(clean_db, settings, champion):
         # what the scorer writes: the model's P(fake) through the artifact's calibration
         expected = loaded.calibration.apply(torch.sigmoid(logit).numpy())[0]
         assert p_fake == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_the_accuracy_objective_moves_the_stored_threshold_by_the_estimated_share(
+    clean_db, settings, champion, caplog
+):
+    """Each shard estimates its posts' fake share before writing a verdict; the threshold it
+    used is stored with each verdict, and label = (p_fake >= threshold) still holds."""
+    from fnd_core.model.calibration import accuracy_threshold, estimate_fake_share
+
+    settings = replace(settings, decision_objective="accuracy", prior_min_posts=30)
+    reports = score_all(clean_db, settings, n_shards=2)
+    assert sum(r.n_scored for r in reports) == 150
+    with clean_db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select pr.p_fake, pr.label, pr.threshold, "
+            f"{prediction_shard_sql()} as shard from fnd.predictions pr"
+        )).all()  # fmt: skip
+    for report in reports:
+        p = np.array([r[0] for r in rows if r[3] == report.shard])
+        share, _ = estimate_fake_share(p)
+        assert report.estimated_fake_share == pytest.approx(share, abs=1e-3)
+        assert report.threshold == pytest.approx(accuracy_threshold(0.5, share), abs=1e-4)
+        assert {round(r[2], 4) for r in rows if r[3] == report.shard} == {
+            round(float(np.float32(report.threshold)), 4)
+        }
+    assert all(label == ("fake" if p >= t else "real") for p, label, t, _ in rows)
+
+
+def test_too_few_posts_for_an_estimate_keep_the_balanced_threshold(clean_db, settings, champion):
+    settings = replace(settings, decision_objective="accuracy", prior_min_posts=10_000)
+    reports = score_all(clean_db, settings, n_shards=1)
+    assert [(r.threshold, r.estimated_fake_share) for r in reports] == [(0.5, None)]
+    assert count(clean_db, "select count(*) from fnd.predictions where threshold = 0.5") == 150
+
+
+def test_an_unknown_objective_is_refused_before_scoring(clean_db, settings, champion):
+    with pytest.raises(ValueError, match="FND_DECISION_OBJECTIVE"):
+        score_all(clean_db, replace(settings, decision_objective="recall"))
+    assert count(clean_db, "select count(*) from fnd.predictions") == 0
+
+
+def prediction_shard_sql(n_shards: int = 2) -> str:
+    """The shard of a prediction's post, as :mod:`prediction_store` assigns it."""
+    return f"(('x' || substr(md5(pr.post_id), 1, 8))::bit(32)::bigint % {n_shards})"
 
 
 def test_rescore_all_overwrites_in_place(clean_db, settings, champion):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 EPS = 1e-6
+SHARE_FLOOR = 0.02  # accuracy_threshold's bounds on an estimated fake share
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,16 @@ def estimate_fake_share(
             return new, i
         prior = new
     return prior, max_iter
+
+
+def accuracy_threshold(balanced_threshold: float, fake_share: float) -> float:
+    """The threshold on balanced-prior ``p_fake`` that maximises accuracy when a share
+    ``fake_share`` of the posts is fake: Bayes' rule moves the decision's log-odds by the
+    prior's (``t = 1 - fake_share`` for a balanced threshold of 0.5). The share is held in
+    [SHARE_FLOOR, 1 - SHARE_FLOOR], so no estimate can make a verdict unanimous by fiat."""
+    share = min(max(float(fake_share), SHARE_FLOOR), 1.0 - SHARE_FLOOR)
+    z = float(_logit(np.array(balanced_threshold))) - float(_logit(np.array(share)))
+    return 1.0 / (1.0 + float(np.exp(-z)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

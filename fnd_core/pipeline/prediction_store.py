@@ -73,12 +73,12 @@ def write_page(
     engine: Engine,
     version: str,
     threshold: float,
-    scored: list[tuple[PostExample, float]],
+    scored: list[tuple[str, float]],
     errors: list[tuple[str, str]],
     run_id: str,
     rescore_all: bool,
 ) -> None:
-    """One transaction per page: predictions and errors, idempotent."""
+    """One transaction per page: predictions ((post_id, p_fake) pairs) and errors, idempotent."""
     rows = _prediction_rows(version, threshold, scored, run_id)
     conflict = "(post_id, model_version) do nothing"
     if rescore_all:
@@ -111,7 +111,7 @@ def write_page(
 
 
 def _prediction_rows(
-    version: str, threshold: float, scored: list[tuple[PostExample, float]], run_id: str
+    version: str, threshold: float, scored: list[tuple[str, float]], run_id: str
 ) -> list[tuple]:
     """``fnd.predictions`` rows; the label decided on the values as stored."""
     import numpy as np
@@ -120,7 +120,7 @@ def _prediction_rows(
     # satisfies predictions_label_matches_threshold.
     t32 = float(np.float32(threshold))
     rows = []
-    for ex, p in scored:
+    for post_id, p in scored:
         p32 = float(np.float32(p))
-        rows.append((ex.post_id, version, p32, "fake" if p32 >= t32 else "real", t32, run_id))
+        rows.append((post_id, version, p32, "fake" if p32 >= t32 else "real", t32, run_id))
     return rows

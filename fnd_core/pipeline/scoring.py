@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from fnd_core.model.artifacts import LoadedModel
 
 log = logging.getLogger(__name__)
+OBJECTIVES = ("balanced", "accuracy")  # FND_DECISION_OBJECTIVE
 
 
 class NoChampionError(RuntimeError):
@@ -60,6 +61,8 @@ class ShardReport:
     n_scored: int
     n_errors: int
     seconds: float
+    threshold: float | None = None  # the verdicts' threshold (moved by the accuracy objective)
+    estimated_fake_share: float | None = None  # accuracy objective: EM on this shard's scores
 
     @property
     def posts_per_s(self) -> float:
@@ -115,13 +118,25 @@ def score_shard(
     page_size: int = 2048,
     device: str = "auto",
 ) -> ShardReport:
-    """Score every post of one shard not yet scored by ``model_version``."""
+    """Score every post of one shard not yet scored by ``model_version``.
+
+    With ``FND_DECISION_OBJECTIVE=balanced`` each page is written as it is scored. With
+    ``accuracy`` the shard's scores (ids and floats only) wait until the fake share of its
+    posts is estimated, then are written page by page at the moved threshold: shards are
+    hash-random slices of the run, so each estimates the same mix.
+    """
     from fnd_core.model.feature_cache import FeatureCache
 
+    if settings.decision_objective not in OBJECTIVES:
+        raise ValueError(
+            f"FND_DECISION_OBJECTIVE must be one of {', '.join(OBJECTIVES)}, "
+            f"got {settings.decision_objective!r}"
+        )
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
     loaded = _load_for_scoring(version, device)
     cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
+    waiting: list[tuple[str, float]] = []  # accuracy objective: verdicts wait for the mix
     n_scored = n_errors = 0
     after = ""
     while True:
@@ -133,22 +148,61 @@ def score_shard(
         after = page[-1].post_id
         p_fake, errors = page_scoring.score_page(loaded.model, page, settings, cache)
         p_fake = _calibrated(loaded, p_fake)
-        scored = [(ex, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
+        scored = [(ex.post_id, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
+        n_scored += len(scored)
+        if settings.decision_objective == "accuracy":
+            waiting.extend(scored)
+            scored = []
         prediction_store.write_page(
             engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all
         )
-        n_scored += len(scored)
         n_errors += len(errors)
         elapsed = time.perf_counter() - started
         log.info(
             "shard %d/%d: %d scored, %d errors (%.1f posts/s)",
             shard, n_shards, n_scored, n_errors, n_scored / max(elapsed, 1e-9),
         )  # fmt: skip
+    threshold, share = loaded.threshold, None
+    if waiting:
+        threshold, share = run_threshold(loaded.threshold, [p for _, p in waiting], settings)
+        for start in range(0, len(waiting), page_size):
+            prediction_store.write_page(
+                engine, version.version, threshold, waiting[start : start + page_size], [],
+                run_id, rescore_all,
+            )  # fmt: skip
     report = ShardReport(
-        version.version, shard, n_shards, n_scored, n_errors, time.perf_counter() - started
-    )
+        version.version, shard, n_shards, n_scored, n_errors, time.perf_counter() - started,
+        threshold=round(threshold, 6), estimated_fake_share=share,
+    )  # fmt: skip
     log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
     return report
+
+
+def run_threshold(
+    balanced_threshold: float, p_fake: list[float], settings: Settings
+) -> tuple[float, float | None]:
+    """(threshold, estimated fake share) for the accuracy objective: the share estimated by
+    EM on the calibrated scores, the threshold moved by it; with fewer than
+    ``FND_PRIOR_MIN_POSTS`` scores, no estimate and the balanced threshold, said in the log."""
+    import numpy as np
+
+    from fnd_core.model.calibration import accuracy_threshold, estimate_fake_share
+
+    if len(p_fake) < settings.prior_min_posts:
+        log.warning(
+            "accuracy objective: %d posts scored, fewer than FND_PRIOR_MIN_POSTS=%d to "
+            "estimate their fake share; verdicts keep the balanced threshold %.3f",
+            len(p_fake), settings.prior_min_posts, balanced_threshold,
+        )  # fmt: skip
+        return balanced_threshold, None
+    share, iterations = estimate_fake_share(np.array(p_fake, dtype=float))
+    threshold = accuracy_threshold(balanced_threshold, share)
+    log.info(
+        "accuracy objective: estimated fake share %.3f of %d posts (EM, %d iterations): "
+        "threshold %.3f instead of %.3f",
+        share, len(p_fake), iterations, threshold, balanced_threshold,
+    )  # fmt: skip
+    return threshold, round(share, 4)
 
 
 def _calibrated(loaded: LoadedModel, p_fake: list[float | None]) -> list[float | None]:

@@ -97,6 +97,13 @@ def model_rollback(ctx: click.Context, version: str, reason: str) -> None:
     help="Shards scored at once, in worker processes on CPU (default: FND_SCORE_WORKERS).",
 )
 @click.option(
+    "--objective",
+    type=click.Choice(["balanced", "accuracy"]),
+    default=None,
+    help="Verdicts' decision objective (default: FND_DECISION_OBJECTIVE): accuracy moves the "
+    "threshold by the fake share estimated on the posts scored.",
+)
+@click.option(
     "--page-size",
     type=click.IntRange(min=1),
     default=2048,
@@ -110,6 +117,7 @@ def score_cmd(
     model_version: str | None,
     shards: int | None,
     workers: int | None,
+    objective: str | None,
     page_size: int,
 ) -> None:
     """Score the posts the champion (or --model-version) has not scored yet."""
@@ -121,6 +129,8 @@ def score_cmd(
     settings = settings_from(ctx)
     if workers:
         settings = replace(settings, score_workers=workers)
+    if objective:
+        settings = replace(settings, decision_objective=objective)
     url = database_url(settings)
     engine = make_engine(url)
     n_shards = shards or settings.score_workers  # in one process, more shards only add overhead
@@ -139,7 +149,9 @@ def score_cmd(
         click.echo(
             f"shard {report.shard}/{n_shards}: scored {report.n_scored}, errors {report.n_errors} "
             f"({report.posts_per_s:.1f} posts/s)"
-        )
+            + (f", estimated fake share {report.estimated_fake_share:.1%}, threshold "
+               f"{report.threshold:.3f}" if report.estimated_fake_share is not None else "")
+        )  # fmt: skip
     n_scored = sum(r.n_scored for r in reports)
     seconds = time.perf_counter() - started
     click.echo(f"scored {n_scored} post(s) in {seconds:.1f} s ({n_scored / seconds:.1f} posts/s)")
