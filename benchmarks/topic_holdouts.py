@@ -83,12 +83,12 @@ class Bench:
         return holdout.gate_estimates(part, plan, self.kinds, self.recipe, "balanced_accuracy")
 
 
-def load(data_dir: Path, settings: Settings, kinds: str | None, topic_weights: bool) -> Bench:
+def load(data_dir: Path, settings: Settings, kinds: str | None) -> Bench:
     posts = holdout.read_labelled(str(data_dir), settings, holdout_field="event")
     config = ModelConfig.for_preset(
         settings.model_preset, image_size=settings.image_size, max_tokens=settings.max_tokens
     )
-    options = dataclasses.replace(train_options(settings), topic_weights=topic_weights)
+    options = train_options(settings)  # FND_TOPIC_OBJECTIVE included
     base, features = candidates.frozen_features(posts.examples, config, options)
     data = holdout._fold_data(posts.examples, features, base, config)
     recipe = Recipe(epochs=settings.train_epochs, options=options, seed=0)
@@ -256,14 +256,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--home", type=Path, default=None, help="reuse a feature cache")
     parser.add_argument("--skip", default="", help="comma-separated: loeo,named,random")
-    parser.add_argument("--topic-weights", action="store_true", help="topic x class weights")
+    parser.add_argument("--topic-objective", default="none", help="none | balanced | worst")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with bench_home() as scratch:
-        settings = Settings(home=args.home or scratch)
-        bench = load(args.data, settings, args.kinds, args.topic_weights)
+        settings = Settings(home=args.home or scratch, topic_objective=args.topic_objective)
+        bench = load(args.data, settings, args.kinds)
         print(f"# {machine()}; {len(bench.examples):,} posts; kinds {', '.join(bench.kinds)}; "
-              f"seed {args.seed}; topic x class weights {args.topic_weights}")  # fmt: skip
+              f"seed {args.seed}; topic objective {args.topic_objective}")  # fmt: skip
         if "loeo" not in skip:
             loeo(bench)
         if "named" not in skip:

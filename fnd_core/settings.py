@@ -238,10 +238,11 @@ class Settings:
         "fusion,linear,text_linear,char_ngram",
         "Model kinds estimated on the same topic folds at each retraining; the best ships",
     )
-    topic_weights: bool = _setting(
-        "FND_TOPIC_WEIGHTS",
-        False,
-        "Weigh every (topic, class) cell the same in training (off: measured worse on new events)",
+    topic_objective: str = _setting(
+        "FND_TOPIC_OBJECTIVE",
+        "none",
+        "Training across topics: none | balanced (each topic x class cell weighs the same) | "
+        "worst (weight moved toward the cells fitted worst); measured: none (docs/new-events)",
     )
     cv_repeats: int = _setting(
         "FND_CV_REPEATS", 3, "Times the grouped folds are redrawn (estimates averaged)"

@@ -30,6 +30,7 @@ class TrainOptions:
     class_weights: bool = True  # both classes weigh the same, whatever the snapshot's mix
     group_weights: bool = True  # each leak group (reposts of one story) counts once
     topic_weights: bool = False  # and each (topic, class) cell weighs the same (measured: off)
+    worst_topic_rounds: int = 0  # >0: fits reweighted toward the worst cells (worst_topic.py)
     modality_dropout: float = 0.0  # share of posts trained with one modality zeroed
     align_weight: float = 1.0  # image-text contrastive loss on real posts; 0 disables
     align_temperature: float = 0.2

@@ -46,8 +46,20 @@ def train_options(settings: Settings) -> TrainOptions:
         max_pixels=settings.max_image_pixels,
         cpu_threads=settings.cpu_threads or None,
         precision=settings.inference_precision,
-        topic_weights=settings.topic_weights,
+        **topic_objective(settings.topic_objective),
     )
+
+
+TOPIC_OBJECTIVES = {"none": {}, "balanced": {"topic_weights": True},
+                    "worst": {"worst_topic_rounds": 3}}  # fmt: skip
+
+
+def topic_objective(name: str) -> dict[str, Any]:
+    """The training options of ``FND_TOPIC_OBJECTIVE``; an unknown name is a clear error."""
+    if name not in TOPIC_OBJECTIVES:
+        raise ValueError(f"FND_TOPIC_OBJECTIVE must be one of {', '.join(TOPIC_OBJECTIVES)}, "
+                         f"got {name!r}")  # fmt: skip
+    return TOPIC_OBJECTIVES[name]
 
 
 def train_candidate(

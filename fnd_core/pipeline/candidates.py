@@ -131,11 +131,12 @@ def fit_on(
     recipe: Recipe,
     *,
     n_folds: int,
-    topics: np.ndarray | None = None,
+    post_weights: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest.
 
-    ``topics``: per-post topics for topic x class weights (``options.topic_weights``)."""
+    ``post_weights``: a loss weight per post (indexed like ``y``); default: each story once,
+    the classes balanced (``recipe.options``)."""
     import torch
 
     from fnd_core.model.head_training import fit_head
@@ -144,11 +145,12 @@ def fit_on(
     train = np.setdiff1d(rows, val)
 
     def weights(idx: np.ndarray) -> torch.Tensor:
+        if post_weights is not None:
+            return torch.tensor(post_weights[idx], dtype=torch.float32)
         w = group_weights(
             groups[idx] if recipe.options.group_weights else None,
             y[idx],
             balance_classes=recipe.options.class_weights,
-            topics=topics[idx] if topics is not None and recipe.options.topic_weights else None,
         )
         return torch.tensor(w, dtype=torch.float32)
 
@@ -226,15 +228,54 @@ def kind_of(config: dict[str, Any]) -> str:
 def fit(
     kind: str, data: FoldData, rows: np.ndarray, recipe: Recipe, *, n_folds: int, seed: int
 ) -> FakeNewsModel | CharNgramModel:
-    """``kind`` fitted on ``rows``: every fold and the final model go through here."""
+    """``kind`` fitted on ``rows``: every fold and the final model go through here.
+
+    With ``options.worst_topic_rounds`` (and topics known), the fit is repeated with weight
+    moved toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.worst_topic`)."""
+    rounds = recipe.options.worst_topic_rounds
+    if not rounds or data.topics is None:
+        # fusion's default: each of its splits (training, early stopping) balanced on its own
+        plain = kind == "fusion" and not recipe.options.topic_weights
+        weights = None if plain else _weights(data, rows, recipe)
+        return _fit_weighted(kind, data, rows, recipe, weights, n_folds=n_folds, seed=seed)
+    from fnd_core.model.worst_topic import fit_worst_topic
+
+    stories = data.stories[rows] if recipe.options.group_weights else None
+    result = fit_worst_topic(
+        lambda w: _fit_weighted(kind, data, rows, recipe, w, n_folds=n_folds, seed=seed),
+        lambda model: proba(model, data, rows),
+        data.y[rows],
+        data.topics[rows],
+        group_weights(stories, data.y[rows], balance_classes=False),
+        rounds=rounds,
+    )
+    log.debug("%s worst-topic weights: largest cell %.3f", kind, float(result.q.max()))
+    return result.model  # type: ignore[return-value]
+
+
+def _fit_weighted(
+    kind: str,
+    data: FoldData,
+    rows: np.ndarray,
+    recipe: Recipe,
+    weights: np.ndarray | None,
+    *,
+    n_folds: int,
+    seed: int,
+) -> FakeNewsModel | CharNgramModel:
+    """``kind`` fitted on ``rows`` with per-post ``weights`` (aligned with ``rows``; None:
+    fusion's own per-split weights)."""
     if kind == "fusion":
         model = fresh_head(data.base, data.config, seed)
+        post_weights = None
+        if weights is not None:
+            post_weights = np.zeros(len(data.y))
+            post_weights[rows] = weights
         fit_on(
             model, data.features, data.y, data.stories, rows, recipe,
-            n_folds=n_folds, topics=data.topics,
+            n_folds=n_folds, post_weights=post_weights,
         )  # fmt: skip
         return model.eval()
-    weights = _weights(data, rows, recipe)
     if kind == "char_ngram":
         from fnd_core.model.char_ngrams import CharNgramModel
 
