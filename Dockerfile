@@ -62,6 +62,7 @@ transformers.AutoModel.from_pretrained('distilbert/distilbert-base-uncased')"; \
 #    beside it (fnd_core/resources.py).
 COPY --chown=airflow:0 pyproject.toml README.md ./
 COPY --chown=airflow:0 fnd_core/ fnd_core/
+COPY --chown=airflow:0 fnd_airflow/ fnd_airflow/
 COPY --chown=airflow:0 sql/ sql/
 COPY --chown=airflow:0 expectations/ expectations/
 RUN pip install --no-cache-dir --no-deps -e .

@@ -26,7 +26,13 @@ from __future__ import annotations
 from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
 
 from fnd_core import contracts
-from fnd_support import COMMON_DAG_KWARGS, POSTS_ASSET_URI, fnd_alert, fnd_engine, fnd_settings
+from fnd_airflow.dag_support import (
+    COMMON_DAG_KWARGS,
+    POSTS_ASSET_URI,
+    fnd_alert,
+    fnd_engine,
+    fnd_settings,
+)
 
 POSTS = Asset(POSTS_ASSET_URI)
 

@@ -27,8 +27,8 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, chain, dag, task
 
 from fnd_core import contracts
-from fnd_support import COMMON_DAG_KWARGS, fnd_settings
-from fnd_support.gcp import landing_location
+from fnd_airflow.dag_support import COMMON_DAG_KWARGS, fnd_settings
+from fnd_airflow.gcp import landing_location
 
 SETTINGS = fnd_settings()
 WATCHED = landing_location(SETTINGS.landing)  # (bucket, glob), or None for a local zone

@@ -38,7 +38,7 @@ from airflow.sdk import (
 
 from fnd_core import contracts
 from fnd_core.settings import MODEL_PRESETS
-from fnd_support import (
+from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
     TRAIN_TIMEOUT,
@@ -148,8 +148,8 @@ def fnd_retrain():
 
     @task(execution_timeout=TRAIN_TIMEOUT)
     def train_on_vertex(snap: dict, _validated: dict) -> dict:
-        """Train as a Vertex AI CustomJob (fnd_support.gcp); the candidate it registered."""
-        from fnd_support.gcp import train_on_vertex as run_job
+        """Train as a Vertex AI CustomJob (fnd_airflow.gcp); the candidate it registered."""
+        from fnd_airflow.gcp import train_on_vertex as run_job
 
         context = get_current_context()
         params = context["params"]

@@ -30,7 +30,7 @@ from airflow.sdk import (
 )
 
 from fnd_core import contracts
-from fnd_support import (
+from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
     POSTS_ASSET_URI,

@@ -4,7 +4,7 @@ Every ``gs://`` filesystem fnd builds (landing zone, image and model store) asks
 :func:`gcs_filesystem`, which hands gcsfs the credentials :func:`current_auth` resolves:
 
 1. inside Airflow, a *credentials provider* registered by the Airflow glue
-   (``dags/fnd_support/gcp.py``): the credentials of the Airflow connection ``FND_GCP_CONN_ID``,
+   (``fnd_airflow/gcp.py``): the credentials of the Airflow connection ``FND_GCP_CONN_ID``,
    built by apache-airflow-providers-google's ``GCSHook``, so a deployment's
    ``google_cloud_default`` connection is honoured the way every provider operator honours it;
 2. otherwise (the ``fnd`` CLI, a Vertex AI training job) Application Default Credentials,

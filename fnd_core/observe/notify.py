@@ -11,7 +11,7 @@ image_missing ×400, text_empty ×12". This module builds that message:
 - :func:`describe_failure` — a pure function of those two — writes the alert;
 - :func:`on_task_failure` does all three, logs the alert and hands it to a notifier.
 
-Sending: the DAGs' ``on_failure_callback`` (``dags/fnd_support``) passes the notifier named
+Sending: the DAGs' ``on_failure_callback`` (``fnd_airflow.dag_support``) passes the notifier named
 by ``FND_ALERT_NOTIFIER`` — the import path of an Airflow notifier class, e.g.
 ``airflow.providers.smtp.notifications.smtp.SmtpNotifier`` or
 ``airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier`` — built with
@@ -246,7 +246,7 @@ def on_task_failure(
 
     Args:
         context: the Airflow task context of the failed task.
-        engine_factory: makes an engine on fnd's database (e.g. ``fnd_support.fnd_engine``).
+        engine_factory: makes an engine on fnd's database (e.g. ``fnd_airflow.dag_support.fnd_engine``).
         notifier: called with the context plus ``fnd_alert_title`` and ``fnd_alert_text``
             (an Airflow ``BaseNotifier`` instance fits), or the import path of a notifier
             class, built anew for this alert with the JSON object ``notifier_kwargs``.

@@ -118,7 +118,7 @@ def connection_json(url: str) -> str:
     """Airflow connection JSON (``AIRFLOW_CONN_FND_DB``) for a Postgres URL.
 
     A Unix-socket URL (``?host=/path``) keeps its path in extra ``host``, which
-    ``fnd_support.connection_to_url`` turns back into the same URL.
+    ``fnd_airflow.connections.database_url`` turns back into the same URL.
     """
     from sqlalchemy.engine import make_url
 

@@ -27,7 +27,6 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 # A key as long as `fnd up` makes (Airflow's generated one is too short for HMAC-SHA512).
 os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = ensure_jwt_secret(_HOME / "jwt_secret")
-sys.path.insert(0, str(DAGS_DIR))  # as Airflow does for the DAGs folder
 
 
 @pytest.fixture(scope="session")

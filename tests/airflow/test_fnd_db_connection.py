@@ -20,10 +20,12 @@ URLS = [
 def test_connection_round_trip(url):
     from airflow.models.connection import Connection
 
-    from fnd_support import connection_to_url
+    from fnd_airflow.connections import database_url
+    from fnd_core.settings import Settings
 
     conn = Connection.from_json(connection_json(url), conn_id="fnd_db")
-    back, original = make_url(connection_to_url(conn)), make_url(url)
+    found = database_url(Settings(), ("fnd_db",), {"fnd_db": conn}.get)
+    back, original = make_url(found), make_url(url)
     assert back.drivername == "postgresql+psycopg2"
     for part in ("username", "host", "port", "database"):
         assert getattr(back, part) == getattr(original, part), part

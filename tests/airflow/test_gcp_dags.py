@@ -240,7 +240,7 @@ def test_connection_fallbacks(airflow_db, monkeypatch, tmp_path):
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from fnd_core.io import gcp
-    from fnd_support.gcp import connection_auth
+    from fnd_airflow.gcp import connection_auth
 
     monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)
     assert connection_auth("google_cloud_default", None) is None

@@ -598,14 +598,14 @@ class RecordingNotifier:
 def test_every_fnd_task_has_the_failure_alert(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    import fnd_support
+    from fnd_airflow.dag_support import on_task_failure
 
     bag = DagBag(dag_folder=str(DAGS_DIR))
     for dag in bag.dags.values():
         for task in dag.tasks:
             callbacks = task.on_failure_callback
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            assert fnd_support.on_task_failure in callbacks, f"{dag.dag_id}.{task.task_id}"
+            assert on_task_failure in callbacks, f"{dag.dag_id}.{task.task_id}"
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
-"""Airflow glue shared by the fnd DAGs: settings, the database URL, common DAG arguments.
+"""What every fnd DAG shares: common DAG arguments, asset URIs, the failure callback and
+alerts, and the settings and database engine a task uses.
 
-Kept out of DAG discovery by ``.airflowignore``. Imports here are light (no torch, pandas or
-GX): DAG files import this module at parse time.
+Imports here are light (no torch, pandas or GX): DAG files import this module at parse time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import pendulum
 
 from fnd_core import contracts
 
-FND_DB_CONN_ID = contracts.DB_CONN_ID
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
@@ -80,10 +79,10 @@ def fnd_settings():
     """fnd's settings from the worker's FND_* environment (cheap; no I/O).
 
     Also points fnd's ``gs://`` access at the Airflow connection ``FND_GCP_CONN_ID``
-    (fnd_support.gcp; the connection is only read when a task first touches ``gs://``).
+    (:mod:`fnd_airflow.gcp`; the connection is only read when a task first touches ``gs://``).
     """
+    from fnd_airflow import gcp
     from fnd_core.settings import Settings
-    from fnd_support import gcp
 
     settings = Settings.from_env()
     gcp.install(settings)
@@ -95,25 +94,9 @@ def fnd_database_url() -> str:
 
     Called inside tasks only (never at parse time), so no connection look-up while parsing.
     """
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from fnd_airflow.connections import database_url
 
-    try:
-        conn = Connection.get(FND_DB_CONN_ID)
-    except AirflowNotFoundException:
-        conn = None
-    if conn is None:
-        from fnd_core.io.db import database_url
-
-        return database_url(fnd_settings())
-    return connection_to_url(conn)
-
-
-def connection_to_url(conn) -> str:
-    """A SQLAlchemy URL from an Airflow Postgres connection (socket paths via extra ``host``)."""
-    from fnd_core.io.db import url_from_airflow_connection
-
-    return url_from_airflow_connection(conn)
+    return database_url(fnd_settings())
 
 
 def fnd_engine():
