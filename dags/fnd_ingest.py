@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_context, task
 
-from fnd_core import contracts
 from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
     POSTS_ASSET_URI,
@@ -33,6 +32,7 @@ from fnd_airflow.dag_support import (
     fnd_engine,
     fnd_settings,
 )
+from fnd_core import contracts
 
 POSTS = Asset(POSTS_ASSET_URI)
 

@@ -26,9 +26,9 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, task
 
-from fnd_core import contracts
 from fnd_airflow.dag_support import COMMON_DAG_KWARGS, fnd_settings
 from fnd_airflow.gcp import landing_location
+from fnd_core import contracts
 
 SETTINGS = fnd_settings()
 WATCHED = landing_location(SETTINGS.landing)  # (bucket, glob), or None for a local zone

@@ -36,8 +36,6 @@ from airflow.sdk import (
     task,
 )
 
-from fnd_core import contracts
-from fnd_core.settings import MODEL_PRESETS
 from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
@@ -46,6 +44,8 @@ from fnd_airflow.dag_support import (
     fnd_engine,
     fnd_settings,
 )
+from fnd_core import contracts
+from fnd_core.settings import MODEL_PRESETS
 
 SETTINGS = fnd_settings()  # read once at parse time: the schedule, the form's defaults, the queue
 TRAIN_BACKEND = SETTINGS.train_backend

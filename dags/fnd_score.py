@@ -29,7 +29,6 @@ from airflow.sdk import (
     task,
 )
 
-from fnd_core import contracts
 from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
     DRIFT_ASSET_URI,
@@ -39,6 +38,7 @@ from fnd_airflow.dag_support import (
     fnd_engine,
     fnd_settings,
 )
+from fnd_core import contracts
 
 POSTS = Asset(POSTS_ASSET_URI)
 PREDICTIONS = Asset(PREDICTIONS_ASSET_URI)

@@ -246,7 +246,8 @@ def on_task_failure(
 
     Args:
         context: the Airflow task context of the failed task.
-        engine_factory: makes an engine on fnd's database (e.g. ``fnd_airflow.dag_support.fnd_engine``).
+        engine_factory: makes an engine on fnd's database
+            (e.g. ``fnd_airflow.dag_support.fnd_engine``).
         notifier: called with the context plus ``fnd_alert_title`` and ``fnd_alert_text``
             (an Airflow ``BaseNotifier`` instance fits), or the import path of a notifier
             class, built anew for this alert with the JSON object ``notifier_kwargs``.

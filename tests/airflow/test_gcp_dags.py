@@ -239,8 +239,8 @@ def test_connection_fallbacks(airflow_db, monkeypatch, tmp_path):
     an anonymous connection: anonymous; a key-less one against an emulator: anonymous."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from fnd_core.io import gcp
     from fnd_airflow.gcp import connection_auth
+    from fnd_core.io import gcp
 
     monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)
     assert connection_auth("google_cloud_default", None) is None
