@@ -179,3 +179,80 @@ def test_the_ui_login_can_only_read_even_after_reset_role(engine, db_url, tmp_pa
         assert monitoring_quality.validation_runs(pages, limit=1).total >= 0
     finally:
         pages.dispose()
+
+
+VIEW_SHAPE = """
+    select c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+           col_description(c.oid, a.attnum), obj_description(c.oid, 'pg_class'),
+           has_table_privilege('fnd_analyst', c.oid, 'select'),
+           has_table_privilege('fnd_reader', c.oid, 'select')
+    from pg_class c join pg_attribute a on a.attrelid = c.oid
+    where c.relnamespace = 'fnd'::regnamespace and c.relkind = 'v' and a.attnum > 0
+    order by 1, 2
+"""
+
+
+def _view_shape(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(VIEW_SHAPE).all()]
+
+
+def _upgrade_to(engine, tmp_path: Path, head: int) -> None:
+    """Migrations up to ``head`` only, as a database upgraded before the later ones existed."""
+    part = tmp_path / f"sql_{head}"
+    part.mkdir()
+    for m in migrations.discover():
+        if m.number <= head:
+            shutil.copy(m.path, part / m.filename)
+    migrations.upgrade(engine, part)
+
+
+def test_each_view_is_defined_once_in_its_own_file():
+    views = migrations.discover_views(migrations.SQL_DIR / "views")
+    assert {v.name for v in views} == VIEWS
+    for m in migrations.discover():
+        if m.number > migrations.LEGACY_HEAD:
+            assert " view " not in m.sql.lower(), f"{m.filename} declares a view"
+
+
+@pytest.mark.parametrize("head", range(1, migrations.LEGACY_HEAD + 1))
+def test_a_database_at_any_earlier_head_upgrades_to_the_same_views(
+    create_database, engine, tmp_path, head
+):
+    """Upgrading from every earlier head ends with the views of a fresh install: the same
+    columns, types, comments and grants."""
+    old = make_engine(create_database())
+    try:
+        _upgrade_to(old, tmp_path, head)
+        migrations.upgrade(old)
+        assert {s.status for s in migrations.status(old)} == {"applied"}
+        assert _view_shape(old) == _view_shape(engine)
+    finally:
+        old.dispose()
+
+
+def test_views_are_created_after_the_views_they_require(tmp_path):
+    (tmp_path / "b.sql").write_text("-- requires: fnd.a\ncreate view fnd.b as select 1;\n")
+    (tmp_path / "a.sql").write_text("-- requires: c\ncreate view fnd.a as select 1;\n")
+    (tmp_path / "c.sql").write_text("-- requires: none\ncreate view fnd.c as select 1;\n")
+    assert [v.name for v in migrations.discover_views(tmp_path)] == ["c", "a", "b"]
+    (tmp_path / "c.sql").write_text("-- requires: b\ncreate view fnd.c as select 1;\n")
+    with pytest.raises(ValueError, match="cycle"):
+        migrations.discover_views(tmp_path)
+
+
+def test_a_broken_view_rolls_the_whole_upgrade_back(empty_engine, tmp_path):
+    """A view that cannot be created leaves the database as it was: views included."""
+    migrations.upgrade(empty_engine)
+    before = _view_shape(empty_engine)
+    broken = tmp_path / "sql"
+    shutil.copytree(migrations.SQL_DIR, broken)
+    (broken / "017_add_a_column.sql").write_text("alter table fnd.posts add column x int;\n")
+    (broken / "views" / "latest_predictions.sql").write_text(
+        "create view fnd.latest_predictions as select no_such_column from fnd.posts;\n"
+    )
+    with pytest.raises(migrations.MigrationError, match="latest_predictions"):
+        migrations.upgrade(empty_engine, broken)
+    assert _view_shape(empty_engine) == before
+    assert "017_add_a_column.sql" not in {s.filename for s in migrations.status(empty_engine)
+                                          if s.status == "applied"}  # fmt: skip

@@ -1,8 +1,14 @@
-"""Plain-SQL migrations: ``sql/NNN_verb_object.sql`` applied in order, once each.
+"""Plain-SQL migrations: ``sql/NNN_verb_object.sql`` applied in order, once each; views
+from ``sql/views/<view>.sql``, their one current definition, recreated on every upgrade.
 
-Each file runs in its own transaction together with the row that records it, so a file
-that fails leaves nothing behind and is retried by the next ``fnd db upgrade``. An
-advisory lock keeps two processes (e.g. two Airflow workers) from upgrading at once.
+Numbered migrations hold tables, grants and data changes. Views are not re-declared in them:
+``create or replace view`` cannot drop or reorder a column, and a view declared in four files
+is read in four. So an upgrade applies the pending migrations up to :data:`LEGACY_HEAD` (the
+files written before ``sql/views/``, some of which still declare views) one transaction each,
+then, in one transaction, drops every view, applies the later pending migrations and creates
+every view in dependency order (a view file's ``-- requires:`` line names the views it reads).
+A migration that fails leaves nothing behind and is retried by the next ``fnd db upgrade``.
+An advisory lock keeps two processes (e.g. two Airflow workers) from upgrading at once.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*\.sql$")
+REQUIRES = re.compile(r"^-- requires:(.*)$", re.MULTILINE)
+LEGACY_HEAD = 16  # migrations up to this number may declare views (written before sql/views)
 # Arbitrary constant: the key of the advisory lock that serialises upgrades.
 _UPGRADE_LOCK_KEY = 4_711_001
 
@@ -42,6 +51,10 @@ comment on column fnd.schema_migrations.applied_at is 'When it was applied.';
 class Migration:
     filename: str
     path: Path
+
+    @property
+    def number(self) -> int:
+        return int(self.filename[:3])
 
     @property
     def sql(self) -> str:
@@ -100,8 +113,11 @@ def status(engine: Engine, sql_dir: Path = SQL_DIR) -> list[MigrationState]:
 
 
 def upgrade(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations in order; returns the filenames applied (empty: up to date)."""
+    """Apply pending migrations in order and recreate the views; returns the filenames
+    applied (empty: the tables were up to date)."""
     migrations = discover(sql_dir)
+    views = discover_views(sql_dir / "views")
+    legacy = [m for m in migrations if m.number <= LEGACY_HEAD]
     applied_now: list[str] = []
     # One connection throughout: the session-level advisory lock belongs to it.
     with engine.connect() as conn:
@@ -110,24 +126,72 @@ def upgrade(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
         try:
             with conn.begin():
                 conn.exec_driver_sql(_BOOTSTRAP)
-            for m in migrations:
+            for m in legacy:
                 with conn.begin():
-                    if m.filename in _applied(conn):
-                        continue
+                    applied_now += _apply(conn, m)
+            with conn.begin():
+                for view in reversed(views):
+                    conn.exec_driver_sql(f"drop view if exists fnd.{view.name} cascade")
+                for m in migrations[len(legacy) :]:
+                    applied_now += _apply(conn, m)
+                for view in views:
                     try:
-                        conn.exec_driver_sql(m.sql)
+                        conn.exec_driver_sql(view.sql)
                     except Exception as exc:
-                        raise MigrationError(f"{m.filename} failed, rolled back: {exc}") from exc
-                    conn.exec_driver_sql(
-                        "insert into fnd.schema_migrations (filename, sha256) values (%s, %s)",
-                        (m.filename, m.sha256),
-                    )
-                applied_now.append(m.filename)
+                        raise MigrationError(
+                            f"views/{view.name}.sql failed, the upgrade rolled back: {exc}"
+                        ) from exc
         finally:
             conn.rollback()
             conn.exec_driver_sql(f"select pg_advisory_unlock({_UPGRADE_LOCK_KEY})")
             conn.commit()
     return applied_now
+
+
+def _apply(conn, m: Migration) -> list[str]:
+    """Run one migration and record it, in the caller's transaction; [] if already applied."""
+    if m.filename in _applied(conn):
+        return []
+    try:
+        conn.exec_driver_sql(m.sql)
+    except Exception as exc:
+        raise MigrationError(f"{m.filename} failed, rolled back: {exc}") from exc
+    conn.exec_driver_sql(
+        "insert into fnd.schema_migrations (filename, sha256) values (%s, %s)",
+        (m.filename, m.sha256),
+    )
+    return [m.filename]
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    sql: str
+    requires: tuple[str, ...]
+
+
+def discover_views(views_dir: Path) -> list[View]:
+    """The view files in dependency order (each after the views it ``requires``)."""
+    from graphlib import CycleError, TopologicalSorter
+
+    views: dict[str, View] = {}
+    for path in sorted(views_dir.glob("*.sql")) if views_dir.is_dir() else []:
+        if not VIEW_NAME.match(path.name):
+            raise ValueError(f"views/{path.name}: view files must be named <view>.sql")
+        sql = path.read_text(encoding="utf-8")
+        line = REQUIRES.search(sql)
+        names = line.group(1).split("(")[0].replace(",", " ").split() if line else []
+        requires = tuple(n.removeprefix("fnd.") for n in names if n != "none")
+        views[path.stem] = View(path.stem, sql, requires)
+    for view in views.values():
+        unknown = sorted(set(view.requires) - set(views))
+        if unknown:
+            raise ValueError(f"views/{view.name}.sql requires unknown views: {unknown}")
+    try:
+        order = TopologicalSorter({v.name: set(v.requires) for v in views.values()})
+        return [views[name] for name in order.static_order()]
+    except CycleError as exc:
+        raise ValueError(f"views require each other in a cycle: {exc.args[1]}") from exc
 
 
 class MigrationError(RuntimeError):
