@@ -118,3 +118,40 @@ def test_a_fold_left_with_one_class_predicts_that_class_instead_of_failing():
     plan = CVPlan.make(y, units, n_folds=4, repeats=1)
     (oof,) = candidates.out_of_fold("char_ngram", data, plan, Recipe(1, TrainOptions()))
     assert np.all(oof[:10] == 1.0)  # nothing real was left to learn from: called fake
+
+
+@pytest.mark.parametrize("kind", ["fusion", "linear"])
+def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypatch, kind):
+    """The gate's estimate describes what ships: a fold's model and the final model, fitted
+    on the same rows (same early-stopping split, fine-tuning off, on CPU), are the same
+    tensors bit for bit."""
+    from fnd_core.model.examples import PostExample
+    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.pipeline.candidate_training import _train_final
+    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+
+    n, rng = 120, np.random.default_rng(3)
+    torch.manual_seed(0)
+    base = build_model(TINY, pretrained=False)
+    features = EncodedFeatures(
+        image=torch.tensor(rng.normal(size=(n, base.image_dim)), dtype=torch.float32),
+        text=torch.tensor(rng.normal(size=(n, base.text_dim)), dtype=torch.float32),
+    )
+    y = (features.text[:, 0].numpy() + rng.normal(0, 0.5, n) > 0).astype(int)
+    stories = np.arange(n) // 2  # reposts: two posts per story
+    data = candidates.FoldData(y, stories, ["t"] * n, features, base, TINY)
+    plan = CVPlan.make(y, np.arange(n) // 10, n_folds=3, repeats=1)
+    recipe = Recipe(epochs=3, options=TrainOptions(batch_size=16), seed=5)
+
+    fold_models = []
+    real_proba = candidates.proba
+    monkeypatch.setattr(candidates, "proba",
+                        lambda m, d, rows: fold_models.append(m) or real_proba(m, d, rows))  # fmt: skip
+    candidates.out_of_fold(kind, data, plan, recipe)  # fold k of repeat 0 is seeded seed + k
+    rows = np.setdiff1d(np.arange(n), plan.repeats[0][0])
+    examples = [PostExample(f"p{i}", "t", "", None, int(y[i])) for i in rows]
+    final = _train_final(kind, data.subset(rows), examples, plan, recipe).model
+    fold = fold_models[0].state_dict()
+    assert final.state_dict().keys() == fold.keys()
+    for name, tensor in final.state_dict().items():
+        assert torch.equal(tensor, fold[name]), name

@@ -178,7 +178,7 @@ def _cross_validate_and_train(
     oof = np.mean(oofs[winner], axis=0)[scored]
     calibration = fit_calibration(y[scored], oof)
     log.info("calibration of %s: %s", winner, calibration)
-    cv = dict(cvs[winner])
+    cv = dict(cvs[winner]) | {"finetuned_after_estimate": result.finetuned}
     result.metrics["test"] = cv.pop("report")
     result.scores["test"] = _oof_scores([examples[i] for i in scored], y[scored], oof)
     result.metrics |= {
@@ -210,44 +210,67 @@ def _oof_scores(examples: list[PostExample], y, p):
 
 
 def _train_final(kind: str, data, examples, plan, recipe) -> TrainResult:
-    """The artifact, fitted on every labelled post the way each fold was fitted.
+    """The artifact, fitted on every labelled post by the function each fold used
+    (:func:`candidates.fit`): the same weights, seeding and early stopping, so the gate's
+    estimate describes the procedure that ships.
 
-    ``fusion`` goes through the trainer (one grouped fold early-stops it; curves and plots);
-    the linear kinds and ``char_ngram`` are exact fits on every post.
+    Fine-tuning the encoders (``TrainOptions.finetune``, off by default) is too costly to
+    repeat on every fold: it runs on the final fusion fit only, and the registry says so
+    beside the estimate (``metrics.cv.finetuned_after_estimate``).
     """
     import time
 
     import numpy as np
 
     from fnd_core.model import metrics
-    from fnd_core.model.grouping import early_stopping_split
+    from fnd_core.model.runtime import module_device
     from fnd_core.model.train_results import SplitScores, TrainResult
-    from fnd_core.model.training import train
     from fnd_core.pipeline import candidates
 
-    y = data.y
-    if kind == "fusion":
-        val = early_stopping_split(y, data.stories, n_folds=plan.n_folds, seed=recipe.seed)
-        val = set(val.tolist())
-        roles = [
-            dataclasses.replace(e, split="val" if i in val else "train")
-            for i, e in enumerate(examples)
-        ]
-        return train(
-            roles, data.config, epochs=recipe.epochs, seed=recipe.seed, options=recipe.options,
-            model=candidates.fresh_head(data.base, data.config, recipe.seed), groups=data.stories,
-        )  # fmt: skip
     started = time.perf_counter()
-    everyone = np.arange(len(y))
-    model = candidates.fit(kind, data, everyone, recipe, n_folds=plan.n_folds, seed=recipe.seed)
-    p = candidates.proba(model, data, everyone)
-    config = getattr(model, "config", None)
+    y, everyone = data.y, np.arange(len(data.y))
+    history: list[dict[str, float]] = []
+    model = candidates.fit(
+        kind, data, everyone, recipe, n_folds=plan.n_folds, seed=recipe.seed, history=history
+    )
+    finetuned = kind == "fusion" and recipe.options.finetune
+    if finetuned:
+        history += _finetune(model, data, examples, plan, recipe)
+        p = _proba_reencoded(model, examples, recipe.options)
+    else:
+        p = candidates.proba(model, data, everyone)
+    network = kind != "char_ngram"
     return TrainResult(
-        model=model, config=config, threshold=0.5,
-        metrics={"train": metrics.classification_report(y, p, 0.5)}, history=[],
-        scores={"train": SplitScores([e.post_id for e in examples], y, p)}, finetuned=False,
-        device="cpu", seconds=time.perf_counter() - started, counts={"train": len(y)},
+        model=model, config=model.config, threshold=0.5,
+        metrics={"train": metrics.classification_report(y, p, 0.5)}, history=history,
+        scores={"train": SplitScores([e.post_id for e in examples], y, p)},
+        finetuned=bool(getattr(model, "encoders_finetuned", False)),
+        device=str(module_device(model)) if network else "cpu",
+        seconds=time.perf_counter() - started, counts={"train": len(y)},
     )  # fmt: skip
+
+
+def _finetune(model, data, examples, plan, recipe) -> list[dict[str, float]]:
+    """Phase 2 on the final fusion fit: its early-stopping split is the one phase 1 used."""
+    from fnd_core.model.finetuning import finetune
+    from fnd_core.model.grouping import early_stopping_split
+
+    val = set(early_stopping_split(data.y, data.stories, n_folds=plan.n_folds,
+                                   seed=recipe.seed).tolist())  # fmt: skip
+    splits: dict[str, list] = {"train": [], "val": []}
+    for i, e in enumerate(examples):
+        role = "val" if i in val else "train"
+        splits[role].append(dataclasses.replace(e, split=role))
+    return finetune(model, splits, recipe.options, recipe.seed)
+
+
+def _proba_reencoded(model, examples, options):
+    """P(fake) with features of the fine-tuned encoders (the cached ones are stale)."""
+    from fnd_core.model.feature_encoding import encode_examples
+    from fnd_core.model.features import head_proba
+    from fnd_core.model.train_options import encode_kwargs
+
+    return head_proba(model, encode_examples(model, examples, **encode_kwargs(options)))
 
 
 def _champion_recipe(engine, data, plan, recipe, metric, cvs) -> dict[str, Any]:

@@ -226,23 +226,44 @@ def kind_of(config: dict[str, Any]) -> str:
 
 
 def fit(
-    kind: str, data: FoldData, rows: np.ndarray, recipe: Recipe, *, n_folds: int, seed: int
+    kind: str,
+    data: FoldData,
+    rows: np.ndarray,
+    recipe: Recipe,
+    *,
+    n_folds: int,
+    seed: int,
+    history: list[dict[str, float]] | None = None,
 ) -> FakeNewsModel | CharNgramModel:
-    """``kind`` fitted on ``rows``: every fold and the final model go through here.
+    """``kind`` fitted on ``rows``: the one fitting procedure, which every fold of the gate's
+    estimate and the final (shipped) model both call, so the estimate describes what ships.
 
-    With ``options.worst_topic_rounds`` (and topics known), the fit is repeated with weight
-    moved toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.worst_topic`)."""
+    Weights, seeding and early stopping are decided here: each story counts once and the
+    classes weigh the same (``recipe.options``); the head is seeded by ``seed``; fusion
+    early-stops on a grouped fold of ``rows`` drawn with ``recipe.seed``. With
+    ``options.worst_topic_rounds`` (and topics known), the fit is repeated with weight moved
+    toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.worst_topic`).
+    ``history``, when given, receives fusion's epoch records (the last fit's)."""
     rounds = recipe.options.worst_topic_rounds
     if not rounds or data.topics is None:
         # fusion's default: each of its splits (training, early stopping) balanced on its own
         plain = kind == "fusion" and not recipe.options.topic_weights
         weights = None if plain else _weights(data, rows, recipe)
-        return _fit_weighted(kind, data, rows, recipe, weights, n_folds=n_folds, seed=seed)
+        return _fit_weighted(
+            kind, data, rows, recipe, weights, n_folds=n_folds, seed=seed, history=history
+        )
     from fnd_core.model.worst_topic import fit_worst_topic
+
+    def fit_once(w: np.ndarray) -> FakeNewsModel | CharNgramModel:
+        if history is not None:
+            history.clear()
+        return _fit_weighted(
+            kind, data, rows, recipe, w, n_folds=n_folds, seed=seed, history=history
+        )
 
     stories = data.stories[rows] if recipe.options.group_weights else None
     result = fit_worst_topic(
-        lambda w: _fit_weighted(kind, data, rows, recipe, w, n_folds=n_folds, seed=seed),
+        fit_once,
         lambda model: proba(model, data, rows),
         data.y[rows],
         data.topics[rows],
@@ -262,6 +283,7 @@ def _fit_weighted(
     *,
     n_folds: int,
     seed: int,
+    history: list[dict[str, float]] | None = None,
 ) -> FakeNewsModel | CharNgramModel:
     """``kind`` fitted on ``rows`` with per-post ``weights`` (aligned with ``rows``; None:
     fusion's own per-split weights)."""
@@ -271,10 +293,12 @@ def _fit_weighted(
         if weights is not None:
             post_weights = np.zeros(len(data.y))
             post_weights[rows] = weights
-        fit_on(
+        epochs = fit_on(
             model, data.features, data.y, data.stories, rows, recipe,
             n_folds=n_folds, post_weights=post_weights,
         )  # fmt: skip
+        if history is not None:
+            history.extend(epochs)
         return model.eval()
     if kind == "char_ngram":
         from fnd_core.model.char_ngrams import CharNgramModel
