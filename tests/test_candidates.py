@@ -145,8 +145,12 @@ def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypa
 
     fold_models = []
     real_proba = candidates.proba
-    monkeypatch.setattr(candidates, "proba",
-                        lambda m, d, rows: fold_models.append(m) or real_proba(m, d, rows))  # fmt: skip
+
+    def proba(model, part, rows):  # the fold path hands each fold's model to proba
+        fold_models.append(model)
+        return real_proba(model, part, rows)
+
+    monkeypatch.setattr(candidates, "proba", proba)
     candidates.out_of_fold(kind, data, plan, recipe)  # fold k of repeat 0 is seeded seed + k
     rows = np.setdiff1d(np.arange(n), plan.repeats[0][0])
     examples = [PostExample(f"p{i}", "t", "", None, int(y[i])) for i in rows]
