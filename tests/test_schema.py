@@ -166,3 +166,23 @@ def test_connections_carry_connect_and_statement_timeouts(db_url):
         assert conn.exec_driver_sql("show statement_timeout").scalar() == "7s"
     own.dispose()
     assert STATEMENT_TIMEOUT_MS == 30 * 60 * 1000
+
+
+def _readme_first_sql() -> list[str]:
+    """The statements of the README's "The SQL to run first" block."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("## The SQL to run first", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    return [s.strip() for s in block.split(";") if s.strip()]
+
+
+def test_the_readme_first_queries_run_and_their_views_are_the_analysts(as_analyst, engine):
+    statements = _readme_first_sql()
+    assert len(statements) == 4
+    for statement in statements:
+        if "fnd.quarantine" in statement:  # a table: not the analysts'
+            with engine.connect() as conn:
+                conn.exec_driver_sql(statement).all()
+        else:
+            as_analyst.exec_driver_sql(statement).all()
