@@ -45,7 +45,7 @@ from fnd_airflow.dag_support import (
     fnd_settings,
 )
 from fnd_core import contracts
-from fnd_core.settings import MODEL_PRESETS
+from fnd_core.model.presets import PRESET_NAMES
 
 SETTINGS = fnd_settings()  # read once at parse time: the schedule, the form's defaults, the queue
 TRAIN_BACKEND = SETTINGS.train_backend
@@ -83,7 +83,7 @@ def retrain_schedule():
         "preset": Param(
             SETTINGS.model_preset,
             type="string",
-            enum=list(MODEL_PRESETS),
+            enum=list(PRESET_NAMES),
             title="Backbone preset",
             description="Default: FND_MODEL_PRESET.",
         ),

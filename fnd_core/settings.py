@@ -15,7 +15,6 @@ from typing import Any
 
 from fnd_core.contracts import GCP_CONN_ID
 
-MODEL_PRESETS = ("offline", "seed", "tiny")  # backbones: fnd_core.model.pretrained loads them
 GATE_METRICS = ("balanced_accuracy", "macro_f1")  # fnd_core.pipeline.gate computes them
 
 
@@ -136,7 +135,7 @@ class Settings:
         "A file whose quarantined share exceeds this fails as a whole",
     )
     model_preset: str = _setting(
-        "FND_MODEL_PRESET", "offline", f"Backbones: {' | '.join(MODEL_PRESETS)}"
+        "FND_MODEL_PRESET", "offline", "Backbones: a preset of fnd_core/model/presets.py"
     )
     train_epochs: int = _setting(
         "FND_TRAIN_EPOCHS",

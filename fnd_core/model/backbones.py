@@ -236,14 +236,14 @@ TINY_WIDTH = 64
 TINY_VOCAB = 4096
 
 
-def tiny_image_backbone(config: ModelConfig) -> ImageBackbone:
+def tiny_image_backbone(config: ModelConfig, *, pretrained: bool = False) -> ImageBackbone:
     """Random-init 3-layer CNN (uses the global torch RNG: seed it first)."""
     return ImageBackbone(
         _TinyCnn(TINY_WIDTH), name="tiny-cnn", feature_dim=TINY_WIDTH, normalisation=HALF_NORM
     )
 
 
-def tiny_text_backbone(config: ModelConfig) -> TextBackbone:
+def tiny_text_backbone(config: ModelConfig, *, pretrained: bool = False) -> TextBackbone:
     """Random-init hashed bag-of-words encoder with a built-in tokenizer."""
     tokenize = HashTokenizer(vocab_size=TINY_VOCAB, max_tokens=config.max_tokens)
     trunk = _TinyTextTrunk(TINY_VOCAB, TINY_WIDTH)

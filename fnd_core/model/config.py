@@ -6,20 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from fnd_core.settings import MODEL_PRESETS, default
+from fnd_core.model.presets import PRESET_NAMES
+from fnd_core.model.presets import PRESETS as _REGISTRY
+from fnd_core.settings import default
 
-PRESETS = MODEL_PRESETS
+PRESETS = PRESET_NAMES  # the registry: fnd_core.model.presets
 FUSIONS = ("concat", "interaction")
 MODALITIES = ("both", "text", "image")
 HEADS = ("mlp", "linear")
 DEFAULT_MAX_PIXELS: int = default("max_image_pixels")  # decompression-bomb guard
-
-# Smaller defaults for the random-init test preset: it must train in seconds on a laptop CPU.
-_PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "offline": {},
-    "seed": {},
-    "tiny": {"image_size": 64, "max_tokens": 32, "proj_dim": 32, "hidden": 64},
-}
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,7 @@ class ModelConfig:
     def for_preset(cls, preset: str, **overrides: Any) -> ModelConfig:
         """A config with the preset's sensible defaults, then ``overrides`` on top."""
         _check_choice("preset", preset, PRESETS)
-        return cls(preset=preset, **{**_PRESET_DEFAULTS[preset], **overrides})
+        return cls(preset=preset, **{**_REGISTRY[preset].defaults, **overrides})
 
     @property
     def uses_image(self) -> bool:

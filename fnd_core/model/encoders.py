@@ -1,19 +1,15 @@
-"""Which encoders a model config gets: the tiny ones built here, pretrained presets from the hub.
-
-The one place that knows both :mod:`fnd_core.model.backbones` (the encoder classes) and
-:mod:`fnd_core.model.pretrained` (the preset loaders), so neither imports the other.
-"""
+"""Which encoders a model config gets: the ones its preset names in the registry
+(:mod:`fnd_core.model.presets`), each built by the loader the entry names."""
 
 from __future__ import annotations
 
-from fnd_core.model import pretrained as hub
-from fnd_core.model.backbones import (
-    ImageBackbone,
-    TextBackbone,
-    tiny_image_backbone,
-    tiny_text_backbone,
-)
-from fnd_core.model.config import ModelConfig
+from typing import TYPE_CHECKING
+
+from fnd_core.model.presets import get
+
+if TYPE_CHECKING:
+    from fnd_core.model.backbones import ImageBackbone, TextBackbone
+    from fnd_core.model.config import ModelConfig
 
 
 def build_backbones(
@@ -25,18 +21,14 @@ def build_backbones(
         config: the model config; ``config.preset`` picks the encoders.
         pretrained: load the preset's pretrained weights. ``False`` builds the same
             architecture with random weights, only for callers that load weights next
-            (an artifact holding the full model). Ignored for ``tiny``.
+            (an artifact holding the full model). Random-init presets ignore it.
 
     Raises:
         BackboneUnavailableError: pretrained weights are not on this machine.
     """
-    if config.preset == "tiny":
-        image = tiny_image_backbone(config) if config.uses_image else None
-        text = tiny_text_backbone(config) if config.uses_text else None
-        return image, text
-    loaders = hub.LOADERS[config.preset]
-    if config.preset == "seed" and pretrained:
-        hub.require_seed_weights(need_image=config.uses_image, need_text=config.uses_text)
-    image = loaders.image(config, pretrained=pretrained) if config.uses_image else None
-    text = loaders.text(config, pretrained=pretrained) if config.uses_text else None
+    preset = get(config.preset)
+    if pretrained:
+        preset.check_weights(need_image=config.uses_image, need_text=config.uses_text)
+    image = preset.image.build(config, pretrained=pretrained) if config.uses_image else None
+    text = preset.text.build(config, pretrained=pretrained) if config.uses_text else None
     return image, text

@@ -10,8 +10,6 @@ Face caches only; the Dockerfile bakes them in with ``python -m fnd_core.model.p
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -252,18 +250,6 @@ def seed_text(config: ModelConfig, *, pretrained: bool = True) -> TextBackbone:
         name="distilbert-base-uncased",
         feature_dim=trunk.config.hidden_size,
     )
-
-
-@dataclass(frozen=True)
-class Loaders:
-    image: Callable[..., ImageBackbone]
-    text: Callable[..., TextBackbone]
-
-
-LOADERS = {
-    "offline": Loaders(image=offline_image, text=offline_text),
-    "seed": Loaders(image=seed_image, text=seed_text),
-}
 
 
 def bake_seed_weights() -> None:

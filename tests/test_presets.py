@@ -1,0 +1,40 @@
+"""Every model preset of the registry builds the encoders its entry describes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fnd_core.model import BackboneUnavailableError, ModelConfig
+from fnd_core.model.backbones import HALF_NORM, IMAGENET_NORM, TF_NORM
+from fnd_core.model.encoders import build_backbones
+from fnd_core.model.presets import PRESETS, get
+
+NORMALISATIONS = {"imagenet": IMAGENET_NORM, "tf": TF_NORM, "half": HALF_NORM}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_builds_what_its_entry_says(name):
+    preset = PRESETS[name]
+    config = ModelConfig.for_preset(name, image_size=64)
+    assert all(getattr(config, k) == v for k, v in preset.defaults.items() if k != "image_size")
+    try:
+        image, text = build_backbones(config, pretrained=True)
+    except BackboneUnavailableError as exc:
+        pytest.skip(f"{name}: weights not on this machine ({exc})")
+    assert (image.name, image.feature_dim) == (preset.image.name, preset.image.feature_dim)
+    assert (text.name, text.feature_dim) == (preset.text.name, preset.text.feature_dim)
+    assert image.normalisation == NORMALISATIONS[preset.image.transform]
+    with torch.inference_mode():
+        pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+        assert image(pixels).shape == (2, preset.image.feature_dim)
+        tokens = text.tokenize(["a caption", "another, longer caption of a picture"])
+        assert text(**tokens).shape == (2, preset.text.feature_dim)
+
+
+def test_an_unknown_preset_names_the_known_ones():
+    with pytest.raises(ValueError, match="offline, seed, tiny"):
+        get("resnet")
+    with pytest.raises(ValueError, match="preset"):
+        ModelConfig.for_preset("resnet")
