@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +52,14 @@ def recording_server(body: bytes) -> Iterator[tuple[int, list[str]]]:
         yield server.server_port, hits
     finally:
         server.shutdown()
+
+
+FND = [sys.executable, "-m", "fnd_core.stack.cli"]
+
+
+def run_fnd(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FND_")}
+    full_env.update(env)
+    return subprocess.run(
+        [*FND, *args], env=full_env, capture_output=True, text=True, check=check, timeout=120
+    )

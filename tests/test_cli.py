@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from fnd_core.io import migrations
 from fnd_core.io.db import make_engine
-
-FND = [sys.executable, "-m", "fnd_core.stack.cli"]
-
-
-def run_fnd(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FND_")}
-    full_env.update(env)
-    return subprocess.run(
-        [*FND, *args], env=full_env, capture_output=True, text=True, check=check, timeout=120
-    )
+from tests.helpers import run_fnd
 
 
 def test_db_upgrade_twice_then_status(create_database, tmp_path: Path):
@@ -44,7 +33,7 @@ def test_db_upgrade_on_embedded_postgres(tmp_path: Path):
         with engine.connect() as conn:
             n = conn.exec_driver_sql("select count(*) from fnd.schema_migrations").scalar()
         engine.dispose()
-        assert n >= 4
+        assert n == len(migrations.discover())
     finally:
         stopped = run_fnd("db", "stop", env=env, check=False)
     assert "stopped" in stopped.stdout

@@ -58,6 +58,30 @@ def trained(create_database, tmp_path_factory):
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _only_the_champion_kept(request):
+    """Each test starts from the trained champion alone: the batches, verdicts and drift
+    reports a test adds are removed after it, so no test reads another's."""
+    if "trained" not in request.fixturenames:
+        yield
+        return
+    engine, _ = request.getfixturevalue("trained")
+    with engine.connect() as conn:
+        last_batch = conn.exec_driver_sql(
+            "select coalesce(max(batch_id), 0) from fnd.ingest_batches"
+        ).scalar_one()
+        versions = list(conn.exec_driver_sql("select version from fnd.model_versions").scalars())
+    yield
+    with engine.begin() as conn:
+        conn.exec_driver_sql("delete from fnd.drift_reports")
+        conn.exec_driver_sql("delete from fnd.predictions where run_id <> 'initial'")
+        conn.exec_driver_sql("delete from fnd.scoring_errors where run_id <> 'initial'")
+        for table in ("quarantine", "validation_runs", "posts", "ingest_batches"):
+            conn.exec_driver_sql(f"delete from fnd.{table} where batch_id > {int(last_batch)}")
+        conn.execute(sa.text("delete from fnd.model_versions where version <> all(:v)"),
+                     {"v": versions})  # fmt: skip
+
+
 def land_and_score(engine, settings, batch_file: Path, run_id: str) -> drift.DriftReport:
     report = ingest_file(engine, str(batch_file), settings, run_id=run_id)
     version = scoring.resolve_version(engine, None).version
@@ -157,8 +181,6 @@ def test_retraining_is_requested_once_per_champion(trained):
     first, second = (drift.record(engine, report, f"run-{i}") for i in range(2))
     calm = drift.record(engine, quiet, "run-calm")
     assert report.flagged and not quiet.flagged
-    with engine.begin() as conn:  # earlier tests' flagged reports asked for nothing
-        conn.execute(sa.text("update fnd.drift_reports set retrain_requested = false"))
     assert drift.request_retrain(engine, calm, cooldown_hours=0) is False  # not flagged
     assert drift.request_retrain(engine, first, cooldown_hours=0) is True
     assert drift.request_retrain(engine, second, cooldown_hours=0) is False  # same champion

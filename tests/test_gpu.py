@@ -17,7 +17,7 @@ from fnd_core.model.network import build_model
 from fnd_core.model.runtime import loader_workers, resolve_device
 from fnd_core.model.train_options import TrainOptions
 from fnd_core.model.training import train
-from tests.test_training import toy_posts
+from tests.media import toy_posts
 
 pytestmark = [
     pytest.mark.gpu,

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from fnd_core.ingest import staging
 from fnd_core.ingest.load import BatchRejectedError, ingest_file, list_new_files
 from fnd_core.io import storage
-from tests.test_landing import noisy_jpeg
+from tests.media import noisy_jpeg
 
 FND = [sys.executable, "-m", "fnd_core.stack.cli"]
 HUGE_INT = "9" * 5000

@@ -19,7 +19,7 @@ from PIL import Image
 
 from fnd_core.ingest.load import BatchRejectedError, ingest_file, list_new_files
 from fnd_core.stack.demo import generate_batch
-from tests.test_landing import jpeg_bytes, noisy_jpeg, png_bytes, png_header_only, write_jsonl
+from tests.media import jpeg_bytes, noisy_jpeg, png_bytes, png_header_only, write_jsonl
 
 pytestmark = pytest.mark.slow  # each ingest runs a Great Expectations validation
 
@@ -374,31 +374,32 @@ def test_trigger_paths_stay_in_the_landing_zone_and_never_touch_the_store(settin
     assert allowed_landing_path(str(tmp_path / "elsewhere" / "a.jsonl"), roots)
 
 
-def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path):
-    import threading
+def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path, monkeypatch):
+    """A file changed within the settle window is left; one that stayed the same, fresh or
+    old, is taken. The wait itself is where the writer appends: no timing involved."""
+    import os
     import time
 
-    from fnd_core.ingest.load import settled_files
+    from fnd_core.ingest import load
 
-    quiet, growing = tmp_path / "quiet.jsonl", tmp_path / "growing.jsonl"
-    quiet.write_text("{}\n")
-    growing.write_text("{}\n")
-    stop = threading.Event()
+    old, fresh, growing = (tmp_path / f"{n}.jsonl" for n in ("old", "fresh", "growing"))
+    for path in (old, fresh, growing):
+        path.write_text("{}\n")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    waits = []
 
-    def writer():
-        while not stop.is_set():
-            with growing.open("a") as f:
-                f.write("{}\n")
-            time.sleep(0.05)
+    def wait(seconds):  # what the writer does while ingest waits
+        waits.append(seconds)
+        with growing.open("a") as f:
+            f.write("{}\n")
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert settled_files([str(quiet), str(growing)], 0.5) == [str(quiet)]
-    finally:
-        stop.set()
-        thread.join()
-    assert settled_files([str(quiet), str(growing)], 0.5) == [str(quiet), str(growing)]
+    monkeypatch.setattr(load.time, "sleep", wait)
+    files = [str(old), str(fresh), str(growing)]
+    assert load.settled_files(files, 30.0) == [str(old), str(fresh)]
+    assert len(waits) == 1 and 0 < waits[0] <= 30.0
+    assert load.settled_files([str(old)], 30.0) == [str(old)] and len(waits) == 1  # no wait
+    monkeypatch.setattr(load.time, "sleep", waits.append)  # the writer has finished
+    assert load.settled_files(files, 30.0) == files
 
 
 def test_hostile_references_are_quarantined_and_nothing_from_outside_is_stored(

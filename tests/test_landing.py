@@ -11,8 +11,6 @@ import datetime as dt
 import io
 import json
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,50 +24,9 @@ from fnd_core.ingest.rows import AcceptedPost, InvalidField, RejectedRow
 from fnd_core.io import imaging, storage
 from fnd_core.io.imaging import ImageRejected
 from tests.helpers import recording_server
+from tests.media import jpeg_bytes, noisy_jpeg, png_bytes, png_header_only, write_jsonl
 
 MAX_PIXELS = 40_000_000
-
-
-# Fixture builders --------------------------------------------------------------------------------
-def jpeg_bytes(size=(32, 24), colour=(200, 40, 40), mode="RGB", **save) -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size, colour).save(buf, format="JPEG", quality=90, **save)
-    return buf.getvalue()
-
-
-def noisy_jpeg(side: int = 64, seed: int = 0) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression-bomb stand-in)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    signature = b"\x89PNG\r\n\x1a\n"
-    return (
-        signature + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    lines = [
-        r if isinstance(r, bytes) else json.dumps(r, ensure_ascii=False).encode() for r in records
-    ]
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path
 
 
 @pytest.fixture

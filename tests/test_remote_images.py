@@ -21,7 +21,7 @@ import pytest
 from fnd_core.ingest.remote import allowed_hosts, fetch
 from fnd_core.io.imaging import ImageRejected
 from tests.helpers import recording_server
-from tests.test_landing import noisy_jpeg
+from tests.media import noisy_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
 

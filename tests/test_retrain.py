@@ -129,7 +129,7 @@ def test_tampered_artifact_is_refused_on_load(clean_db, settings):
 
 def test_a_broken_champion_neither_blocks_retraining_nor_stays_stuck(clean_db, settings, db_url):
     """Scoring says what is wrong; retraining still promotes; rollback is audited."""
-    from tests.test_cli import run_fnd
+    from tests.helpers import run_fnd
 
     ingest_demo(clean_db, settings, 120, seed=6)
     first = promote_tiny(clean_db, settings)

@@ -208,17 +208,21 @@ def test_killed_midway_then_rerun_leaves_no_gaps_or_duplicates(clean_db, setting
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     # Kill -9 as soon as a first page is committed: `fnd score` dies mid-shard, and its two
     # worker processes die with it (they would otherwise finish the job).
+    import psutil
+
     deadline = time.monotonic() + 120
     for line in proc.stderr:
         if re.search(r"shard \d/2: \d+ scored", line) or time.monotonic() > deadline:
             break
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "fnd score --workers 2 scores in worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)  # let a surviving worker (the bug this guards against) write more pages
+    # a surviving worker (the bug this guards against) would go on writing pages
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"orphan scorer(s): {alive}"
     partial = count(clean_db, "select count(*) from fnd.predictions")
     assert 0 < partial < 150, "the kill should land between the first and the last page"
-    time.sleep(3)
-    assert count(clean_db, "select count(*) from fnd.predictions") == partial, "orphan scorer"
 
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     assert count(clean_db, "select count(*) from fnd.predictions") == 150

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fnd_core.model import ModelConfig, PostExample, metrics
 from fnd_core.model.artifacts import load_model, save_model
@@ -18,8 +16,7 @@ from fnd_core.model.objective import alignment_loss, warmup_cosine
 from fnd_core.model.plots import confusion_matrix, roc_curve, training_curves, training_report
 from fnd_core.model.train_options import TrainOptions
 from fnd_core.model.training import train
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220)}
+from tests.media import toy_posts
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,27 +25,6 @@ def _one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def toy_posts(folder, n: int, seed: int = 0) -> list[PostExample]:
-    """A colour-matching task: fake when the caption names another colour than the picture.
-
-    Neither the caption nor the picture alone says anything about the label.
-    """
-    rng = np.random.default_rng(seed)
-    posts = []
-    for i in range(n):
-        shown = list(COLOURS)[rng.integers(3)]
-        fake = int(rng.integers(2))
-        said = [c for c in COLOURS if c != shown][rng.integers(2)] if fake else shown
-        pixels = np.array(COLOURS[shown])[None, None] + rng.normal(0, 20, (24, 24, 3))
-        path = folder / f"{i}.png"
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
-        post_id = f"toy-{i}"
-        text = f"look at this {said} thing"
-        split = ("test", "val", "train", "train", "train", "train")[i % 6]
-        posts.append(PostExample(post_id, text, str(path), None, fake, split))
-    return posts
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ def _leaderboard(
             names = files.plot_names(
                 item["artifact_uri"], item["artifact_sha256"], backend.settings.gcs_endpoint
             )
-        except (files.NotServable, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 — one unreadable artifact (gone, no access,
+            # no credentials) must not sink the page: its row says why it has no plots
             log.warning("plots of %s: %s", item["version"], exc)
             item["plots_error"] = str(exc)
             continue
