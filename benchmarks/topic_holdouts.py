@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.topic_holdouts [--data ../shared/data/mediaeval-dev] [--kinds K,K]
         [--random 20] [--random-repeats 1] [--seed 7] [--home DIR] [--skip PART,PART]
+        [--topic-objective none|balanced|worst|adversarial] [--named H1,H2,H3]
 
 On the MediaEval dev tweets (13 events; ``event`` is a landing field), for every candidate kind
 the gate chooses among (``FND_CANDIDATE_KINDS``; :mod:`fnd_core.pipeline.candidates`) and the
@@ -150,11 +151,13 @@ def loeo(bench: Bench) -> None:
     print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy")))
 
 
-def named(bench: Bench, seed: int, repeats: int) -> None:
+def named(bench: Bench, seed: int, repeats: int, which: list[str]) -> None:
     rng = random.Random(seed)
     sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
     sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
     for name, events in NAMED.items():
+        if name not in which:
+            continue
         test = np.flatnonzero(np.isin(bench.events, events))
         if name == "H3":
             test = np.union1d(test, sandy_draw)
@@ -256,7 +259,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--home", type=Path, default=None, help="reuse a feature cache")
     parser.add_argument("--skip", default="", help="comma-separated: loeo,named,random")
-    parser.add_argument("--topic-objective", default="none", help="none | balanced | worst")
+    parser.add_argument(
+        "--topic-objective", default="none", help="none | balanced | worst | adversarial"
+    )
+    parser.add_argument("--named", default="H1,H2,H3", help="which named hold-outs")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with bench_home() as scratch:
@@ -267,7 +273,7 @@ def main() -> None:
         if "loeo" not in skip:
             loeo(bench)
         if "named" not in skip:
-            named(bench, args.seed, settings.cv_repeats)
+            named(bench, args.seed, settings.cv_repeats, args.named.split(","))
         if "random" not in skip:
             random_holdouts(bench, args.random, args.seed, args.random_repeats)
 

@@ -240,8 +240,8 @@ class Settings:
     topic_objective: str = _setting(
         "FND_TOPIC_OBJECTIVE",
         "none",
-        "Training across topics: none | balanced (each topic x class cell weighs the same) | "
-        "worst (weight moved toward the cells fitted worst); measured: none (docs/new-events)",
+        "Training across topics: none | balanced (topic x class cells weigh the same) | worst "
+        "(toward the cells fitted worst) | adversarial (fusion hides the topic); see new-events",
     )
     cv_repeats: int = _setting(
         "FND_CV_REPEATS", 3, "Times the grouped folds are redrawn (estimates averaged)"

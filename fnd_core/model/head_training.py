@@ -38,12 +38,14 @@ def fit_head(
     seed: int,
     w_train: torch.Tensor | None = None,
     w_val: torch.Tensor | None = None,
+    topics_train: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """Phase 1: train projections + classifier on precomputed encoder features.
 
     ``w_train`` / ``w_val``: per-post loss weights (default: the two classes weigh the same
     when ``options.class_weights``). Keeps the weights of the epoch with the lowest weighted
-    validation loss (early stopping).
+    validation loss (early stopping). ``topics_train`` (topic ids) with
+    ``options.topic_adversary``: a topic discriminator is trained against the head.
     """
     import torch
 
@@ -57,7 +59,10 @@ def fit_head(
     w_val = default(y_val) if w_val is None else w_val
     device = module_device(model)
     with cpu_threads(1, device):
-        train = _Posts(to_device(train_features, device), y_train.to(device), w_train.to(device))
+        topics = None if topics_train is None else topics_train.to(device)
+        train = _Posts(
+            to_device(train_features, device), y_train.to(device), w_train.to(device), topics
+        )
         val = _Posts(to_device(val_features, device), y_val.to(device), w_val.to(device))
         return _fit_head(model, train, val, epochs=epochs, options=options, seed=seed)
 
@@ -69,6 +74,7 @@ class _Posts:
     x: tuple
     y: torch.Tensor
     w: torch.Tensor
+    topics: torch.Tensor | None = None  # topic ids, for a topic adversary
 
 
 @dataclass
@@ -94,12 +100,14 @@ class Optimiser:
         return self.schedule.get_last_lr()[0]
 
 
-def _head_optimiser(model: FakeNewsModel, options: TrainOptions, total_steps: int) -> Optimiser:
+def _head_optimiser(
+    model: FakeNewsModel, options: TrainOptions, total_steps: int, extra: list | None = None
+) -> Optimiser:
     import torch
 
     from fnd_core.model.objective import warmup_cosine
 
-    head = model.head_parameters()
+    head = model.head_parameters() + (extra or [])
     optimizer = torch.optim.AdamW(head, lr=options.lr, weight_decay=options.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total_steps, options.warmup_share)
@@ -120,13 +128,17 @@ def _fit_head(
     import torch
 
     n = len(train.y)
-    optimiser = _head_optimiser(model, options, epochs * math.ceil(n / options.batch_size))
+    adversary = _adversary(model, train, options)
+    optimiser = _head_optimiser(
+        model, options, epochs * math.ceil(n / options.batch_size),
+        list(adversary.parameters()) if adversary else None,
+    )  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     best = (math.inf, copy.deepcopy(model.head_state_dict()))
     history, stale = [], 0
     for epoch in range(1, epochs + 1):
         tick = time.perf_counter()
-        total = _head_epoch(model, train, optimiser, generator, options)
+        total = _head_epoch(model, train, optimiser, generator, options, adversary)
         samples_per_s = n / (time.perf_counter() - tick)
         validation = validate(model, val.x, val.y, val.w)
         record = epoch_record(
@@ -145,12 +157,26 @@ def _fit_head(
     return history
 
 
+def _adversary(model: FakeNewsModel, train: _Posts, options: TrainOptions):
+    """The topic discriminator when asked for and possible (an mlp head, >= 2 topics)."""
+    if not options.topic_adversary or train.topics is None or model.config.head != "mlp":
+        return None
+    n_topics = int(train.topics.max()) + 1
+    if n_topics < 2:
+        return None
+    from fnd_core.model.topic_adversary import TopicAdversary
+
+    adversary = TopicAdversary(model.config.hidden, n_topics, options.topic_adversary)
+    return adversary.to(train.y.device)
+
+
 def _head_epoch(
     model: FakeNewsModel,
     train: _Posts,
     optimiser: Optimiser,
     generator: torch.Generator,
     options: TrainOptions,
+    adversary=None,
 ) -> float:
     """One pass over the training posts in a fresh random order; the loss summed over posts."""
     import torch
@@ -167,7 +193,8 @@ def _head_epoch(
             loss = batch_loss(
                 model, *take(train.x, rows), train.y[rows], train.w[rows],
                 align_weight=options.align_weight, align_temperature=options.align_temperature,
-                modality_dropout=options.modality_dropout,
+                modality_dropout=options.modality_dropout, adversary=adversary,
+                topics=None if train.topics is None else train.topics[rows],
             )  # fmt: skip
         optimiser.step(loss)
         total += loss.item() * len(rows)

@@ -160,11 +160,21 @@ class FakeNewsModel(nn.Module):
 
     def fuse(self, image: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
         """Projected embeddings (from :meth:`project`) -> (B,) logits."""
+        return self.classifier(self._fused(image, text)).squeeze(-1)
+
+    def hidden(self, image: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
+        """The MLP head's hidden representation of projected embeddings (what a topic
+        adversary reads: :mod:`fnd_core.model.topic_adversary`)."""
+        if self.config.head != "mlp":
+            raise ValueError("only an mlp head has a hidden representation")
+        return self.classifier[1](self.classifier[0](self._fused(image, text)))
+
+    def _fused(self, image: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
         parts = [p for p in (image, text) if p is not None]
         if self.config.fusion == "interaction":
             i, t = parts
             parts = [i, t, i * t, (i - t).abs()]
-        return self.classifier(torch.cat(parts, dim=-1)).squeeze(-1)
+        return torch.cat(parts, dim=-1)
 
     def forward(
         self,

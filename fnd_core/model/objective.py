@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fnd_core.model.network import FakeNewsModel
+from fnd_core.model.topic_adversary import TopicAdversary
 
 
 def warmup_cosine(total_steps: int, warmup_share: float) -> Callable[[int], float]:
@@ -40,12 +41,15 @@ def batch_loss(
     align_weight: float,
     align_temperature: float,
     modality_dropout: float = 0.0,
+    adversary: TopicAdversary | None = None,
+    topics: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted classification loss, plus the alignment loss when the model sees both modalities.
 
     ``modality_dropout``: in training, that share of posts has its projected picture (or, as
     often, its caption) zeroed before fusion, so the head cannot lean on one modality alone:
     a picture it has seen in many posts is the easiest thing to memorise.
+    ``adversary`` (with the posts' ``topics``): the topic discriminator's reversed loss.
     """
     image, text = model.project(image, text)
     fused_image, fused_text = image, text
@@ -57,6 +61,8 @@ def batch_loss(
     loss = weighted_bce(model.fuse(fused_image, fused_text), labels, weights)
     if align_weight > 0 and image is not None and text is not None:
         loss = loss + align_weight * alignment_loss(image, text, labels, align_temperature)
+    if adversary is not None and topics is not None:
+        loss = loss + adversary.loss(model, fused_image, fused_text, topics)
     return loss
 
 

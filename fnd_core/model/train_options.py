@@ -31,6 +31,7 @@ class TrainOptions:
     group_weights: bool = True  # each leak group (reposts of one story) counts once
     topic_weights: bool = False  # and each (topic, class) cell weighs the same (measured: off)
     worst_topic_rounds: int = 0  # >0: fits reweighted toward the worst cells (worst_topic.py)
+    topic_adversary: float = 0.0  # >0: fusion's hidden layer hides the topic (topic_adversary)
     modality_dropout: float = 0.0  # share of posts trained with one modality zeroed
     align_weight: float = 1.0  # image-text contrastive loss on real posts; 0 disables
     align_temperature: float = 0.2

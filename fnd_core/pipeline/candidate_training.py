@@ -51,7 +51,8 @@ def train_options(settings: Settings) -> TrainOptions:
 
 
 TOPIC_OBJECTIVES = {"none": {}, "balanced": {"topic_weights": True},
-                    "worst": {"worst_topic_rounds": 3}}  # fmt: skip
+                    "worst": {"worst_topic_rounds": 3},
+                    "adversarial": {"topic_adversary": 0.3}}  # fmt: skip
 
 
 def topic_objective(name: str) -> dict[str, Any]:

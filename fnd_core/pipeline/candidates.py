@@ -132,11 +132,13 @@ def fit_on(
     *,
     n_folds: int,
     post_weights: np.ndarray | None = None,
+    topics: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest.
 
     ``post_weights``: a loss weight per post (indexed like ``y``); default: each story once,
-    the classes balanced (``recipe.options``)."""
+    the classes balanced (``recipe.options``). ``topics`` (indexed like ``y``): for the topic
+    adversary of ``recipe.options.topic_adversary``."""
     import torch
 
     from fnd_core.model.head_training import fit_head
@@ -157,10 +159,15 @@ def fit_on(
     def labels(idx: np.ndarray) -> torch.Tensor:
         return torch.tensor(y[idx], dtype=torch.float32)
 
+    topics_train = None
+    if topics is not None and recipe.options.topic_adversary:
+        from fnd_core.model.topic_adversary import topic_ids
+
+        topics_train = topic_ids(topics[train])
     return fit_head(
         model, features.subset(train), labels(train), features.subset(val), labels(val),
         epochs=recipe.epochs, options=recipe.options, seed=recipe.seed,
-        w_train=weights(train), w_val=weights(val),
+        w_train=weights(train), w_val=weights(val), topics_train=topics_train,
     )  # fmt: skip
 
 
@@ -295,7 +302,7 @@ def _fit_weighted(
             post_weights[rows] = weights
         epochs = fit_on(
             model, data.features, data.y, data.stories, rows, recipe,
-            n_folds=n_folds, post_weights=post_weights,
+            n_folds=n_folds, post_weights=post_weights, topics=data.topics,
         )  # fmt: skip
         if history is not None:
             history.extend(epochs)
