@@ -151,7 +151,7 @@ def loeo(bench: Bench) -> None:
     print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy")))
 
 
-def named(bench: Bench, seed: int, repeats: int, which: list[str]) -> None:
+def named(bench: Bench, seed: int, repeats: int, which: list[str], strips: list[bool]) -> None:
     rng = random.Random(seed)
     sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
     sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
@@ -163,7 +163,7 @@ def named(bench: Bench, seed: int, repeats: int, which: list[str]) -> None:
             test = np.union1d(test, sandy_draw)
         train = np.setdiff1d(np.arange(len(bench.events)), test)
         y = bench.data.y[test]
-        for strip in (False, True):
+        for strip in strips:
             started = time.perf_counter()
             part, plan = bench.split(train, strip=strip, repeats=repeats)
             p = bench.fit_and_score(part, plan, test)
@@ -263,17 +263,21 @@ def main() -> None:
         "--topic-objective", default="none", help="none | balanced | worst | adversarial"
     )
     parser.add_argument("--named", default="H1,H2,H3", help="which named hold-outs")
+    parser.add_argument("--event", default="given,stripped", help="named: given, stripped")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     with bench_home() as scratch:
-        settings = Settings(home=args.home or scratch, topic_objective=args.topic_objective)
+        settings = dataclasses.replace(  # FND_* from the environment (FND_CV_REPEATS, ...)
+            Settings.from_env(), home=args.home or scratch, topic_objective=args.topic_objective
+        )
         bench = load(args.data, settings, args.kinds)
         print(f"# {machine()}; {len(bench.examples):,} posts; kinds {', '.join(bench.kinds)}; "
               f"seed {args.seed}; topic objective {args.topic_objective}")  # fmt: skip
         if "loeo" not in skip:
             loeo(bench)
         if "named" not in skip:
-            named(bench, args.seed, settings.cv_repeats, args.named.split(","))
+            strips = [{"given": False, "stripped": True}[e] for e in args.event.split(",")]
+            named(bench, args.seed, settings.cv_repeats, args.named.split(","), strips)
         if "random" not in skip:
             random_holdouts(bench, args.random, args.seed, args.random_repeats)
 
