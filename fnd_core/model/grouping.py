@@ -121,7 +121,7 @@ def group_weights(
 
 
 def grouped_folds(
-    labels: Sequence[int], groups: np.ndarray, *, n_folds: int, seed: int = 0
+    labels: Sequence[int] | np.ndarray, groups: np.ndarray, *, n_folds: int, seed: int = 0
 ) -> list[np.ndarray]:
     """Test indices of ``n_folds`` folds: whole groups, class mix as even as groups allow.
 
@@ -149,7 +149,7 @@ def grouped_folds(
 
 
 def early_stopping_split(
-    labels: Sequence[int], groups: np.ndarray, *, n_folds: int, seed: int = 0
+    labels: Sequence[int] | np.ndarray, groups: np.ndarray, *, n_folds: int, seed: int = 0
 ) -> np.ndarray:
     """Indices (into ``labels``) of a validation part for early stopping: whole groups if possible.
 

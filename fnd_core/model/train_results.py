@@ -8,7 +8,7 @@ reads these records (:class:`TrainResult`, :class:`SplitScores`) to register a c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class TrainResult:
     config: ModelConfig
     threshold: float
     metrics: dict[str, dict | None]
-    history: list[dict[str, float]]
+    history: list[dict[str, Any]]
     scores: dict[str, SplitScores]
     finetuned: bool
     device: str
