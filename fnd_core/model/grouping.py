@@ -46,9 +46,12 @@ def normalise_text(text: str) -> str:
 class Linkable(Protocol):
     """What links one post to others (a :class:`PostKeys` or a model ``PostExample``)."""
 
-    image_sha256: str | None
-    text: str
-    group: str | None
+    @property
+    def image_sha256(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

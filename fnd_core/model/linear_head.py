@@ -37,7 +37,7 @@ def fit_linear_head(
     model: FakeNewsModel,
     features: EncodedFeatures,
     y: np.ndarray,
-    sample_weight: np.ndarray,
+    sample_weight: np.ndarray | None,
     *,
     c: float = L2_C,
 ) -> FakeNewsModel:
