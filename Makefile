@@ -37,10 +37,11 @@ test: browser-deps $(STAMP)  ## Run every test that can run on this machine
 test-fast: $(STAMP)  ## Skip the slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff lint + format check + the import layers (import-linter, pyproject.toml)
+lint: $(STAMP)  ## ruff lint + format check + import layers + type check (mypy; pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -59,4 +60,4 @@ browser-deps:  ## Install chromium + chromedriver for the browser test (apt, ide
 	else echo "browser-deps: chromium/chromedriver missing and apt-get unusable here: the browser test will skip"; fi
 
 clean:  ## Remove caches (keeps .venv and FND_HOME data)
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build *.egg-info

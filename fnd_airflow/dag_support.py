@@ -6,17 +6,23 @@ Imports here are light (no torch, pandas or GX): DAG files import this module at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 
 from fnd_core import contracts
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from fnd_core.settings import Settings
+
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
-def on_task_failure(context) -> None:
+def on_task_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every fnd task: the failure in fnd terms (observe.notify).
 
     Says which file, rule or model version failed; logged in the task's log, and sent
@@ -34,7 +40,7 @@ def on_task_failure(context) -> None:
     )
 
 
-def fnd_alert(context, title: str, lines: list[str]) -> None:
+def fnd_alert(context: Mapping[str, Any], title: str, lines: list[str]) -> None:
     """Log an alert and send it through ``FND_ALERT_NOTIFIER`` when one is set."""
     import logging
     import os
@@ -75,7 +81,7 @@ DRIFT_ASSET_URI = contracts.DRIFT_ASSET
 PREDICTIONS_ASSET_URI = contracts.PREDICTIONS_ASSET
 
 
-def fnd_settings():
+def fnd_settings() -> Settings:
     """fnd's settings from the worker's FND_* environment (cheap; no I/O).
 
     Also points fnd's ``gs://`` access at the Airflow connection ``FND_GCP_CONN_ID``
@@ -99,7 +105,7 @@ def fnd_database_url() -> str:
     return database_url(fnd_settings())
 
 
-def fnd_engine():
+def fnd_engine() -> Engine:
     """A SQLAlchemy engine on the fnd database, for use inside a task."""
     from fnd_core.io.db import make_engine
 

@@ -18,26 +18,34 @@ import contextlib
 import json
 import logging
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fnd_core import contracts
+
+if TYPE_CHECKING:
+    from airflow.providers.google.cloud.hooks.vertex_ai.custom_job import CustomJobHook
+    from google.cloud.aiplatform_v1 import JobServiceClient
+    from sqlalchemy.engine import Engine
+
+    from fnd_core.io.gcp import CredentialsProvider, GcpAuth
+    from fnd_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = contracts.GCP_CONN_ID
 
 
-def install(settings) -> None:
+def install(settings: Settings) -> None:
     """Make fnd_core's ``gs://`` access use the Airflow connection (no I/O: looked up lazily)."""
     from fnd_core.io import gcp
 
     gcp.configure(endpoint=settings.gcs_endpoint, provider=_provider(settings.gcp_conn_id))
 
 
-_PROVIDERS: dict[str, Any] = {}
+_PROVIDERS: dict[str, CredentialsProvider] = {}
 
 
-def _provider(conn_id: str):
+def _provider(conn_id: str) -> CredentialsProvider:
     from fnd_core.io import gcp
 
     if conn_id not in _PROVIDERS:  # one object per id, so configure() sees "no change"
@@ -58,7 +66,7 @@ def _task_key() -> Hashable | None:
     return (ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
 
 
-def connection_auth(conn_id: str, endpoint: str | None):
+def connection_auth(conn_id: str, endpoint: str | None) -> GcpAuth | None:
     """The connection's credentials as fnd_core wants them; None: fall back to ADC.
 
     A missing ``google_cloud_default`` falls back to Application Default Credentials (what the
@@ -91,9 +99,10 @@ def connection_auth(conn_id: str, endpoint: str | None):
     from google.auth.credentials import AnonymousCredentials
 
     who = getattr(credentials, "service_account_email", None) or type(credentials).__name__
+    kept: object = credentials
     if isinstance(credentials, AnonymousCredentials):  # is_anonymous: gcsfs's own spelling
-        credentials = gcp.ANONYMOUS
-    return gcp.GcpAuth(credentials, project or None, f"Airflow connection {conn_id} ({who})")
+        kept = gcp.ANONYMOUS
+    return gcp.GcpAuth(kept, project or None, f"Airflow connection {conn_id} ({who})")
 
 
 def landing_location(landing: str) -> tuple[str, str] | None:
@@ -113,7 +122,7 @@ def landing_location(landing: str) -> tuple[str, str] | None:
     return bucket, (f"{prefix}/" if prefix else "") + "[!.]*"
 
 
-def vertex_hook(settings):
+def vertex_hook(settings: Settings) -> CustomJobHook:
     """The Vertex AI CustomJob hook on the connection (REST to ``FND_VERTEX_ENDPOINT`` if set)."""
     from airflow.providers.google.cloud.hooks.vertex_ai.custom_job import CustomJobHook
 
@@ -126,7 +135,7 @@ def vertex_hook(settings):
         connection's in both cases.
         """
 
-        def get_job_service_client(self, region: str | None = None):
+        def get_job_service_client(self, region: str | None = None) -> JobServiceClient:
             if not settings.vertex_endpoint:
                 return super().get_job_service_client(region)
             from google.api_core.client_options import ClientOptions
@@ -142,9 +151,9 @@ def vertex_hook(settings):
 
 
 def train_on_vertex(
-    settings, engine, snap: dict, *, run_id: str, epochs: int, preset: str | None,
-    database_url: str,
-) -> dict:  # fmt: skip
+    settings: Settings, engine: Engine, snap: dict[str, Any], *, run_id: str, epochs: int,
+    preset: str | None, database_url: str,
+) -> dict[str, Any]:  # fmt: skip
     """Run this run's training as a Vertex AI CustomJob and return the candidate it registered.
 
     The job specification is fnd_core.pipeline.vertex's (pure, unit-tested); the job is created and

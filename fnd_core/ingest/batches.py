@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import sqlalchemy as sa
 
@@ -191,7 +191,7 @@ def skip_seen(
     uri: str,
     landing: LandingFile,
     previous: tuple[int, str],
-    endpoint,
+    endpoint: str | None,
     started: float,
     root: str | None = None,
 ) -> IngestReport:
@@ -219,7 +219,7 @@ def resume(
     uri: str,
     run_id: str,
     sha: str | None,
-    endpoint,
+    endpoint: str | None,
     started: float,
     root: str | None = None,
 ) -> IngestReport | None:
@@ -331,7 +331,12 @@ def _fitting(name: str) -> str:
 
 
 def _move(
-    uri: str, folder: str, batch_id: int | None, endpoint, reason: str | None, root: str | None
+    uri: str,
+    folder: str,
+    batch_id: int | None,
+    endpoint: str | None,
+    reason: str | None,
+    root: str | None,
 ) -> tuple[str | None, str | None]:
     """(where ``uri`` went, None), or (None, why it could not be moved): refused, recorded."""
     try:
@@ -342,6 +347,12 @@ def _move(
         return None, problem
 
 
+@overload
+def _shown(uri: str) -> str: ...
+@overload
+def _shown(uri: None) -> None: ...
+@overload
+def _shown(uri: str | None) -> str | None: ...
 def _shown(uri: str | None) -> str | None:
     """A URI as recorded and reported: printable, whatever bytes its name holds."""
     return None if uri is None else storage.printable(uri)

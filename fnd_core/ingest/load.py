@@ -271,5 +271,7 @@ def _ingest(
             raise
         # Another worker loaded the same bytes between our look-up and our insert.
         previous = find_batch(engine, landing.content_sha256)
+        if previous is None:  # the conflicting batch is gone again (deleted): not a repeat
+            raise
         return skip_seen(uri, landing, previous, endpoint, started, root)
     return finish_batch(engine, landing, outcome, endpoint, started, root)

@@ -15,6 +15,8 @@ from fnd_core.io import storage
 from fnd_core.resources import EXPECTATIONS_DIR
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fnd_core.ingest.readers import LandingFile, RawRow
     from fnd_core.ingest.rows import AcceptedPost, RejectedRow
     from fnd_core.settings import Settings
@@ -24,7 +26,7 @@ FRAME_COLUMNS = ("post_id", "text", "text_length", "image_ok", "image_pixels", "
 _FRAME_TEXT_CHARS = 256  # the suite checks text for presence; its length has its own column
 
 
-def validate_posts(landing: LandingFile, frame, settings: Settings) -> dict[str, Any]:
+def validate_posts(landing: LandingFile, frame: pd.DataFrame, settings: Settings) -> dict[str, Any]:
     """Run the GX ``posts`` suite over every row of the file (accepted and rejected)."""
     from fnd_core.ingest.quality import posts_parameters, validate_frame
 
@@ -40,7 +42,7 @@ def validate_posts(landing: LandingFile, frame, settings: Settings) -> dict[str,
     return summary.to_json()
 
 
-def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]):
+def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]) -> pd.DataFrame:
     """One row per row read, in the columns the ``posts`` suite expects.
 
     Texts are cut to a few hundred characters: the suite only asks whether a text is there
@@ -61,7 +63,7 @@ def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]):
                 ok.post_id if ok else _cut(_printable(_as_str(fields.get("id")))),
                 text[:_FRAME_TEXT_CHARS] if isinstance(text, str) else None,
                 len(text) if isinstance(text, str) else None,
-                ok is not None or not verdict.rule.startswith("image"),
+                isinstance(verdict, AcceptedPost) or not verdict.rule.startswith("image"),
                 ok.image_width * ok.image_height if ok else None,
                 ok.created_at if ok else None,
                 ok.label if ok else _label_or_none(label_raw),
@@ -75,7 +77,7 @@ def posts_frame(rows: list[RawRow], results: list[AcceptedPost | RejectedRow]):
     return frame
 
 
-def concat_frames(frames: list):
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The chunks' frames as one (an empty file: an empty frame with the suite's columns)."""
     import pandas as pd
 

@@ -129,7 +129,7 @@ def validate_frame(
         result_id, result = _run_checkpoint(
             context, suite, f"{suite_name}-{slug}", slug, df, params
         )
-        docs_path = None
+        docs_path: Path | str | None = None  # a local page, or the published URI
         if data_docs_dir is not None:
             docs_path = build_docs(
                 context,
@@ -188,7 +188,7 @@ def _run_checkpoint(
 def _make_context(data_docs_dir: Path | None) -> Any:
     """An in-memory GX context; with docs, results and the site are file-backed."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig
+    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
 
     def memory(class_name: str) -> dict[str, Any]:
         return {"class_name": class_name, "store_backend": {"class_name": "InMemoryStoreBackend"}}
@@ -225,7 +225,7 @@ def _make_context(data_docs_dir: Path | None) -> Any:
         },
         data_docs_sites=sites,
         analytics_enabled=False,
-        progress_bars={"globally": False, "metric_calculations": False},
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
         plugins_directory=None,
     )
     return gx.get_context(mode="ephemeral", project_config=config)

@@ -26,14 +26,18 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from fnd_core.ingest.parquet_reader import parquet_rows
 from fnd_core.ingest.raw_rows import BLOCK_BYTES, RawRow, RowLimits, UnreadableFileError
 from fnd_core.ingest.text_readers import iter_rows
 from fnd_core.io import localfs, storage
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "FAKEDDIT_IMAGE_DIRS",
@@ -198,7 +202,7 @@ def content_sha256(uri: str, *, gcs_endpoint: str | None = None) -> str:
         return _digest(f)[0]
 
 
-def _rows_of(landing: LandingFile) -> Iterator[RawRow]:
+def _rows_of(landing: LandingFile) -> Generator[RawRow, None, None]:
     """The rows without the final content check (for a probe that stops early)."""
     with _open(landing.uri, landing.gcs_endpoint) as f:
         if landing.format == "parquet":
@@ -207,7 +211,7 @@ def _rows_of(landing: LandingFile) -> Iterator[RawRow]:
             yield from iter_rows(f, landing.format, landing.fakeddit_image_dir, landing.limits)
 
 
-def _open(uri: str, gcs_endpoint: str | None):
+def _open(uri: str, gcs_endpoint: str | None) -> AbstractContextManager[IO[bytes]]:
     """A landing file opened for reading: locally only a regular file itself, never a link."""
     return storage.open_read(uri, gcs_endpoint=gcs_endpoint, regular_only=True)
 
@@ -233,9 +237,10 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        data = self._inner.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        data = self._inner.read(len(view))
+        view[: len(data)] = data
         self._sha.update(data)
         self._size += len(data)
         return len(data)

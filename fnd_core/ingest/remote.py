@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from fnd_core.io.imaging import ImageRejected
 
@@ -62,7 +62,10 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, hosts: frozenset[str]) 
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    address = public_address(parts.hostname, port)
+    host = parts.hostname
+    if host is None:  # check_url refused it already; this tells the type checker
+        raise ImageRejected(REFUSED, f"not an http(s) URL with a host: {url[:200]!r}")
+    address = public_address(host, port)
     deadline = _Deadline(url, timeout_s)
     try:
         sock = socket.create_connection((address, port), timeout=deadline.left())
@@ -70,7 +73,7 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, hosts: frozenset[str]) 
         watchdog.daemon = True
         watchdog.start()
         try:
-            return _exchange(url, parts, port, sock, https, max_bytes, deadline)
+            return _exchange(url, parts, host, port, sock, https, max_bytes, deadline)
         finally:
             watchdog.cancel()
             sock.close()
@@ -83,11 +86,20 @@ def fetch(url: str, *, max_bytes: int, timeout_s: float, hosts: frozenset[str]) 
         ) from exc
 
 
-def _exchange(url, parts, port, sock, https, max_bytes, deadline) -> bytes:
+def _exchange(
+    url: str,
+    parts: SplitResult,
+    host: str,
+    port: int,
+    sock: socket.socket,
+    https: bool,
+    max_bytes: int,
+    deadline: _Deadline,
+) -> bytes:
     if https:
         sock.settimeout(deadline.left())
-        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-    conn = http.client.HTTPConnection(parts.hostname, port, timeout=deadline.left())
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    conn = http.client.HTTPConnection(host, port, timeout=deadline.left())
     conn.sock = sock  # connected to the checked address, not to a fresh DNS answer
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -129,7 +141,7 @@ def public_address(host: str, port: int) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ImageRejected("image_unreadable", f"cannot resolve image host {host!r}") from exc
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]  # an IP address (typed str | int)
     inward = [a for a in addresses if not is_public(a)]
     if inward or not addresses:
         raise ImageRejected(
@@ -164,7 +176,11 @@ def is_public(address: str) -> bool:
 
 
 def _body(
-    url: str, response: http.client.HTTPResponse, max_bytes: int, deadline: _Deadline, sock
+    url: str,
+    response: http.client.HTTPResponse,
+    max_bytes: int,
+    deadline: _Deadline,
+    sock: socket.socket,
 ) -> bytes:
     if 300 <= response.status < 400:
         raise ImageRejected(REFUSED, f"image URL answered a redirect ({response.status}): "

@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from fnd_core.io.storage import printable
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sqlalchemy.engine import Connection
 
     from fnd_core.ingest.readers import LandingFile, RawRow
@@ -112,7 +114,9 @@ def load_batch(
     return out
 
 
-def _checked_chunks(landing: LandingFile, settings: Settings):
+def _checked_chunks(
+    landing: LandingFile, settings: Settings
+) -> Iterator[tuple[list[RawRow], list[AcceptedPost | RejectedRow]]]:
     """(raw rows, verdicts) for each chunk of ``CHUNK_ROWS`` rows, images stored as checked."""
     from fnd_core.ingest.images import ImageStore, RemoteImages
     from fnd_core.ingest.remote import allowed_hosts
@@ -139,9 +143,9 @@ def _checked_chunks(landing: LandingFile, settings: Settings):
                  n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
 
 
-def _chunks(rows, size: int):
+def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
     """Rows in chunks of ``size`` rows, or fewer once they hold ``CHUNK_BYTES`` of the file."""
-    chunk: list = []
+    chunk: list[RawRow] = []
     held = 0
     for row in rows:
         chunk.append(row)
@@ -159,7 +163,7 @@ def _stage_chunk(
     out: LoadOutcome,
     chunk: list[RawRow],
     results: list[AcceptedPost | RejectedRow],
-):
+) -> pd.DataFrame:
     """COPY a chunk's accepted posts to the stage and its bad rows to the quarantine."""
     from fnd_core.ingest.rows import RejectedRow
 

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -179,8 +179,16 @@ def _check_fakeddit_header(header: list[str]) -> None:
         )
 
 
+_ToFields = Callable[[dict[str, str]], dict[str, Any]]
+_CheckHeader = Callable[[list[str]], None]
+
+
 def _delimited_rows(
-    stream: IO[bytes], delimiter: str, to_fields, check_header, limits: RowLimits
+    stream: IO[bytes],
+    delimiter: str,
+    to_fields: _ToFields,
+    check_header: _CheckHeader,
+    limits: RowLimits,
 ) -> Iterator[RawRow]:
     """CSV-like rows measured in bytes; wrong column counts become row errors.
 
@@ -255,7 +263,9 @@ def _recording(text: io.TextIOBase, record: _Record) -> Iterator[str]:
         yield line
 
 
-def _records(reader, record: _Record, to_fields, check_header) -> Iterator[RawRow]:
+def _records(
+    reader: Iterator[list[str]], record: _Record, to_fields: _ToFields, check_header: _CheckHeader
+) -> Iterator[RawRow]:
     """The header check, then one :class:`RawRow` per record."""
     header = _header(reader, record)
     check_header(header)
@@ -293,7 +303,7 @@ def _records(reader, record: _Record, to_fields, check_header) -> Iterator[RawRo
             yield measured.row(number, to_fields(dict(zip(header, values, strict=True))))
 
 
-def _header(reader, record: _Record) -> list[str]:
+def _header(reader: Iterator[list[str]], record: _Record) -> list[str]:
     """The first non-blank record, names stripped; duplicate or missing names are fatal."""
     record.begin()
     try:

@@ -97,7 +97,7 @@ STATEMENT_TIMEOUT_MS = 30 * 60 * 1000  # no fnd statement should run 30 min; a s
 LOCK_TIMEOUT_MS = 5 * 60 * 1000
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """A psycopg2 engine for ``url``; pre-ping so long-lived workers survive restarts.
 
     Connecting gives up after 10 s and a statement after 30 min (a lock wait after 5 min), so
@@ -150,7 +150,7 @@ def reader_login_url(url: str, password: str) -> str:
     )
 
 
-def make_reader_engine(url: str, **kwargs) -> Engine:
+def make_reader_engine(url: str, **kwargs: Any) -> Engine:
     """An engine that can only read: each connection takes the ``fnd_reader`` role (SELECT on
     fnd's tables and views, granted by migration 008) and opens read-only transactions.
 
@@ -163,7 +163,7 @@ def make_reader_engine(url: str, **kwargs) -> Engine:
     engine = make_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
-    def _read_only(dbapi_conn, _record) -> None:
+    def _read_only(dbapi_conn: Any, _record: Any) -> None:
         with dbapi_conn.cursor() as cur:
             cur.execute(f"set role {READER_ROLE}")
             cur.execute("set session characteristics as transaction read only")

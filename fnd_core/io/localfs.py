@@ -19,6 +19,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW_DIR = _DIR_FLAGS | os.O_NOFOLLOW
@@ -176,7 +177,7 @@ def write_new(path: str, data: bytes, root: str) -> None:
             f.write(data)
 
 
-def open_regular(path: str):
+def open_regular(path: str) -> BinaryIO:
     """``path`` opened for binary reads if it is a regular file itself (not a link, FIFO or
     device: checked on the open descriptor, so nothing can be swapped in between)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

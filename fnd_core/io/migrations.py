@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from fnd_core.resources import SQL_DIR
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*\.sql$")
@@ -88,7 +88,7 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     return list(found.values())
 
 
-def _applied(conn) -> dict[str, tuple[str, str]]:
+def _applied(conn: Connection) -> dict[str, tuple[str, str]]:
     rows = conn.exec_driver_sql(
         "select filename, sha256, applied_at::text from fnd.schema_migrations"
     ).all()
@@ -148,7 +148,7 @@ def upgrade(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
-def _apply(conn, m: Migration) -> list[str]:
+def _apply(conn: Connection, m: Migration) -> list[str]:
     """Run one migration and record it, in the caller's transaction; [] if already applied."""
     if m.filename in _applied(conn):
         return []

@@ -48,6 +48,8 @@ def copy_into(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
     """COPY ``rows`` into ``table`` (trusted identifiers only) inside the current transaction."""
     cols = ", ".join(columns)
     raw = conn.connection.driver_connection  # the psycopg2 connection under SQLAlchemy
+    if raw is None:
+        raise RuntimeError("copy_into: the connection has no DBAPI connection (closed?)")
     with raw.cursor() as cur:
         cur.copy_expert(
             f"copy {table} ({cols}) from stdin with (format csv, null '{NULL}')", to_csv(rows)

@@ -259,7 +259,7 @@ def from_portable(text: str) -> str:
 def _list_local(folder: str, recursive: bool) -> list[str]:
     if not os.path.isdir(folder):
         return []
-    found = []
+    found: list[str] = []
     for root, dirs, files in os.walk(folder):
         found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
         if not recursive:

@@ -86,6 +86,9 @@ class _Encoder(nn.Module):
 class ImageBackbone(_Encoder):
     """uint8 (B, 3, H, W) pixels -> (B, feature_dim) features via ``trunk``."""
 
+    mean: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    std: torch.Tensor
+
     def __init__(
         self, trunk: nn.Module, *, name: str, feature_dim: int, normalisation: Normalisation
     ) -> None:
@@ -132,8 +135,9 @@ def optimise_trunk(trunk: nn.Module) -> nn.Module:
     custom modules); otherwise torch.fx traces it and fuses the Conv-BN pairs it finds. A
     trunk fx cannot trace is returned unchanged.
     """
-    if hasattr(trunk, "optimise_for_inference"):
-        trunk.optimise_for_inference()
+    own = getattr(trunk, "optimise_for_inference", None)
+    if own is not None:
+        own()
         return trunk
     from torch.fx.experimental.optimization import fuse
 

@@ -16,7 +16,9 @@ it did in training): it measures the mix, not whether the verdicts are right.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,14 +43,14 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object] | None) -> Calibration:
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Calibration:
         if not data:
             return cls()
-        slope = float(data.get("slope", 1.0))  # type: ignore[arg-type]
+        slope = float(data.get("slope", 1.0))
         if not np.isfinite(slope) or slope <= 0:
             raise ValueError(f"a calibration slope must be a positive number, got {slope!r}")
         return cls(slope=slope, method=str(data.get("method", "platt_slope")),
-                   n=int(data.get("n", 0)), refused=data.get("refused"))  # type: ignore[arg-type]  # fmt: skip
+                   n=int(data.get("n", 0)), refused=data.get("refused"))  # fmt: skip
 
 
 def fit_calibration(y: np.ndarray, p: np.ndarray) -> Calibration:

@@ -21,6 +21,7 @@ from fnd_core.model.examples import PostExample
 from fnd_core.model.feature_cache import FeatureCache
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from fnd_core.model.network import FakeNewsModel
@@ -38,7 +39,7 @@ class EncodedFeatures:
     images_encoded: int = 0  # cache misses actually run through the encoder
     texts_encoded: int = 0
 
-    def subset(self, rows: Sequence[int]) -> EncodedFeatures:
+    def subset(self, rows: Sequence[int] | np.ndarray) -> EncodedFeatures:
         import torch
 
         index = torch.as_tensor(list(rows), dtype=torch.long)
@@ -156,6 +157,8 @@ def _image_features(
     """Image rows (keyed by the image's sha256) and how many were encoded, not read."""
     keys = [_image_key(ex, how.storage_options) for ex in examples]
     uris = {k: ex.image_uri for k, ex in zip(keys, examples, strict=True)}
+    if model.image_encoder is None:
+        raise ValueError(f"this model has no image encoder (modalities={model.config.modalities})")
     backbone_id = model.image_encoder.backbone_id(model.config.image_size) + how.cache_suffix
 
     def encode_images(missing: list[str]) -> torch.Tensor:
@@ -176,6 +179,8 @@ def _text_features(
     """Text rows (keyed by the text's sha256) and how many were encoded, not read."""
     keys = [text_key(ex.text) for ex in examples]
     texts = {k: ex.text for k, ex in zip(keys, examples, strict=True)}
+    if model.text_encoder is None:
+        raise ValueError(f"this model has no text encoder (modalities={model.config.modalities})")
     backbone_id = model.text_encoder.backbone_id(model.config.max_tokens) + how.cache_suffix
 
     def encode_texts(missing: list[str]) -> torch.Tensor:

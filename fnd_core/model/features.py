@@ -43,7 +43,10 @@ def head_proba(
 
     from fnd_core.model.runtime import module_device
 
-    n = len(features.image if features.image is not None else features.text)
+    some = features.image if features.image is not None else features.text
+    if some is None:
+        raise ValueError("no features: neither image nor text features were encoded")
+    n = len(some)
     device = module_device(model)
     was_training = model.training
     model.eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fnd_core.model.examples import PostExample
 from fnd_core.model.head_training import Optimiser, epoch_record, log_epoch, to_device, validate
@@ -30,7 +30,7 @@ def finetune(
     splits: dict[str, list[PostExample]],
     options: TrainOptions,
     seed: int,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Phase 2: end to end with unfrozen encoders (encoders at ``finetune_lr``, head at 10x)."""
     import torch
 
@@ -86,13 +86,14 @@ def _train_loader(
     """The training posts, decoded (and tokenised) per batch, shuffled with ``seed``."""
     from fnd_core.model.preprocess import PostDataset, make_loader
     from fnd_core.model.runtime import loader_workers
+    from fnd_core.model.train_inputs import labels_of
 
     config = model.config
     return make_loader(
         PostDataset(
             image_uris=[ex.image_uri for ex in rows] if config.uses_image else None,
             texts=[ex.text for ex in rows] if config.uses_text else None,
-            labels=[ex.label for ex in rows],
+            labels=labels_of(rows),
             image_size=config.image_size,
             max_pixels=options.max_pixels,
             storage_options=options.storage_options,

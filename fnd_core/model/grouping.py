@@ -46,9 +46,12 @@ def normalise_text(text: str) -> str:
 class Linkable(Protocol):
     """What links one post to others (a :class:`PostKeys` or a model ``PostExample``)."""
 
-    image_sha256: str | None
-    text: str
-    group: str | None
+    @property
+    def image_sha256(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def group_weights(
 
 
 def grouped_folds(
-    labels: Sequence[int], groups: np.ndarray, *, n_folds: int, seed: int = 0
+    labels: Sequence[int] | np.ndarray, groups: np.ndarray, *, n_folds: int, seed: int = 0
 ) -> list[np.ndarray]:
     """Test indices of ``n_folds`` folds: whole groups, class mix as even as groups allow.
 
@@ -149,7 +152,7 @@ def grouped_folds(
 
 
 def early_stopping_split(
-    labels: Sequence[int], groups: np.ndarray, *, n_folds: int, seed: int = 0
+    labels: Sequence[int] | np.ndarray, groups: np.ndarray, *, n_folds: int, seed: int = 0
 ) -> np.ndarray:
     """Indices (into ``labels``) of a validation part for early stopping: whole groups if possible.
 

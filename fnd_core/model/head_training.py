@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fnd_core.model import metrics
 
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
     from fnd_core.model.feature_encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
+    from fnd_core.model.topic_adversary import TopicAdversary
     from fnd_core.model.train_options import TrainOptions
+
+Features = tuple["torch.Tensor | None", "torch.Tensor | None"]  # (image, text), either may be None
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def fit_head(
     w_train: torch.Tensor | None = None,
     w_val: torch.Tensor | None = None,
     topics_train: torch.Tensor | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Phase 1: train projections + classifier on precomputed encoder features.
 
     ``w_train`` / ``w_val``: per-post loss weights (default: the two classes weigh the same
@@ -71,7 +74,7 @@ def fit_head(
 class _Posts:
     """One split on the model's device: features (image, text), labels, loss weights."""
 
-    x: tuple
+    x: Features
     y: torch.Tensor
     w: torch.Tensor
     topics: torch.Tensor | None = None  # topic ids, for a topic adversary
@@ -81,7 +84,7 @@ class _Posts:
 class Optimiser:
     """AdamW under a LambdaLR schedule, with gradient clipping of ``params``: one step."""
 
-    params: list
+    params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
     grad_clip: float
@@ -97,11 +100,14 @@ class Optimiser:
 
     @property
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        return float(self.schedule.get_last_lr()[0])
 
 
 def _head_optimiser(
-    model: FakeNewsModel, options: TrainOptions, total_steps: int, extra: list | None = None
+    model: FakeNewsModel,
+    options: TrainOptions,
+    total_steps: int,
+    extra: list[torch.nn.Parameter] | None = None,
 ) -> Optimiser:
     import torch
 
@@ -123,7 +129,7 @@ def _fit_head(
     epochs: int,
     options: TrainOptions,
     seed: int,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """The epochs, early-stopped on the weighted val loss; the best epoch's head is kept."""
     import torch
 
@@ -157,7 +163,7 @@ def _fit_head(
     return history
 
 
-def _adversary(model: FakeNewsModel, train: _Posts, options: TrainOptions):
+def _adversary(model: FakeNewsModel, train: _Posts, options: TrainOptions) -> TopicAdversary | None:
     """The topic discriminator when asked for and possible (an mlp head, >= 2 topics)."""
     if not options.topic_adversary or train.topics is None or model.config.head != "mlp":
         return None
@@ -176,7 +182,7 @@ def _head_epoch(
     optimiser: Optimiser,
     generator: torch.Generator,
     options: TrainOptions,
-    adversary=None,
+    adversary: TopicAdversary | None = None,
 ) -> float:
     """One pass over the training posts in a fresh random order; the loss summed over posts."""
     import torch
@@ -201,17 +207,19 @@ def _head_epoch(
     return total
 
 
-def to_device(features: EncodedFeatures, device: torch.device) -> tuple:
+def to_device(features: EncodedFeatures, device: torch.device) -> Features:
     """(image, text) features on ``device`` (either may be None)."""
-    return tuple(None if f is None else f.to(device) for f in (features.image, features.text))
+    image, text = (None if f is None else f.to(device) for f in (features.image, features.text))
+    return image, text
 
 
-def take(features: tuple, rows: torch.Tensor) -> tuple:
-    return tuple(None if f is None else f[rows] for f in features)
+def take(features: Features, rows: torch.Tensor) -> Features:
+    image, text = (None if f is None else f[rows] for f in features)
+    return image, text
 
 
 def validate(
-    model: FakeNewsModel, val_x: tuple, y_val: torch.Tensor, w_val: torch.Tensor
+    model: FakeNewsModel, val_x: Features, y_val: torch.Tensor, w_val: torch.Tensor
 ) -> dict[str, float]:
     """Weighted val loss, accuracy, balanced accuracy and ROC-AUC of the head, in eval mode."""
     import torch
@@ -241,13 +249,13 @@ def epoch_record(
     lr: float,
     *,
     samples_per_s: float,
-) -> dict[str, float]:
-    """One row of the training history (what the curves plot)."""
+) -> dict[str, Any]:
+    """One row of the training history (what the curves plot): numbers, and the phase."""
     record = {"phase": phase, "epoch": epoch, "train_loss": train_loss}
     return record | validation | {"lr": lr, "samples_per_s": samples_per_s}
 
 
-def log_epoch(record: dict[str, float], epochs: int) -> None:
+def log_epoch(record: dict[str, Any], epochs: int) -> None:
     log.info(
         "%s epoch %d/%d: train loss %.4f, val loss %.4f, val acc %.3f, val auc %.3f, "
         "lr %.2e, %.0f samples/s",

@@ -9,7 +9,7 @@ any other fnd model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -37,7 +37,7 @@ def fit_linear_head(
     model: FakeNewsModel,
     features: EncodedFeatures,
     y: np.ndarray,
-    sample_weight: np.ndarray,
+    sample_weight: np.ndarray | None,
     *,
     c: float = L2_C,
 ) -> FakeNewsModel:
@@ -49,7 +49,7 @@ def fit_linear_head(
         raise ValueError(f"fit_linear_head needs a linear head, got {model.config.head!r}")
     regression = LogisticRegression(C=c, max_iter=3000)
     regression.fit(design_matrix(model, features), np.asarray(y, dtype=int), sample_weight)
-    layer = model.classifier[0]
+    layer = cast("torch.nn.Linear", model.classifier[0])  # a linear head: one Linear layer
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(regression.coef_, dtype=layer.weight.dtype))
         layer.bias.copy_(torch.as_tensor(regression.intercept_, dtype=layer.bias.dtype))

@@ -142,14 +142,17 @@ class FakeNewsModel(nn.Module):
     def _unit_features(
         self, image_features: torch.Tensor | None, text_features: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        out = []
+        out: list[torch.Tensor | None] = []
         for features, used, name in (
             (image_features, self.config.uses_image, "image"),
             (text_features, self.config.uses_text, "text"),
         ):
-            if used and features is None:
+            if not used:
+                out.append(None)
+                continue
+            if features is None:
                 raise ValueError(f"{name}_features are required: the model uses {name}s")
-            out.append(nn.functional.normalize(features.float(), dim=-1) if used else None)
+            out.append(nn.functional.normalize(features.float(), dim=-1))
         return out[0], out[1]
 
     def head_forward(
@@ -183,10 +186,17 @@ class FakeNewsModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """End to end: pixels and token ids -> (B,) logits."""
-        image = self.encode_images(pixels) if self.image_encoder is not None else None
-        text = (
-            self.encode_texts(input_ids, attention_mask) if self.text_encoder is not None else None
-        )
+        image = text = None
+        if self.image_encoder is not None:
+            if pixels is None:
+                raise ValueError("pixels are required: the model encodes images")
+            image = self.encode_images(pixels)
+        if self.text_encoder is not None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError(
+                    "input_ids and attention_mask are required: the model encodes texts"
+                )
+            text = self.encode_texts(input_ids, attention_mask)
         return self.head_forward(image, text)
 
     def encoder_parameters(self) -> list[nn.Parameter]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def training_curves(history: Sequence[dict[str, float]]) -> bytes:
+def training_curves(history: Sequence[dict[str, Any]]) -> bytes:
     """Train/val loss and val accuracy per epoch (fine-tuning epochs continue the x axis)."""
     figure = _figure(6.0)
     loss_ax = figure.add_subplot()
@@ -53,7 +53,9 @@ def training_curves(history: Sequence[dict[str, float]]) -> bytes:
     return _png(figure)
 
 
-def roc_curve(y_true: Sequence[int], p_fake: Sequence[float], *, title: str = "ROC") -> bytes:
+def roc_curve(
+    y_true: Sequence[int] | np.ndarray, p_fake: Sequence[float] | np.ndarray, *, title: str = "ROC"
+) -> bytes:
     """ROC curve with its AUC; a diagonal marks chance."""
     from sklearn.metrics import roc_auc_score
     from sklearn.metrics import roc_curve as sk_roc_curve

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from fnd_core.model.backbones import IMAGENET_NORM, TF_NORM, ImageBackbone, Text
 from fnd_core.model.config import ModelConfig
 from fnd_core.model.errors import BackboneUnavailableError
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 DISTILBERT_IDS = ("distilbert/distilbert-base-uncased", "distilbert-base-uncased")
 _EFFNET_FEATURES = 1280
 
@@ -26,7 +30,7 @@ _EFFNET_FEATURES = 1280
 class HFTokenize:
     """Picklable batch tokenizer (it runs in DataLoader workers): ids + mask only."""
 
-    def __init__(self, tokenizer, max_tokens: int) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> None:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
@@ -55,7 +59,7 @@ class _HFTrunk(nn.Module):
 class _LiteTrunk(nn.Module):
     """EfficientNet-Lite conv features, global-average pooled: (B, 1280)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # efficientnet_lite_pytorch's EfficientNet (untyped)
         super().__init__()
         self.net = net
 
@@ -159,7 +163,9 @@ def offline_text(config: ModelConfig, *, pretrained: bool = True) -> TextBackbon
     )
 
 
-def _load_hf(name_or_path: str, *, pretrained: bool) -> tuple[nn.Module, object]:
+def _load_hf(
+    name_or_path: str, *, pretrained: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model + tokenizer from a folder or the local HF cache; never the network."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging

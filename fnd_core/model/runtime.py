@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -78,7 +79,7 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def cpu_threads(n: int, device: torch.device):
+def cpu_threads(n: int, device: torch.device) -> Iterator[None]:
     """Temporarily cap intra-op CPU threads (restored after).
 
     The fusion head's matrices are tiny: extra OpenMP threads add no speed, and on a busy

@@ -10,19 +10,24 @@ only: the discriminator is not part of the model or its artifact.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    from fnd_core.model.network import FakeNewsModel
+
 
 class _ReverseGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, strength: float) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx: Any, x: torch.Tensor, strength: float) -> torch.Tensor:
         ctx.strength = strength
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.strength * grad, None
 
 
@@ -41,7 +46,7 @@ class TopicAdversary(nn.Module):
 
     def loss(
         self,
-        model: nn.Module,
+        model: FakeNewsModel,
         image: torch.Tensor | None,
         text: torch.Tensor | None,
         topics: torch.Tensor,

@@ -90,7 +90,7 @@ def plan_topics(
     topics = np.full(len(stories), -1, dtype=np.int64)
     names: dict[str, int] = {}
     for i in np.flatnonzero(hinted):
-        topics[i] = names.setdefault(str(hints[i]), len(names))
+        topics[i] = names.setdefault(str(hints[int(i)]), len(names))
     source = "field" if hinted.all() else ("discovered" if not hinted.any() else "field+discovered")
     if not hinted.all():
         rest = np.flatnonzero(~hinted)
@@ -108,7 +108,7 @@ def plan_topics(
 
 def discover_topics(
     stories: np.ndarray,
-    created: Sequence[float | None],
+    created: Sequence[float | None] | np.ndarray,
     text_features: np.ndarray | None,
     image_features: np.ndarray | None,
 ) -> np.ndarray:
@@ -154,7 +154,9 @@ def _story_centroids(features: np.ndarray, story_of: np.ndarray, n: int) -> np.n
     return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
-def _story_days(created: Sequence[float | None], story_of: np.ndarray, n: int) -> np.ndarray:
+def _story_days(
+    created: Sequence[float | None] | np.ndarray, story_of: np.ndarray, n: int
+) -> np.ndarray:
     """Median post time of each story in days (NaN where no post has a time)."""
     times = np.array([np.nan if t is None else float(t) for t in created]) / 86400.0
     out = np.full(n, np.nan)

@@ -29,7 +29,7 @@ def labelled_splits(examples: Sequence[PostExample]) -> dict[str, list[PostExamp
         if ex.label is not None:
             splits[ex.split].append(ex)
     for name in ("train", "val"):
-        classes = {ex.label for ex in splits[name]}
+        classes = {ex.label for ex in splits[name] if ex.label is not None}  # all labelled
         if classes != {0, 1}:
             raise ValueError(
                 f"the {name} split needs labelled posts of both classes (real and fake); "
@@ -51,7 +51,17 @@ def label_tensor(rows: Sequence[PostExample]) -> torch.Tensor:
     """The posts' labels as float32 (the loss's targets)."""
     import torch
 
-    return torch.tensor([float(ex.label) for ex in rows], dtype=torch.float32)
+    return torch.tensor([float(y) for y in labels_of(rows)], dtype=torch.float32)
+
+
+def labels_of(rows: Sequence[PostExample]) -> list[int]:
+    """The posts' labels; an unlabelled post among them is an error."""
+    labels = []
+    for ex in rows:
+        if ex.label is None:
+            raise ValueError(f"post {ex.post_id!r} has no label: only labelled posts train")
+        labels.append(ex.label)
+    return labels
 
 
 def slice_features(

@@ -8,7 +8,7 @@ reads these records (:class:`TrainResult`, :class:`SplitScores`) to register a c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from fnd_core.model.examples import PostExample
 if TYPE_CHECKING:
     import torch
 
+    from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
     from fnd_core.model.feature_encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
 
@@ -37,11 +38,11 @@ class TrainResult:
     """What :func:`~fnd_core.model.training.train` hands back. ``metrics`` is JSON-ready
     (``model_versions.metrics``)."""
 
-    model: FakeNewsModel
-    config: ModelConfig
+    model: FakeNewsModel | CharNgramModel  # the candidate pipeline also ships char n-grams
+    config: ModelConfig | NgramConfig
     threshold: float
-    metrics: dict[str, dict | None]
-    history: list[dict[str, float]]
+    metrics: dict[str, Any]  # reports per split (None: empty), cv, kind, calibration, ...
+    history: list[dict[str, Any]]
     scores: dict[str, SplitScores]
     finetuned: bool
     device: str

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fnd_core.model.config import ModelConfig
 from fnd_core.model.examples import PostExample
@@ -114,7 +114,7 @@ def _train_phases(
     epochs: int,
     options: TrainOptions,
     seed: int,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Phase 1 on the cached features, then phase 2 when ``options.finetune``."""
     from fnd_core.model.finetuning import finetune
     from fnd_core.model.head_training import fit_head
@@ -137,7 +137,7 @@ def _result(
     splits: dict[str, list[PostExample]],
     by_split: dict[str, EncodedFeatures],
     weights: dict[str, torch.Tensor],
-    history: list[dict[str, float]],
+    history: list[dict[str, Any]],
     options: TrainOptions,
     started: float,
     device: str,
@@ -149,12 +149,15 @@ def _result(
     scores = score_splits(model, splits, by_split)
     threshold = decision_threshold(options.threshold_policy, scores["val"], weights["val"])
     report = split_reports(scores, threshold)
+    val_report, test_report = report["val"], report["test"]
+    if val_report is None:  # labelled_splits refuses an empty val split
+        raise ValueError("the val split is empty")
     seconds = time.perf_counter() - started
     config = model.config
     log.info(
         "trained %s/%s in %.1f s: threshold %.3f, val accuracy %.3f, test accuracy %s",
-        config.preset, config.fusion, seconds, threshold, report["val"]["accuracy"],
-        f"{report['test']['accuracy']:.3f}" if report["test"] else "n/a",
+        config.preset, config.fusion, seconds, threshold, val_report["accuracy"],
+        f"{test_report['accuracy']:.3f}" if test_report else "n/a",
     )  # fmt: skip
     return TrainResult(
         model=model,

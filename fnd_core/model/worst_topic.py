@@ -13,18 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
 ETA = 2.0  # step of the ascent on log losses (~0.1-0.7 per cell): a few rounds move q far
 EPS = 1e-6
 
+M = TypeVar("M")  # whatever ``fit`` returns
+
 
 @dataclass(frozen=True)
-class WorstTopicFit:
+class WorstTopicFit(Generic[M]):
     """The last fit's model, and the cells' final weights and losses (for the log)."""
 
-    model: object
+    model: M
     q: np.ndarray
     losses: np.ndarray
 
@@ -43,15 +46,15 @@ def cell_weights(cells: np.ndarray, base: np.ndarray, q: np.ndarray) -> np.ndarr
 
 
 def fit_worst_topic(
-    fit: Callable[[np.ndarray], object],
-    proba: Callable[[object], np.ndarray],
+    fit: Callable[[np.ndarray], M],
+    proba: Callable[[M], np.ndarray],
     y: np.ndarray,
     topics: np.ndarray,
     base: np.ndarray,
     *,
     rounds: int,
     eta: float = ETA,
-) -> WorstTopicFit:
+) -> WorstTopicFit[M]:
     """``rounds`` fits, each with the cells weighted by ``q``; ``q`` moved by the cells'
     losses between fits. ``fit(weights)`` returns a model, ``proba(model)`` its P(fake) of the
     same posts."""
@@ -60,11 +63,8 @@ def fit_worst_topic(
     cells = cells_of(topics, y)
     q = np.full(cells.max() + 1, 1.0 / (cells.max() + 1))
     losses = np.zeros_like(q)
-    model = None
-    for r in range(rounds):
-        model = fit(cell_weights(cells, base, q))
-        if r == rounds - 1:
-            break
+    model = fit(cell_weights(cells, base, q))
+    for _ in range(rounds - 1):
         p = np.clip(proba(model), EPS, 1 - EPS)
         log_loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
         losses = np.bincount(cells, weights=base * log_loss, minlength=len(q)) / np.maximum(
@@ -72,4 +72,5 @@ def fit_worst_topic(
         )
         q = q * np.exp(eta * losses)
         q /= q.sum()
+        model = fit(cell_weights(cells, base, q))
     return WorstTopicFit(model, q, losses)

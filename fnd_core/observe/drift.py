@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from fnd_core.model.examples import PostExample
+    from fnd_core.model.network import FakeNewsModel
+    from fnd_core.pipeline.registry import ModelVersion
     from fnd_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,8 +138,11 @@ def _judge(report: DriftReport, policy: DriftPolicy) -> None:
     :func:`_check_outputs`)."""
     m = report.metrics
     estimated, trained = m.get("estimated_fake_share"), m.get("train_fake_share")
-    moved = estimated is not None and trained is not None
-    if moved and abs(estimated - trained) > policy.prior_tolerance:
+    if (
+        estimated is not None
+        and trained is not None
+        and abs(estimated - trained) > policy.prior_tolerance
+    ):
         report.reasons.append(
             f"the estimated fake share of these posts ({estimated:.0%}) moved from the "
             f"training snapshot's ({trained:.0%}) by more than {policy.prior_tolerance:.0%}"
@@ -236,7 +242,11 @@ def _outputs(engine: Engine, kind: str, subject: str, version: str, config: dict
 
 
 def _check_outputs(
-    engine: Engine, settings: Settings, report: DriftReport, version, policy: DriftPolicy
+    engine: Engine,
+    settings: Settings,
+    report: DriftReport,
+    version: ModelVersion,
+    policy: DriftPolicy,
 ) -> None:
     """Run the ``model_outputs`` suite on the subject's verdicts; failures become reasons."""
     from fnd_core.observe import output_checks
@@ -268,7 +278,12 @@ def _check_outputs(
 # Input drift: a domain classifier on the frozen encoders' features ------------------------
 
 
-def _domain_aucs(version, settings: Settings, reference: list, current: list) -> dict[str, Any]:
+def _domain_aucs(
+    version: ModelVersion,
+    settings: Settings,
+    reference: list[PostExample],
+    current: list[PostExample],
+) -> dict[str, Any]:
     """Cross-validated ROC AUC of telling reference from current items, per modality.
 
     Items are *distinct* pictures (by sha256) and *distinct* texts (normalised as the leak
@@ -277,13 +292,13 @@ def _domain_aucs(version, settings: Settings, reference: list, current: list) ->
     story has new pictures — instead of whether they look different.
     """
     from fnd_core.model.artifacts import load_model
+    from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.feature_encoding import encode_examples, encode_options
     from fnd_core.model.grouping import normalise_text
 
-    loaded = load_model(version.artifact_uri, version.artifact_sha256, device="cpu",
-                        for_inference=True)  # fmt: skip
-    encoders = (
-        loaded.model if hasattr(loaded.model, "encode_images") else _default_encoders(settings)
+    loaded = load_model(*version.artifact(), device="cpu", for_inference=True)
+    encoders = (  # a char n-gram model has no encoders
+        _default_encoders(settings) if isinstance(loaded.model, CharNgramModel) else loaded.model
     )
     # Each side encoded once (cached features, mostly): each modality then picks its rows.
     ref_features = encode_examples(encoders, reference, **encode_options(settings))
@@ -307,7 +322,7 @@ def _domain_aucs(version, settings: Settings, reference: list, current: list) ->
     return out
 
 
-def _default_encoders(settings: Settings):
+def _default_encoders(settings: Settings) -> FakeNewsModel:
     """The deployment preset's frozen encoders: what drift reads when the model has none of
     its own (a char n-gram model reads text only, yet pictures can drift)."""
     from fnd_core.model.config import ModelConfig
@@ -319,7 +334,9 @@ def _default_encoders(settings: Settings):
     return build_model(config).eval()
 
 
-def _distinct_rows(examples: list, key) -> dict[Any, int]:
+def _distinct_rows(
+    examples: list[PostExample], key: Callable[[PostExample], Any]
+) -> dict[Any, int]:
     """Key -> the row of its first example, in order."""
     rows: dict[Any, int] = {}
     for row, example in enumerate(examples):

@@ -149,7 +149,7 @@ def score_comparison(
     with engine.connect() as conn:
         tune_for_page(conn, probes=True)
         versions = current_champions(conn)
-        result = {
+        result: dict[str, Any] = {
             "champion": versions.champion,
             "previous": versions.previous,
             "n_posts": 0,

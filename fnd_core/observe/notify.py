@@ -148,11 +148,12 @@ def describe_failure(facts: FailureFacts, records: RunRecords | None = None) -> 
 
 
 def _ingest(facts: FailureFacts, records: RunRecords | None) -> tuple[str, list[str]]:
-    name = one_line(_basename(facts.file_uri)) if facts.file_uri else None
-    if facts.task_id != contracts.INGEST_FILE_TASK or name is None:
+    uri = facts.file_uri
+    if facts.task_id != contracts.INGEST_FILE_TASK or not uri:
         return f"{contracts.INGEST_DAG}.{facts.task_id} failed", []
-    lines = [f"file: {one_line(facts.file_uri)}"]
-    batch = _batch_of(records, facts.file_uri)
+    name = one_line(_basename(uri))
+    lines = [f"file: {one_line(uri)}"]
+    batch = _batch_of(records, uri)
     if batch is None:
         return f"ingest of {name} failed", lines
     if batch.get("error"):
@@ -276,6 +277,8 @@ def send(
     try:
         if isinstance(notifier, str):
             notifier = load_notifier(notifier, notifier_kwargs)
+            if notifier is None:  # an empty path: no notifier configured
+                return
         notifier({**context, **alert_fields(alert)})
     except Exception:
         log.exception("fnd alert: the notifier failed; the alert above was not sent")

@@ -22,13 +22,17 @@ from fnd_core.pipeline.training_snapshot import load_examples
 from fnd_core.settings import Settings, default
 
 if TYPE_CHECKING:
+    import numpy as np
     from sqlalchemy.engine import Engine
 
+    from fnd_core.model.char_ngrams import NgramConfig
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.examples import PostExample
+    from fnd_core.model.network import FakeNewsModel
     from fnd_core.model.train_options import TrainOptions
-    from fnd_core.model.train_results import TrainResult
-    from fnd_core.pipeline.evaluation import Recipe
+    from fnd_core.model.train_results import SplitScores, TrainResult
+    from fnd_core.pipeline import candidates
+    from fnd_core.pipeline.evaluation import CVPlan, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def train_options(settings: Settings) -> TrainOptions:
     )
 
 
-TOPIC_OBJECTIVES = {"none": {}, "balanced": {"topic_weights": True},
+TOPIC_OBJECTIVES: dict[str, dict[str, Any]] = {"none": {}, "balanced": {"topic_weights": True},
                     "worst": {"worst_topic_rounds": 3},
                     "adversarial": {"topic_adversary": 0.3}}  # fmt: skip
 
@@ -98,9 +102,9 @@ def train_candidate(
     config = _candidate_config(settings, preset, fusion=fusion, ablation=ablation)
     recipe = evaluation.Recipe(epochs=epochs, options=train_options(settings), seed=seed)
     result, n_groups = _cross_validate_and_train(engine, settings, examples, config, recipe)
-    config = result.config  # the winning kind's: a network config, or a char n-gram one
+    winning = result.config  # the winning kind's: a network config, or a char n-gram one
     return _save_and_register(
-        engine, settings, snap, result, config, version,
+        engine, settings, snap, result, winning, version,
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
         shuffle_labels=shuffle_labels, run_id=run_id, n_groups=n_groups,
     )  # fmt: skip
@@ -182,6 +186,8 @@ def _cross_validate_and_train(
     cv = dict(cvs[winner]) | {"finetuned_after_estimate": result.finetuned}
     result.metrics["test"] = cv.pop("report")
     result.scores["test"] = _oof_scores([examples[i] for i in scored], y[scored], oof)
+    if plan.units is None:  # CVPlan.make always sets them
+        raise ValueError("the topic plan has no fold units")
     result.metrics |= {
         "cv": cv,
         "kind": winner,
@@ -204,13 +210,19 @@ def _without_report(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "report"}
 
 
-def _oof_scores(examples: list[PostExample], y, p):
+def _oof_scores(examples: list[PostExample], y: np.ndarray, p: np.ndarray) -> SplitScores:
     from fnd_core.model.train_results import SplitScores
 
     return SplitScores(post_ids=[e.post_id for e in examples], y_true=y, p_fake=p)
 
 
-def _train_final(kind: str, data, examples, plan, recipe) -> TrainResult:
+def _train_final(
+    kind: str,
+    data: candidates.FoldData,
+    examples: list[PostExample],
+    plan: CVPlan,
+    recipe: Recipe,
+) -> TrainResult:
     """The artifact, fitted on every labelled post by the function each fold used
     (:func:`candidates.fit`): the same weights, seeding and early stopping, so the gate's
     estimate describes the procedure that ships.
@@ -224,48 +236,56 @@ def _train_final(kind: str, data, examples, plan, recipe) -> TrainResult:
     import numpy as np
 
     from fnd_core.model import metrics
+    from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.runtime import module_device
     from fnd_core.model.train_results import SplitScores, TrainResult
     from fnd_core.pipeline import candidates
 
     started = time.perf_counter()
     y, everyone = data.y, np.arange(len(data.y))
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     model = candidates.fit(
         kind, data, everyone, recipe, n_folds=plan.n_folds, seed=recipe.seed, history=history
     )
-    finetuned = kind == "fusion" and recipe.options.finetune
-    if finetuned:
+    finetune = kind == "fusion" and recipe.options.finetune
+    if finetune and not isinstance(model, CharNgramModel):  # a fusion fit is a network
         history += _finetune(model, data, examples, plan, recipe)
         p = _proba_reencoded(model, examples, recipe.options)
     else:
         p = candidates.proba(model, data, everyone)
-    network = kind != "char_ngram"
     return TrainResult(
         model=model, config=model.config, threshold=0.5,
         metrics={"train": metrics.classification_report(y, p, 0.5)}, history=history,
         scores={"train": SplitScores([e.post_id for e in examples], y, p)},
         finetuned=bool(getattr(model, "encoders_finetuned", False)),
-        device=str(module_device(model)) if network else "cpu",
+        device="cpu" if isinstance(model, CharNgramModel) else str(module_device(model)),
         seconds=time.perf_counter() - started, counts={"train": len(y)},
     )  # fmt: skip
 
 
-def _finetune(model, data, examples, plan, recipe) -> list[dict[str, float]]:
+def _finetune(
+    model: FakeNewsModel,
+    data: candidates.FoldData,
+    examples: list[PostExample],
+    plan: CVPlan,
+    recipe: Recipe,
+) -> list[dict[str, Any]]:
     """Phase 2 on the final fusion fit: its early-stopping split is the one phase 1 used."""
     from fnd_core.model.finetuning import finetune
     from fnd_core.model.grouping import early_stopping_split
 
     val = set(early_stopping_split(data.y, data.stories, n_folds=plan.n_folds,
                                    seed=recipe.seed).tolist())  # fmt: skip
-    splits: dict[str, list] = {"train": [], "val": []}
+    splits: dict[str, list[PostExample]] = {"train": [], "val": []}
     for i, e in enumerate(examples):
         role = "val" if i in val else "train"
         splits[role].append(dataclasses.replace(e, split=role))
     return finetune(model, splits, recipe.options, recipe.seed)
 
 
-def _proba_reencoded(model, examples, options):
+def _proba_reencoded(
+    model: FakeNewsModel, examples: list[PostExample], options: TrainOptions
+) -> np.ndarray:
     """P(fake) with features of the fine-tuned encoders (the cached ones are stale)."""
     from fnd_core.model.feature_encoding import encode_examples
     from fnd_core.model.features import head_proba
@@ -274,7 +294,14 @@ def _proba_reencoded(model, examples, options):
     return head_proba(model, encode_examples(model, examples, **encode_kwargs(options)))
 
 
-def _champion_recipe(engine, data, plan, recipe, metric, cvs) -> dict[str, Any]:
+def _champion_recipe(
+    engine: Engine,
+    data: candidates.FoldData,
+    plan: CVPlan,
+    recipe: Recipe,
+    metric: str,
+    cvs: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     """The champion's recipe on the candidates' folds, or why it could not be estimated.
 
     A champion of a kind estimated in this run with the same recipe reuses that estimate (the
@@ -352,8 +379,9 @@ def _already_trained(engine: Engine, version: str) -> dict[str, Any] | None:
 
 
 def _save_and_register(
-    engine, settings, snap, result, config, version, *, preset, epochs, seed, ablation,
-    shuffle_labels, run_id, n_groups,
+    engine: Engine, settings: Settings, snap: dict[str, Any], result: TrainResult,
+    config: ModelConfig | NgramConfig, version: str, *, preset: str, epochs: int, seed: int,
+    ablation: str | None, shuffle_labels: bool, run_id: str, n_groups: int,
 ) -> dict[str, Any]:  # fmt: skip
     from fnd_core.model.artifacts import save_model
     from fnd_core.model.calibration import Calibration
@@ -368,7 +396,8 @@ def _save_and_register(
         plots=training_report(result),
         calibration=Calibration.from_dict(result.metrics.get("calibration")),
     )
-    window = tuple(datetime.fromisoformat(w) if w else None for w in snap["window"])
+    start, end = (datetime.fromisoformat(w) if w else None for w in snap["window"])
+    window = (start, end)
     train_config = {
         **config.to_dict(),
         "kind": result.metrics["kind"],

@@ -133,7 +133,7 @@ def fit_on(
     n_folds: int,
     post_weights: np.ndarray | None = None,
     topics: np.ndarray | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest.
 
     ``post_weights``: a loss weight per post (indexed like ``y``); default: each story once,
@@ -240,7 +240,7 @@ def fit(
     *,
     n_folds: int,
     seed: int,
-    history: list[dict[str, float]] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> FakeNewsModel | CharNgramModel:
     """``kind`` fitted on ``rows``: the one fitting procedure, which every fold of the gate's
     estimate and the final (shipped) model both call, so the estimate describes what ships.
@@ -252,7 +252,8 @@ def fit(
     toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.worst_topic`).
     ``history``, when given, receives fusion's epoch records (the last fit's)."""
     rounds = recipe.options.worst_topic_rounds
-    if not rounds or data.topics is None:
+    topics = data.topics
+    if not rounds or topics is None:
         # fusion's default: each of its splits (training, early stopping) balanced on its own
         plain = kind == "fusion" and not recipe.options.topic_weights
         weights = None if plain else _weights(data, rows, recipe)
@@ -273,12 +274,12 @@ def fit(
         fit_once,
         lambda model: proba(model, data, rows),
         data.y[rows],
-        data.topics[rows],
+        topics[rows],
         group_weights(stories, data.y[rows], balance_classes=False),
         rounds=rounds,
     )
     log.debug("%s worst-topic weights: largest cell %.3f", kind, float(result.q.max()))
-    return result.model  # type: ignore[return-value]
+    return result.model
 
 
 def _fit_weighted(
@@ -290,7 +291,7 @@ def _fit_weighted(
     *,
     n_folds: int,
     seed: int,
-    history: list[dict[str, float]] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> FakeNewsModel | CharNgramModel:
     """``kind`` fitted on ``rows`` with per-post ``weights`` (aligned with ``rows``; None:
     fusion's own per-split weights)."""
@@ -320,12 +321,12 @@ def _fit_weighted(
 
 def _weights(data: FoldData, rows: np.ndarray, recipe: Recipe) -> np.ndarray:
     options = recipe.options
-    use_topics = options.topic_weights and data.topics is not None
+    topics = data.topics if options.topic_weights else None
     return group_weights(
         data.stories[rows] if options.group_weights else None,
         data.y[rows],
         balance_classes=options.class_weights,
-        topics=data.topics[rows] if use_topics else None,
+        topics=None if topics is None else topics[rows],
     )
 
 

@@ -215,6 +215,8 @@ def _scored_only(
     y: np.ndarray, oof: list[np.ndarray], plan: CVPlan, groups: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray], CVPlan, np.ndarray]:
     """The posts some fold held out, with the plan's indices renumbered to them."""
+    if plan.scored is None:
+        raise ValueError("_scored_only needs a plan that scores only some posts")
     keep = np.flatnonzero(plan.scored)
     position = np.full(len(y), -1)
     position[keep] = np.arange(len(keep))

@@ -111,16 +111,19 @@ def decide(
         bar = champion.estimate - policy.tolerance
         checks.append(_check("not_worse_than_champion", candidate.estimate, bar))
     failed = [c for c in checks if not c["passed"]]
-    common = {"checks": checks, "metric": m, "estimate": candidate.estimate}
+
+    def decision(verdict: str, reason: str, forced_by: str | None = None) -> GateDecision:
+        return GateDecision(
+            verdict, reason, checks, forced_by=forced_by, metric=m, estimate=candidate.estimate
+        )
+
     if not failed:
         reason = "all checks passed: " + "; ".join(c["text"] for c in checks)
-        return GateDecision("promote", reason, **common)
+        return decision("promote", reason)
     failures = "; ".join(c["text"] for c in failed)
     if forced_by:
-        return GateDecision(
-            "promote", f"forced by {forced_by} despite: {failures}", forced_by=forced_by, **common
-        )
-    return GateDecision("reject", f"failed: {failures}", **common)
+        return decision("promote", f"forced by {forced_by} despite: {failures}", forced_by)
+    return decision("reject", f"failed: {failures}")
 
 
 def _check(name: str, value: float, bound: float) -> dict[str, Any]:

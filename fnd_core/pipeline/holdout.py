@@ -20,13 +20,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fnd_core.model import metrics
 from fnd_core.model.examples import PostExample
 from fnd_core.settings import Settings
+
+if TYPE_CHECKING:
+    from fnd_core.model.config import ModelConfig
+    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.network import FakeNewsModel
+    from fnd_core.pipeline.candidates import FoldData
+    from fnd_core.pipeline.evaluation import CVPlan, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +173,9 @@ def evaluate_holdouts(
     return results
 
 
-def training_part(examples, data, settings: Settings):
+def training_part(
+    examples: list[PostExample], data: FoldData, settings: Settings
+) -> tuple[FoldData, CVPlan]:
     """The training part's fold data with its topics, and its topic-disjoint folds."""
     import dataclasses
 
@@ -176,7 +185,12 @@ def training_part(examples, data, settings: Settings):
     return dataclasses.replace(data, topics=plan.topic_of), plan
 
 
-def _fold_data(examples, features, base, config):
+def _fold_data(
+    examples: Sequence[PostExample],
+    features: EncodedFeatures,
+    base: FakeNewsModel,
+    config: ModelConfig,
+) -> FoldData:
     from fnd_core.model.grouping import leak_groups
     from fnd_core.pipeline import candidates, evaluation
 
@@ -186,7 +200,9 @@ def _fold_data(examples, features, base, config):
     )  # fmt: skip
 
 
-def gate_estimates(data, plan, kinds, recipe, metric: str) -> dict[str, dict[str, Any]]:
+def gate_estimates(
+    data: FoldData, plan: CVPlan, kinds: Sequence[str], recipe: Recipe, metric: str
+) -> dict[str, dict[str, Any]]:
     """What the gate would have recorded had the snapshot been the training part only."""
     from fnd_core.pipeline import candidates
 

@@ -16,14 +16,21 @@ from typing import TYPE_CHECKING
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.examples import PostExample
     from fnd_core.model.feature_cache import FeatureCache
+    from fnd_core.model.network import FakeNewsModel
 
 log = logging.getLogger(__name__)
 
 
 def score_page(
-    model, page: list[PostExample], settings: Settings, cache: FeatureCache
+    model: FakeNewsModel | CharNgramModel,
+    page: list[PostExample],
+    settings: Settings,
+    cache: FeatureCache,
 ) -> tuple[list[float | None], list[tuple[str, str]]]:
     """P(fake) per post (None where it failed) and the (post_id, error) failures.
 
@@ -71,21 +78,27 @@ def is_transient(exc: BaseException) -> bool:
     import sqlalchemy.exc
 
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # the exception and what caused it
-        seen.add(id(exc))
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # the exception and what caused it
+        seen.add(id(link))
         if isinstance(
-            exc, MemoryError | TimeoutError | ConnectionError | sqlalchemy.exc.DBAPIError
+            link, MemoryError | TimeoutError | ConnectionError | sqlalchemy.exc.DBAPIError
         ):
             return True
-        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        if isinstance(link, OSError) and link.errno in _TRANSIENT_ERRNOS:
             return True
-        if _OS_ERROR_TEXT.search(str(exc)):  # an errno wrapped by a native library's own error
+        if _OS_ERROR_TEXT.search(str(link)):  # an errno wrapped by a native library's own error
             return True
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 
-def _predict(model, examples: list[PostExample], settings: Settings, cache: FeatureCache):
+def _predict(
+    model: FakeNewsModel | CharNgramModel,
+    examples: list[PostExample],
+    settings: Settings,
+    cache: FeatureCache,
+) -> np.ndarray:
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.feature_encoding import encode_options
     from fnd_core.model.features import predict_proba

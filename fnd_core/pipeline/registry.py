@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,12 @@ class ModelVersion:
     config: dict[str, Any]
     metrics: dict[str, Any]
     gate: dict[str, Any] | None
+
+    def artifact(self) -> tuple[str, str]:
+        """(artifact_uri, artifact_sha256); a version without an artifact is an error."""
+        if self.artifact_uri is None or self.artifact_sha256 is None:
+            raise ValueError(f"model version {self.version!r} has no artifact")
+        return self.artifact_uri, self.artifact_sha256
 
 
 _COLUMNS = "version, status, preset, artifact_uri, artifact_sha256, config, metrics, gate"
@@ -184,7 +190,7 @@ def rollback(engine: Engine, version: str, *, by: str, reason: str) -> str | Non
     return before
 
 
-def _retire_champion(conn) -> str | None:
+def _retire_champion(conn: Connection) -> str | None:
     """Retire the current champion, if any (inside the caller's transaction); its version."""
     return conn.execute(
         sa.text(
@@ -194,7 +200,7 @@ def _retire_champion(conn) -> str | None:
     ).scalar_one_or_none()
 
 
-def _status_for_update(conn, version: str) -> str:
+def _status_for_update(conn: Connection, version: str) -> str:
     status = conn.execute(
         sa.text("select status from fnd.model_versions where version = :v for update"),
         {"v": version},

@@ -80,7 +80,7 @@ def read_result(engine: Engine, settings: Settings, uri: str) -> dict[str, Any]:
     except LookupError as exc:
         raise RemoteTrainingError(f"{uri} names {version}, which is not registered") from exc
     models = storage.join(settings.store, "models")
-    if not storage.is_within(registered.artifact_uri, models):
+    if registered.artifact_uri is None or not storage.is_within(registered.artifact_uri, models):
         raise RemoteTrainingError(
             f"{version}'s artifact {registered.artifact_uri} is not in the model store {models}"
         )

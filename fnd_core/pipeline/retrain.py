@@ -68,7 +68,7 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
     from fnd_core.model.artifacts import load_model
 
     candidate = registry.get_version(engine, version)
-    load_model(candidate.artifact_uri, candidate.artifact_sha256)
+    load_model(*candidate.artifact())
     m = candidate.metrics
     if "cv" not in m:
         raise ValueError(f"{version} has no cross-validated figures: it predates grouped folds")
@@ -77,7 +77,7 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
     champion_state = None
     if current is not None:
         try:
-            load_model(current.artifact_uri, current.artifact_sha256)
+            load_model(*current.artifact())
             champion_state = "loadable"
         except Exception as exc:  # noqa: BLE001 — any failure means it cannot serve
             champion_state = f"cannot be loaded: {exc}"

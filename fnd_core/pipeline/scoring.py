@@ -97,7 +97,7 @@ def plan(
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
     version = resolve_version(engine, model_version).version
     counts = prediction_store.todo_per_shard(engine, version, n_shards, rescore_all)
-    shards = [
+    shards: list[dict[str, Any]] = [
         {"model_version": version, "shard": k, "n_shards": n_shards, "n_todo": counts.get(k, 0)}
         for k in range(n_shards)
     ]

@@ -12,9 +12,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
@@ -157,7 +159,7 @@ def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
 
-def _poll(what: str, probe, timeout_s: float, interval_s: float):
+def _poll(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float) -> T:
     """Call ``probe`` until it returns something truthy; RunTimeoutError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -186,7 +188,7 @@ def wait_for_dags(
     """Wait until the DAG processor has parsed and registered each DAG; returns their details."""
     found: dict[str, dict[str, Any]] = {}
 
-    def probe():
+    def probe() -> dict[str, dict[str, Any]] | None:
         for dag_id in dag_ids:
             if dag_id not in found and (details := client.dag(dag_id)) is not None:
                 found[dag_id] = details
@@ -205,7 +207,7 @@ def wait_for_run(
 ) -> dict[str, Any]:
     """Wait until the run is finished (success or failed); returns the run."""
 
-    def probe():
+    def probe() -> dict[str, Any] | None:
         run = client.dag_run(dag_id, run_id)
         return run if run["state"] in TERMINAL_STATES else None
 
@@ -223,7 +225,7 @@ def wait_for_new_run(
     """Wait until a run of ``run_type`` appears whose id is not in ``known``; returns it."""
     known = set(known)
 
-    def probe():
+    def probe() -> dict[str, Any] | None:
         fresh = [
             r for r in client.dag_runs(dag_id, run_types=[run_type]) if r["dag_run_id"] not in known
         ]

@@ -74,7 +74,7 @@ def model_rollback(ctx: click.Context, version: str, reason: str) -> None:
     engine = engine_from(ctx)
     try:
         target = registry.get_version(engine, version)
-        load_model(target.artifact_uri, target.artifact_sha256)
+        load_model(*target.artifact())
         before = registry.rollback(engine, version, by=getpass.getuser(), reason=reason)
     except Exception as exc:  # noqa: BLE001 — unknown version, wrong status, unloadable artifact
         raise click.ClickException(f"cannot roll back to {version}: {exc}") from exc

@@ -68,17 +68,17 @@ from fnd_core.stack.cli_context import engine_from, settings_from
 @click.pass_context
 def train_cmd(
     ctx: click.Context,
-    preset,
-    epochs,
-    ablation,
-    fusion,
-    seed,
-    min_accuracy,
-    forced_by,
-    shuffle_labels,
-    snapshot_json,
-    run_id,
-    result_uri,
+    preset: str | None,
+    epochs: int | None,
+    ablation: str | None,
+    fusion: str,
+    seed: int,
+    min_accuracy: float | None,
+    forced_by: str | None,
+    shuffle_labels: bool,
+    snapshot_json: str | None,
+    run_id: str | None,
+    result_uri: str | None,
 ) -> None:
     """Snapshot labelled posts, validate, cross-validate + train, gate, promote or reject."""
     import getpass
@@ -166,7 +166,16 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
     help="Do not give training the topic/event fields: the gate discovers topics instead.",
 )
 @click.pass_context
-def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs, strip_topics):
+def evaluate_cmd(
+    ctx: click.Context,
+    path: str | None,
+    field: str | None,
+    holdout_values: str | None,
+    time_holdout: float | None,
+    preset: str | None,
+    epochs: int | None,
+    strip_topics: bool,
+) -> None:
     """Train on part of a labelled landing folder, test on groups it never saw (no database).
 
     Prints, per held-out group and pooled, the balanced accuracy of every candidate kind the
@@ -180,7 +189,7 @@ def evaluate_cmd(ctx, path, field, holdout_values, time_holdout, preset, epochs,
         raise click.UsageError("give exactly one of --holdout-groups FIELD or --time-holdout SHARE")
     try:
         posts = holdout.read_labelled(path or settings.landing, settings, holdout_field=field)
-        if field is None:
+        if time_holdout is not None:  # and field is None (exactly one is given)
             parts = holdout.newest_part(posts.created, time_holdout)
         elif holdout_values:
             parts = holdout.chosen_part(posts.holdout_values, holdout_values.split(","))

@@ -59,6 +59,9 @@ def _write_fakeddit(out_dir: Path, seed: int, posts: list[DemoPost]) -> Path:
 
 def _fakeddit_row(p: DemoPost) -> list:
     meta = post_rng(p.seed, p.index, "fakeddit")
+    two: int | str
+    three: int | str
+    six: int | str
     if p.label is None:
         two, three, six = "", "", ""
     else:  # fake: 3-way 2 = "fake with false text", 6-way 4 = "false connection"

@@ -68,7 +68,9 @@ def _grain(size: int) -> tuple[Image.Image, Image.Image]:
     )
 
 
-def _scene_details(draw: ImageDraw.ImageDraw, scene: str, rng, size: int, horizon: int) -> None:
+def _scene_details(
+    draw: ImageDraw.ImageDraw, scene: str, rng: np.random.Generator, size: int, horizon: int
+) -> None:
     """Small scene cues (moon, snow drifts, dunes): background variety that hides no object."""
     s = size / 224
     if scene == "night":
@@ -99,7 +101,15 @@ def _layout(
         yield cx, cy, diameter
 
 
-def _draw_shape(draw, shape: str, cx: float, cy: float, d: float, colour: tuple, rng) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    d: float,
+    colour: tuple[int, int, int],
+    rng: np.random.Generator,
+) -> None:
     """One object with a dark outline; polygons get a small random tilt."""
     r = d / 2
     outline, width = (15, 15, 15), max(1, round(d / 30))

@@ -8,9 +8,13 @@ draws everything about post ``i`` of a seed except its pixels
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 # Few, very distinct values: frozen ImageNet features must tell them apart at a glance.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -92,7 +96,7 @@ def post_rng(seed: int, index: int, stream: str) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream_id])
 
 
-def pick(rng: np.random.Generator, values: tuple | list):
+def pick(rng: np.random.Generator, values: Sequence[T]) -> T:
     """One of ``values``, drawn uniformly with ``rng``."""
     return values[int(rng.integers(len(values)))]
 

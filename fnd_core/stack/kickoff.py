@@ -42,7 +42,7 @@ def kickoff(
         return {"error": str(exc)}
 
 
-def _kickoff(client: AirflowClient, engine: Engine, say) -> dict[str, Any]:
+def _kickoff(client: AirflowClient, engine: Engine, say: Callable[[str], None]) -> dict[str, Any]:
     wait_for_dags(client, PIPELINE_DAGS)
     ingest = _run(INGEST_DAG, client, say)
     if ingest["state"] != "success":
@@ -70,7 +70,7 @@ def _kickoff(client: AirflowClient, engine: Engine, say) -> dict[str, Any]:
     return {"ingest": "success", "retrain": "success", "score": score["state"], "n": n_scored}
 
 
-def _run(dag_id: str, client: AirflowClient, say) -> dict[str, Any]:
+def _run(dag_id: str, client: AirflowClient, say: Callable[[str], None]) -> dict[str, Any]:
     """Trigger ``dag_id`` with its form defaults and wait for the run to finish."""
     run = client.trigger(dag_id, client.form_conf(dag_id))
     say(f"triggered {dag_id} ({run['dag_run_id']}) ...")

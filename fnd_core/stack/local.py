@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fnd_core.settings import Settings
 from fnd_core.stack.local_setup import REPO, Stack, StackOptions, prepare, seed_demo
@@ -33,6 +34,11 @@ from fnd_core.stack.processes import (
     stop_components,
     stop_postgres,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from fnd_core.stack.airflow_rest import AirflowClient
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 START_TIMEOUT_S = 300.0
@@ -122,7 +128,13 @@ def run_stack(
             signal.signal(sig, handler)
 
 
-def _start_kickoff(client, engine, stop: threading.Event, echo, started: float) -> None:
+def _start_kickoff(
+    client: AirflowClient,
+    engine: Engine,
+    stop: threading.Event,
+    echo: Callable[[str], None],
+    started: float,
+) -> None:
     """Trigger the first DAG runs in a background thread (:mod:`fnd_core.stack.kickoff`)."""
     from fnd_core.stack.kickoff import kickoff
 
@@ -135,7 +147,12 @@ def _start_kickoff(client, engine, stop: threading.Event, echo, started: float) 
     ).start()
 
 
-def _supervise(core: list[Component], workers: list[Component], stop: threading.Event, echo) -> int:
+def _supervise(
+    core: list[Component],
+    workers: list[Component],
+    stop: threading.Event,
+    echo: Callable[[str], None],
+) -> int:
     """Watch the components until a signal (0) or until one that cannot be lost dies (1)."""
     while not stop.wait(1.0):
         if dead := first_dead(core):
@@ -163,7 +180,12 @@ def _supervise_workers(workers: list[Component], echo: Callable[[str], None]) ->
     return bool(workers) or not dead
 
 
-def _wait_healthy(client, components: list[Component], stop: threading.Event, echo) -> bool:
+def _wait_healthy(
+    client: AirflowClient,
+    components: list[Component],
+    stop: threading.Event,
+    echo: Callable[[str], None],
+) -> bool:
     """Wait until the API reports every component healthy; False if one dies or on a signal."""
     from fnd_core.stack.airflow_rest import AirflowApiError, is_healthy
 
