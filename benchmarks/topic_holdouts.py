@@ -219,13 +219,31 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
     print(f"\n## {n} random hold-outs of 2-4 events (event stripped; {repeats} fold draw(s))\n")
     rows, gaps, inside = [], [], 0
     by_counting: dict[str, list[float]] = {}
+    by_rule: dict[str, list[tuple[float, float, bool]]] = {}
     for pick, test in splits:
         train = np.setdiff1d(np.arange(len(bench.events)), test)
         part, plan = bench.split(train, strip=True, repeats=repeats)
         est = bench.estimates(part, plan)
         chosen = candidates.choose(est)["winner"]
-        p = bench.fit_and_score(part, plan, test)[chosen]
+        everything = bench.fit_and_score(part, plan, test)
+        p = everything[chosen]
         s = scores(bench.data.y[test], p)
+        best = max(est, key=lambda k: est[k]["estimate"])  # the other rule: the best estimate
+        b = scores(bench.data.y[test], everything[best])
+        by_rule.setdefault("best estimate", []).append(
+            (
+                abs(est[best]["estimate"] - b["ba"]),
+                b["ba"],
+                est[best]["interval"][0] <= b["ba"] <= est[best]["interval"][1],
+            )
+        )
+        by_rule.setdefault("one standard error", []).append(
+            (
+                abs(est[chosen]["estimate"] - s["ba"]),
+                s["ba"],
+                est[chosen]["interval"][0] <= s["ba"] <= est[chosen]["interval"][1],
+            )
+        )
         low, high = est[chosen]["interval"]
         gap = est[chosen]["estimate"] - s["ba"]
         gaps.append(abs(gap))
@@ -240,14 +258,22 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
         rows.append([
             "+".join(pick), len(test), chosen, fmt(s["real"]), fmt(s["fake"]), fmt(s["ba"]),
             fmt(est[chosen]["estimate"]), f"[{low:.3f}, {high:.3f}]", f"{gap:+.3f}",
+            f"{best} {fmt(b['ba'])}",
         ])  # fmt: skip
         print(f"  {rows[-1]}", flush=True)
     print(table(rows, ("held out", "posts", "ships", "real recall", "fake recall",
-                       "balanced accuracy", "estimate", "90 % interval", "gap")))  # fmt: skip
+                       "balanced accuracy", "estimate", "90 % interval", "gap",
+                       "best estimate's kind: held out")))  # fmt: skip
     print(f"\nmean |estimate - held-out| {np.mean(gaps):.3f}; largest {np.max(gaps):.3f}; "
           f"held-out inside the interval in {inside} of {n}")  # fmt: skip
     print("mean |gap| by the estimate's counting: " + ", ".join(
         f"{unit} {np.mean(v):.3f}" for unit, v in by_counting.items()))  # fmt: skip
+    for rule, outcomes in by_rule.items():
+        gaps_, held, inside_ = zip(*outcomes, strict=True)
+        print(
+            f"selection by {rule}: mean |gap| {np.mean(gaps_):.3f}, held-out balanced accuracy "
+            f"mean {np.mean(held):.3f}, inside the interval {sum(inside_)} of {n}"
+        )
 
 
 def main() -> None:
