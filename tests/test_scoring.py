@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from fnd_core.pipeline import page_scoring, scoring
+from fnd_core.pipeline import page_scoring, prediction_store, scoring
 from tests.helpers import ingest_demo, promote_tiny
 
 pytestmark = pytest.mark.slow
@@ -128,10 +128,10 @@ def test_the_accuracy_objective_moves_the_stored_threshold_by_the_estimated_shar
     reports = score_all(clean_db, settings, n_shards=2)
     assert sum(r.n_scored for r in reports) == 150
     with clean_db.connect() as conn:
-        rows = conn.execute(sa.text(
-            "select pr.p_fake, pr.label, pr.threshold, "
-            f"{prediction_shard_sql()} as shard from fnd.predictions pr"
-        )).all()  # fmt: skip
+        rows = conn.execute(sa.text(  # each verdict with its post's shard, as scoring assigns it
+            f"select pr.p_fake, pr.label, pr.threshold, {prediction_store._SHARD_SQL} as shard "
+            "from fnd.predictions pr join fnd.posts p using (post_id)"
+        ), {"n_shards": 2}).all()  # fmt: skip
     for report in reports:
         p = np.array([r[0] for r in rows if r[3] == report.shard])
         share, _ = estimate_fake_share(p)
@@ -154,11 +154,6 @@ def test_an_unknown_objective_is_refused_before_scoring(clean_db, settings, cham
     with pytest.raises(ValueError, match="FND_DECISION_OBJECTIVE"):
         score_all(clean_db, replace(settings, decision_objective="recall"))
     assert count(clean_db, "select count(*) from fnd.predictions") == 0
-
-
-def prediction_shard_sql(n_shards: int = 2) -> str:
-    """The shard of a prediction's post, as :mod:`prediction_store` assigns it."""
-    return f"(('x' || substr(md5(pr.post_id), 1, 8))::bit(32)::bigint % {n_shards})"
 
 
 def test_rescore_all_overwrites_in_place(clean_db, settings, champion):
