@@ -69,7 +69,7 @@ RUN pip install --no-cache-dir --no-deps -e .
 
 # Fail the build, not a training run, if baked weights are not where the `seed` preset looks.
 RUN if [ "${BAKE_SEED_WEIGHTS}" = "true" ]; then \
-        python -c "from fnd_core.model.pretrained import require_seed_weights; \
+        python -c "from fnd_core.model.encoders.pretrained import require_seed_weights; \
 require_seed_weights()"; \
     fi
 

@@ -104,7 +104,7 @@ def image_reads(folder: Path, size: int = 224, rounds: int = 3) -> list[tuple]:
     worker (``--image-dir``: e.g. ../shared/data/mediaeval-dev/images)."""
     import torch
 
-    from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.encoders.preprocess import load_pixels
 
     torch.set_num_threads(1)
     paths = sorted(p for p in folder.iterdir() if p.is_file())

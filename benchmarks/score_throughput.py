@@ -41,7 +41,7 @@ from fnd_core.io.db import make_engine
 from fnd_core.pipeline import retrain, scoring
 from fnd_core.stack.demo import generate_batch
 
-TEXT_BATCH = 32  # fnd_core.model.feature_encoding.encode_examples' default
+TEXT_BATCH = 32  # fnd_core.model.features.encoding.encode_examples' default
 
 
 def grow_to(engine, settings, target: int, have: int, seed: int) -> int:
@@ -82,7 +82,7 @@ def _import_scorer() -> None:
     import transformers
 
     import fnd_core.model.artifacts  # noqa: F401
-    import fnd_core.model.features  # noqa: F401
+    import fnd_core.model.features.inference  # noqa: F401
 
     transformers.BertModel, transformers.AutoTokenizer  # noqa: B018 - resolve lazy imports
 
@@ -113,7 +113,7 @@ def _ceiling_worker(
     url, version, examples, batch_size, threads, precision, barrier
 ) -> tuple[int, float]:
     """One worker of (b): preload its posts, warm up, wait for the others, time the forward."""
-    from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.encoders.preprocess import load_pixels
     from fnd_core.model.runtime import inference_autocast
 
     torch.set_num_threads(threads)
@@ -175,7 +175,7 @@ def one_at_a_time(loaded, examples, url: str, precision: str = "fp32") -> tuple[
 
     Returns posts/s and each post's P(fake).
     """
-    from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.encoders.preprocess import load_pixels
     from fnd_core.model.runtime import inference_autocast
 
     model, threshold = loaded.model, loaded.threshold

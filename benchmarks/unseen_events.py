@@ -35,7 +35,7 @@ from benchmarks.common import bench_database, bench_home, bench_settings, machin
 from fnd_core.ingest.load import ingest_file
 from fnd_core.io.db import make_engine
 from fnd_core.model import metrics
-from fnd_core.model.grouping import PostKeys, leak_groups
+from fnd_core.model.splits.grouping import PostKeys, leak_groups
 from fnd_core.pipeline import retrain, scoring
 from fnd_core.pipeline.evaluation import story_weights
 

@@ -10,10 +10,10 @@ from fnd_core.model import ModelConfig
 from fnd_core.model.artifacts import load_model, save_model
 from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
 from fnd_core.model.errors import ArtifactIntegrityError
-from fnd_core.model.feature_encoding import EncodedFeatures
-from fnd_core.model.features import head_proba
-from fnd_core.model.linear_head import design_matrix, fit_linear_head
+from fnd_core.model.features.encoding import EncodedFeatures
+from fnd_core.model.features.inference import head_proba
 from fnd_core.model.network import build_model
+from fnd_core.model.train.heads import design_matrix, fit_linear_head
 from fnd_core.pipeline import candidates
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)
@@ -105,7 +105,7 @@ def test_the_simplest_kind_within_one_standard_error_of_the_best_wins():
 
 
 def test_a_fold_left_with_one_class_predicts_that_class_instead_of_failing():
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
 
     texts, _ = _texts(40, seed=2)
@@ -126,7 +126,7 @@ def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypa
     on the same rows (same early-stopping split, fine-tuning off, on CPU), are the same
     tensors bit for bit."""
     from fnd_core.model.examples import PostExample
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.pipeline.candidate_training import _train_final
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
 

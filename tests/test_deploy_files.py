@@ -478,7 +478,7 @@ def test_seed_weights_are_baked_only_on_request_and_read_offline(dockerfile):
     assert "TORCH_HOME=" in envs_before and "HF_HOME=" in envs_before
     assert "HF_HUB_OFFLINE=1" in envs_after and "HF_HUB_OFFLINE" not in envs_before
     # The repo id baked is one the `seed` preset looks for in the cache.
-    from fnd_core.model.pretrained import DISTILBERT_IDS
+    from fnd_core.model.encoders.pretrained import DISTILBERT_IDS
 
     baked = set(re.findall(r"from_pretrained\('([^']+)'\)", dockerfile[bake][1]))
     assert baked and baked <= set(DISTILBERT_IDS)
@@ -495,14 +495,14 @@ def test_python_snippets_in_the_dockerfile_compile(dockerfile, monkeypatch):
     assert len(snippets) == 3
     for snippet in snippets:
         compile(snippet, "Dockerfile", "exec")
-    from fnd_core.model import pretrained
+    from fnd_core.model.encoders import pretrained
     from fnd_core.model.presets import get
 
     calls = []
     monkeypatch.setattr(pretrained, "require_seed_weights", lambda **kw: calls.append(kw))
     exec(next(s for s in snippets if "require_seed_weights" in s), {})  # noqa: S102
     assert calls == [{}]
-    assert get("seed").requires == "fnd_core.model.pretrained:require_seed_weights"
+    assert get("seed").requires == "fnd_core.model.encoders.pretrained:require_seed_weights"
 
 
 def test_init_scripts_are_executable_and_parse():

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from fnd_core.model import ModelConfig, PostExample, metrics
-from fnd_core.model.feature_encoding import encode_examples
-from fnd_core.model.features import head_proba
-from fnd_core.model.grouping import PostKeys, leak_groups
+from fnd_core.model.features.encoding import encode_examples
+from fnd_core.model.features.inference import head_proba
 from fnd_core.model.network import build_model
-from fnd_core.model.train_options import TrainOptions
+from fnd_core.model.splits.grouping import PostKeys, leak_groups
+from fnd_core.model.train.recipe import TrainOptions
 from fnd_core.pipeline import candidates, evaluation
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)

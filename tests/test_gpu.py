@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from fnd_core.model import ModelConfig
-from fnd_core.model.feature_encoding import encode_examples
-from fnd_core.model.features import predict_proba
+from fnd_core.model.features.encoding import encode_examples
+from fnd_core.model.features.inference import predict_proba
 from fnd_core.model.network import build_model
 from fnd_core.model.runtime import loader_workers, resolve_device
-from fnd_core.model.train_options import TrainOptions
-from fnd_core.model.training import train
+from fnd_core.model.train.recipe import TrainOptions
+from fnd_core.model.train.trainer import train
 from tests.media import toy_posts
 
 pytestmark = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnd_core.model.grouping import (
+from fnd_core.model.splits.grouping import (
     PostKeys,
     group_weights,
     grouped_folds,
@@ -73,7 +73,7 @@ def test_weights_count_each_group_once_and_balance_the_classes():
 
 
 def test_early_stopping_split_keeps_both_classes_on_both_sides():
-    from fnd_core.model.grouping import early_stopping_split
+    from fnd_core.model.splits.grouping import early_stopping_split
 
     groups = np.repeat(np.arange(12), 10)
     labels = (groups < 2).astype(int)  # only two stories of one class

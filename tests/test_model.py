@@ -20,8 +20,8 @@ from fnd_core.model import (
     PostExample,
 )
 from fnd_core.model.artifacts import load_model, save_model
+from fnd_core.model.encoders.preprocess import PostDataset, make_loader, open_rgb
 from fnd_core.model.network import build_model
-from fnd_core.model.preprocess import PostDataset, make_loader, open_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,7 +215,7 @@ def test_seed_preset_without_caches_raises_a_clear_error(tmp_path, monkeypatch):
     empty folders, the seed preset refuses to build, says where it looked and how to fix it."""
     import huggingface_hub.constants
 
-    from fnd_core.model.pretrained import (
+    from fnd_core.model.encoders.pretrained import (
         distilbert_cached,
         effnet_b0_checkpoint,
         require_seed_weights,
@@ -233,7 +233,7 @@ def test_seed_preset_without_caches_raises_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BackboneUnavailableError) as error:
         build_model(ModelConfig(preset="seed"))
     message = str(error.value)
-    assert "python -m fnd_core.model.pretrained" in message
+    assert "python -m fnd_core.model.encoders.pretrained" in message
     assert str(effnet_b0_checkpoint()) in message  # the image encoder is built first
     with pytest.raises(BackboneUnavailableError) as both:
         require_seed_weights()
@@ -250,7 +250,7 @@ def offline_model():
 def _sample_pixels(name: str) -> torch.Tensor:
     from sklearn.datasets import load_sample_image
 
-    from fnd_core.model.preprocess import resize_center_crop, to_uint8_chw
+    from fnd_core.model.encoders.preprocess import resize_center_crop, to_uint8_chw
 
     image = Image.fromarray(load_sample_image(name))
     return to_uint8_chw(resize_center_crop(image, 224))

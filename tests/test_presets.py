@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fnd_core.model import BackboneUnavailableError, ModelConfig
-from fnd_core.model.backbones import HALF_NORM, IMAGENET_NORM, TF_NORM
-from fnd_core.model.encoders import build_backbones
+from fnd_core.model.encoders.backbones import HALF_NORM, IMAGENET_NORM, TF_NORM
+from fnd_core.model.encoders.build import build_backbones
 from fnd_core.model.presets import PRESETS, get
 
 NORMALISATIONS = {"imagenet": IMAGENET_NORM, "tf": TF_NORM, "half": HALF_NORM}

@@ -91,7 +91,7 @@ def test_labels_follow_threshold_and_run_id(clean_db, settings, champion):
     import torch
 
     from fnd_core.model.artifacts import load_model
-    from fnd_core.model.preprocess import load_pixels
+    from fnd_core.model.encoders.preprocess import load_pixels
     from fnd_core.pipeline import registry
 
     score_all(clean_db, replace(settings, inference_precision="fp32"))

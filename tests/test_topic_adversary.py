@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from fnd_core.model import ModelConfig
-from fnd_core.model.feature_encoding import EncodedFeatures
-from fnd_core.model.head_training import fit_head
+from fnd_core.model.features.encoding import EncodedFeatures
 from fnd_core.model.network import build_model
-from fnd_core.model.topic_adversary import TopicAdversary, _ReverseGradient, topic_ids
-from fnd_core.model.train_options import TrainOptions
+from fnd_core.model.train.heads import fit_head
+from fnd_core.model.train.recipe import TrainOptions
+from fnd_core.model.train.topic_adversary import TopicAdversary, _ReverseGradient, topic_ids
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)
 
@@ -35,7 +35,7 @@ def test_the_discriminator_it_trains_against_is_left_guessing(monkeypatch):
     """Topic is written plainly in the features and the label only faintly. Trained against
     the discriminator, the head leaves it far from what it reads off a plain head's hidden
     layer (a fresh probe may still read more: the reversal fools the adversary it trains)."""
-    from fnd_core.model import head_training
+    from fnd_core.model.train import heads
 
     rng = np.random.default_rng(0)
     n = 600
@@ -51,8 +51,8 @@ def test_the_discriminator_it_trains_against_is_left_guessing(monkeypatch):
                                torch.tensor(text, dtype=torch.float32))  # fmt: skip
     labels = torch.tensor(y, dtype=torch.float32)
     made = []
-    real = head_training._adversary
-    monkeypatch.setattr(head_training, "_adversary",
+    real = heads._adversary
+    monkeypatch.setattr(heads, "_adversary",
                         lambda *a: made.append(real(*a)) or made[-1])  # fmt: skip
     torch.manual_seed(1)
     model = build_model(TINY, pretrained=False)

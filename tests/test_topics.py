@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from fnd_core.model.topics import DOMINANT_SHARE, TIME_WINDOW_DAYS, plan_topics
+from fnd_core.model.splits.topics import DOMINANT_SHARE, TIME_WINDOW_DAYS, plan_topics
 from fnd_core.pipeline import evaluation
 
 DAY = 86400.0

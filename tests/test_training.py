@@ -10,12 +10,12 @@ import torch
 
 from fnd_core.model import ModelConfig, PostExample, metrics
 from fnd_core.model.artifacts import load_model, save_model
-from fnd_core.model.feature_encoding import encode_examples
+from fnd_core.model.features.encoding import encode_examples
 from fnd_core.model.network import build_model
-from fnd_core.model.objective import alignment_loss, warmup_cosine
-from fnd_core.model.plots import confusion_matrix, roc_curve, training_curves, training_report
-from fnd_core.model.train_options import TrainOptions
-from fnd_core.model.training import train
+from fnd_core.model.train.objective import alignment_loss, warmup_cosine
+from fnd_core.model.train.plots import confusion_matrix, roc_curve, training_curves, training_report
+from fnd_core.model.train.recipe import TrainOptions
+from fnd_core.model.train.trainer import train
 from tests.media import toy_posts
 
 
@@ -127,16 +127,16 @@ def test_a_changed_cache_shard_is_re_encoded_not_trusted(posts, tmp_path, caplog
 def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path, monkeypatch):
     """Keys spread over 7 shards come back with their own vectors, whatever the order; a
     damaged shard costs only its own keys."""
-    from fnd_core.model import feature_cache
+    from fnd_core.model.features import cache
 
-    monkeypatch.setattr(feature_cache, "SHARD_ROWS", 8)
+    monkeypatch.setattr(cache, "SHARD_ROWS", 8)
     keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]
     vectors = torch.randn(50, 12)
-    feature_cache.FeatureCache(tmp_path).put("bb", keys, vectors)
+    cache.FeatureCache(tmp_path).put("bb", keys, vectors)
     shards = sorted((tmp_path / "bb").glob("*.safetensors"))
     assert len(shards) == 7
     wanted = [keys[i] for i in (49, 0, 17, 33, 8)] + ["f" * 64]
-    got = feature_cache.FeatureCache(tmp_path).get("bb", wanted)
+    got = cache.FeatureCache(tmp_path).get("bb", wanted)
     assert list(got) == wanted[:5]  # the unknown key is a miss
     for i in (49, 0, 17, 33, 8):
         assert torch.equal(got[keys[i]], vectors[i])
@@ -146,7 +146,7 @@ def test_feature_cache_reads_only_the_rows_asked_for_across_many_shards(tmp_path
     damaged = bytearray(shards[0].read_bytes())
     damaged[-1] ^= 0xFF
     shards[0].write_bytes(bytes(damaged))
-    survived = feature_cache.FeatureCache(tmp_path).get("bb", keys)
+    survived = cache.FeatureCache(tmp_path).get("bb", keys)
     assert set(survived) == set(keys) - lost and len(lost) in (2, 8)
     assert all(torch.equal(v, vectors[keys.index(k)]) for k, v in survived.items())
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from fnd_core.model.worst_topic import cell_weights, cells_of, fit_worst_topic
+from fnd_core.model.train.worst_topic import cell_weights, cells_of, fit_worst_topic
 
 
 def test_each_cell_weighs_its_q_whatever_its_size():

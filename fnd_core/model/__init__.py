@@ -19,7 +19,7 @@ _LAZY = {
     "save_model": "fnd_core.model.artifacts",
     "load_model": "fnd_core.model.artifacts",
     "LoadedModel": "fnd_core.model.artifacts",
-    "open_rgb": "fnd_core.model.preprocess",
+    "open_rgb": "fnd_core.model.encoders.preprocess",
 }
 
 __all__ = [

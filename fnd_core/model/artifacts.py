@@ -31,11 +31,11 @@ from typing import Any
 import fsspec
 import torch
 
-from fnd_core.model.backbones import weights_digest
 from fnd_core.model.calibration import Calibration
 from fnd_core.model.char_ngrams import KIND as CHAR_NGRAM
 from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
 from fnd_core.model.config import ModelConfig
+from fnd_core.model.encoders.backbones import weights_digest
 from fnd_core.model.errors import ArtifactIntegrityError
 from fnd_core.model.network import ENCODER_PREFIXES, FakeNewsModel, build_model
 

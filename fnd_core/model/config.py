@@ -30,7 +30,7 @@ class ModelConfig:
         proj_dim: both modalities are projected to this size before fusion.
         fusion: ``concat`` = [i, t]; ``interaction`` = [i, t, i*t, |i-t|]. Measured on 3,000
             demo posts (offline preset, 8 seeds, mean test accuracy): with the alignment loss
-            of :func:`fnd_core.model.objective.alignment_loss` concat 0.965, interaction
+            of :func:`fnd_core.model.train.objective.alignment_loss` concat 0.965, interaction
             0.957; without it 0.864 vs 0.758. Concat wins, so it is the default: once the
             projections are aligned the MLP compares them well by itself.
         hidden: width of the head's hidden layer.
@@ -38,7 +38,7 @@ class ModelConfig:
         modalities: ``both``, or ``text`` / ``image`` only (ablations).
         head: ``mlp`` (projections, fusion, a hidden layer: what can learn that a caption
             contradicts its picture) or ``linear`` (a logistic regression on the unit-length
-            frozen features, fitted exactly: :mod:`fnd_core.model.linear_head`). On the
+            frozen features, fitted exactly: :mod:`fnd_core.model.train.heads`). On the
             MediaEval dev tweets the linear head carried better to events it never saw; the
             gate picks between them on topic-disjoint folds.
     """

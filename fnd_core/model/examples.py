@@ -22,7 +22,8 @@ class PostExample:
         group: the landing file's optional ``group`` (a story id): posts of one group
             never straddle a train/test boundary.
         topic: the landing file's optional ``topic`` (else ``event``): the news event, which
-            the gate's folds hold out whole (discovered when absent; :mod:`fnd_core.model.topics`).
+            the gate's folds hold out whole (discovered when absent;
+            :mod:`fnd_core.model.splits.topics`).
         created_at: when the post was made (seconds since the epoch), if known.
     """
 

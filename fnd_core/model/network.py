@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from fnd_core.model.backbones import ImageBackbone, TextBackbone
 from fnd_core.model.config import ModelConfig
-from fnd_core.model.encoders import build_backbones
+from fnd_core.model.encoders.backbones import ImageBackbone, TextBackbone
+from fnd_core.model.encoders.build import build_backbones
 
 ENCODER_PREFIXES = ("image_encoder.", "text_encoder.")
 
@@ -167,7 +167,7 @@ class FakeNewsModel(nn.Module):
 
     def hidden(self, image: torch.Tensor | None, text: torch.Tensor | None) -> torch.Tensor:
         """The MLP head's hidden representation of projected embeddings (what a topic
-        adversary reads: :mod:`fnd_core.model.topic_adversary`)."""
+        adversary reads: :mod:`fnd_core.model.train.topic_adversary`)."""
         if self.config.head != "mlp":
             raise ValueError("only an mlp head has a hidden representation")
         return self.classifier[1](self.classifier[0](self._fused(image, text)))

@@ -69,8 +69,8 @@ class Preset:
             check(need_image=need_image, need_text=need_text)
 
 
-_HUB = "fnd_core.model.pretrained"
-_TINY = "fnd_core.model.backbones"
+_HUB = "fnd_core.model.encoders.pretrained"
+_TINY = "fnd_core.model.encoders.backbones"
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset

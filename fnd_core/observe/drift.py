@@ -293,8 +293,8 @@ def _domain_aucs(
     """
     from fnd_core.model.artifacts import load_model
     from fnd_core.model.char_ngrams import CharNgramModel
-    from fnd_core.model.feature_encoding import encode_examples, encode_options
-    from fnd_core.model.grouping import normalise_text
+    from fnd_core.model.features.encoding import encode_examples, encode_options
+    from fnd_core.model.splits.grouping import normalise_text
 
     loaded = load_model(*version.artifact(), device="cpu", for_inference=True)
     encoders = (  # a char n-gram model has no encoders

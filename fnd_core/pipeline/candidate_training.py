@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fnd_core.io import storage
-from fnd_core.model.grouping import leak_groups, leak_report
+from fnd_core.model.splits.grouping import leak_groups, leak_report
 from fnd_core.pipeline import registry
 from fnd_core.pipeline.training_snapshot import load_examples
 from fnd_core.settings import Settings, default
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.examples import PostExample
     from fnd_core.model.network import FakeNewsModel
-    from fnd_core.model.train_options import TrainOptions
-    from fnd_core.model.train_results import SplitScores, TrainResult
+    from fnd_core.model.train.recipe import TrainOptions
+    from fnd_core.model.train.trainer import SplitScores, TrainResult
     from fnd_core.pipeline import candidates
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
 
@@ -41,7 +41,7 @@ DEFAULT_EPOCHS: int = default("train_epochs")
 
 def train_options(settings: Settings) -> TrainOptions:
     """The training options of this deployment (feature cache, batching, precision)."""
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
 
     return TrainOptions(
         cache_dir=str(settings.home / "feature_cache"),
@@ -215,7 +215,7 @@ def _without_report(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _oof_scores(examples: list[PostExample], y: np.ndarray, p: np.ndarray) -> SplitScores:
-    from fnd_core.model.train_results import SplitScores
+    from fnd_core.model.train.trainer import SplitScores
 
     return SplitScores(post_ids=[e.post_id for e in examples], y_true=y, p_fake=p)
 
@@ -242,7 +242,7 @@ def _train_final(
     from fnd_core.model import metrics
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.runtime import module_device
-    from fnd_core.model.train_results import SplitScores, TrainResult
+    from fnd_core.model.train.trainer import SplitScores, TrainResult
     from fnd_core.pipeline import candidates
 
     started = time.perf_counter()
@@ -275,8 +275,8 @@ def _finetune(
     recipe: Recipe,
 ) -> list[dict[str, Any]]:
     """Phase 2 on the final fusion fit: its early-stopping split is the one phase 1 used."""
-    from fnd_core.model.finetuning import finetune
-    from fnd_core.model.grouping import early_stopping_split
+    from fnd_core.model.splits.grouping import early_stopping_split
+    from fnd_core.model.train.finetuning import finetune
 
     val = set(early_stopping_split(data.y, data.stories, n_folds=plan.n_folds,
                                    seed=recipe.seed).tolist())  # fmt: skip
@@ -291,9 +291,9 @@ def _proba_reencoded(
     model: FakeNewsModel, examples: list[PostExample], options: TrainOptions
 ) -> np.ndarray:
     """P(fake) with features of the fine-tuned encoders (the cached ones are stale)."""
-    from fnd_core.model.feature_encoding import encode_examples
-    from fnd_core.model.features import head_proba
-    from fnd_core.model.train_options import encode_kwargs
+    from fnd_core.model.features.encoding import encode_examples
+    from fnd_core.model.features.inference import head_proba
+    from fnd_core.model.train.recipe import encode_kwargs
 
     return head_proba(model, encode_examples(model, examples, **encode_kwargs(options)))
 
@@ -389,7 +389,7 @@ def _save_and_register(
 ) -> dict[str, Any]:  # fmt: skip
     from fnd_core.model.artifacts import save_model
     from fnd_core.model.calibration import Calibration
-    from fnd_core.model.plots import training_report
+    from fnd_core.model.train.plots import training_report
 
     uri = storage.join(settings.store, "models", version)
     saved = save_model(

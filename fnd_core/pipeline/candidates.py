@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fnd_core.model.grouping import early_stopping_split, group_weights
+from fnd_core.model.splits.grouping import early_stopping_split, group_weights
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.examples import PostExample
-    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
     from fnd_core.settings import Settings
 
@@ -141,7 +141,7 @@ def fit_on(
     adversary of ``recipe.options.topic_adversary``."""
     import torch
 
-    from fnd_core.model.head_training import fit_head
+    from fnd_core.model.train.heads import fit_head
 
     val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
     train = np.setdiff1d(rows, val)
@@ -161,7 +161,7 @@ def fit_on(
 
     topics_train = None
     if topics is not None and recipe.options.topic_adversary:
-        from fnd_core.model.topic_adversary import topic_ids
+        from fnd_core.model.train.topic_adversary import topic_ids
 
         topics_train = topic_ids(topics[train])
     return fit_head(
@@ -174,8 +174,9 @@ def fit_on(
 def topic_plan(
     examples: Sequence[PostExample], data: FoldData, settings: Settings, seed: int
 ) -> CVPlan:
-    """Folds of whole topics (the landing field, else discovered; :mod:`~fnd_core.model.topics`)."""
-    from fnd_core.model.topics import plan_topics
+    """Folds of whole topics (the landing field, else discovered;
+    :mod:`~fnd_core.model.splits.topics`)."""
+    from fnd_core.model.splits.topics import plan_topics
     from fnd_core.pipeline.evaluation import CVPlan
 
     features = data.features
@@ -199,10 +200,10 @@ def frozen_features(
 ) -> tuple[FakeNewsModel, EncodedFeatures]:
     """A fresh model with frozen encoders, and its features of every post (through the
     cache): what every fold's head trains on."""
-    from fnd_core.model.feature_encoding import encode_examples
+    from fnd_core.model.features.encoding import encode_examples
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
-    from fnd_core.model.train_options import encode_kwargs
+    from fnd_core.model.train.recipe import encode_kwargs
 
     base = build_model(config).to(resolve_device("auto"))
     base.set_encoders_trainable(False)
@@ -249,7 +250,7 @@ def fit(
     classes weigh the same (``recipe.options``); the head is seeded by ``seed``; fusion
     early-stops on a grouped fold of ``rows`` drawn with ``recipe.seed``. With
     ``options.worst_topic_rounds`` (and topics known), the fit is repeated with weight moved
-    toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.worst_topic`).
+    toward the (topic, class) cells it fits worst (:mod:`fnd_core.model.train.worst_topic`).
     ``history``, when given, receives fusion's epoch records (the last fit's)."""
     rounds = recipe.options.worst_topic_rounds
     topics = data.topics
@@ -260,7 +261,7 @@ def fit(
         return _fit_weighted(
             kind, data, rows, recipe, weights, n_folds=n_folds, seed=seed, history=history
         )
-    from fnd_core.model.worst_topic import fit_worst_topic
+    from fnd_core.model.train.worst_topic import fit_worst_topic
 
     def fit_once(w: np.ndarray) -> FakeNewsModel | CharNgramModel:
         if history is not None:
@@ -313,7 +314,7 @@ def _fit_weighted(
 
         texts = [data.texts[i] for i in rows]
         return CharNgramModel.fit(texts, data.y[rows], weights, counts=data.ngram_counts[rows])
-    from fnd_core.model.linear_head import fit_linear_head
+    from fnd_core.model.train.heads import fit_linear_head
 
     model = fresh_head(data.base, kind_config(kind, data.config), seed)
     return fit_linear_head(model, data.features.subset(rows), data.y[rows], weights).eval()
@@ -333,7 +334,7 @@ def _weights(data: FoldData, rows: np.ndarray, recipe: Recipe) -> np.ndarray:
 def proba(model: FakeNewsModel | CharNgramModel, data: FoldData, rows: np.ndarray) -> np.ndarray:
     """P(fake) of ``rows`` under a fitted candidate."""
     from fnd_core.model.char_ngrams import CharNgramModel
-    from fnd_core.model.features import head_proba
+    from fnd_core.model.features.inference import head_proba
 
     if isinstance(model, CharNgramModel):
         texts = [data.texts[i] for i in rows]

@@ -1,8 +1,8 @@
 """Topic-disjoint cross-validation of the candidates, and the figures the gate reads.
 
 What the gate decides on. Every fold holds out whole *topics* (news events; given by the
-landing rows or discovered, :mod:`fnd_core.model.topics`), so a fold's figure says how a model
-does on events it has never seen, not on reposts of stories it trained on, nor on more posts
+landing rows or discovered, :mod:`fnd_core.model.splits.topics`), so a fold's figure says how a
+model does on events it has never seen, not on reposts of stories it trained on, nor on more posts
 of an event it knows. With frozen encoders a fold only refits a head on cached features.
 
 Measured on the MediaEval dev tweets: folds that kept stories whole but let events straddle
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fnd_core.model import metrics
-from fnd_core.model.grouping import group_weights, grouped_folds
+from fnd_core.model.splits.grouping import group_weights, grouped_folds
 
 if TYPE_CHECKING:
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Recipe:
 @dataclass(frozen=True)
 class CVPlan:
     """The folds of one snapshot: ``repeats`` x ``n_folds`` test index arrays, and the fold
-    unit of every post (whole topics; see :mod:`fnd_core.model.topics`)."""
+    unit of every post (whole topics; see :mod:`fnd_core.model.splits.topics`)."""
 
     n_folds: int
     repeats: list[list[np.ndarray]]

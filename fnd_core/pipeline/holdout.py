@@ -30,7 +30,7 @@ from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
     from fnd_core.model.config import ModelConfig
-    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
     from fnd_core.pipeline.candidates import FoldData
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
@@ -191,7 +191,7 @@ def _fold_data(
     base: FakeNewsModel,
     config: ModelConfig,
 ) -> FoldData:
-    from fnd_core.model.grouping import leak_groups
+    from fnd_core.model.splits.grouping import leak_groups
     from fnd_core.pipeline import candidates, evaluation
 
     return candidates.FoldData(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.examples import PostExample
-    from fnd_core.model.feature_cache import FeatureCache
+    from fnd_core.model.features.cache import FeatureCache
     from fnd_core.model.network import FakeNewsModel
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def _predict(
     cache: FeatureCache,
 ) -> np.ndarray:
     from fnd_core.model.char_ngrams import CharNgramModel
-    from fnd_core.model.feature_encoding import encode_options
-    from fnd_core.model.features import predict_proba
+    from fnd_core.model.features.encoding import encode_options
+    from fnd_core.model.features.inference import predict_proba
 
     if isinstance(model, CharNgramModel):  # reads the text only: no image is opened
         return model.predict_proba([e.text for e in examples])

@@ -125,7 +125,7 @@ def score_shard(
     posts is estimated, then are written page by page at the moved threshold: shards are
     hash-random slices of the run, so each estimates the same mix.
     """
-    from fnd_core.model.feature_cache import FeatureCache
+    from fnd_core.model.features.cache import FeatureCache
 
     if settings.decision_objective not in OBJECTIVES:
         raise ValueError(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from fnd_core.model.grouping import leak_groups
+from fnd_core.model.splits.grouping import leak_groups
 from fnd_core.resources import EXPECTATIONS_DIR
 from fnd_core.settings import Settings
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 BackendDep = Annotated[Backend, Depends(backend)]
-# Plots shown first (fnd_core/model/plots.py names them); any other plot follows, by name.
+# Plots shown first (fnd_core/model/train/plots.py names them); any other plot follows, by name.
 PLOT_ORDER = ("training_curves.png", "roc_test.png", "confusion_test.png", "roc_val.png")
 Limit = Annotated[int, Query(ge=1, le=monitoring.MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0)]

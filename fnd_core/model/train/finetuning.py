@@ -13,14 +13,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fnd_core.model.examples import PostExample
-from fnd_core.model.head_training import Optimiser, epoch_record, log_epoch, to_device, validate
+from fnd_core.model.train.heads import Optimiser, epoch_record, log_epoch, to_device, validate
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import DataLoader
 
     from fnd_core.model.network import FakeNewsModel
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,9 @@ def finetune(
     """Phase 2: end to end with unfrozen encoders (encoders at ``finetune_lr``, head at 10x)."""
     import torch
 
-    from fnd_core.model.feature_encoding import encode_examples
+    from fnd_core.model.features.encoding import encode_examples
     from fnd_core.model.runtime import module_device
-    from fnd_core.model.train_inputs import class_weights, label_tensor
-    from fnd_core.model.train_options import encode_kwargs
+    from fnd_core.model.train.recipe import class_weights, encode_kwargs, label_tensor
 
     device = module_device(model)
     model.set_encoders_trainable(True)
@@ -84,9 +83,9 @@ def _train_loader(
     device: torch.device,
 ) -> DataLoader:
     """The training posts, decoded (and tokenised) per batch, shuffled with ``seed``."""
-    from fnd_core.model.preprocess import PostDataset, make_loader
+    from fnd_core.model.encoders.preprocess import PostDataset, make_loader
     from fnd_core.model.runtime import loader_workers
-    from fnd_core.model.train_inputs import labels_of
+    from fnd_core.model.train.recipe import labels_of
 
     config = model.config
     return make_loader(
@@ -110,7 +109,7 @@ def _optimiser(model: FakeNewsModel, options: TrainOptions, total_steps: int) ->
     """AdamW: encoders at ``finetune_lr``, the head at 10x; every parameter clipped."""
     import torch
 
-    from fnd_core.model.objective import warmup_cosine
+    from fnd_core.model.train.objective import warmup_cosine
 
     optimizer = torch.optim.AdamW(
         [{"params": model.encoder_parameters(), "lr": options.finetune_lr},
@@ -134,8 +133,8 @@ def _epoch(
     """One pass over the training posts, encoders included; the loss summed over posts."""
     import torch
 
-    from fnd_core.model.objective import batch_loss
     from fnd_core.model.runtime import autocast
+    from fnd_core.model.train.objective import batch_loss
 
     total = 0.0
     model.train()

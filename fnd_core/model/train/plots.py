@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from fnd_core.model.train_results import TrainResult
+    from fnd_core.model.train.trainer import TrainResult
 
 
 def _figure(width: float = 5.0, height: float = 3.6) -> Figure:

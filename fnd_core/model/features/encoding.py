@@ -2,7 +2,7 @@
 
 The loops that turn posts into backbone features: decode and batch images (DataLoader workers),
 batch texts by length, look every key up in the feature cache
-(:mod:`fnd_core.model.feature_cache`) first and store what had to be encoded. Training,
+(:mod:`fnd_core.model.features.cache`) first and store what had to be encoded. Training,
 cross-validation, scoring and the drift checks all encode through :func:`encode_examples`.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fnd_core.model.config import DEFAULT_MAX_PIXELS
 from fnd_core.model.examples import PostExample
-from fnd_core.model.feature_cache import FeatureCache
+from fnd_core.model.features.cache import FeatureCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -204,7 +204,7 @@ def _image_key(example: PostExample, storage_options: Mapping[str, Any] | None) 
     """The recorded sha256, or one computed from the bytes (ingest normally records it)."""
     if example.image_sha256:
         return example.image_sha256.lower()
-    from fnd_core.model.preprocess import read_bytes
+    from fnd_core.model.encoders.preprocess import read_bytes
 
     return hashlib.sha256(read_bytes(example.image_uri, storage_options)).hexdigest()
 
@@ -262,7 +262,7 @@ def _run_image_encoder(
 ) -> torch.Tensor:
     import torch
 
-    from fnd_core.model.preprocess import PostDataset, make_loader
+    from fnd_core.model.encoders.preprocess import PostDataset, make_loader
     from fnd_core.model.runtime import inference_autocast, module_device
 
     device = module_device(model)

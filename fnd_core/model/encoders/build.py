@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from fnd_core.model.presets import get
 
 if TYPE_CHECKING:
-    from fnd_core.model.backbones import ImageBackbone, TextBackbone
     from fnd_core.model.config import ModelConfig
+    from fnd_core.model.encoders.backbones import ImageBackbone, TextBackbone
 
 
 def build_backbones(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fnd_core.model.network import FakeNewsModel
-from fnd_core.model.topic_adversary import TopicAdversary
+from fnd_core.model.train.topic_adversary import TopicAdversary
 
 
 def warmup_cosine(total_steps: int, warmup_share: float) -> Callable[[int], float]:

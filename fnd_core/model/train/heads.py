@@ -1,8 +1,13 @@
-"""Phase 1 of training: projections + fusion head fitted on cached, frozen-encoder features.
+"""Fitting heads on cached, frozen-encoder features: phase 1 of training.
 
-The loop every training path shares: :func:`~fnd_core.model.training.train` runs it once,
-the pipeline's grouped cross-validation once per fold. Its pieces (validation figures, epoch
-records, the optimiser step) are reused by phase 2 (:mod:`fnd_core.model.finetuning`).
+Two ways, one per head kind. The projections + fusion head are fitted by a loop of stochastic
+steps (:func:`fit_head`), which every training path shares: the trainer runs it once, the
+pipeline's cross-validation once per fold, and phase 2 (:mod:`fnd_core.model.train.finetuning`)
+reuses its pieces (validation figures, epoch records, the optimiser step). The ``linear`` head
+(:class:`~fnd_core.model.config.ModelConfig`) is instead solved exactly, a weighted logistic
+regression on unit-length features by scikit-learn's L-BFGS (:func:`fit_linear_head`): no
+epochs, no learning rate, the same weights from the same rows every time, copied into the
+model's one ``nn.Linear`` so the artifact, scorer and drift checks treat it as any other.
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
 
 from fnd_core.model import metrics
 
 if TYPE_CHECKING:
     import torch
 
-    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
-    from fnd_core.model.topic_adversary import TopicAdversary
-    from fnd_core.model.train_options import TrainOptions
+    from fnd_core.model.train.recipe import TrainOptions
+    from fnd_core.model.train.topic_adversary import TopicAdversary
+
 
 Features = tuple["torch.Tensor | None", "torch.Tensor | None"]  # (image, text), either may be None
 
@@ -53,7 +61,7 @@ def fit_head(
     import torch
 
     from fnd_core.model.runtime import cpu_threads, module_device
-    from fnd_core.model.train_inputs import class_weights
+    from fnd_core.model.train.recipe import class_weights
 
     def default(y: torch.Tensor) -> torch.Tensor:
         return torch.tensor(class_weights(y, options), dtype=torch.float32)
@@ -111,7 +119,7 @@ def _head_optimiser(
 ) -> Optimiser:
     import torch
 
-    from fnd_core.model.objective import warmup_cosine
+    from fnd_core.model.train.objective import warmup_cosine
 
     head = model.head_parameters() + (extra or [])
     optimizer = torch.optim.AdamW(head, lr=options.lr, weight_decay=options.weight_decay)
@@ -170,7 +178,7 @@ def _adversary(model: FakeNewsModel, train: _Posts, options: TrainOptions) -> To
     n_topics = int(train.topics.max()) + 1
     if n_topics < 2:
         return None
-    from fnd_core.model.topic_adversary import TopicAdversary
+    from fnd_core.model.train.topic_adversary import TopicAdversary
 
     adversary = TopicAdversary(model.config.hidden, n_topics, options.topic_adversary)
     return adversary.to(train.y.device)
@@ -187,8 +195,8 @@ def _head_epoch(
     """One pass over the training posts in a fresh random order; the loss summed over posts."""
     import torch
 
-    from fnd_core.model.objective import batch_loss
     from fnd_core.model.runtime import autocast
+    from fnd_core.model.train.objective import batch_loss
 
     device = train.y.device
     model.train()
@@ -224,7 +232,7 @@ def validate(
     """Weighted val loss, accuracy, balanced accuracy and ROC-AUC of the head, in eval mode."""
     import torch
 
-    from fnd_core.model.objective import weighted_bce
+    from fnd_core.model.train.objective import weighted_bce
 
     model.eval()
     with torch.inference_mode():
@@ -262,3 +270,42 @@ def log_epoch(record: dict[str, Any], epochs: int) -> None:
         record["phase"], record["epoch"], epochs, record["train_loss"], record["val_loss"],
         record["val_accuracy"], record["val_auc"], record["lr"], record["samples_per_s"],
     )  # fmt: skip
+
+
+L2_C = 1.0  # inverse regularisation strength (scikit-learn's C), the baseline's since round 1
+
+
+def design_matrix(model: FakeNewsModel, features: EncodedFeatures) -> np.ndarray:
+    """The rows the linear head reads: each used modality's features at unit length."""
+    import torch
+
+    with torch.inference_mode():
+        image, text = model.project(
+            None if features.image is None else features.image.float(),
+            None if features.text is None else features.text.float(),
+        )
+    parts = [p.numpy() for p in (image, text) if p is not None]
+    return np.hstack(parts).astype(np.float64)
+
+
+def fit_linear_head(
+    model: FakeNewsModel,
+    features: EncodedFeatures,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    *,
+    c: float = L2_C,
+) -> FakeNewsModel:
+    """Fit ``model``'s linear head in place on ``features`` (weights as the gate's)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    if model.config.head != "linear":
+        raise ValueError(f"fit_linear_head needs a linear head, got {model.config.head!r}")
+    regression = LogisticRegression(C=c, max_iter=3000)
+    regression.fit(design_matrix(model, features), np.asarray(y, dtype=int), sample_weight)
+    layer = cast("torch.nn.Linear", model.classifier[0])  # a linear head: one Linear layer
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(regression.coef_, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(regression.intercept_, dtype=layer.bias.dtype))
+    return model

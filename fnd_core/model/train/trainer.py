@@ -1,4 +1,4 @@
-"""Train the fake-news model: frozen-encoder head training on cached features, optional fine-tune.
+"""Train the fake-news model, and what a training run hands back.
 
 Phase 1 encodes every labelled post once with the frozen encoders (feature cache on disk), then
 trains projections + fusion head on those vectors: seconds on a CPU. Phase 2 (off by default)
@@ -6,11 +6,10 @@ unfreezes the encoders and fine-tunes end to end with a low learning rate. Both 
 linear warmup + cosine decay, gradient clipping, class weights and early stopping on the
 validation loss; the decision threshold is then chosen on the validation split.
 
-This module is the run from start to end; its parts live beside it: the options
-(:mod:`~fnd_core.model.train_options`), the inputs and weights
-(:mod:`~fnd_core.model.train_inputs`), phase 1 (:mod:`~fnd_core.model.head_training`),
-phase 2 (:mod:`~fnd_core.model.finetuning`) and the results
-(:mod:`~fnd_core.model.train_results`).
+The run reads its recipe from :mod:`~fnd_core.model.train.recipe` and its loops from
+:mod:`~fnd_core.model.train.heads` and :mod:`~fnd_core.model.train.finetuning`; it hands back
+:class:`TrainResult` (scores per split, the threshold, the reports), which the pipeline reads
+to register a candidate and :mod:`fnd_core.model.train.plots` draws.
 """
 
 from __future__ import annotations
@@ -18,18 +17,89 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from fnd_core.model import metrics
 from fnd_core.model.config import ModelConfig
 from fnd_core.model.examples import PostExample
-from fnd_core.model.train_options import TrainOptions, encode_kwargs
-from fnd_core.model.train_results import TrainResult, decision_threshold, split_reports
+from fnd_core.model.train.recipe import TrainOptions, encode_kwargs
 
 if TYPE_CHECKING:
     import torch
 
-    from fnd_core.model.feature_encoding import EncodedFeatures
+    from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
+    from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
+
+
+@dataclass
+class SplitScores:
+    """Labels and predicted P(fake) of one split, kept for plots and the gate."""
+
+    post_ids: list[str]
+    y_true: np.ndarray
+    p_fake: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What :func:`~fnd_core.model.train.trainer.train` hands back. ``metrics`` is JSON-ready
+    (``model_versions.metrics``)."""
+
+    model: FakeNewsModel | CharNgramModel  # the candidate pipeline also ships char n-grams
+    config: ModelConfig | NgramConfig
+    threshold: float
+    metrics: dict[str, Any]  # reports per split (None: empty), cv, kind, calibration, ...
+    history: list[dict[str, Any]]
+    scores: dict[str, SplitScores]
+    finetuned: bool
+    device: str
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def head_samples_per_s(self) -> float:
+        rates = [h["samples_per_s"] for h in self.history if h["phase"] == "head"]
+        return float(np.median(rates)) if rates else 0.0
+
+
+def score_splits(
+    model: FakeNewsModel,
+    splits: dict[str, list[PostExample]],
+    features: dict[str, EncodedFeatures],
+) -> dict[str, SplitScores]:
+    """The trained head's P(fake) for every post of every split."""
+    from fnd_core.model.features.inference import head_proba
+
+    return {
+        name: SplitScores(
+            post_ids=[ex.post_id for ex in rows],
+            y_true=np.array([ex.label for ex in rows], dtype=int),
+            p_fake=head_proba(model, features[name]),
+        )
+        for name, rows in splits.items()
+    }
+
+
+def decision_threshold(policy: str, val: SplitScores, val_weights: torch.Tensor) -> float:
+    """0.5 (``balanced``), or the best weighted balanced accuracy on the val split (``val``)."""
+    if policy == "val":
+        return metrics.choose_threshold(val.y_true, val.p_fake, weights=val_weights.numpy())
+    return 0.5
+
+
+def split_reports(scores: dict[str, SplitScores], threshold: float) -> dict[str, dict | None]:
+    """Classification report per split at ``threshold``; None for an empty split."""
+    return {
+        name: metrics.classification_report(s.y_true, s.p_fake, threshold)
+        if len(s.y_true)
+        else None
+        for name, s in scores.items()
+    }
+
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +125,27 @@ def train(
         device: ``auto`` (CUDA with bf16 autocast when present), ``cpu`` or ``cuda``.
         options: everything else (learning rate, fine-tuning, feature cache folder, ...).
         model: a prebuilt model to train instead of ``build_model(config)``.
-        groups: leak group per example (:func:`fnd_core.model.grouping.leak_groups`): with
+        groups: leak group per example (:func:`fnd_core.model.splits.grouping.leak_groups`): with
             ``options.group_weights`` each group counts once in the loss and the threshold.
 
     Returns:
         :class:`TrainResult` with the model (eval mode), threshold, metrics and history.
     """
-    from fnd_core.model import train_inputs
     from fnd_core.model.network import build_model
     from fnd_core.model.runtime import resolve_device
+    from fnd_core.model.train import recipe
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
     options = options or TrainOptions()
     started = time.perf_counter()
-    splits = train_inputs.labelled_splits(examples)
-    train_inputs.seed_everything(seed)
+    splits = recipe.labelled_splits(examples)
+    recipe.seed_everything(seed)
     resolved = resolve_device(device)
     model = (model or build_model(config)).to(resolved)
     model.set_encoders_trainable(False)
     by_split = _encode_splits(model, splits, options)
-    weights = train_inputs.split_weights(examples, groups, splits, options)
+    weights = recipe.split_weights(examples, groups, splits, options)
     history = _train_phases(model, splits, by_split, weights, epochs, options, seed)
     if options.finetune:  # the encoders changed: so did their features
         by_split = _encode_splits(model, splits, options, cache=False)
@@ -91,8 +161,8 @@ def _encode_splits(
 ) -> dict[str, EncodedFeatures]:
     """Each split's features: one pass through the feature cache, or (``cache=False``,
     after fine-tuning) each split encoded afresh with no cache."""
-    from fnd_core.model.feature_encoding import encode_examples
-    from fnd_core.model.train_inputs import slice_features
+    from fnd_core.model.features.encoding import encode_examples
+    from fnd_core.model.train.recipe import slice_features
 
     if not cache:
         return {
@@ -116,9 +186,9 @@ def _train_phases(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Phase 1 on the cached features, then phase 2 when ``options.finetune``."""
-    from fnd_core.model.finetuning import finetune
-    from fnd_core.model.head_training import fit_head
-    from fnd_core.model.train_inputs import label_tensor, seed_everything
+    from fnd_core.model.train.finetuning import finetune
+    from fnd_core.model.train.heads import fit_head
+    from fnd_core.model.train.recipe import label_tensor, seed_everything
 
     labels = {name: label_tensor(rows) for name, rows in splits.items()}
     seed_everything(seed)  # encoding may consume RNG (DataLoader) or not (all cached): reset
@@ -143,7 +213,6 @@ def _result(
     device: str,
 ) -> TrainResult:
     """Score every split with the trained model, choose the threshold, report."""
-    from fnd_core.model.train_results import score_splits
 
     model.eval()
     scores = score_splits(model, splits, by_split)

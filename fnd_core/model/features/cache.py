@@ -10,7 +10,7 @@ Cache layout: ``<cache_dir>/<backbone id>/<shard>.safetensors``, each shard hold
 ``keys`` (uint8, N x 32: the raw sha256 digests) and ``features`` (float32, N x D).
 
 Its own module because it knows nothing of models: the encoding loops
-(:mod:`fnd_core.model.feature_encoding`) ask it for keys and hand it new vectors.
+(:mod:`fnd_core.model.features.encoding`) ask it for keys and hand it new vectors.
 """
 
 from __future__ import annotations

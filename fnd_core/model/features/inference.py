@@ -3,7 +3,7 @@
 What scoring, evaluation and the trainer's final report run once features exist: the head in
 eval mode over batches of feature rows (:func:`head_proba`), or encoding then the head in one
 call (:func:`predict_proba`). The features themselves come from
-:mod:`fnd_core.model.feature_encoding`, through the cache in :mod:`fnd_core.model.feature_cache`.
+:mod:`fnd_core.model.features.encoding`, through the cache in :mod:`fnd_core.model.features.cache`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fnd_core.model.examples import PostExample
-from fnd_core.model.feature_encoding import EncodedFeatures, encode_examples
+from fnd_core.model.features.encoding import EncodedFeatures, encode_examples
 
 if TYPE_CHECKING:
     from fnd_core.model.network import FakeNewsModel

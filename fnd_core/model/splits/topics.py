@@ -1,6 +1,6 @@
 """Topics: the unit an estimate about *new events* must hold out whole.
 
-A story (a picture and its reposts, :mod:`fnd_core.model.grouping`) is the unit of weighting;
+A story (a picture and its reposts, :mod:`fnd_core.model.splits.grouping`) is the unit of weighting;
 a topic (a news event: "hurricane Sandy", "MH370") is the unit of the gate's folds. Folds that
 keep stories whole but let an event sit on both sides measure recognising the event: on the
 MediaEval dev tweets such an estimate said 0.875 for a model that then got 0.357 on two new
