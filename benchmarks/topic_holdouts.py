@@ -81,7 +81,8 @@ class Bench:
         return p
 
     def estimates(self, part, plan) -> dict[str, dict]:
-        return holdout.gate_estimates(part, plan, self.kinds, self.recipe, "balanced_accuracy")
+        found = holdout.gate_estimates(part, plan, self.kinds, self.recipe, "balanced_accuracy")
+        return {kind: summary.to_json() for kind, summary in found.items()}
 
 
 def load(data_dir: Path, settings: Settings, kinds: str | None) -> Bench:

@@ -14,7 +14,7 @@ from fnd_core.model.features.encoding import EncodedFeatures
 from fnd_core.model.features.inference import head_proba
 from fnd_core.model.network import build_model
 from fnd_core.model.train.heads import design_matrix, fit_linear_head
-from fnd_core.pipeline import candidates
+from fnd_core.pipeline import candidates, evaluation
 
 TINY = ModelConfig.for_preset("tiny", image_size=32)
 STYLES = {
@@ -90,7 +90,14 @@ def test_kinds_read_from_a_registered_config():
 
 def test_the_simplest_kind_within_one_standard_error_of_the_best_wins():
     def summary(estimate, half_width):
-        return {"estimate": estimate, "interval": [estimate - half_width, estimate + half_width]}
+        return evaluation.CVSummary(
+            metric="balanced_accuracy", counted_by="posts",
+            main=evaluation.Counting({"balanced_accuracy": estimate}, 0.5, 0.5), others={},
+            interval=(estimate - half_width, estimate + half_width), pooled_per_repeat=[estimate],
+            fold_values=[estimate], n=10, n_stories=10, n_units=4, topic_plan={},
+            effective_stories_by_post=10.0, n_folds=2, n_repeats=1, split_policy="topic_disjoint",
+            threshold=0.5,
+        )  # fmt: skip
 
     # fusion is best by 0.01, but its standard error (0.1 / 1.645 = 0.061) covers linear
     close = candidates.choose({"fusion": summary(0.90, 0.1), "linear": summary(0.89, 0.1),

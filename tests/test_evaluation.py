@@ -70,9 +70,9 @@ def test_grouped_cross_validation_sees_through_it(reposted):
     estimates = {}
     for kind in [*candidates.KINDS, candidates.PRIOR]:
         cv, oof = candidates.cross_validate(kind, data, plan, RECIPE, metric="balanced_accuracy")
-        assert len(cv["fold_values"]) == 4 and len(oof[0]) == len(y)
-        assert cv["kind"] == kind and cv["split_policy"] == "topic_disjoint"
-        estimates[kind] = cv["estimate"]
+        assert len(cv.fold_values) == 4 and len(oof[0]) == len(y)
+        assert cv.kind == kind and cv.split_policy == "topic_disjoint"
+        estimates[kind] = cv.estimate
     assert estimates["prior"] == 0.5
     # chance is 0.5: nothing about a new picture was learnt, and captions are random words
     assert max(estimates.values()) <= 0.7, estimates
@@ -86,7 +86,9 @@ def test_the_estimate_counts_posts_and_keeps_each_story_once_beside_it():
     y = np.array([0] * 10 + [1, 1, 1])
     p = np.array([0.9] * 8 + [0.1, 0.2] + [0.8, 0.7, 0.6])
     plan = evaluation.CVPlan(n_folds=2, repeats=[[np.arange(8), np.arange(8, 13)]])
-    summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, groups)
+    summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, groups).to_json(
+        report=True
+    )
     assert summary["counted_by"] == "posts"
     assert summary["estimate"] == pytest.approx((0.2 + 1) / 2, abs=1e-6)
     assert (summary["recall_real"], summary["recall_fake"]) == pytest.approx((0.2, 1.0))

@@ -82,7 +82,7 @@ def test_a_topic_holding_most_of_a_class_is_kept_in_training_and_not_scored():
         held = np.concatenate(folds)
         assert sorted(held) == list(np.flatnonzero(~big))  # "big" is never held out
     p = np.where(y == 1, 0.9, 0.2)
-    summary = evaluation.summarise(y, [p, p], cv, "balanced_accuracy", 0.5, stories)
+    summary = evaluation.summarise(y, [p, p], cv, "balanced_accuracy", 0.5, stories).to_json()
     assert summary["n"] == 4 and summary["estimate"] == 1.0
 
 
@@ -129,7 +129,7 @@ def test_the_interval_resamples_topics_of_each_class_and_holds_the_estimate():
     plan = evaluation.CVPlan(
         n_folds=2, repeats=[[np.arange(100), np.arange(100, 200)]], units=units
     )
-    summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, units)
+    summary = evaluation.summarise(y, [p], plan, "balanced_accuracy", 0.5, units).to_json()
     low, high = summary["interval"]
     assert low < summary["estimate"] < high
     assert summary["interval_width"] == pytest.approx(high - low)

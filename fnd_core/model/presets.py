@@ -39,7 +39,7 @@ class EncoderSpec:
     feature_dim: int
     loader: str
 
-    def build(self, config: Any, *, pretrained: bool) -> Any:
+    def build(self, config: Any, *, pretrained: bool) -> Any:  # Any: config.py imports this
         module, _, function = self.loader.partition(":")
         make: Callable[..., Any] = getattr(importlib.import_module(module), function)
         return make(config, pretrained=pretrained)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.model.train.trainer import SplitScores, TrainResult
     from fnd_core.pipeline import candidates
-    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+    from fnd_core.pipeline.evaluation import CVPlan, CVSummary, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _cross_validate_and_train(
     winner = selection["winner"]
     log.info(
         "topic-disjoint %s: %s; prior %s; %s wins by %s",
-        metric, {k: evaluation.brief(v) for k, v in cvs.items()}, evaluation.brief(prior),
+        metric, {k: v.brief() for k, v in cvs.items()}, prior.brief(),
         winner, selection["margin"],
     )  # fmt: skip
     champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
@@ -187,8 +187,8 @@ def _cross_validate_and_train(
     oof = np.mean(oofs[winner], axis=0)[scored]
     calibration = fit_calibration(y[scored], oof)
     log.info("calibration of %s: %s", winner, calibration)
-    cv = dict(cvs[winner]) | {"finetuned_after_estimate": result.finetuned}
-    result.metrics["test"] = cv.pop("report")
+    cv = cvs[winner].to_json() | {"finetuned_after_estimate": result.finetuned}
+    result.metrics["test"] = cvs[winner].report
     result.scores["test"] = _oof_scores([examples[i] for i in scored], y[scored], oof)
     if plan.units is None:  # CVPlan.make always sets them
         raise ValueError("the topic plan has no fold units")
@@ -196,8 +196,8 @@ def _cross_validate_and_train(
         "cv": cv,
         "kind": winner,
         "selection": selection,
-        "candidates": {k: _without_report(v) for k, v in cvs.items() if k != winner},
-        "baselines": {"prior": _without_report(prior)},
+        "candidates": {k: v.to_json() for k, v in cvs.items() if k != winner},
+        "baselines": {"prior": prior.to_json()},
         "champion_recipe": champion,
         "leak": leak_report(plan.units, plan.repeats[0])
         | {"split_policy": "topic_disjoint", "n_stories": int(np.unique(stories).size)},
@@ -208,10 +208,6 @@ def _cross_validate_and_train(
         "score_histogram": score_histogram(calibration.apply(oof)),
     }
     return result, int(np.unique(stories).size)
-
-
-def _without_report(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k != "report"}
 
 
 def _oof_scores(examples: list[PostExample], y: np.ndarray, p: np.ndarray) -> SplitScores:
@@ -304,7 +300,7 @@ def _champion_recipe(
     plan: CVPlan,
     recipe: Recipe,
     metric: str,
-    cvs: dict[str, dict[str, Any]],
+    cvs: dict[str, CVSummary],
 ) -> dict[str, Any]:
     """The champion's recipe on the candidates' folds, or why it could not be estimated.
 
@@ -321,7 +317,8 @@ def _champion_recipe(
     if kind not in cvs:
         return {"version": champion.version, "cv": None, "note": f"{kind}: not estimable here"}
     if kind == "char_ngram":
-        return {"version": champion.version, "kind": kind, "cv": cvs[kind], "note": "same folds"}
+        return {"version": champion.version, "kind": kind, "cv": cvs[kind].to_json(),
+                "note": "same folds"}  # fmt: skip
     known = set(ModelConfig.__dataclass_fields__)
     try:
         champ_config = ModelConfig.from_dict(
@@ -338,8 +335,8 @@ def _champion_recipe(
         }
     epochs = int(champion.config.get("epochs") or recipe.epochs)
     if kind != "fusion" or (epochs == recipe.epochs and champ_config == data.config):
-        cv = {k: v for k, v in cvs[kind].items() if k != "report"}
-        return {"version": champion.version, "kind": kind, "cv": cv, "note": "same folds"}
+        return {"version": champion.version, "kind": kind, "cv": cvs[kind].to_json(),
+                "note": "same folds"}  # fmt: skip
     from fnd_core.pipeline.evaluation import Recipe
 
     champ_data = dataclasses.replace(data, config=champ_config)
@@ -348,7 +345,7 @@ def _champion_recipe(
     return {
         "version": champion.version,
         "kind": kind,
-        "cv": _without_report(cv),
+        "cv": cv.to_json(),
         "note": "same folds",
     }
 

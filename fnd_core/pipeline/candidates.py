@@ -20,6 +20,7 @@ must clear.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
     from fnd_core.model.train.recipe import TrainOptions
-    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+    from fnd_core.pipeline.evaluation import CVPlan, CVSummary, Recipe
     from fnd_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def parse_kinds(value: str) -> list[str]:
     return kinds
 
 
-def fresh_head(base: FakeNewsModel, config: Any, seed: int) -> FakeNewsModel:
+def fresh_head(base: FakeNewsModel, config: ModelConfig, seed: int) -> FakeNewsModel:
     """A new, seeded head sharing ``base``'s frozen encoders (nothing is copied)."""
     import torch
 
@@ -371,7 +372,7 @@ def out_of_fold(kind: str, data: FoldData, plan: CVPlan, recipe: Recipe) -> list
 
 def cross_validate(
     kind: str, data: FoldData, plan: CVPlan, recipe: Recipe, *, metric: str
-) -> tuple[dict[str, Any], list[np.ndarray]]:
+) -> tuple[CVSummary, list[np.ndarray]]:
     """``kind``'s summary on the plan's folds (:func:`evaluation.summarise`) and its
     out-of-fold P(fake) per repeat."""
     from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
@@ -379,12 +380,12 @@ def cross_validate(
     started = time.perf_counter()
     oof = out_of_fold(kind, data, plan, recipe)
     summary = summarise(data.y, oof, plan, metric, DEFAULT_THRESHOLD, data.stories)
-    summary["kind"] = kind
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    return summary, oof
+    return dataclasses.replace(
+        summary, kind=kind, seconds=round(time.perf_counter() - started, 1)
+    ), oof
 
 
-def choose(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def choose(summaries: dict[str, CVSummary]) -> dict[str, Any]:
     """The kind that ships: the simplest whose estimate is within one standard error of the
     best (Breiman's one-standard-error rule), simplest first as :data:`SIMPLEST_FIRST` says.
 
@@ -398,9 +399,9 @@ def choose(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     kinds = [k for k in KINDS if k in summaries]
     if not kinds:
         raise ValueError("no candidate kind was estimated")
-    estimates = {k: summaries[k]["estimate"] for k in kinds}
+    estimates = {k: summaries[k].estimate for k in kinds}
     best = max(kinds, key=lambda k: (estimates[k], -SIMPLEST_FIRST.index(k)))
-    low, high = summaries[best].get("interval") or (estimates[best], estimates[best])
+    low, high = summaries[best].interval
     se = max(0.0, (high - low) / (2 * Z_90))
     bar = estimates[best] - se
     winner = next(k for k in SIMPLEST_FIRST if k in estimates and estimates[k] >= bar)
@@ -412,7 +413,7 @@ def choose(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "standard_error": round(se, 6),
         "bar": round(bar, 6),
         "estimates": estimates,
-        "intervals": {k: summaries[k].get("interval") for k in kinds},
+        "intervals": {k: list(summaries[k].interval) for k in kinds},
         "margin": round(estimates[winner] - max(others), 6) if others else None,
         "spread": round(max(estimates.values()) - min(estimates.values()), 6),
     }

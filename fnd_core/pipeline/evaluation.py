@@ -17,7 +17,7 @@ hold-out measures; each story counting once is recorded beside it), mean over re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from fnd_core.model import metrics
 from fnd_core.model.splits.grouping import group_weights, grouped_folds
 
 if TYPE_CHECKING:
+    from fnd_core.model.examples import PostExample
     from fnd_core.model.train.recipe import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,91 @@ def story_weights(groups: np.ndarray) -> np.ndarray:
     return group_weights(groups, np.zeros(len(groups), dtype=int), balance_classes=False)
 
 
+@dataclass(frozen=True)
+class Counting:
+    """The pooled out-of-fold figures under one way of counting posts (mean over repeats)."""
+
+    estimates: dict[str, float]  # every gate metric
+    recall_real: float
+    recall_fake: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"estimates": self.estimates, "recall_real": self.recall_real,
+                "recall_fake": self.recall_fake}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CVSummary:
+    """One candidate kind's cross-validated figures: what choosing a kind and the gate read.
+
+    The registry stores :meth:`to_json` (its keys are what the SQL views and the UI read);
+    ``counted_by`` names the counting the estimate uses, ``others`` holds the rest.
+    """
+
+    metric: str
+    counted_by: str
+    main: Counting
+    others: dict[str, Counting]
+    interval: tuple[float, float]
+    pooled_per_repeat: list[float]
+    fold_values: list[float]
+    n: int
+    n_stories: int
+    n_units: int
+    topic_plan: dict[str, Any]
+    effective_stories_by_post: float
+    n_folds: int
+    n_repeats: int
+    split_policy: str
+    threshold: float
+    report: dict[str, Any] | None = None  # the classification report of the first repeat
+    kind: str | None = None
+    seconds: float | None = None
+
+    @property
+    def estimate(self) -> float:
+        return self.main.estimates[self.metric]
+
+    def to_json(self, *, report: bool = False) -> dict[str, Any]:
+        """The record's JSON, as the registry keeps it (the report only when asked)."""
+        low, high = self.interval
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "counted_by": self.counted_by,
+            "estimate": self.estimate,
+            "interval": [low, high],
+            "interval_level": INTERVAL_LEVEL,
+            "interval_width": round(high - low, 6),
+            "estimates": self.main.estimates,
+            "pooled_per_repeat": self.pooled_per_repeat,
+            "fold_mean": round(float(np.mean(self.fold_values)), 6),
+            "fold_std": round(float(np.std(self.fold_values)), 6),
+            "fold_values": self.fold_values,
+            "recall_real": self.main.recall_real,
+            "recall_fake": self.main.recall_fake,
+            **{unit: counting.to_json() for unit, counting in self.others.items()},
+            "n": self.n,
+            "n_stories": self.n_stories,
+            "n_units": self.n_units,
+            "topic_plan": self.topic_plan,
+            "effective_stories_by_post": self.effective_stories_by_post,
+            "n_folds": self.n_folds,
+            "n_repeats": self.n_repeats,
+            "split_policy": self.split_policy,
+            "threshold": self.threshold,
+        }
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.seconds is not None:
+            out["seconds"] = self.seconds
+        if report:
+            out["report"] = self.report
+        return out
+
+    def brief(self) -> str:
+        return brief(self.to_json())
+
+
 def summarise(
     y: np.ndarray,
     oof: list[np.ndarray],
@@ -133,7 +219,7 @@ def summarise(
     metric: str,
     threshold: float,
     groups: np.ndarray,
-) -> dict[str, Any]:
+) -> CVSummary:
     """The estimate, its interval and spread, and the pooled out-of-fold figures.
 
     ``oof[r]``: the out-of-fold P(fake) of every post in repeat ``r``. The estimate the gate
@@ -161,46 +247,35 @@ def summarise(
             for rows in folds
         ]
 
-    def mean(values: list[float]) -> float:
-        return round(float(np.mean(values)), 6)
-
-    def figures(unit: str) -> dict[str, Any]:
+    def counting(unit: str) -> Counting:
         recall = np.mean(recalls[unit], axis=0)
-        return {
-            "estimates": {name: mean(v) for name, v in values[unit].items()},
-            "recall_real": round(float(recall[0]), 6),
-            "recall_fake": round(float(recall[1]), 6),
-        }
+        return Counting(
+            estimates={name: round(float(np.mean(v)), 6) for name, v in values[unit].items()},
+            recall_real=round(float(recall[0]), 6),
+            recall_fake=round(float(recall[1]), 6),
+        )
 
-    main = figures(COUNTED_BY)
     units = plan.units if plan.units is not None else groups
     low, high = topic_interval(y, oof, units, threshold, main_w)
-    return {
-        "metric": metric,
-        "counted_by": COUNTED_BY,
-        "estimate": main["estimates"][metric],
-        "interval": [low, high],
-        "interval_level": INTERVAL_LEVEL,
-        "interval_width": round(high - low, 6),
-        "estimates": main["estimates"],
-        "pooled_per_repeat": [round(v, 6) for v in values[COUNTED_BY][metric]],
-        "fold_mean": mean(fold_values),
-        "fold_std": round(float(np.std(fold_values)), 6),
-        "fold_values": [round(v, 6) for v in fold_values],
-        "recall_real": main["recall_real"],
-        "recall_fake": main["recall_fake"],
-        **{unit: figures(unit) for unit in weights if unit != COUNTED_BY},
-        "n": int(len(y)),
-        "n_stories": int(np.unique(groups).size),
-        "n_units": int(np.unique(units).size),
-        "topic_plan": plan.topics,
-        "effective_stories_by_post": round(effective_stories(groups), 1),
-        "n_folds": plan.n_folds,
-        "n_repeats": len(plan.repeats),
-        "split_policy": "topic_disjoint" if plan.units is not None else "story_disjoint",
-        "threshold": threshold,
-        "report": metrics.classification_report(y, oof[0], threshold),
-    }
+    return CVSummary(
+        metric=metric,
+        counted_by=COUNTED_BY,
+        main=counting(COUNTED_BY),
+        others={unit: counting(unit) for unit in weights if unit != COUNTED_BY},
+        interval=(low, high),
+        pooled_per_repeat=[round(v, 6) for v in values[COUNTED_BY][metric]],
+        fold_values=[round(v, 6) for v in fold_values],
+        n=int(len(y)),
+        n_stories=int(np.unique(groups).size),
+        n_units=int(np.unique(units).size),
+        topic_plan=plan.topics,
+        effective_stories_by_post=round(effective_stories(groups), 1),
+        n_folds=plan.n_folds,
+        n_repeats=len(plan.repeats),
+        split_policy="topic_disjoint" if plan.units is not None else "story_disjoint",
+        threshold=threshold,
+        report=metrics.classification_report(y, oof[0], threshold),
+    )
 
 
 def _countings(y: np.ndarray, groups: np.ndarray, plan: CVPlan) -> dict[str, np.ndarray | None]:
@@ -282,8 +357,9 @@ def effective_stories(groups: np.ndarray) -> float:
     return float(sizes.sum() ** 2 / np.sum(sizes.astype(float) ** 2))
 
 
-def brief(summary: dict[str, Any] | None) -> str:
-    """``0.803 [0.71, 0.86] (5x3 topic folds; by story 0.78)`` for logs and reasons."""
+def brief(summary: Mapping[str, Any] | None) -> str:
+    """``0.803 [0.71, 0.86] (5x3 topic folds; by story 0.78)`` for logs and reasons, from a
+    :meth:`CVSummary.to_json` (the registry's record)."""
     if not summary:
         return "n/a"
     other = "stories" if summary.get("counted_by") == "posts" else "posts"
@@ -302,5 +378,8 @@ def brief(summary: dict[str, Any] | None) -> str:
     )
 
 
-def labels_of(examples: Sequence[Any]) -> np.ndarray:
-    return np.array([int(e.label) for e in examples], dtype=int)
+def labels_of(examples: Sequence[PostExample]) -> np.ndarray:
+    """The labels as an int array; an unlabelled post among them is an error."""
+    from fnd_core.model.train import recipe
+
+    return np.array(recipe.labels_of(examples), dtype=int)

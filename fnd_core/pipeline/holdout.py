@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
     from fnd_core.pipeline.candidates import FoldData
-    from fnd_core.pipeline.evaluation import CVPlan, Recipe
+    from fnd_core.pipeline.evaluation import CVPlan, CVSummary, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class HeldOut:
     name: str
     rows: np.ndarray
     p: dict[str, np.ndarray]  # kind (or "chosen", "prior") -> P(fake) of ``rows``
-    estimates: dict[str, dict[str, Any]] | None = None  # kind -> the gate's CV summary
+    estimates: dict[str, CVSummary] | None = None  # kind -> the gate's CV summary
     chosen: str | None = None  # the kind the gate would ship, chosen on the training part
 
 
@@ -202,16 +202,14 @@ def _fold_data(
 
 def gate_estimates(
     data: FoldData, plan: CVPlan, kinds: Sequence[str], recipe: Recipe, metric: str
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, CVSummary]:
     """What the gate would have recorded had the snapshot been the training part only."""
     from fnd_core.pipeline import candidates
 
-    out = {}
-    for kind in kinds:
-        summary, _ = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
-        summary.pop("report", None)
-        out[kind] = summary
-    return out
+    return {
+        kind: candidates.cross_validate(kind, data, plan, recipe, metric=metric)[0]
+        for kind in kinds
+    }
 
 
 def leave_one_out_parts(values: Sequence[str | None]) -> list[tuple[str, np.ndarray]]:
@@ -280,13 +278,12 @@ def report_lines(posts: LabelledPosts, results: list[HeldOut]) -> list[str]:
 
 def _estimate_lines(r: HeldOut, y: np.ndarray) -> list[str]:
     """Each kind's recorded estimate (topic folds on the other posts) beside its held-out."""
-    from fnd_core.pipeline.evaluation import brief
 
     out = [f"gate estimates from the other posts (topic-disjoint CV) for {r.name}:"]
     for kind, summary in (r.estimates or {}).items():
         held = _score(y[r.rows], r.p[kind])
         mark = " ← the gate would ship this" if kind == r.chosen else ""
-        out.append(f"- {kind}: estimate {brief(summary)}; held out {held}{mark}")
+        out.append(f"- {kind}: estimate {summary.brief()}; held out {held}{mark}")
     return out
 
 
