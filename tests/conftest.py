@@ -8,6 +8,7 @@ creates its own uniquely named database and drops it at the end, so runs never c
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,14 @@ from sqlalchemy.engine import Engine, make_url
 from fnd_core.io import migrations
 from fnd_core.io.db import make_engine
 from fnd_core.settings import Settings
+from tests.helpers import (
+    ChampionRecipe,
+    SavedState,
+    ingest_demo,
+    promote_tiny,
+    restore_state,
+    save_state,
+)
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 DATA_TABLES = (
@@ -97,12 +106,16 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture
-def clean_db(engine: Engine) -> Engine:
-    """The session database, emptied of data (schema kept) before the test."""
+def _truncate(engine: Engine) -> None:
     tables = ", ".join(f"fnd.{t}" for t in DATA_TABLES)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"truncate {tables} restart identity cascade")
+
+
+@pytest.fixture
+def clean_db(engine: Engine) -> Engine:
+    """The session database, emptied of data (schema kept) before the test."""
+    _truncate(engine)
     return engine
 
 
@@ -110,3 +123,46 @@ def clean_db(engine: Engine) -> Engine:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings pointing at the test database and a temporary FND_HOME."""
     return Settings(home=tmp_path / "fnd_home", database_url=db_url)
+
+
+@pytest.fixture(scope="module")
+def stable_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stable") / "fnd_home"
+
+
+@pytest.fixture
+def stable_settings(stable_home: Path, db_url: str) -> Settings:
+    """Like ``settings``, but at one FND_HOME path per module, emptied before each test, so that
+    state saved once can be restored there: rows hold absolute paths under FND_HOME."""
+    shutil.rmtree(stable_home, ignore_errors=True)
+    return Settings(home=stable_home, database_url=db_url)
+
+
+@pytest.fixture(scope="module")
+def saved_champion(
+    request: pytest.FixtureRequest,
+    engine: Engine,
+    db_url: str,
+    stable_home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[str, SavedState]:
+    """The module's champion (its ``CHAMPION`` recipe), trained and promoted once, then saved."""
+    recipe: ChampionRecipe = request.module.CHAMPION
+    shutil.rmtree(stable_home, ignore_errors=True)
+    _truncate(engine)
+    settings = Settings(home=stable_home, database_url=db_url)
+    ingest_demo(engine, settings, recipe.n_posts, seed=recipe.seed)
+    version = promote_tiny(engine, settings, epochs=recipe.epochs)
+    saved = save_state(engine, DATA_TABLES, stable_home, tmp_path_factory.mktemp("saved") / "home")
+    return version, saved
+
+
+@pytest.fixture
+def champion(
+    saved_champion: tuple[str, SavedState], clean_db: Engine, stable_settings: Settings
+) -> str:
+    """A promoted tiny champion over the module's demo posts: the saved state, restored for this
+    test (rows, ids, sequences, model store and feature cache as training left them)."""
+    version, saved = saved_champion
+    restore_state(clean_db, saved, stable_settings.home)
+    return version

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import Engine
 
 from fnd_core.ingest.load import ingest_file
 from fnd_core.pipeline import retrain
@@ -28,6 +33,66 @@ def promote_tiny(engine, settings: Settings, *, epochs: int = 3, forced_by: str 
     outcome = retrain.run(engine, settings, forced_by=forced_by, preset="tiny", epochs=epochs)
     assert outcome["decision"] == "promote", outcome
     return outcome["version"]
+
+
+@dataclass(frozen=True)
+class ChampionRecipe:
+    """How a module's ``champion`` is made: demo posts ingested, then the tiny preset promoted."""
+
+    n_posts: int
+    seed: int
+    epochs: int = 3
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """The data tables and FND_HOME as a fixture left them, to hand each test an identical copy
+    without redoing the work (a champion trained once per module instead of once per test)."""
+
+    tables: dict[str, bytes]
+    sequences: dict[str, int]
+    home_copy: Path
+
+
+def save_state(engine: Engine, tables: Sequence[str], home: Path, into: Path) -> SavedState:
+    """COPY out each ``fnd.<table>`` and the sequences' positions; copy ``home`` into ``into``."""
+    dumped: dict[str, bytes] = {}
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for table in tables:
+            buf = io.BytesIO()
+            cur.copy_expert(f"copy fnd.{table} to stdout with (format binary)", buf)
+            dumped[table] = buf.getvalue()
+        cur.execute(
+            "select sequencename, last_value from pg_sequences "
+            "where schemaname = 'fnd' and last_value is not null"
+        )
+        sequences = dict(cur.fetchall())
+    finally:
+        raw.close()
+    shutil.copytree(home, into, symlinks=True)
+    return SavedState(dumped, sequences, into)
+
+
+def restore_state(engine: Engine, state: SavedState, home: Path) -> None:
+    """Put back exactly what ``save_state`` saw: the rows (ids included), the sequences, the files.
+
+    FND_HOME comes back at the same path because rows hold absolute paths under it."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("set local session_replication_role = replica")  # rows in any table order
+        cur.execute(f"truncate {', '.join(f'fnd.{t}' for t in state.tables)} restart identity")
+        for table, data in state.tables.items():
+            cur.copy_expert(f"copy fnd.{table} from stdin with (format binary)", io.BytesIO(data))
+        for name, value in state.sequences.items():
+            cur.execute("select setval(%s, %s)", (f"fnd.{name}", value))
+        raw.commit()
+    finally:
+        raw.close()
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(state.home_copy, home, symlinks=True)
 
 
 @contextlib.contextmanager

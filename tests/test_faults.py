@@ -25,13 +25,15 @@ import sqlalchemy as sa
 
 from fnd_core.ingest.load import ingest_file, list_new_files
 from fnd_core.pipeline import retrain, scoring
+from fnd_core.settings import Settings
 from fnd_core.stack.demo import generate_batch
-from tests.helpers import ingest_demo, promote_tiny
+from tests.helpers import ChampionRecipe, ingest_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 REPO = Path(__file__).resolve().parents[1]
 N_POSTS = 120
+CHAMPION = ChampionRecipe(n_posts=N_POSTS, seed=22, epochs=2)
 
 
 def run_child(spec: dict, *, wait: bool = True):
@@ -60,8 +62,6 @@ def assert_ingested_once(engine, landing: Path, n_posts: int) -> None:
 
 
 def _no_settle():
-    from fnd_core.settings import Settings
-
     return Settings(landing_settle_seconds=0)
 
 
@@ -85,9 +85,9 @@ def test_ingest_killed_at_each_step_then_retried(clean_db, settings, kill_at):
 
 
 @pytest.fixture
-def champion(clean_db, settings) -> str:
-    ingest_demo(clean_db, settings, N_POSTS, seed=22)
-    return promote_tiny(clean_db, settings, epochs=2)
+def settings(stable_settings: Settings) -> Settings:
+    """At the path where ``champion`` restores its saved FND_HOME."""
+    return stable_settings
 
 
 def assert_scored_once(engine, version: str) -> None:

@@ -17,9 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from fnd_core.pipeline import page_scoring, prediction_store, scoring
-from tests.helpers import ingest_demo, promote_tiny
+from fnd_core.settings import Settings
+from tests.helpers import ChampionRecipe
 
 pytestmark = pytest.mark.slow
+CHAMPION = ChampionRecipe(n_posts=150, seed=11)
 
 
 def count(engine, sql: str, **params) -> int:
@@ -28,9 +30,9 @@ def count(engine, sql: str, **params) -> int:
 
 
 @pytest.fixture
-def champion(clean_db, settings):
-    ingest_demo(clean_db, settings, 150, seed=11)
-    return promote_tiny(clean_db, settings)
+def settings(stable_settings: Settings) -> Settings:
+    """At the path where ``champion`` restores its saved FND_HOME."""
+    return stable_settings
 
 
 def score_all(engine, settings, *, n_shards: int = 2, **kwargs) -> list[scoring.ShardReport]:
