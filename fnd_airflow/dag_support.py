@@ -60,7 +60,8 @@ def fnd_alert(context: Mapping[str, Any], title: str, lines: list[str]) -> None:
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "fnd",
     "retries": 1,
-    "retry_delay": timedelta(seconds=30),
+    # The wait before a retry is Airflow's own [core] default_task_retry_delay: `fnd up` and the
+    # compose file set 30 s (Airflow's default is 300 s); tests of live stacks set a few seconds.
     # A task that hangs (a wedged mount, a stuck remote read) is failed and retried, not kept
     # forever; training, the longest step, sets its own (TRAIN_TIMEOUT).
     "execution_timeout": timedelta(hours=1),

@@ -97,6 +97,7 @@ def test_airflow_env_points_every_component_at_the_same_places(tmp_path: Path):
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
     assert Path(env["AIRFLOW__CORE__DAGS_FOLDER"]).name == "dags"
     assert env["AIRFLOW__CORE__PARALLELISM"] == "7"  # the user's choice wins
+    assert env["AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY"] == "30"  # Airflow's own: 300
     assert Path(env["FND_HOME"]).is_absolute()
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "k" * 128
     assert json.loads(env["AIRFLOW_CONN_FND_DB"])["extra"] == {"host": "/abs/.fnd/pgdata"}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 AIRFLOW_DATABASE = "airflow"
+RETRY_DELAY_S = 30
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,9 @@ def airflow_env(
     )
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)  # derived from the sync URL
     env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret)  # the user's own key wins
+    # A failed task waits this long before its retry (Airflow's default: 300 s). Most failures
+    # here are a lost worker or a restarted database: back within seconds.
+    env.setdefault("AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY", str(RETRY_DELAY_S))
     _size_for_this_machine(env, settings, options, airflow_db_url)
     return env
 

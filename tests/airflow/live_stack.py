@@ -63,6 +63,8 @@ def stack_env(home: Path, fnd_url: str) -> dict[str, str]:
             "FND_GATE_MIN_ACCURACY": "0",  # a tiny model on a few posts: gate relaxed
             "FND_NUM_WORKERS": "0",
             "FND_SCORE_SHARDS": "2",
+            # A retried task (a killed worker's shard) waits 3 s, not `fnd up`'s 30.
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "3",
         }
     )
     return env

@@ -42,6 +42,9 @@ def celery_stack(create_database, tmp_path_factory):
         "FND_CELERY_BROKER_URL": BROKER,
         "FND_TRAIN_QUEUE": "gpu",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        # Where tasks run is shown, not which model wins: one candidate kind, one fold draw.
+        "FND_CANDIDATE_KINDS": "fusion",
+        "FND_CV_REPEATS": "1",
     }
     args = ("--executor", "celery", "--workers", "2", "--train-workers", "1")
     with running_stack(create_database, tmp_path_factory.mktemp("celery"), args, env) as stack:

@@ -42,7 +42,11 @@ def drift_stack(create_database, tmp_path_factory):
             "FND_ALERT_NOTIFIER_KWARGS": json.dumps(notifier),
             "AIRFLOW_CONN_FND_SMTP": json.dumps(smtp),
             "FND_MODEL_PRESET": "offline",
+            # What is shown is drift -> alert -> retraining -> a gate decision, not which kind
+            # wins: one candidate kind, 10 epochs at most (the champion below is made alike).
             "FND_CV_REPEATS": "1",
+            "FND_CANDIDATE_KINDS": "linear",
+            "FND_TRAIN_EPOCHS": "10",
         }
         home = tmp_path_factory.mktemp("drift-stack")
         with running_stack(create_database, home, env=env) as stack:
@@ -58,7 +62,7 @@ def _champion(stack) -> str:
     from fnd_core.settings import Settings
 
     settings = Settings(home=stack.home, database_url=stack.fnd_url, cv_repeats=1,
-                        num_workers=0)  # fmt: skip
+                        num_workers=0, candidate_kinds="linear")  # fmt: skip
     engine = stack.engine()
     batch = generate_batch(Path(settings.landing) / "seed", 300, seed=31)
     assert ingest_file(engine, str(batch.data_file), settings, run_id="seed").n_accepted == 300
