@@ -121,8 +121,9 @@ def clean_db(engine: Engine) -> Engine:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    """Settings pointing at the test database and a temporary FND_HOME."""
-    return Settings(home=tmp_path / "fnd_home", database_url=db_url)
+    """Settings pointing at the test database and a temporary FND_HOME. No settle window: the
+    files a test lands are complete (the window has tests of its own, in test_ingest.py)."""
+    return Settings(home=tmp_path / "fnd_home", database_url=db_url, landing_settle_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def stable_settings(stable_home: Path, db_url: str) -> Settings:
     """Like ``settings``, but at one FND_HOME path per module, emptied before each test, so that
     state saved once can be restored there: rows hold absolute paths under FND_HOME."""
     shutil.rmtree(stable_home, ignore_errors=True)
-    return Settings(home=stable_home, database_url=db_url)
+    return Settings(home=stable_home, database_url=db_url, landing_settle_seconds=0)
 
 
 @pytest.fixture(scope="module")
