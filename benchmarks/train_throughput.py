@@ -108,6 +108,30 @@ def bench_head(config: ModelConfig, device: torch.device, n: int = 4000) -> None
          device=str(device))  # fmt: skip
 
 
+def bench_head_ceiling(config: ModelConfig, device: torch.device, n: int = 4096) -> None:
+    """The arithmetic ceiling of a head fit: the head's matrix products alone, forward and the
+    weight gradients, at a large batch (no layer norm, dropout, optimiser or validation).
+
+    A head fit cannot run faster than this on the machine, whatever its batching or stacking;
+    in bf16 (autocast) where the CPU or GPU computes it natively.
+    """
+    model = build_model(config, pretrained=False).to(device)
+    image = torch.randn(n, model.image_dim, device=device)
+    text = torch.randn(n, model.text_dim, device=device)
+    image_linear, text_linear = model.image_proj[-1], model.text_proj[-1]
+    for dtype in (torch.float32, torch.bfloat16):
+
+        def step(dtype=dtype) -> None:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                joint = torch.cat([image_linear(image), text_linear(text)], dim=1)
+                out = model.classifier(joint)
+            out.float().sum().backward()
+
+        rate = n * timed(step, windows=3, seconds=1.0)
+        emit("head ceiling (matmuls only, batch 4096)", rate, "samples/s", fusion=config.fusion,
+             dtype=str(dtype).removeprefix("torch."), device=str(device))  # fmt: skip
+
+
 def fusion_study(examples: list[PostExample], cache_dir: Path, device: str) -> None:
     variants = {
         "interaction": ModelConfig(fusion="interaction"),
@@ -131,6 +155,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--fusion-posts", type=int, default=0, help="run the fusion study")
     parser.add_argument("--work-dir", type=Path, default=None, help="demo data + cache folder")
+    parser.add_argument(
+        "--head-only", action="store_true", help="head training and its ceiling only (no encoders)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -139,6 +166,11 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     print(f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.head_only:
+        for device in devices:
+            bench_head(ModelConfig(fusion="concat"), device)
+            bench_head_ceiling(ModelConfig(fusion="concat"), device)
+        return
     examples = demo_examples(work / "demo", max(args.posts, args.fusion_posts))
     for device in devices:
         model = build_model(ModelConfig()).eval().to(device)
@@ -146,6 +178,7 @@ def main() -> None:
         bench_end_to_end(model, examples[: args.posts], max(batch_sizes[:2]), device)
         for fusion in ("interaction", "concat"):
             bench_head(ModelConfig(fusion=fusion), device)
+        bench_head_ceiling(ModelConfig(fusion="concat"), device)
     if args.fusion_posts:
         fusion_study(examples[: args.fusion_posts], work / "features", "auto")
 
