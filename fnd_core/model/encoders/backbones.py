@@ -9,11 +9,12 @@ live here too; pretrained presets are loaded by :mod:`fnd_core.model.encoders.pr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -238,17 +239,29 @@ class _TinyTextTrunk(nn.Module):
 
 TINY_WIDTH = 64
 TINY_VOCAB = 4096
+# The tiny encoders' weights are random but fixed: a retraining on the same posts then sees the
+# same features (and makes the same decision) in every process, and their feature cache holds.
+TINY_SEED = 20_240_601
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Draw from a torch RNG seeded with ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def tiny_image_backbone(config: ModelConfig, *, pretrained: bool = False) -> ImageBackbone:
-    """Random-init 3-layer CNN (uses the global torch RNG: seed it first)."""
-    return ImageBackbone(
-        _TinyCnn(TINY_WIDTH), name="tiny-cnn", feature_dim=TINY_WIDTH, normalisation=HALF_NORM
-    )
+    """Random-init 3-layer CNN: the same random weights in every process (seeded)."""
+    with _seeded(TINY_SEED):
+        trunk = _TinyCnn(TINY_WIDTH)
+    return ImageBackbone(trunk, name="tiny-cnn", feature_dim=TINY_WIDTH, normalisation=HALF_NORM)
 
 
 def tiny_text_backbone(config: ModelConfig, *, pretrained: bool = False) -> TextBackbone:
-    """Random-init hashed bag-of-words encoder with a built-in tokenizer."""
+    """Random-init hashed bag-of-words encoder with a built-in tokenizer (seeded, as above)."""
     tokenize = HashTokenizer(vocab_size=TINY_VOCAB, max_tokens=config.max_tokens)
-    trunk = _TinyTextTrunk(TINY_VOCAB, TINY_WIDTH)
+    with _seeded(TINY_SEED + 1):
+        trunk = _TinyTextTrunk(TINY_VOCAB, TINY_WIDTH)
     return TextBackbone(trunk, tokenize, name="tiny-hash-bow", feature_dim=TINY_WIDTH)
