@@ -79,6 +79,32 @@ def test_prediction_label_must_match_threshold(clean_db):
         )
 
 
+def test_the_first_verdict_is_recorded_on_insert_and_kept_by_every_update(clean_db):
+    with clean_db.begin() as conn:
+        _post(conn, _batch(conn))
+        _model(conn, "m1", "champion")
+        conn.exec_driver_sql(
+            "insert into fnd.predictions (post_id, model_version, p_fake, label, threshold, "
+            "scored_at) values ('p1', 'm1', 0.3, 'real', 0.5, '2026-01-05 10:00+00')"
+        )
+        # A rescore at a moved threshold, then a writer trying to rewrite history.
+        conn.exec_driver_sql(
+            "update fnd.predictions set p_fake = 0.4, label = 'fake', threshold = 0.35, "
+            "scored_at = '2026-02-01 10:00+00'"
+        )
+        conn.exec_driver_sql(
+            "update fnd.predictions set first_p_fake = 0.9, first_label = 'fake', "
+            "first_scored_at = now()"
+        )
+    with clean_db.connect() as conn:
+        row = conn.exec_driver_sql(
+            "select p_fake, label, scored_at::date::text, first_p_fake, first_label, "
+            "first_scored_at::date::text from fnd.predictions"
+        ).one()
+    assert tuple(row) == (pytest.approx(0.4), "fake", "2026-02-01",
+                          pytest.approx(0.3), "real", "2026-01-05")  # fmt: skip
+
+
 def test_latest_predictions_shows_only_the_champion(clean_db):
     with clean_db.begin() as conn:
         _post(conn, _batch(conn))

@@ -158,16 +158,32 @@ def test_an_unknown_objective_is_refused_before_scoring(clean_db, settings, cham
     assert count(clean_db, "select count(*) from fnd.predictions") == 0
 
 
-def test_rescore_all_overwrites_in_place(clean_db, settings, champion):
+def test_rescore_all_overwrites_in_place_and_keeps_the_first_verdict(clean_db, settings, champion):
     score_all(clean_db, settings)
     first = count(clean_db, "select count(*) from fnd.predictions")
+    with clean_db.begin() as conn:  # the first verdicts, as if given a week ago
+        conn.exec_driver_sql("alter table fnd.predictions disable trigger user")
+        conn.exec_driver_sql(
+            "update fnd.predictions set first_scored_at = scored_at - interval '7 days', "
+            "scored_at = scored_at - interval '7 days'"
+        )
+        conn.exec_driver_sql("alter table fnd.predictions enable trigger user")
     reports = score_all(clean_db, settings, rescore_all=True)
     assert first == 150 and sum(r.n_scored for r in reports) == 150
-    assert count(clean_db, "select count(*) from fnd.predictions") == 150
+    assert count(clean_db, "select count(*) from fnd.predictions") == 150  # nothing twice
+    kept = (
+        "select count(*) from fnd.predictions where scored_at > now() - interval '1 hour' "
+        "and first_scored_at < now() - interval '6 days' and first_p_fake = p_fake"
+    )
+    assert count(clean_db, kept) == 150
 
 
 def test_unreadable_image_is_recorded_not_skipped(clean_db, settings, champion):
     with clean_db.connect() as conn:
+        kind = conn.execute(
+            sa.text("select kind from fnd.model_leaderboard where version = :v"), {"v": champion}
+        ).scalar_one()
+        assert kind in ("fusion", "linear"), f"premise: the champion reads pictures, not {kind}"
         post_id, uri = conn.execute(
             sa.text("select post_id, image_uri from fnd.posts order by post_id limit 1")
         ).one()

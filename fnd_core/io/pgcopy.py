@@ -56,12 +56,23 @@ def copy_into(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
         )
 
 
-def create_stage(conn: Connection, target: str) -> str:
-    """An empty temporary copy of ``target`` (dropped at commit); returns its name."""
+def create_stage(conn: Connection, target: str, columns: Sequence[str] | None = None) -> str:
+    """An empty temporary copy of ``target`` (dropped at commit); returns its name.
+
+    With ``columns``, the copy has only those (their types, no constraints): the target may fill
+    its other columns itself (defaults, triggers), which a NOT NULL copied along would refuse.
+    """
     stage = "fnd_stage_" + target.replace(".", "_")
-    conn.exec_driver_sql(
-        f"create temp table if not exists {stage} (like {target} including defaults) on commit drop"
-    )
+    if columns:
+        conn.exec_driver_sql(
+            f"create temp table if not exists {stage} on commit drop as "
+            f"select {', '.join(columns)} from {target} with no data"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"create temp table if not exists {stage} (like {target} including defaults) "
+            "on commit drop"
+        )
     conn.exec_driver_sql(f"truncate {stage}")
     return stage
 
@@ -90,7 +101,7 @@ def upsert_via_staging(
 
     Returns the ``returning`` rows (e.g. the keys actually inserted), or [] without one.
     """
-    stage = create_stage(conn, target)
+    stage = create_stage(conn, target, columns)
     copy_into(conn, stage, columns, rows)
     cols = ", ".join(columns)
     sql = f"insert into {target} ({cols}) select {cols} from {stage} on conflict {conflict}"
