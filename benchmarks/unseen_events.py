@@ -15,12 +15,16 @@ beside the balanced accuracy of the champion's verdicts in ``fnd.latest_predicti
 held-out events (by post, and each story once), per event and pooled. ``--strip-event`` lands
 the training posts without their ``event`` field (topics are then discovered), as posts from a
 source without one would arrive; ``--cap-event sandy=3000`` keeps 3,000 of an event's posts
-(seeded).
+(seeded). ``--accuracy-objective`` then rescores the held-out posts under
+``FND_DECISION_OBJECTIVE=accuracy`` (threshold moved by the fake share estimated from the
+scores, no label read) and prints both objectives' accuracy and balanced accuracy beside the
+estimated and the true fake share.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import random
@@ -53,12 +57,34 @@ def write(path: Path, rows: list[dict], *, labelled: bool) -> Path:
 
 def verdicts(engine, post_ids: list[str]) -> dict[str, float]:
     """The champion's P(fake) of each post, from the analysts' view."""
+    return {post_id: p for post_id, (p, _) in labelled_verdicts(engine, post_ids).items()}
+
+
+def labelled_verdicts(engine, post_ids: list[str]) -> dict[str, tuple[float, int]]:
+    """Each post's (P(fake), label written at the run's threshold), from the analysts' view."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text("select post_id, p_fake from fnd.latest_predictions where post_id = any(:ids)"),
+            sa.text(
+                "select post_id, p_fake, label from fnd.latest_predictions"
+                " where post_id = any(:ids)"
+            ),
             {"ids": post_ids},
         ).all()
-    return {post_id: float(p) for post_id, p in rows}
+    return {post_id: (float(p), int(label == "fake")) for post_id, p, label in rows}
+
+
+def objective_row(name: str, truth: dict[str, int], got: dict[str, tuple[float, int]],
+                  threshold: float | None, share: float | None) -> tuple:  # fmt: skip
+    """One objective's verdicts on the held-out posts, counted by post."""
+    ids = [i for i in truth if i in got]
+    y = np.array([truth[i] for i in ids])
+    pred = np.array([got[i][1] for i in ids])
+    recall = {c: float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")
+              for c in (0, 1)}  # fmt: skip
+    return (name, "–" if share is None else f"{share:.3f}", f"{y.mean():.3f}",
+            "–" if threshold is None else f"{threshold:.3f}", f"{(pred == y).mean():.3f}",
+            f"{metrics.balanced_accuracy(y, pred):.3f}" if len(np.unique(y)) > 1 else "–",
+            f"{recall[0]:.3f}", f"{recall[1]:.3f}")  # fmt: skip
 
 
 def recorded_estimate(engine, version: str) -> dict:
@@ -94,6 +120,8 @@ def main() -> None:
     parser.add_argument("--strip-event", action="store_true", help="land training rows without it")
     parser.add_argument("--cap-event", default=None, metavar="EVENT=N", help="e.g. sandy=3000")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--accuracy-objective", action="store_true",
+                        help="also rescore under FND_DECISION_OBJECTIVE=accuracy")  # fmt: skip
     args = parser.parse_args()
     held = set(args.held_out.split(","))
     posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
@@ -120,10 +148,30 @@ def main() -> None:
         version = outcome["version"]
         if outcome.get("decision") != "promote":
             retrain.run(engine, settings, preset="offline", forced_by="benchmark", **kwargs)
+        # The training posts scored first, as the rescoring after a promotion does: the
+        # held-out posts are then a run of their own (the mix the accuracy objective estimates).
+        scoring.score_shard(engine, settings, model_version=version, run_id="training-posts")
         ingest_file(engine, str(write(landing / "new.jsonl", new, labelled=False)), settings)
-        scoring.score_shard(engine, settings, model_version=version, run_id="unseen")
+        balanced_run = scoring.score_shard(engine, settings, model_version=version,
+                                           run_id="unseen")  # fmt: skip
         estimate = recorded_estimate(engine, version)
         p_fake = verdicts(engine, [p["id"] for p in new])
+        objectives = []
+        if args.accuracy_objective:
+            truth = {p["id"]: p["label"] for p in new}
+            objectives.append(objective_row(
+                "balanced", truth, labelled_verdicts(engine, list(truth)),
+                balanced_run.threshold, None))  # fmt: skip
+            with engine.begin() as conn:  # the same run again, under the other objective
+                conn.execute(sa.text("delete from fnd.predictions where model_version = :v"
+                                     " and post_id = any(:ids)"),
+                             {"v": version, "ids": list(truth)})  # fmt: skip
+            accuracy = dataclasses.replace(settings, decision_objective="accuracy")
+            moved = scoring.score_shard(engine, accuracy, model_version=version,
+                                        run_id="unseen-accuracy")  # fmt: skip
+            objectives.append(objective_row(
+                "accuracy", truth, labelled_verdicts(engine, list(truth)), moved.threshold,
+                moved.estimated_fake_share))  # fmt: skip
         engine.dispose()
     sha = {}
     for p in new:
@@ -148,6 +196,11 @@ def main() -> None:
     )
     print(table(rows, ("held out", "posts", "fake share", "champion by post",
                        "champion, each story once")))  # fmt: skip
+    if objectives:
+        print("decision objectives on all held-out posts (by post; the rescoring reads no label):")
+        print(table(objectives, ("objective", "estimated fake share", "true fake share",
+                                 "threshold", "accuracy", "balanced accuracy", "real recall",
+                                 "fake recall")))  # fmt: skip
 
 
 if __name__ == "__main__":
