@@ -42,3 +42,6 @@ comment on function fnd.keep_first_verdict() is
 create trigger predictions_keep_first_verdict
     before insert or update on fnd.predictions
     for each row execute function fnd.keep_first_verdict();
+-- Always, replica sessions included: a bulk load that skips foreign-key checks
+-- (session_replication_role = replica) still records first verdicts.
+alter table fnd.predictions enable always trigger predictions_keep_first_verdict;

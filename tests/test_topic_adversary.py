@@ -50,23 +50,28 @@ def test_the_discriminator_it_trains_against_is_left_guessing(monkeypatch):
     features = EncodedFeatures(torch.tensor(image, dtype=torch.float32),
                                torch.tensor(text, dtype=torch.float32))  # fmt: skip
     labels = torch.tensor(y, dtype=torch.float32)
-    made = []
     real = heads._adversary
-    monkeypatch.setattr(heads, "_adversary",
-                        lambda *a: made.append(real(*a)) or made[-1])  # fmt: skip
-    torch.manual_seed(1)
-    model = build_model(TINY, pretrained=False)
-    options = TrainOptions(batch_size=64, lr=3e-3, align_weight=0.0, topic_adversary=5.0,
-                           patience=100)  # fmt: skip
-    fit_head(model, features, labels, features, labels, epochs=60, options=options, seed=0,
-             topics_train=topic_ids(topics))  # fmt: skip
-    model.eval()
-    with torch.inference_mode():
-        hidden = model.hidden(*model.project(features.image, features.text))
-        fooled = (made[0].discriminator(hidden).argmax(1).numpy() == topics).mean()
-    assert fooled < 0.8  # measured 0.62 (3 topics: chance is 0.33)
+    fooled = []
+    for init in range(5):  # gradient reversal is known to be unstable: judge it over inits
+        made = []
+        monkeypatch.setattr(heads, "_adversary",
+                            lambda *a, made=made: made.append(real(*a)) or made[-1])  # fmt: skip
+        torch.manual_seed(init)
+        model = build_model(TINY, pretrained=False)
+        options = TrainOptions(batch_size=64, lr=3e-3, align_weight=0.0, topic_adversary=5.0,
+                               patience=100)  # fmt: skip
+        fit_head(model, features, labels, features, labels, epochs=60, options=options, seed=0,
+                 topics_train=topic_ids(topics))  # fmt: skip
+        model.eval()
+        with torch.inference_mode():
+            hidden = model.hidden(*model.project(features.image, features.text))
+            fooled.append((made[0].discriminator(hidden).argmax(1).numpy() == topics).mean())
+    print(f"discriminator accuracy at the end, per init: {np.round(fooled, 3).tolist()}")
+    # Measured 0.747, 1.0, 0.415, 0.353, 0.747 (3 topics: chance is 0.33): one init in five
+    # ends with the discriminator reading every topic; the median is left guessing.
+    assert float(np.median(fooled)) < 0.8
     plain = _probe_accuracy(_plain_head(features, labels), features, topics)
-    assert plain > 0.95 and fooled < plain - 0.15
+    assert plain > 0.95 and float(np.median(fooled)) < plain - 0.15
 
 
 def _plain_head(features, labels):
