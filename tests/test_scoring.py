@@ -22,6 +22,7 @@ from tests.helpers import ChampionRecipe
 
 pytestmark = pytest.mark.slow
 CHAMPION = ChampionRecipe(n_posts=150, seed=11)
+KEEP_FIRST = "predictions_keep_first_verdict"  # sql/017; re-enabled as it was declared
 
 
 def count(engine, sql: str, **params) -> int:
@@ -162,12 +163,12 @@ def test_rescore_all_overwrites_in_place_and_keeps_the_first_verdict(clean_db, s
     score_all(clean_db, settings)
     first = count(clean_db, "select count(*) from fnd.predictions")
     with clean_db.begin() as conn:  # the first verdicts, as if given a week ago
-        conn.exec_driver_sql("alter table fnd.predictions disable trigger user")
+        conn.exec_driver_sql(f"alter table fnd.predictions disable trigger {KEEP_FIRST}")
         conn.exec_driver_sql(
             "update fnd.predictions set first_scored_at = scored_at - interval '7 days', "
             "scored_at = scored_at - interval '7 days'"
         )
-        conn.exec_driver_sql("alter table fnd.predictions enable trigger user")
+        conn.exec_driver_sql(f"alter table fnd.predictions enable always trigger {KEEP_FIRST}")
     reports = score_all(clean_db, settings, rescore_all=True)
     assert first == 150 and sum(r.n_scored for r in reports) == 150
     assert count(clean_db, "select count(*) from fnd.predictions") == 150  # nothing twice
