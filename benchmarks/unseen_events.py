@@ -15,10 +15,13 @@ beside the balanced accuracy of the champion's verdicts in ``fnd.latest_predicti
 held-out events (by post, and each story once), per event and pooled. ``--strip-event`` lands
 the training posts without their ``event`` field (topics are then discovered), as posts from a
 source without one would arrive; ``--cap-event sandy=3000`` keeps 3,000 of an event's posts
-(seeded). ``--accuracy-objective`` then rescores the held-out posts under
+(seeded); ``--held-out-sample sandy=3000`` holds out a seeded draw of an event's posts (shown as
+``sandy*``). ``--accuracy-objective`` then rescores the held-out posts under
 ``FND_DECISION_OBJECTIVE=accuracy`` (threshold moved by the fake share estimated from the
 scores, no label read) and prints both objectives' accuracy and balanced accuracy beside the
-estimated and the true fake share.
+estimated and the true fake share. ``--reveal-labels`` then lands the held-out posts' labels
+through ``fnd label``'s path in four steps (quarters, in order of the posts' time) and prints,
+after each, ``fnd.realized_performance`` beside the label-free estimate of the same verdicts.
 """
 
 from __future__ import annotations
@@ -87,6 +90,31 @@ def objective_row(name: str, truth: dict[str, int], got: dict[str, tuple[float, 
             f"{recall[0]:.3f}", f"{recall[1]:.3f}")  # fmt: skip
 
 
+def reveal_labels(engine, settings, version: str, new: list[dict]) -> list[tuple]:
+    """Land the held-out posts' labels a quarter at a time (by ``created_utc``), as a
+    fact-checker would send them; after each, the realized row beside the estimate."""
+    from fnd_core.observe.performance import estimate_weeks, realized
+
+    settings = dataclasses.replace(settings, realized_min_labels_per_class=5)
+    estimate_weeks(engine, model_version=version)
+    ordered = sorted(new, key=lambda p: (p.get("created_utc") or 0, p["id"]))
+    folder = Path(settings.landing) / "labels"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for step in range(4):
+        part = ordered[len(ordered) * step // 4 : len(ordered) * (step + 1) // 4]
+        path = folder / f"step{step + 1}.csv"
+        path.write_text("post_id,label,source\n"
+                        + "".join(f"{p['id']},{p['label']},mediaeval\n" for p in part))  # fmt: skip
+        ingest_file(engine, str(path), settings, kind="labels")
+        row = realized(engine, model_version=version)[-1]
+        shown = [row["balanced_accuracy"], row["estimated_balanced_accuracy"],
+                 row["estimated_fake_share"], row["gate_estimate_by_post"]]  # fmt: skip
+        rows.append((f"{step + 1}/4: {row['n_labelled']:,}", row["n_fake"], row["n_real"],
+                     *("—" if v is None else f"{v:.3f}" for v in shown)))  # fmt: skip
+    return rows
+
+
 def recorded_estimate(engine, version: str) -> dict:
     with engine.connect() as conn:
         row = conn.execute(
@@ -119,9 +147,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: FND_TRAIN_EPOCHS")
     parser.add_argument("--strip-event", action="store_true", help="land training rows without it")
     parser.add_argument("--cap-event", default=None, metavar="EVENT=N", help="e.g. sandy=3000")
+    parser.add_argument(
+        "--held-out-sample",
+        default=None,
+        metavar="EVENT=N",
+        help="also hold out N posts of EVENT, drawn with --seed (after the cap)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--accuracy-objective", action="store_true",
                         help="also rescore under FND_DECISION_OBJECTIVE=accuracy")  # fmt: skip
+    parser.add_argument(
+        "--reveal-labels",
+        action="store_true",
+        help="land the held-out labels in four steps; realized vs estimated",
+    )
     args = parser.parse_args()
     held = set(args.held_out.split(","))
     posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
@@ -130,6 +169,12 @@ def main() -> None:
         of_event = [p for p in posts if p["event"] == name]
         keep = {p["id"] for p in random.Random(args.seed).sample(of_event, int(n))}
         posts = [p for p in posts if p["event"] != name or p["id"] in keep]
+    if args.held_out_sample:  # e.g. H3: 3,000 sandy posts beside four small events
+        name, n = args.held_out_sample.split("=")
+        of_event = [p for p in posts if p["event"] == name]
+        drawn = {p["id"] for p in random.Random(args.seed).sample(of_event, int(n))}
+        posts = [{**p, "event": f"{name}*"} if p["id"] in drawn else p for p in posts]
+        held.add(f"{name}*")
     train = [p for p in posts if p["event"] not in held]
     if args.strip_event:
         train = [{k: v for k, v in p.items() if k != "event"} for p in train]
@@ -156,6 +201,7 @@ def main() -> None:
                                            run_id="unseen")  # fmt: skip
         estimate = recorded_estimate(engine, version)
         p_fake = verdicts(engine, [p["id"] for p in new])
+        revealed = reveal_labels(engine, settings, version, new) if args.reveal_labels else []
         objectives = []
         if args.accuracy_objective:
             truth = {p["id"]: p["label"] for p in new}
@@ -196,6 +242,14 @@ def main() -> None:
     )
     print(table(rows, ("held out", "posts", "fake share", "champion by post",
                        "champion, each story once")))  # fmt: skip
+    if revealed:
+        print(
+            "labels revealed in four steps (held-out posts by time); realized "
+            "(fnd.realized_performance) vs the label-free estimate of the same verdicts:"
+        )
+        print(table(revealed, ("labels revealed", "fake", "real", "realized balanced accuracy",
+                               "estimated (no labels)", "estimated fake share",
+                               "gate estimate (by post)")))  # fmt: skip
     if objectives:
         print("decision objectives on all held-out posts (by post; the rescoring reads no label):")
         print(table(objectives, ("objective", "estimated fake share", "true fake share",

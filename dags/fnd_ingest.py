@@ -11,6 +11,13 @@ One mapped task per new file. When rows were added, the asset `fnd://posts` is u
 schedules `fnd_score`, and each loaded batch is compared with the champion's training data
 (`fnd.drift_summary`; a flagged batch alerts).
 
+Fact-checkers' label files (CSV or JSONL: `post_id`, `label`, optional `source`, `labelled_at`)
+land in `labels/` under the landing zone and are ingested by the same task (GX suite `labels`,
+bad rows quarantined). After labels land, the champion's realized performance
+(`fnd.realized_performance`) is checked: a week whose realized balanced accuracy falls below the
+gate's estimate alerts and updates `fnd://drift` (retraining follows under
+FND_DRIFT_TRIGGERS_RETRAIN).
+
 Every entry found ends accounted for: loaded, skipped (same bytes as before), or set aside
 into `failed/` with its reason in `fnd.ingest_batches` (a link, a FIFO, an unreadable file,
 one whose reading failed for any reason). A set-aside file's task fails at once, without
@@ -27,6 +34,7 @@ from airflow.sdk import Asset, Param, TriggerRule, chain, dag, get_current_conte
 
 from fnd_airflow.dag_support import (
     COMMON_DAG_KWARGS,
+    DRIFT_ASSET_URI,
     POSTS_ASSET_URI,
     fnd_alert,
     fnd_engine,
@@ -35,6 +43,7 @@ from fnd_airflow.dag_support import (
 from fnd_core import contracts
 
 POSTS = Asset(POSTS_ASSET_URI)
+DRIFT = Asset(DRIFT_ASSET_URI)
 
 
 @dag(
@@ -65,10 +74,11 @@ POSTS = Asset(POSTS_ASSET_URI)
 def fnd_ingest():
     @task
     def find_new_files() -> list[str]:
-        """List the data files waiting in the landing zone (or the given path inside it)."""
+        """List the data files waiting in the landing zone (or the given path inside it), then
+        the label files in its labels/ folder."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from fnd_core.ingest.load import PathNotAllowedError, allowed_landing_path, list_new_files
+        from fnd_core.ingest.load import PathNotAllowedError, allowed_landing_path, waiting_files
 
         params = get_current_context()["params"]
         settings = fnd_settings()
@@ -78,7 +88,7 @@ def fnd_ingest():
             raise AirflowFailException(str(exc)) from exc
         from fnd_core.io.storage import portable
 
-        files = [portable(uri) for uri in list_new_files(path, settings)]  # XCom-safe names
+        files = [portable(uri) for uri in waiting_files(path, settings)]  # XCom-safe names
         print(f"{len(files)} new file(s): {files}")
         return files
 
@@ -110,7 +120,7 @@ def fnd_ingest():
     def any_posts_added(reports: list[dict | None]) -> bool:
         """Sum up the run; only continue (and update the asset) when posts were added."""
         done = [r for r in reports if r]
-        added = sum(r["n_accepted"] for r in done)
+        added = sum(r["n_accepted"] for r in done if r.get("kind", "posts") == "posts")
         print(f"{len(done)} file(s) loaded, {added} post(s) added")
         return added > 0
 
@@ -142,6 +152,31 @@ def fnd_ingest():
             summaries.append({"batch_id": r["batch_id"], "flagged": report.flagged})
         return summaries
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)  # the good files' labels, whatever the bad ones did
+    def check_realized_performance(reports: list[dict | None]) -> list[dict]:
+        """After labels land: the champion's realized balanced accuracy per week against its
+        gate's estimate (fnd.realized_performance); each week that falls short alerts once."""
+        from fnd_core.observe.performance import check_realized
+
+        if not any(r and r.get("kind") == "labels" and r["n_accepted"] for r in reports):
+            return []
+        context = get_current_context()
+        alerts = check_realized(fnd_engine(), fnd_settings(), run_id=context["run_id"])
+        for alert in alerts:
+            fnd_alert(context, alert.title, alert.lines)
+        print(f"{len(alerts)} realized-performance alert(s)")
+        return [a.to_json() for a in alerts]
+
+    @task(outlets=[DRIFT])
+    def request_retrain_on_labels(alerts: list[dict]) -> str:
+        """Update fnd://drift when the labels showed the champion doing worse than its gate
+        said (fnd_retrain follows when FND_DRIFT_TRIGGERS_RETRAIN is set); skipped otherwise."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not alerts:
+            raise AirflowSkipException("no realized-performance alert")
+        return "; ".join(a["title"] for a in alerts)
+
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def check_nothing_set_aside(files: list[str], reports: list[dict | None]) -> None:
         """Fail the run when any file found was set aside (or never reported): the run shows
@@ -160,6 +195,7 @@ def fnd_ingest():
     files = find_new_files()
     reports = ingest_file.expand(uri=files)
     chain(any_posts_added(reports), [announce_posts(), check_batch_drift(reports)])
+    request_retrain_on_labels(check_realized_performance(reports))
     check_nothing_set_aside(files, reports)
 
 

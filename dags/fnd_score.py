@@ -6,7 +6,8 @@ champion, and on a backstop schedule (`FND_SCORE_SCHEDULE`). It selects the post
 has not scored yet (an indexed anti-join), splits them into shards scored by mapped tasks
 (several workers at once), and writes `fnd.predictions` in bulk and idempotently: a shard that
 dies midway is simply run again. Posts whose image cannot be read land in `fnd.scoring_errors`.
-Updates the asset `fnd://predictions`. Then the run's posts are compared with the champion's
+Updates the asset `fnd://predictions`, and the label-free estimate of each week's performance
+(`fnd.performance_estimates`). Then the run's posts are compared with the champion's
 training data (`fnd.drift_summary`); a flagged run alerts and updates the asset `fnd://drift`
 (which starts `fnd_retrain` when `FND_DRIFT_TRIGGERS_RETRAIN` is set).
 
@@ -182,7 +183,19 @@ def fnd_score():
             )
         return f"retraining requested for drift against {report['model_version']}"
 
-    report = check_drift(publish(score_shard.expand(shard=plan_shards())))
+    @task
+    def estimate_performance(total: dict) -> list[dict]:
+        """The label-free estimate of each week whose first verdicts changed
+        (fnd.performance_estimates, beside fnd.realized_performance)."""
+        from fnd_core.observe.performance import estimate_weeks
+
+        if not total["n_scored"]:
+            return []
+        return estimate_weeks(fnd_engine())
+
+    total = publish(score_shard.expand(shard=plan_shards()))
+    estimate_performance(total)
+    report = check_drift(total)
     [drift_alert(report), request_retrain(report)]
 
 

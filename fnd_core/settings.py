@@ -292,6 +292,24 @@ class Settings:
         24.0,
         "Drift asks for retraining once per champion and at most once in this many hours",
     )
+    label_trust_order: str = _setting(
+        "FND_LABEL_TRUST_ORDER",
+        "",
+        "Label sources, most trusted first (comma-separated): a post's label is the latest "
+        "received from the most trusted source; unlisted sources rank last; empty: latest wins",
+    )
+    realized_min_labels_per_class: int = _setting(
+        "FND_REALIZED_MIN_LABELS_PER_CLASS",
+        30,
+        "fnd.realized_performance gives a week's balanced accuracy only with this many "
+        "labelled verdicts of each class",
+    )
+    realized_alert_margin: float = _setting(
+        "FND_REALIZED_ALERT_MARGIN",
+        0.05,
+        "Alert (and update fnd://drift) when realized balanced accuracy's 95% lower bound is "
+        "this far below the champion gate's post-counted estimate",
+    )
     score_shards: int = _setting("FND_SCORE_SHARDS", 2, "Mapped scoring tasks per fnd_score run")
     score_workers: int = _setting(
         "FND_SCORE_WORKERS", 1, "`fnd score` processes on CPU, one shard each unless --shards"

@@ -32,13 +32,17 @@ from tests.helpers import (
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 DATA_TABLES = (
     "drift_reports",
+    "performance_alerts",
+    "performance_estimates",
     "predictions",
     "scoring_errors",
     "model_versions",
     "quarantine",
     "validation_runs",
     "posts",
+    "labels",
     "ingest_batches",
+    "settings",
 )
 
 

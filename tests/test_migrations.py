@@ -19,9 +19,21 @@ TABLES = {
     "predictions",
     "scoring_errors",
     "drift_reports",
+    "settings",
+    "labels",
+    "performance_estimates",
+    "performance_alerts",
     "schema_migrations",
 }
-VIEWS = {"latest_predictions", "daily_summary", "model_leaderboard", "drift_summary"}
+VIEWS = {
+    "latest_predictions",
+    "daily_summary",
+    "model_leaderboard",
+    "drift_summary",
+    "pending_labels",
+    "label_conflicts",
+    "realized_performance",
+}
 
 
 @pytest.fixture

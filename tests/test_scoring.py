@@ -179,6 +179,62 @@ def test_rescore_all_overwrites_in_place_and_keeps_the_first_verdict(clean_db, s
     assert count(clean_db, kept) == 150
 
 
+def test_labels_after_the_verdicts_are_realized_once_and_a_rescore_changes_nothing(
+    clean_db, settings, champion
+):
+    """New unlabelled posts scored by the champion, their labels arriving afterwards through
+    ``fnd label``: fnd.realized_performance matches a count made here from the first verdicts;
+    rescoring everything afterwards keeps the first verdicts and counts nothing twice."""
+    from click.testing import CliRunner
+
+    from fnd_core.stack.cli import cli
+    from fnd_core.stack.demo_posts import make_post
+    from tests.helpers import ingest_demo
+
+    ingest_demo(clean_db, settings, 60, seed=31, unlabelled_share=1.0)
+    score_all(clean_db, settings)
+    truth = {f"s31-{i:06d}": int(make_post(31, i).is_fake) for i in range(60)}
+    labels = Path(settings.landing) / "labels"
+    labels.mkdir(parents=True)
+    (labels / "factcheck.csv").write_text(
+        "post_id,label,source\n" + "".join(f"{k},{v},afp\n" for k, v in truth.items())
+    )
+    settings = replace(settings, realized_min_labels_per_class=1)
+    result = CliRunner().invoke(cli, ["label", str(labels)], obj={"settings": settings})
+    assert result.exit_code == 0, result.output
+    with clean_db.connect() as conn:
+        said = dict(conn.execute(sa.text(
+            "select post_id, first_label = 'fake' from fnd.predictions where post_id like 's31-%'"
+        )).all())  # fmt: skip
+    tp = sum(said[k] and v == 1 for k, v in truth.items())
+    tn = sum(not said[k] and v == 0 for k, v in truth.items())
+    n_fake = sum(truth.values())
+    expected_ba = (tp / n_fake + tn / (60 - n_fake)) / 2
+
+    def realized() -> dict:
+        with clean_db.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "select * from fnd.realized_performance where model_version = :v"
+            ), {"v": champion}).mappings().one())  # fmt: skip
+
+    before = realized()
+    # the champion's 150 training posts were labelled when scored: hindsight, not counted
+    assert (before["n_verdicts"], before["n_hindsight"], before["n_labelled"]) == (210, 150, 60)
+    assert (before["tp"], before["tn"], before["n_fake"]) == (tp, tn, n_fake)
+    assert float(before["balanced_accuracy"]) == pytest.approx(expected_ba, abs=1e-4)
+    first_times = count(clean_db, "select count(distinct first_scored_at) from fnd.predictions")
+    score_all(clean_db, settings, rescore_all=True)
+    after = realized()
+    assert {k: after[k] for k in ("n_verdicts", "n_labelled", "n_hindsight", "tp", "fp", "tn",
+                                  "fn", "balanced_accuracy")} == {
+        k: before[k] for k in ("n_verdicts", "n_labelled", "n_hindsight", "tp", "fp", "tn", "fn",
+                               "balanced_accuracy")
+    }  # fmt: skip
+    assert count(clean_db, "select count(distinct first_scored_at) from fnd.predictions") == (
+        first_times
+    )
+
+
 def test_unreadable_image_is_recorded_not_skipped(clean_db, settings, champion):
     with clean_db.connect() as conn:
         kind = conn.execute(

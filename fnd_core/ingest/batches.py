@@ -48,6 +48,8 @@ class IngestReport:
     n_quarantined: int = 0
     n_duplicate: int = 0
     n_labels_updated: int = 0
+    n_pending: int = 0  # labels for posts not ingested yet (label files)
+    kind: str = "posts"  # posts | labels
     rules: dict[str, int] = field(default_factory=dict)
     validation_success: bool | None = None
     data_docs: str | None = None
@@ -66,6 +68,8 @@ class IngestReport:
             f"received {self.n_received}, accepted {self.n_accepted}, "
             f"quarantined {self.n_quarantined}, duplicates {self.n_duplicate}"
         )
+        if self.kind == "labels":
+            counts += f", pending {self.n_pending}, posts relabelled {self.n_labels_updated}"
         tail = f" — {self.reason}" if self.reason else ""
         return f"{head}: {counts}{tail}"
 
@@ -112,6 +116,8 @@ def finish_batch(
         n_quarantined=out.n_quarantined,
         n_duplicate=0 if out.refused else out.n_staged - out.n_accepted,
         n_labels_updated=out.n_labels_updated,
+        n_pending=out.n_pending,
+        kind="labels" if (landing.format or "").startswith("labels-") else "posts",
         rules=dict(out.rules.most_common()),
         validation_success=out.validation["success"],
         data_docs=out.validation["data_docs_path"],
@@ -266,6 +272,7 @@ def resume(
         n_accepted=n_accepted,
         n_quarantined=n_quarantined,
         n_duplicate=n_duplicate,
+        kind="labels" if (fmt or "").startswith("labels-") else "posts",
         moved_to=moved,
         reason="resumed: loaded by an earlier try of this run",
         seconds=time.perf_counter() - started,

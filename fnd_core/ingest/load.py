@@ -56,6 +56,7 @@ __all__ = [
     "landing_root",
     "list_new_files",
     "settled_files",
+    "waiting_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,22 @@ def list_new_files(path: str, settings: Settings) -> list[str]:
     return settled_files(files, settings.landing_settle_seconds)
 
 
+def waiting_files(path: str, settings: Settings) -> list[str]:
+    """The entries waiting at ``path`` (:func:`list_new_files`), then those of its ``labels/``
+    folder (fact-checkers' label files) when it has one: a real folder, never a link."""
+    from fnd_core.ingest.readers import LABELS_FOLDER
+
+    files = list_new_files(path, settings)
+    labels = storage.join(path, LABELS_FOLDER)
+    if storage.is_local(labels):
+        local = storage.local_path(labels)
+        if not (os.path.lexists(local) and localfs.entry_kind(local) == "folder"):
+            return files
+    elif not storage.is_dir(labels, gcs_endpoint=settings.gcs_endpoint):
+        return files
+    return files + list_new_files(labels, settings)
+
+
 def settled_files(files: list[str], window_s: float) -> list[str]:
     """``files`` without the local ones still changing (see :func:`list_new_files`)."""
     if window_s <= 0:
@@ -174,8 +191,12 @@ def ingest_file(
     *,
     run_id: str = "cli",
     fail_share: float | None = None,
+    kind: str | None = None,
 ) -> IngestReport:
     """Ingest one file end to end; raises :class:`BatchRejectedError` if it is set aside.
+
+    ``kind``: ``posts`` or ``labels`` (a label file: :mod:`~fnd_core.ingest.label_load`); by
+    default a file in a ``labels/`` folder is a label file, any other a post file.
 
     Memory stays flat with the file's size: rows are streamed in chunks of ``CHUNK_ROWS``
     (:mod:`~fnd_core.ingest.staging`); each chunk is checked, its accepted posts COPYed into a
@@ -191,12 +212,15 @@ def ingest_file(
         BatchRejectedError: the file was set aside (or loaded but could not be moved).
         FileChangedError: the file changed while it was read; nothing was written.
     """
-    from fnd_core.ingest.readers import FileChangedError, content_sha256
+    from fnd_core.ingest.readers import FileChangedError, content_sha256, file_kind
 
     started, endpoint = time.perf_counter(), settings.gcs_endpoint
     root = landing_root(uri, settings)
+    kind = kind or file_kind(uri)
+    if kind not in ("posts", "labels"):
+        raise ValueError(f"kind must be posts or labels, not {kind!r}")
     try:
-        return _ingest(engine, uri, settings, run_id, fail_share, started, root)
+        return _ingest(engine, uri, settings, run_id, fail_share, started, root, kind)
     except (BatchRejectedError, FileChangedError, FileNotFoundError):
         raise
     except _NOT_THE_FILES:
@@ -224,7 +248,9 @@ def _ingest(
     fail_share: float | None,
     started: float,
     root: str,
+    kind: str,
 ) -> IngestReport:
+    from fnd_core.ingest.label_load import load_label_batch
     from fnd_core.ingest.readers import (
         RowLimits,
         UnreadableFileError,
@@ -239,7 +265,7 @@ def _ingest(
         refused = refusal(uri, max_bytes=settings.max_landing_bytes, gcs_endpoint=endpoint)
         if refused:  # moved to failed/ unread: no content hash
             return refuse_unreadable(engine, uri, None, refused, run_id, endpoint, started, root)
-        landing = read_landing_file(uri, gcs_endpoint=endpoint, limits=limits)
+        landing = read_landing_file(uri, gcs_endpoint=endpoint, limits=limits, kind=kind)
     except UnreadableFileError as exc:
         sha = content_sha256(uri, gcs_endpoint=endpoint)
         return refuse_unreadable(engine, uri, sha, exc.reason, run_id, endpoint, started, root)
@@ -259,9 +285,10 @@ def _ingest(
     log.info("%s: %s, %d bytes: checking rows", storage.printable(uri), landing.format,
              landing.size_bytes)  # fmt: skip
     threshold = settings.quarantine_fail_share if fail_share is None else fail_share
+    load = load_label_batch if kind == "labels" else load_batch
     try:
         with engine.begin() as conn:
-            outcome = load_batch(conn, landing, settings, run_id, threshold)
+            outcome = load(conn, landing, settings, run_id, threshold)
     except UnreadableFileError as exc:  # e.g. Parquet data broken after the footer was read
         return refuse_unreadable(
             engine, uri, landing.content_sha256, exc.reason, run_id, endpoint, started, root

@@ -4,7 +4,8 @@ The format readers (:mod:`~fnd_core.ingest.text_readers` for JSONL, CSV and Fake
 :mod:`~fnd_core.ingest.parquet_reader` for Parquet) share this one shape and its rules, so
 they live apart from :mod:`~fnd_core.ingest.readers`, which hashes a file and picks its reader:
 the column mapping onto ``id``, ``text``, ``image``, ``created_utc``, ``label`` and ``extra``,
-the columns a file must have, and how a row's verbatim text is made storable in Postgres
+the columns a file must have (a label file's are ``post_id``, ``label``, ``source`` and
+``labelled_at``), and how a row's verbatim text is made storable in Postgres
 ``text`` (invalid UTF-8 bytes as ``\\xNN`` escapes, NUL bytes as ``\\x00``).
 """
 
@@ -18,6 +19,8 @@ from typing import Any
 # Canonical field names every reader produces; everything else goes to ``extra``.
 CANONICAL_FIELDS = ("id", "text", "image", "created_utc", "label")
 _CONSUMED = frozenset(CANONICAL_FIELDS) | {"title"}
+# A label file's fields (``fnd label``, ``labels/`` in the landing zone).
+LABEL_FIELDS = ("post_id", "label", "source", "labelled_at")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 BLOCK_BYTES = 1024 * 1024  # files are hashed, and over-long lines skipped, this much at a time
 
@@ -113,6 +116,27 @@ def canonical_fields(record: dict[str, Any]) -> dict[str, Any]:
         extra["title"] = title
     fields["extra"] = extra
     return fields
+
+
+def label_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A label file's columns -> its fields (``id`` stands in for a missing ``post_id``, as
+    post files name it); other columns go to ``extra`` (not stored)."""
+    fields = {name: record.get(name) for name in LABEL_FIELDS}
+    if "post_id" not in record:
+        fields["post_id"] = record.get("id")
+    fields["extra"] = {k: v for k, v in record.items() if k not in LABEL_FIELDS}
+    return fields
+
+
+def check_label_columns(header: list[str]) -> None:
+    """The columns a CSV label file must have: ``post_id`` (or ``id``) and ``label``."""
+    missing = [c for c in ("post_id", "label") if c not in header]
+    if "post_id" in missing and "id" in header:
+        missing.remove("post_id")
+    if missing:
+        raise UnreadableFileError(
+            f"missing required label column(s) {', '.join(missing)}; columns are {header[:20]}"
+        )
 
 
 def check_columns(header: list[str]) -> None:

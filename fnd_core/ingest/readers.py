@@ -49,6 +49,7 @@ __all__ = [
     "UnreadableFileError",
     "content_sha256",
     "detect_format",
+    "file_kind",
     "parse_landing_bytes",
     "read_landing_file",
     "refusal",
@@ -62,6 +63,8 @@ FORMATS_BY_SUFFIX = {
     ".tsv": "fakeddit",
 }
 FAKEDDIT_IMAGE_DIRS = ("images", "public_image_set")
+LABEL_FORMATS = ("jsonl", "csv")  # a label file: post_id, label, source, labelled_at
+LABELS_FOLDER = "labels"  # label files land in <landing>/labels/
 
 
 class FileChangedError(RuntimeError):
@@ -125,18 +128,31 @@ class LandingFile:
         return list(self.iter_rows())
 
 
-def detect_format(uri: str) -> str:
-    """The landing format from the file's extension (case-insensitive)."""
+def detect_format(uri: str, kind: str = "posts") -> str:
+    """The landing format from the file's extension (case-insensitive); a label file's
+    (``kind="labels"``: JSONL or CSV only) is ``labels-jsonl`` or ``labels-csv``."""
     name = storage.basename(uri).lower()
-    for suffix, fmt in FORMATS_BY_SUFFIX.items():
+    suffixes = {s: f for s, f in FORMATS_BY_SUFFIX.items()
+                if kind == "posts" or f in LABEL_FORMATS}  # fmt: skip
+    for suffix, fmt in suffixes.items():
         if name.endswith(suffix):
-            return fmt
-    known = ", ".join(FORMATS_BY_SUFFIX)
-    raise UnreadableFileError(f"unknown file type {name!r}: expected one of {known}")
+            return fmt if kind == "posts" else f"labels-{fmt}"
+    known = ", ".join(suffixes)
+    what = "label file" if kind == "labels" else "file"
+    raise UnreadableFileError(f"unknown {what} type {name!r}: expected one of {known}")
+
+
+def file_kind(uri: str) -> str:
+    """``labels`` for a file in a ``labels/`` folder (fact-checkers' labels), else ``posts``."""
+    return "labels" if storage.basename(storage.parent(uri)) == LABELS_FOLDER else "posts"
 
 
 def read_landing_file(
-    uri: str, *, gcs_endpoint: str | None = None, limits: RowLimits | None = None
+    uri: str,
+    *,
+    gcs_endpoint: str | None = None,
+    limits: RowLimits | None = None,
+    kind: str = "posts",
 ) -> LandingFile:
     """Hash a landing file (local path or ``gs://`` URI) and check its header; rows come later.
 
@@ -144,12 +160,14 @@ def read_landing_file(
     header (CSV, TSV) or footer (Parquet) is checked now, so a file refused as a whole is
     refused before any row is looked at.
 
+    ``kind``: ``posts`` (a post file) or ``labels`` (a label file).
+
     Raises:
         UnreadableFileError: unknown extension, empty file, no header or required columns
             missing, not a Parquet file.
         FileNotFoundError: there is no such file.
     """
-    fmt = detect_format(uri)
+    fmt = detect_format(uri, kind)
     with _open(uri, gcs_endpoint) as f:
         digest, size, blank = _digest(f)
     if blank:
@@ -166,7 +184,7 @@ def read_landing_file(
         gcs_endpoint=gcs_endpoint,
         limits=limits or RowLimits(),
     )  # fmt: skip
-    if fmt != "jsonl":  # parse the header (or footer) and at most one row, then stop
+    if not fmt.endswith("jsonl"):  # parse the header (or footer) and at most one row, then stop
         probe = _rows_of(landing)
         next(probe, None)
         probe.close()

@@ -4,8 +4,10 @@ Rows are streamed in chunks of ``CHUNK_ROWS``: each chunk is checked, its accept
 COPYed into a staging table and its bad rows into ``fnd.quarantine``, all in the batch's one
 transaction; only a few small columns per row are kept for the GX ``posts`` suite. Once every
 chunk is in, the suite runs and the quarantined share decides: the staged posts go into
-``fnd.posts`` (a post already loaded is never inserted again; a label that arrived for it is
-updated), or the whole file is refused. What happens before the transaction (is the file
+``fnd.posts`` (a post already loaded is never inserted again), the labels its rows carry into
+``fnd.labels``, and ``posts.label`` is derived again for its posts (a label that arrived for a
+post loaded before, or one that was waiting for it: :mod:`~fnd_core.ingest.label_store`), or
+the whole file is refused. What happens before the transaction (is the file
 readable, was it seen) and after the commit (move it aside, report) is
 :mod:`~fnd_core.ingest.load` and :mod:`~fnd_core.ingest.batches`.
 
@@ -26,6 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from fnd_core.ingest.label_store import (
+    append_post_file_labels,
+    refresh_current_labels,
+    sync_db_settings,
+)
 from fnd_core.ingest.posts_validation import concat_frames, posts_frame, validate_posts
 from fnd_core.ingest.validation_results import record_validation
 from fnd_core.io.pgcopy import copy_into, create_stage, insert_from_stage
@@ -71,6 +78,7 @@ class LoadOutcome:
     n_accepted: int = 0
     n_quarantined: int = 0
     n_labels_updated: int = 0
+    n_pending: int = 0  # labels appended for posts not ingested yet (a label file's)
     rules: Counter = field(default_factory=Counter)
     validation: dict[str, Any] = field(default_factory=dict)
     refused: str | None = None  # why the whole file was refused, when it was
@@ -80,25 +88,38 @@ def load_batch(
     conn: Connection, landing: LandingFile, settings: Settings, run_id: str, threshold: float
 ) -> LoadOutcome:
     """One transaction: the batch row, then chunks staged, then the GX suite and the verdict."""
-    out = LoadOutcome(batch_id=_insert_batch(conn, landing, run_id))
+    out = LoadOutcome(batch_id=insert_batch(conn, landing, run_id))
     stage = create_stage(conn, "fnd.posts")
     frames = [
         _stage_chunk(conn, stage, out, chunk, results)
         for chunk, results in _checked_chunks(landing, settings)
     ]
     out.validation = validate_posts(landing, concat_frames(frames), settings)
-    share = out.n_quarantined / out.n_received if out.n_received else 0.0
-    if share > threshold:
-        rules = dict(out.rules.most_common())
-        out.refused = (
-            f"{out.n_quarantined} of {out.n_received} rows quarantined "
-            f"({share:.0%} > threshold {threshold:.0%}); rules: {rules}"
-        )
-    else:
+    out.refused = refusal_reason(out, threshold)
+    if not out.refused:
         out.n_accepted = insert_from_stage(
             conn, "fnd.posts", stage, POST_COLUMNS, conflict="(post_id) do nothing"
         )
-        out.n_labels_updated = _update_labels(conn, stage, out.batch_id)
+        sync_db_settings(conn, settings)
+        append_post_file_labels(conn, stage, out.batch_id)
+        out.n_labels_updated = refresh_current_labels(conn, stage, out.batch_id)
+    record_outcome(conn, out, run_id)
+    return out
+
+
+def refusal_reason(out: LoadOutcome, threshold: float) -> str | None:
+    """Why the whole file is refused: its quarantined share passes ``threshold``; else None."""
+    share = out.n_quarantined / out.n_received if out.n_received else 0.0
+    if share <= threshold:
+        return None
+    return (
+        f"{out.n_quarantined} of {out.n_received} rows quarantined "
+        f"({share:.0%} > threshold {threshold:.0%}); rules: {dict(out.rules.most_common())}"
+    )
+
+
+def record_outcome(conn: Connection, out: LoadOutcome, run_id: str) -> None:
+    """The file's GX validation run and its batch row's final counts and status."""
     validation = {**out.validation, "results": _storable_json(out.validation["results"])}
     record_validation(conn, validation, run_id=run_id, batch_id=out.batch_id)
     conn.execute(
@@ -111,7 +132,6 @@ def load_batch(
          "a": out.n_accepted, "q": out.n_quarantined,
          "d": 0 if out.refused else out.n_staged - out.n_accepted, "b": out.batch_id},
     )  # fmt: skip
-    return out
 
 
 def _checked_chunks(
@@ -136,14 +156,14 @@ def _checked_chunks(
     )
     workers = max(1, settings.image_decode_threads)  # fixed: memory must not grow with cores
     started, n = time.perf_counter(), 0
-    for chunk in _chunks(landing.iter_rows(), CHUNK_ROWS):
+    for chunk in row_chunks(landing.iter_rows(), CHUNK_ROWS):
         yield chunk, check_rows(chunk, ctx, workers=workers)
         n += len(chunk)
         log.info("%s: %d rows checked (%.0f rows/s)", printable(landing.uri), n,
                  n / max(time.perf_counter() - started, 1e-9))  # fmt: skip
 
 
-def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
+def row_chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
     """Rows in chunks of ``size`` rows, or fewer once they hold ``CHUNK_BYTES`` of the file."""
     chunk: list[RawRow] = []
     held = 0
@@ -172,7 +192,7 @@ def _stage_chunk(
                 if isinstance(r, RejectedRow)]  # fmt: skip
     accepted = [r for r in results if not isinstance(r, RejectedRow)]
     copy_into(conn, stage, POST_COLUMNS, (_post_row(a, out.batch_id) for a in accepted))
-    _insert_quarantine(conn, out.batch_id, rejected)
+    insert_quarantine(conn, out.batch_id, rejected)
     out.n_received += len(results)
     out.n_staged += len(accepted)
     out.n_quarantined += len(rejected)
@@ -186,20 +206,7 @@ def _post_row(a: AcceptedPost, batch_id: int) -> tuple:
             a.extra)  # fmt: skip
 
 
-def _update_labels(conn: Connection, stage: str, batch_id: int) -> int:
-    """Labels that arrived (or changed) for posts loaded by earlier batches."""
-    return conn.execute(
-        sa.text(
-            "update fnd.posts p set label = s.label, label_updated_at = now() "
-            f"from {stage} s where p.post_id = s.post_id "
-            "and s.label is not null and p.label is distinct from s.label "
-            "and p.batch_id <> :batch"
-        ),
-        {"batch": batch_id},
-    ).rowcount
-
-
-def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
+def insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
     return conn.execute(
         sa.text(
             "insert into fnd.ingest_batches (source_uri, content_sha256, format, run_id) "
@@ -214,7 +221,7 @@ def _insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:
     ).scalar_one()
 
 
-def _insert_quarantine(
+def insert_quarantine(
     conn: Connection, batch_id: int, rejected: list[tuple[RawRow, RejectedRow]]
 ) -> None:
     """The rejected rows: rule, reason, the row's excerpt and where the whole row is."""

@@ -29,9 +29,11 @@ from fnd_core.ingest.raw_rows import (
     blank,
     canonical_fields,
     check_columns,
+    check_label_columns,
     excerpt_of,
     has_surrogates,
     invalid_utf8_row,
+    label_fields,
 )
 
 _FAKEDDIT_NUMERIC = ("score", "num_comments", "upvote_ratio", "3_way_label", "6_way_label")
@@ -55,6 +57,10 @@ def iter_rows(
         return _jsonl_rows(stream, limits)
     if fmt == "csv":
         return _delimited_rows(stream, ",", _csv_fields, check_columns, limits)
+    if fmt == "labels-jsonl":
+        return _jsonl_rows(stream, limits, label_fields)
+    if fmt == "labels-csv":
+        return _delimited_rows(stream, ",", label_fields, check_label_columns, limits)
     if fmt == "fakeddit":
 
         def fields(record: dict[str, str]) -> dict[str, Any]:
@@ -106,8 +112,14 @@ def _number(value: str) -> int | float | str:
     return number if math.isfinite(number) else value
 
 
+_ToFields = Callable[[dict[str, Any]], dict[str, Any]]
+_CheckHeader = Callable[[list[str]], None]
+
+
 # JSONL ---------------------------------------------------------------------------------------
-def _jsonl_rows(stream: IO[bytes], limits: RowLimits) -> Iterator[RawRow]:
+def _jsonl_rows(
+    stream: IO[bytes], limits: RowLimits, to_fields: _ToFields = canonical_fields
+) -> Iterator[RawRow]:
     """One row per line, read with a cap: a line over ``max_row_bytes`` is a row error."""
     for number, (offset, line) in enumerate(_capped_lines(stream, limits), start=1):
         if isinstance(line, RowBytes):  # over-long: measured while skipped, never held
@@ -118,7 +130,7 @@ def _jsonl_rows(stream: IO[bytes], limits: RowLimits) -> Iterator[RawRow]:
         line = line.removesuffix(b"\n").removesuffix(b"\r")
         if not line.strip():
             continue
-        yield _jsonl_row(number, line, RowBytes.of(line, offset, limits))
+        yield _jsonl_row(number, line, RowBytes.of(line, offset, limits), to_fields)
 
 
 def _capped_lines(stream: IO[bytes], limits: RowLimits) -> Iterator[tuple[int, bytes | RowBytes]]:
@@ -142,7 +154,7 @@ def _capped_lines(stream: IO[bytes], limits: RowLimits) -> Iterator[tuple[int, b
         yield start, RowBytes(start, size, sha.hexdigest(), excerpt_of(head, len(head)))
 
 
-def _jsonl_row(number: int, line: bytes, measured: RowBytes) -> RawRow:
+def _jsonl_row(number: int, line: bytes, measured: RowBytes, to_fields: _ToFields) -> RawRow:
     if number == 1:
         line = line.removeprefix(b"\xef\xbb\xbf")
     try:
@@ -162,7 +174,7 @@ def _jsonl_row(number: int, line: bytes, measured: RowBytes) -> RawRow:
     if not isinstance(record, dict):
         kind = type(record).__name__
         return measured.row(number, None, f"expected a JSON object, got {kind}", "parse_error")
-    fields = canonical_fields(record)
+    fields = to_fields(record)
     if invalid_utf8:
         return invalid_utf8_row(measured, number, fields)
     return measured.row(number, fields)
@@ -177,10 +189,6 @@ def _check_fakeddit_header(header: list[str]) -> None:
         raise UnreadableFileError(
             f"missing required Fakeddit column(s) {', '.join(missing)}; header is {header[:20]}"
         )
-
-
-_ToFields = Callable[[dict[str, str]], dict[str, Any]]
-_CheckHeader = Callable[[list[str]], None]
 
 
 def _delimited_rows(

@@ -141,3 +141,26 @@ def current_champions(conn: Connection) -> Champions:
         )
     ).scalar_one_or_none()
     return Champions(champion, previous)
+
+
+_CALIBRATION = """
+select least(width_bucket(pr.first_p_fake, 0, 1, 10), 10) as bin, count(*) as n,
+       avg(pr.first_p_fake)::float8 as mean_p, avg(p.label)::float8 as fake_share
+from fnd.predictions pr
+join fnd.posts p on p.post_id = pr.post_id
+where pr.model_version = :v and p.label is not null
+  and not exists (select 1 from fnd.labels l
+                  where l.post_id = pr.post_id and l.received_at <= pr.first_scored_at)
+group by 1 order by 1
+"""
+
+
+def production_performance(engine: Engine, version: str) -> dict:
+    """A version in production: its weeks (``fnd.realized_performance``: realized beside the
+    label-free estimate) and its calibration bins (first verdicts against the labels that
+    came after them; hindsight excluded, as in the view)."""
+    from fnd_core.observe.performance import realized
+
+    with engine.connect() as conn:
+        bins = [dict(r) for r in conn.execute(sa.text(_CALIBRATION), {"v": version}).mappings()]
+    return {"weeks": realized(engine, model_version=version), "calibration": bins}

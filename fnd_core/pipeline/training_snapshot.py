@@ -41,18 +41,21 @@ def load_examples(
     """Posts as model examples, ordered by post_id (deterministic training input).
 
     ``max_posts`` keeps the newest ones (by ingestion, then post_id): what bounds a
-    retraining's memory. ``group`` and ``topic`` come from the landing file's optional
-    ``group`` and ``topic`` (else ``event``) columns, kept in ``posts.extra``.
+    retraining's memory. Labels are read as they stood at ``as_of`` (``fnd.labels_as_of``): a
+    label received while a retraining runs changes nothing in it. ``group`` and ``topic`` come
+    from the landing file's optional ``group`` and ``topic`` (else ``event``) columns, kept in
+    ``posts.extra``.
     """
     from fnd_core.model.examples import PostExample
 
     query = (
-        "select * from (select post_id, text, image_uri, image_sha256, label, 'train', "
-        "extra ->> 'group', coalesce(extra ->> 'topic', extra ->> 'event'), "
-        "extract(epoch from created_at)::float8 from fnd.posts "
-        "where (cast(:as_of as timestamptz) is null or ingested_at <= :as_of)"
-        + (" and label is not null" if labelled_only else "")
-        + " order by ingested_at desc, post_id desc limit :limit) newest order by post_id"
+        "select * from (select p.post_id, p.text, p.image_uri, p.image_sha256, l.label, "
+        "'train', p.extra ->> 'group', coalesce(p.extra ->> 'topic', p.extra ->> 'event'), "
+        "extract(epoch from p.created_at)::float8 from fnd.posts p "
+        "left join fnd.labels_as_of(cast(:as_of as timestamptz)) l on l.post_id = p.post_id "
+        "where (cast(:as_of as timestamptz) is null or p.ingested_at <= :as_of)"
+        + (" and l.label is not null" if labelled_only else "")
+        + " order by p.ingested_at desc, p.post_id desc limit :limit) newest order by post_id"
     )
     with engine.connect() as conn:
         rows = conn.execute(sa.text(query), {"as_of": as_of, "limit": max_posts}).all()
@@ -66,9 +69,10 @@ def snapshot(engine: Engine, max_posts: int | None = None) -> dict[str, Any]:
         as_of = conn.execute(sa.text("select now()")).scalar_one()
         row = conn.execute(
             sa.text(
-                "select count(*), min(ingested_at), max(ingested_at), "
-                "count(*) filter (where label = 1) "
-                "from fnd.posts where label is not null and ingested_at <= :as_of"
+                "select count(*), min(p.ingested_at), max(p.ingested_at), "
+                "count(*) filter (where l.label = 1) "
+                "from fnd.posts p join fnd.labels_as_of(:as_of) l on l.post_id = p.post_id "
+                "where p.ingested_at <= :as_of"
             ),
             {"as_of": as_of},
         ).one()

@@ -5,9 +5,10 @@ fnd_core.stack.cli:main``; ``python -m fnd_core.stack.cli`` works too). The comm
 area in ``cli_*.py`` and are registered here:
 
 - :mod:`~fnd_core.stack.cli_db`: ``fnd config``, ``fnd db upgrade|status|url|psql|stop``;
-- :mod:`~fnd_core.stack.cli_data`: ``fnd ingest``, ``fnd demo generate``;
+- :mod:`~fnd_core.stack.cli_data`: ``fnd ingest``, ``fnd label``, ``fnd demo generate``;
 - :mod:`~fnd_core.stack.cli_train`: ``fnd train``, ``fnd evaluate``;
-- :mod:`~fnd_core.stack.cli_models`: ``fnd model list|retire|rollback``, ``fnd score``;
+- :mod:`~fnd_core.stack.cli_models`: ``fnd model list|retire|rollback``, ``fnd score``,
+  ``fnd performance``;
 - :mod:`~fnd_core.stack.cli_stack`: ``fnd up``.
 
 Each command imports what it needs inside its body, so ``fnd --help`` and ``fnd config``
@@ -41,11 +42,13 @@ for command in (
     cli_db.config_cmd,
     cli_db.db_group,
     cli_data.ingest_cmd,
+    cli_data.label_cmd,
     cli_data.demo_group,
     cli_train.train_cmd,
     cli_train.evaluate_cmd,
     cli_models.model_group,
     cli_models.score_cmd,
+    cli_models.performance_cmd,
     cli_stack.up_cmd,
 ):
     cli.add_command(command)

@@ -1,4 +1,4 @@
-"""`fnd ingest` and `fnd demo generate`: posts into fnd, from a landing folder or made up.
+"""`fnd ingest`, `fnd label` and `fnd demo generate`: posts and labels into fnd.
 
 One of the command modules of :mod:`fnd_core.stack.cli`, which registers them on the ``fnd``
 group; split out so each area's commands read on their own.
@@ -7,10 +7,14 @@ group; split out so each area's commands read on their own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fnd_core.stack.cli_context import engine_from, settings_from
+
+if TYPE_CHECKING:
+    from fnd_core.settings import Settings
 
 
 @click.command("ingest")
@@ -25,35 +29,72 @@ from fnd_core.stack.cli_context import engine_from, settings_from
 def ingest_cmd(ctx: click.Context, path: str | None, fail_share: float | None) -> None:
     """Ingest PATH (a file or folder, local or gs://; default: the landing zone).
 
+    A folder's label files (in its labels/ folder) are ingested after its post files.
     Ingested files are moved to archive/ or failed/ beside them, so PATH may not be in fnd's
     own store, Data Docs, feature cache or database folder.
     """
-    from fnd_core.ingest.load import (
-        BatchRejectedError,
-        PathNotAllowedError,
-        allowed_landing_path,
-        ingest_file,
-        list_new_files,
-    )
+    from fnd_core.ingest.load import waiting_files
+
+    settings = settings_from(ctx)
+    path = _operator_path(path or settings.landing, settings)
+    _ingest_files(ctx, waiting_files(path, settings), None, fail_share, path)
+
+
+@click.command("label")
+@click.argument("path")
+@click.option(
+    "--fail-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Quarantined share above which a file fails (default: the setting).",
+)
+@click.pass_context
+def label_cmd(ctx: click.Context, path: str, fail_share: float | None) -> None:
+    """Load fact-checkers' labels from PATH (a CSV or JSONL file, or a folder of them).
+
+    Columns: post_id, label (0/1, real/fake), optional source and labelled_at. Labels are
+    appended to fnd.labels; posts.label becomes the latest from the most trusted source
+    (FND_LABEL_TRUST_ORDER); a label for a post not ingested yet waits for it. Files move to
+    archive/ or failed/ beside them. Then the champion's realized performance is checked.
+    """
+    from fnd_core.ingest.load import list_new_files
+    from fnd_core.observe.performance import check_realized
+
+    settings = settings_from(ctx)
+    path = _operator_path(path, settings)
+    _ingest_files(ctx, list_new_files(path, settings), "labels", fail_share, path)
+    for alert in check_realized(engine_from(ctx), settings):
+        click.echo(f"ALERT {alert.title}: " + "; ".join(alert.lines), err=True)
+
+
+def _operator_path(path: str, settings: Settings) -> str:
+    from fnd_core.ingest.load import PathNotAllowedError, allowed_landing_path
+
+    try:
+        return allowed_landing_path(path, settings, operator=True)
+    except PathNotAllowedError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _ingest_files(
+    ctx: click.Context, files: list[str], kind: str | None, fail_share: float | None, path: str
+) -> None:
+    """Ingest each file, print its report and the totals; exit 1 when any was set aside."""
+    from fnd_core.ingest.load import BatchRejectedError, ingest_file
     from fnd_core.ingest.readers import FileChangedError
     from fnd_core.ingest.run_outcome import summary_lines
     from fnd_core.io.storage import printable
 
-    settings = settings_from(ctx)
-    try:
-        path = allowed_landing_path(path or settings.landing, settings, operator=True)
-    except PathNotAllowedError as exc:
-        raise click.ClickException(str(exc)) from exc
-    engine = engine_from(ctx)
-    files = list_new_files(path, settings)
     if not files:
         click.echo(f"no files waiting in {printable(path)}")
         return
+    settings, engine = settings_from(ctx), engine_from(ctx)
     aside: dict[str, str] = {}
     totals = dict.fromkeys(("n_received", "n_accepted", "n_quarantined", "n_duplicate"), 0)
     for uri in files:
         try:
-            report = ingest_file(engine, uri, settings, run_id="cli", fail_share=fail_share)
+            report = ingest_file(engine, uri, settings, run_id="cli", fail_share=fail_share,
+                                 kind=kind)  # fmt: skip
         except BatchRejectedError as exc:
             report = exc.report
             aside[report.uri] = report.reason or report.status

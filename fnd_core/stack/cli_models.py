@@ -155,3 +155,44 @@ def score_cmd(
     n_scored = sum(r.n_scored for r in reports)
     seconds = time.perf_counter() - started
     click.echo(f"scored {n_scored} post(s) in {seconds:.1f} s ({n_scored / seconds:.1f} posts/s)")
+    from fnd_core.observe.performance import estimate_weeks
+
+    engine = make_engine(url)
+    estimate_weeks(engine, model_version=work["model_version"])  # the label-free estimate
+    engine.dispose()
+
+
+@click.command("performance")
+@click.option("--model-version", default=None, help="One version (default: every version).")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON lines.")
+@click.pass_context
+def performance_cmd(ctx: click.Context, model_version: str | None, as_json: bool) -> None:
+    """Realized performance (verdicts vs the labels that came after them) beside the
+    label-free estimate, per model version and UTC week of the first verdicts."""
+    import json
+
+    from fnd_core.observe.performance import estimate_weeks, realized
+
+    engine = engine_from(ctx)
+    estimate_weeks(engine, model_version=model_version)
+    rows = realized(engine, model_version=model_version)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    if not rows:
+        click.echo("no verdicts yet")
+        return
+    click.echo(f"{'version':<28} {'week':<10} {'verdicts':>8} {'labelled':>8} {'hindsight':>9} "
+               f"{'realized BA':>11} {'estimated BA':>12} {'gate (posts)':>12}")  # fmt: skip
+    for r in rows:
+        click.echo(
+            f"{r['model_version']:<28} {r['week']:<10} {r['n_verdicts']:>8} {r['n_labelled']:>8} "
+            f"{r['n_hindsight']:>9} {_shown(r['balanced_accuracy']):>11} "
+            f"{_shown(r['estimated_balanced_accuracy']):>12} "
+            f"{_shown(r['gate_estimate_by_post']):>12}"
+        )
+
+
+def _shown(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

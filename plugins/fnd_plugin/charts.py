@@ -146,6 +146,104 @@ def drift_chart(reports: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def performance_chart(weeks: Sequence[dict[str, Any]], gate: float | None) -> str:
+    """A version's balanced accuracy per week: estimated without labels (line), realized
+    from the labels that arrived (dots, where the week holds enough of each class), and the
+    gate's post-counted estimate (dashed).
+
+    Args:
+        weeks: rows of ``fnd.realized_performance`` for one version, oldest first.
+        gate: the gate's estimate counted by post, or None.
+    """
+    if not weeks:
+        return _empty("no verdicts yet")
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    step = plot_w / len(weeks)
+
+    def y(value: float) -> float:  # the axis runs from 0.3 to 1.0
+        return _TOP + plot_h * (1 - (min(max(value, 0.3), 1.0) - 0.3) / 0.7)
+
+    parts = [_open("Balanced accuracy per week: estimated, realized and the gate's estimate")]
+    for k in range(8):
+        value = 0.3 + 0.1 * k
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
+            f'class="axis">{value:.1f}</text>'
+        )
+    if gate is not None:
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(gate):.1f}" y2="{y(gate):.1f}" '
+            f'stroke="{_FAKE}" stroke-dasharray="5 4"><title>gate estimate (by post) '
+            f"{gate:.3f}</title></line>"
+        )
+    for (key, label), colour in zip(
+        (("estimated_balanced_accuracy", "estimated"), ("balanced_accuracy", "realized")),
+        SERIES_COLOURS,
+        strict=True,
+    ):
+        points = []
+        for i, w in enumerate(weeks):
+            if w.get(key) is None:
+                continue
+            cx, cy = _LEFT + (i + 0.5) * step, y(w[key])
+            points.append(f"{cx:.1f},{cy:.1f}")
+            tip = f"week of {w['week']}: {label} {w[key]:.3f} ({w['n_labelled']} labelled)"
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{colour}">'
+                         f"<title>{escape(tip)}</title></circle>")  # fmt: skip
+        if len(points) > 1 and key.startswith("estimated"):
+            parts.append(f'<polyline points="{" ".join(points)}" fill="none" '
+                         f'stroke="{colour}"/>')  # fmt: skip
+    parts.extend(_x_labels([str(w["week"]) for w in weeks], step))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def calibration_chart(bins: Sequence[dict[str, Any]]) -> str:
+    """Observed fake share against mean p_fake per bin (dots sized by posts), and the
+    diagonal a calibrated model follows.
+
+    Args:
+        bins: ``[{mean_p, fake_share, n}]`` (labelled verdicts, hindsight excluded).
+    """
+    if not bins:
+        return _empty("no labels after the verdicts yet")
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    x0, side = _LEFT + (plot_w - plot_h) / 2, plot_h  # a square plot, centred
+
+    def xy(p: float, share: float) -> tuple[float, float]:
+        return x0 + side * p, _TOP + side * (1 - share)
+
+    parts = [_open("Calibration: observed fake share against p_fake")]
+    for k in range(5):
+        v = k / 4
+        gx, gy = xy(v, v)
+        parts.append(
+            f'<line x1="{x0:.1f}" x2="{x0 + side:.1f}" y1="{gy:.1f}" y2="{gy:.1f}" class="grid"/>'
+            f'<text x="{x0 - 6:.1f}" y="{gy + 4:.1f}" text-anchor="end" class="axis">{v:.2f}</text>'
+            f'<text x="{gx:.1f}" y="{_H - _BOTTOM + 16}" text-anchor="middle" class="axis">'
+            f"{v:.2f}</text>"
+        )
+    (ax, ay), (bx, by) = xy(0, 0), xy(1, 1)
+    parts.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" '
+                 f'stroke="{_VOLUME}" stroke-dasharray="4 3"/>')  # fmt: skip
+    biggest = max(b["n"] for b in bins)
+    points = []
+    for b in bins:
+        cx, cy = xy(b["mean_p"], b["fake_share"])
+        points.append(f"{cx:.1f},{cy:.1f}")
+        r = 2.5 + 5.5 * math.sqrt(b["n"] / biggest)
+        tip = f"p_fake ≈ {b['mean_p']:.2f}: {b['fake_share']:.1%} fake of {b['n']} labelled"
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{SERIES_COLOURS[0]}">'
+                     f"<title>{escape(tip)}</title></circle>")  # fmt: skip
+    parts.append(f'<polyline points="{" ".join(points)}" fill="none" '
+                 f'stroke="{SERIES_COLOURS[0]}"/>')  # fmt: skip
+    parts.append(f'<text x="{x0 + side:.0f}" y="{_H - 4}" text-anchor="end" class="axis">'
+                 "p_fake</text>")  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _open(title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '

@@ -1,4 +1,5 @@
-"""Models: the leaderboard with gate decisions, and each version's training plots."""
+"""Models: the leaderboard with gate decisions, each version's training plots, and how it does
+in production (realized against the label-free estimate, and its calibration)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from fnd_core.observe import monitoring, monitoring_models
-from fnd_plugin import files
+from fnd_plugin import charts, files
 from fnd_plugin.backend import Backend
 from fnd_plugin.web import backend, link, render
 
@@ -79,12 +80,20 @@ def models_page(
     focus = next((m for m in page.items if m["version"] == champions.champion), None)
     if version or focus is None:
         focus = page.items[0] if page.items else None
+    production = None
+    if focus is not None:
+        production = monitoring_models.production_performance(backend.engine, focus["version"])
+        production["performance_svg"] = charts.performance_chart(
+            production["weeks"], focus.get("gate_estimate_by_post")
+        )
+        production["calibration_svg"] = charts.calibration_chart(production["calibration"])
     return render(
         request,
         "models.html",
         page=page,
         champions=champions,
         focus=focus,
+        production=production,
         filters={"run_id": run_id, "version": version},
     )
 

@@ -141,3 +141,40 @@ def test_a_run_that_set_files_aside_ends_red_while_good_posts_load(airflow_db, f
     failed = scalar(clean_db, "select count(*) from fnd.ingest_batches where status = 'failed'")
     assert failed == 2
     assert sorted(os.listdir(landing)) == ["archive", "failed", "images"]
+
+
+def test_label_files_land_through_ingest_and_a_realized_drop_requests_retraining(
+    airflow_db, fnd_env, clean_db, monkeypatch
+):
+    """Labels in landing/labels/ for verdicts a champion gave: loaded by the same mapped task,
+    not announced as posts; the realized balanced accuracy (0.75 over 4 + 4 labels) falls below
+    the gate's 0.95, so the run alerts and updates fnd://drift."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    from tests.labelled_verdicts import P_FAKE, TRUTH, add_verdicts, add_version
+
+    monkeypatch.setenv("FND_REALIZED_MIN_LABELS_PER_CLASS", "2")
+    generate_batch(fnd_env / "landing", 10, seed=5, unlabelled_share=1.0)
+    assert load_dag("fnd_ingest").test().state == "success"
+    add_version(clean_db, gate_by_post=0.95)
+    add_verdicts(clean_db, P_FAKE)
+    labels = fnd_env / "landing" / "labels"
+    labels.mkdir()
+    (labels / "afp.csv").write_text(
+        "post_id,label,source\n" + "".join(f"{k},{v},afp\n" for k, v in TRUTH.items())
+    )
+
+    run = load_dag("fnd_ingest").test()
+
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states["ingest_file[0]"] == "success" and states["announce_posts"] == "skipped"
+    assert states["check_realized_performance"] == "success"
+    assert states["request_retrain_on_labels"] == "success", states
+    assert scalar(clean_db, "select count(*) from fnd.labels where source = 'afp'") == 8
+    assert scalar(clean_db, "select count(*) from fnd.performance_alerts") == 1
+    assert list((labels / "archive").iterdir())
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+    assert [e.asset.uri for e in events] == ["fnd://drift"]

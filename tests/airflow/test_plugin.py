@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from markupsafe import escape
 
 from fnd_core.ingest.load import BatchRejectedError, ingest_file
@@ -467,6 +468,28 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     assert f'src="{champion["plots"][0]["url"]}"' in html  # the champion's plots are shown
     missing = client.get(f"/fnd/models/{built['champion']}/plots/model.png", headers=auth)
     assert missing.status_code == 404
+
+
+@pytest.mark.slow
+def test_models_page_shows_the_champion_in_production(client, auth, built, engine):
+    """Estimate beside realized per week, and the calibration curve. The champion scored only
+    posts labelled when they landed: every verdict is hindsight, none is counted or estimated."""
+    from fnd_core.observe.performance import estimate_weeks
+
+    estimate_weeks(engine, model_version=built["champion"])
+    html = client.get("/fnd/models", headers=auth).text
+    section = html[html.index(f"{built['champion']} in production") :]
+    assert section.count("<svg") == 2
+    assert "Balanced accuracy per week" in section and "no labels after the verdicts yet" in section
+    with engine.connect() as conn:
+        n, hindsight, labelled, estimate = conn.execute(sa.text(
+            "select n_verdicts, n_hindsight, n_labelled, estimated_balanced_accuracy::float8 "
+            "from fnd.realized_performance where model_version = :v"), {"v": built["champion"]}
+        ).one()  # fmt: skip
+    assert (n, hindsight, labelled) == (120, 120, 0)  # 100 + 20 demo posts, labelled on landing
+    assert estimate is None  # nothing to estimate: every verdict was given knowing its label
+    row = section[section.index("<tbody>"):section.index("</tbody>")]
+    assert ">120<" in row and row.count("—") >= 2
 
 
 @pytest.mark.slow
