@@ -488,7 +488,7 @@ def test_models_page_shows_the_champion_in_production(client, auth, built, engin
         ).one()  # fmt: skip
     assert (n, hindsight, labelled) == (120, 120, 0)  # 100 + 20 demo posts, labelled on landing
     assert estimate is None  # nothing to estimate: every verdict was given knowing its label
-    row = section[section.index("<tbody>"):section.index("</tbody>")]
+    row = section[section.index("<tbody>") : section.index("</tbody>")]
     assert ">120<" in row and row.count("—") >= 2
 
 
