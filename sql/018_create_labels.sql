@@ -66,21 +66,27 @@ alter table fnd.labels enable always trigger labels_are_append_only;
 
 -- The current label of each post as of a moment: the latest received (at or before as_of)
 -- from the most trusted source; sources outside the trust order rank after those in it.
-create function fnd.labels_as_of(as_of timestamptz)
+-- post_ids (optional) limits it to those posts: passed as a literal array, the planner folds
+-- the NULL tests away and reads only their rows through labels_post_id_idx.
+create function fnd.label_trust_order() returns text[]
+language sql stable as $$
+    select string_to_array(fnd.setting('label_trust_order', ''), ',')
+$$;
+comment on function fnd.label_trust_order() is
+    'FND_LABEL_TRUST_ORDER as an array, most trusted source first (empty: every source equal).';
+
+create function fnd.labels_as_of(as_of timestamptz, post_ids text[] default null)
 returns table (post_id text, label smallint, source text, received_at timestamptz)
 language sql stable as $$
-    with trust as (
-        select string_to_array(fnd.setting('label_trust_order', ''), ',') as sources
-    )
     select distinct on (l.post_id) l.post_id, l.label, l.source, l.received_at
-    from fnd.labels l, trust
-    where as_of is null or l.received_at <= as_of
+    from fnd.labels l
+    where (as_of is null or l.received_at <= as_of)
+      and (post_ids is null or l.post_id = any(post_ids))
     order by l.post_id,
-             coalesce(array_position(trust.sources, l.source),
-                      coalesce(cardinality(trust.sources), 0) + 1),
+             coalesce(array_position((select fnd.label_trust_order()), l.source), 2147483647),
              l.received_at desc, l.label_id desc
 $$;
-comment on function fnd.labels_as_of(timestamptz) is
+comment on function fnd.labels_as_of(timestamptz, text[]) is
     'Each post''s label as it stood at as_of (NULL: now): latest received from the most trusted source.';
 
 -- Backfill: every label fnd holds came inside a post row.

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from fnd_core.ingest.label_rows import POST_FILE_SOURCE
 
+_IDS_PER_STATEMENT = 10_000  # post ids per UPDATE: a literal array, planned with them in view
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
@@ -59,17 +61,21 @@ def append_post_file_labels(conn: Connection, stage: str, batch_id: int) -> int:
 
 def refresh_current_labels(conn: Connection, stage: str, batch_id: int) -> int:
     """Derive ``posts.label`` again for the posts named in ``stage``; returns how many posts
-    loaded by earlier batches changed label (their ``label_updated_at`` is set)."""
-    changed = conn.execute(
-        sa.text(
-            "with current_label as ("
-            "  select c.post_id, c.label from fnd.labels_as_of(null) c "
-            f"  where c.post_id in (select post_id from {stage})) "
-            "update fnd.posts p set label = c.label, label_updated_at = "
-            "  case when p.batch_id = :batch then p.label_updated_at else now() end "
-            "from current_label c where p.post_id = c.post_id "
-            "and p.label is distinct from c.label returning p.batch_id"
-        ),
-        {"batch": batch_id},
-    ).all()
-    return sum(1 for (b,) in changed if b != batch_id)
+    loaded by earlier batches changed label (their ``label_updated_at`` is set).
+
+    The ids go to ``fnd.labels_as_of`` as a literal array, so only their labels are read
+    (an index scan), whatever the size of ``fnd.labels``."""
+    ids = conn.execute(sa.text(f"select distinct post_id from {stage}")).scalars().all()
+    changed = 0
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        rows = conn.execute(
+            sa.text(
+                "update fnd.posts p set label = c.label, label_updated_at = "
+                "  case when p.batch_id = :batch then p.label_updated_at else now() end "
+                "from fnd.labels_as_of(null, :ids) c where p.post_id = c.post_id "
+                "and p.label is distinct from c.label returning p.batch_id"
+            ),
+            {"batch": batch_id, "ids": ids[start : start + _IDS_PER_STATEMENT]},
+        ).all()
+        changed += sum(1 for (b,) in rows if b != batch_id)
+    return changed

@@ -9,10 +9,11 @@ Nothing is lost and nothing lands twice:
   as failed with its reason and moved to ``failed/``; loaded files move to ``archive/``.
 
 Duplicates and labels: a post already loaded is never inserted again and its text and image
-never change. A label, though, may arrive later (a fact-check verdict for a post first seen
-unlabelled) or be corrected: when a duplicate row carries a label that differs from the stored
-one, the stored label is updated and ``label_updated_at`` set. The row still counts as a
-duplicate; the number of such updates is reported as ``n_labels_updated``.
+never change. A label, though, may arrive later or be corrected: in a label file (``fnd
+label``, ``labels/`` in the landing zone; :mod:`~fnd_core.ingest.label_load`), or in a
+duplicate post row whose label differs. Either way it is appended to ``fnd.labels`` and
+``posts.label`` derived again (:mod:`~fnd_core.ingest.label_store`); the number of posts whose
+label changed is reported as ``n_labels_updated``.
 
 This module is the entry point: which files wait in landing (:func:`list_new_files`), which
 paths ingest may touch at all (:func:`allowed_landing_path`), and :func:`ingest_file`, which
