@@ -20,6 +20,8 @@ largest |Δp|).
 (a)-(c') run in interleaved rounds and the medians are reported. Then (a) at each scale, a
 second run with no new posts, and a rescore of every post with
 the feature cache warm (what a newly promoted champion with the same frozen encoders does).
+``--evidence`` then rescores every post with the picture look-up (``FND_PICTURE_EVIDENCE``)
+on and off, cache cold and warm: what the evidence costs.
 """
 
 from __future__ import annotations
@@ -217,6 +219,26 @@ def agreement(url: str, version: str, reference: dict[str, float], threshold: fl
     return f"{flips} of {len(reference)} labels differ from fp32, largest |Δp| {worst:.4f}"
 
 
+def evidence_rows(url: str, settings, have: int) -> list[tuple]:
+    """(a) rescoring every post with the picture look-up on and off (fnd.prediction_evidence):
+    cold (new posts' cost) and warm (a new champion's rescoring, the look-up's worst share)."""
+    from dataclasses import replace
+
+    rows = []
+    for cold in (True, False):
+        timed = {}
+        for on in (True, False, True, False):  # interleaved; the faster of two each
+            n, seconds = fnd_score(url, replace(settings, picture_evidence=on),
+                                   rescore_all=True, cold=cold)  # fmt: skip
+            timed[on] = min(timed.get(on, seconds), seconds)
+        share = 1 - timed[False] / timed[True]
+        for on in (True, False):
+            rows.append((f"{have:,}, cache {'cold' if cold else 'warm'}", "on" if on else "off",
+                         f"{timed[on]:.1f}", f"{have / timed[on]:.1f}",
+                         f"{share:.1%}" if on else ""))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1000,10000,50000")
@@ -227,6 +249,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="FND_SCORE_WORKERS")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a)-(c'); medians")
+    parser.add_argument("--evidence", action="store_true",
+                        help="then rescore every post with FND_PICTURE_EVIDENCE on and off, "
+                             "feature cache cold and warm")  # fmt: skip
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     logging.basicConfig(level=logging.WARNING)
@@ -283,6 +308,7 @@ def main() -> None:
             (f"{have:,} (rescore all, warm cache)", f"{n:,}", f"{seconds:.1f}",
              f"{n / seconds:.1f}")
         )  # fmt: skip
+        evidence = evidence_rows(url, settings, have) if args.evidence else []
         engine.dispose()
 
     print()
@@ -301,6 +327,9 @@ def main() -> None:
     print()
     print(table(scaling, ("posts in table", "newly scored", "seconds", "posts/s")))
     print(f"(a) vs (c) verdicts: {agree}")
+    if evidence:
+        print(table(evidence, ("every post rescored", "evidence", "seconds", "posts/s",
+                               "evidence's share of the time")))  # fmt: skip
     decoders = loader_workers(settings.num_workers, cpu)
     print(f"({workers} worker(s) x {threads} thread(s), {precision}, image batch "
           f"{settings.batch_size}, text batch {TEXT_BATCH}, DataLoader workers {decoders}, "

@@ -109,6 +109,7 @@ def reveal_labels(engine, settings, version: str, new: list[dict]) -> list[tuple
         ingest_file(engine, str(path), settings, kind="labels")
         row = realized(engine, model_version=version)[-1]
         shown = [row["balanced_accuracy"], row["estimated_balanced_accuracy"],
+                 row["fake_recall"], row["estimated_fake_recall"],
                  row["estimated_fake_share"], row["gate_estimate_by_post"]]  # fmt: skip
         rows.append((f"{step + 1}/4: {row['n_labelled']:,}", row["n_fake"], row["n_real"],
                      *("—" if v is None else f"{v:.3f}" for v in shown)))  # fmt: skip
@@ -248,7 +249,8 @@ def main() -> None:
             "(fnd.realized_performance) vs the label-free estimate of the same verdicts:"
         )
         print(table(revealed, ("labels revealed", "fake", "real", "realized balanced accuracy",
-                               "estimated (no labels)", "estimated fake share",
+                               "estimated (no labels)", "realized fake recall",
+                               "estimated fake recall", "estimated fake share",
                                "gate estimate (by post)")))  # fmt: skip
     if objectives:
         print("decision objectives on all held-out posts (by post; the rescoring reads no label):")

@@ -292,6 +292,16 @@ class Settings:
         24.0,
         "Drift asks for retraining once per champion and at most once in this many hours",
     )
+    picture_evidence: bool = _setting(
+        "FND_PICTURE_EVIDENCE",
+        True,
+        "Scoring looks up each post's nearest labelled picture (fnd.prediction_evidence)",
+    )
+    picture_match_bits: int = _setting(
+        "FND_PICTURE_MATCH_BITS",
+        6,
+        "Perceptual-hash bits (of 64) within which a labelled picture counts as the same one",
+    )
     label_trust_order: str = _setting(
         "FND_LABEL_TRUST_ORDER",
         "",

@@ -34,6 +34,7 @@ DATA_TABLES = (
     "drift_reports",
     "performance_alerts",
     "performance_estimates",
+    "prediction_evidence",
     "predictions",
     "scoring_errors",
     "model_versions",

@@ -23,6 +23,7 @@ TABLES = {
     "labels",
     "performance_estimates",
     "performance_alerts",
+    "prediction_evidence",
     "schema_migrations",
 }
 VIEWS = {
@@ -33,6 +34,7 @@ VIEWS = {
     "pending_labels",
     "label_conflicts",
     "realized_performance",
+    "fake_picture_matches",
 }
 
 

@@ -235,6 +235,48 @@ def test_labels_after_the_verdicts_are_realized_once_and_a_rescore_changes_nothi
     )
 
 
+def test_each_verdict_gets_its_nearest_labelled_picture_and_keeps_it_through_a_rescore(
+    clean_db, settings, champion
+):
+    """A repost (cropped, scaled, re-encoded) of a labelled demo picture lands unlabelled: its
+    verdict comes with the labelled post showing that picture; a rescore keeps the evidence."""
+    import json
+
+    from PIL import Image
+
+    from fnd_core.ingest.load import ingest_file
+    from fnd_core.stack.demo_posts import make_post
+    from tests.test_evidence import reposted
+
+    landing = Path(settings.landing)
+    reposted(Image.open(landing / "images" / "s11-000003.jpg").convert("RGB")).save(
+        landing / "images" / "repost.jpg", "JPEG", quality=70
+    )
+    (landing / "repost.jsonl").write_text(
+        json.dumps({"id": "repost", "text": "seen again", "image": "images/repost.jpg"}) + "\n"
+    )
+    ingest_file(clean_db, str(landing / "repost.jsonl"), settings)
+    reports = score_all(clean_db, settings)
+    assert sum(r.n_scored for r in reports) == 151
+
+    def found() -> dict:
+        with clean_db.connect() as conn:
+            return {r[0]: tuple(r[1:]) for r in conn.execute(sa.text(
+                "select post_id, match_post_id, match_label, matched from fnd.prediction_evidence"
+            ))}  # fmt: skip
+
+    first = found()
+    assert len(first) == 151 and first["repost"] == ("s11-000003", make_post(11, 3).label, True)
+    assert all(match != post for post, (match, _, _) in first.items())  # never its own evidence
+    score_all(clean_db, settings, rescore_all=True)
+    assert found() == first
+    off = replace(settings, picture_evidence=False)
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("delete from fnd.prediction_evidence"))
+    score_all(clean_db, off, rescore_all=True)
+    assert found() == {}
+
+
 def test_unreadable_image_is_recorded_not_skipped(clean_db, settings, champion):
     with clean_db.connect() as conn:
         kind = conn.execute(

@@ -27,6 +27,7 @@ class StoredImage:
     width: int
     height: int
     format: str
+    phashes: tuple[int, ...] | None = None  # perceptual hashes: whole picture, then centres
 
 
 DEFAULT_MAX_IMAGE_BYTES: int = default("max_image_bytes")
@@ -244,5 +245,6 @@ def ingest_image(
     digest = sha256_hex(data)
     stored_uri = store.put(data, sha256=digest, ext=info.ext)
     return StoredImage(
-        uri=stored_uri, sha256=digest, width=info.width, height=info.height, format=info.format
-    )
+        uri=stored_uri, sha256=digest, width=info.width, height=info.height, format=info.format,
+        phashes=info.phashes,
+    )  # fmt: skip

@@ -107,7 +107,7 @@ def labels_frame(rows: list[RawRow], results: list[AcceptedLabel | RejectedRow])
 
     from fnd_core.ingest.field_parsers import InvalidField, parse_label
 
-    records = []
+    records: list[tuple[Any, ...]] = []
     for raw, verdict in zip(rows, results, strict=True):
         fields = raw.fields or {}
         if isinstance(verdict, AcceptedLabel):

@@ -75,6 +75,7 @@ class AcceptedPost:
     created_at: dt.datetime | None
     label: int | None
     extra: dict[str, Any]
+    image_phashes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,7 @@ def _finish(
         image_sha256=image.sha256,
         image_width=image.width,
         image_height=image.height,
+        image_phashes=image.phashes,
         created_at=c.created_at,
         label=c.label,
         extra=c.extra,

@@ -60,6 +60,7 @@ POST_COLUMNS = (
     "label",
     "batch_id",
     "extra",
+    "image_phashes",
 )
 QUARANTINE_COLUMNS = ("batch_id", "row_number", "post_id", "rule", "reason", "raw",
                       "raw_n_bytes", "raw_sha256", "raw_byte_offset")  # fmt: skip
@@ -202,8 +203,13 @@ def _stage_chunk(
 
 def _post_row(a: AcceptedPost, batch_id: int) -> tuple:
     return (a.post_id, a.source, a.text, a.image_uri, a.image_sha256, a.image_width,
-            a.image_height, a.created_at, a.label, batch_id,
-            a.extra)  # fmt: skip
+            a.image_height, a.created_at, a.label, batch_id, a.extra,
+            bigint_array(a.image_phashes))  # fmt: skip
+
+
+def bigint_array(values: tuple[int, ...] | None) -> str | None:
+    """A Postgres ``bigint[]`` literal for COPY (None: NULL)."""
+    return None if values is None else "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 def insert_batch(conn: Connection, landing: LandingFile, run_id: str) -> int:

@@ -62,6 +62,7 @@ class ImageInfo:
     width: int
     height: int
     mode: str
+    phashes: tuple[int, ...] | None = None  # perceptual hashes (fnd_core.io.picture_hash)
 
 
 def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
@@ -106,7 +107,20 @@ def inspect_image(
     if orientation in _SWAPS_SIDES:
         width, height = height, width
     ext = _EXTENSIONS.get(image_format, image_format.lower())
-    return ImageInfo(format=image_format, ext=ext, width=width, height=height, mode=mode)
+    return ImageInfo(format=image_format, ext=ext, width=width, height=height, mode=mode,
+                     phashes=_phashes(image, orientation))  # fmt: skip
+
+
+def _phashes(image: Image.Image, orientation: int) -> tuple[int, ...] | None:
+    """The decoded (JPEG: 1/8 scale) picture's perceptual hashes, upright; None when its mode
+    has no grey form: a picture without hashes is still a good picture, only never matched."""
+    from fnd_core.io.picture_hash import picture_hashes
+
+    method = _TRANSPOSES.get(orientation)
+    try:
+        return picture_hashes(image.transpose(method) if method is not None else image)
+    except (ValueError, OSError):
+        return None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -136,7 +136,7 @@ def upgrade(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
                     applied_now += _apply(conn, m)
                 for view in views:
                     try:
-                        conn.exec_driver_sql(view.sql)
+                        _run_script(conn, view.sql)
                     except Exception as exc:
                         raise MigrationError(
                             f"views/{view.name}.sql failed, the upgrade rolled back: {exc}"
@@ -148,12 +148,22 @@ def upgrade(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
+def _run_script(conn: Connection, sql: str) -> None:
+    """Run a SQL file as written: through the DBAPI cursor without parameters, so a ``%`` in
+    it (a comment's "90 %") is SQL, not a placeholder."""
+    raw = conn.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the connection has no DBAPI connection (closed?)")
+    with raw.cursor() as cur:
+        cur.execute(sql)
+
+
 def _apply(conn: Connection, m: Migration) -> list[str]:
     """Run one migration and record it, in the caller's transaction; [] if already applied."""
     if m.filename in _applied(conn):
         return []
     try:
-        conn.exec_driver_sql(m.sql)
+        _run_script(conn, m.sql)
     except Exception as exc:
         raise MigrationError(f"{m.filename} failed, rolled back: {exc}") from exc
     conn.exec_driver_sql(

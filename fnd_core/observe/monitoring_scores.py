@@ -189,10 +189,18 @@ select
     p.label as true_label,
     pr.p_fake,
     pr.threshold,
-    pr.scored_at
+    pr.scored_at,
+    e.match_post_id,
+    e.match_label,
+    e.match_distance,
+    e.matched,
+    e.match_fake_posts,
+    e.match_real_posts
 from fnd.posts p
 join fnd.predictions pr
     on pr.post_id = p.post_id and pr.model_version = :champion and pr.label = 'fake'
+left join fnd.prediction_evidence e
+    on e.post_id = pr.post_id and e.model_version = pr.model_version
 order by coalesce(p.created_at, p.ingested_at) desc, p.post_id desc
 limit :limit offset :offset
 """
@@ -201,7 +209,8 @@ limit :limit offset :offset
 def latest_flagged_fake(
     engine: Engine, *, limit: int = 20, offset: int = 0, champion: str | None = None
 ) -> dict[str, Any]:
-    """The newest posts the champion flags fake, with their text and image hash.
+    """The newest posts the champion flags fake, with their text, image hash and evidence
+    (the nearest labelled picture, ``fnd.prediction_evidence``).
 
     No total is counted (it would read every prediction); ``has_more`` says whether a next
     page exists.

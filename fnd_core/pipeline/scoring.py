@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from fnd_core.pipeline import page_scoring, prediction_store, registry
+from fnd_core.pipeline import evidence, page_scoring, prediction_store, registry
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class ShardReport:
     seconds: float
     threshold: float | None = None  # the verdicts' threshold (moved by the accuracy objective)
     estimated_fake_share: float | None = None  # accuracy objective: EM on this shard's scores
+    n_matched: int = 0  # posts whose picture matches a labelled picture (fnd.prediction_evidence)
 
     @property
     def posts_per_s(self) -> float:
@@ -137,7 +138,8 @@ def score_shard(
     loaded = _load_for_scoring(version, device)
     cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
     waiting: list[tuple[str, float]] = []  # accuracy objective: verdicts wait for the mix
-    n_scored = n_errors = 0
+    pictures = evidence.build_index(engine, settings) if settings.picture_evidence else None
+    n_scored = n_errors = n_matched = 0
     after = ""
     while True:
         page = prediction_store.next_page(
@@ -156,11 +158,14 @@ def score_shard(
         prediction_store.write_page(
             engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all
         )
+        if pictures is not None:
+            ids = [ex.post_id for ex, p in zip(page, p_fake, strict=True) if p is not None]
+            n_matched += evidence.attach(engine, settings, version.version, pictures, ids)
         n_errors += len(errors)
         elapsed = time.perf_counter() - started
         log.info(
-            "shard %d/%d: %d scored, %d errors (%.1f posts/s)",
-            shard, n_shards, n_scored, n_errors, n_scored / max(elapsed, 1e-9),
+            "shard %d/%d: %d scored, %d errors, %d matching a labelled picture (%.1f posts/s)",
+            shard, n_shards, n_scored, n_errors, n_matched, n_scored / max(elapsed, 1e-9),
         )  # fmt: skip
     threshold, share = loaded.threshold, None
     if waiting:
@@ -172,7 +177,7 @@ def score_shard(
             )  # fmt: skip
     report = ShardReport(
         version.version, shard, n_shards, n_scored, n_errors, time.perf_counter() - started,
-        threshold=round(threshold, 6), estimated_fake_share=share,
+        threshold=round(threshold, 6), estimated_fake_share=share, n_matched=n_matched,
     )  # fmt: skip
     log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
     return report

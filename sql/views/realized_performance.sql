@@ -81,6 +81,8 @@ select
     round(cal.ece::numeric, 4) as expected_calibration_error,
     round(e.estimated_balanced_accuracy::numeric, 4) as estimated_balanced_accuracy,
     round(e.estimated_fake_share::numeric, 4) as estimated_fake_share,
+    round(e.estimated_fake_precision::numeric, 4) as estimated_fake_precision,
+    round(e.estimated_fake_recall::numeric, 4) as estimated_fake_recall,
     lb.gate_estimate,
     lb.gate_estimate_by_post,
     c.tp,
@@ -109,6 +111,8 @@ comment on column fnd.realized_performance.fake_recall is 'Of the labelled fake 
 comment on column fnd.realized_performance.expected_calibration_error is 'ECE over 10 equal bins of p_fake re-weighted to the week''s estimated fake share (NULL: no estimate yet).';
 comment on column fnd.realized_performance.estimated_balanced_accuracy is 'The label-free estimate of the week (fnd.performance_estimates), over its verdicts that are not hindsight, labelled yet or not.';
 comment on column fnd.realized_performance.estimated_fake_share is 'The week''s fake share estimated from p_fake (label shift assumed).';
+comment on column fnd.realized_performance.estimated_fake_precision is 'Label-free estimate of fake precision, beside fake_precision.';
+comment on column fnd.realized_performance.estimated_fake_recall is 'Label-free estimate of fake recall, beside fake_recall.';
 comment on column fnd.realized_performance.gate_estimate is 'The gate''s estimate for the version (as in fnd.model_leaderboard).';
 comment on column fnd.realized_performance.gate_estimate_by_post is 'The gate''s estimate counted by post: what realized balanced accuracy is compared with.';
 comment on column fnd.realized_performance.tp is 'Labelled fake, said fake.';

@@ -521,6 +521,9 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     flagged = data["flagged"]["items"]
     assert flagged and all(p["p_fake"] >= p["threshold"] for p in flagged)
     assert str(escape(flagged[0]["text"])) in html
+    # evidence: each verdict's nearest labelled picture, never the post's own
+    assert all(p["match_post_id"] not in (None, p["post_id"]) for p in flagged)
+    assert "Picture seen before" in html and "/64 bits apart" in html
 
 
 @pytest.mark.slow

