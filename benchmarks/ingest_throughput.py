@@ -3,7 +3,8 @@
     python benchmarks/ingest_throughput.py [N_POSTS]   (default 10000)
 
 fnd: read → row checks (images decoded once, JPEG draft mode, content-addressed store) →
-Great Expectations suite + Data Docs → COPY into Postgres → archive.
+Great Expectations suite + Data Docs → COPY into Postgres → archive; then again without the
+pictures' perceptual hashes (``FND_PICTURE_EVIDENCE=false``), to show what they cost.
 Baseline (what a competent user writes first): for each line, json.loads, open the image with
 Pillow and convert it to RGB, sha256 it, copy it into the store, and INSERT the row (one
 statement per row, one transaction).
@@ -16,6 +17,7 @@ import json
 import logging
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -78,8 +80,11 @@ def main() -> None:
         batch = generate_batch(Path(settings.landing), n_posts, seed=43)
         with Timer() as fnd:
             report = ingest_file(engine, str(batch.data_file), settings)
-        engine.dispose()
         assert report.n_accepted == n_posts, report
+        batch = generate_batch(Path(settings.landing), n_posts, seed=44)
+        with Timer() as unhashed:  # FND_PICTURE_EVIDENCE=false: no perceptual hashes
+            ingest_file(engine, str(batch.data_file), replace(settings, picture_evidence=False))
+        engine.dispose()
 
         with Timer() as base:
             n_base = baseline(url_base, base_copy / batch.data_file.name.replace("43", "42"),
@@ -93,6 +98,7 @@ def main() -> None:
 
     rows = [
         row("fnd ingest (checks + GX + Data Docs + COPY)", fnd.seconds),
+        row("fnd ingest, FND_PICTURE_EVIDENCE=false (no perceptual hashes)", unhashed.seconds),
         row("baseline: row-at-a-time loop", base.seconds),
     ]
     print(table(rows, ("path", "seconds", "rows/s", "images/s", "speed-up")))

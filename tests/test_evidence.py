@@ -58,9 +58,26 @@ def test_unrelated_pictures_are_far_apart():
     assert min(distances) > BITS and np.median(distances) > 20
 
 
-def test_a_picture_of_an_odd_mode_gets_hashes_or_none_but_never_fails():
-    assert len(picture_hashes(photo(3).convert("P"))) == 3
-    assert len(picture_hashes(photo(3).convert("CMYK"))) == 3
+@pytest.mark.parametrize("mode", ["P", "1", "CMYK", "I;16", "LA"])
+def test_a_large_picture_of_any_mode_is_hashed_small(mode):
+    big = photo(3, size=(2400, 1800)).convert("L" if mode == "I;16" else "RGB").convert(mode)
+    assert len(picture_hashes(big)) == 3
+    assert distance(photo(3, size=(2400, 1800)), big.convert("RGB")) <= BITS + 4  # same scene
+
+
+def test_the_hashes_at_ingest_see_the_picture_upright():
+    """A phone photo stored sideways with an EXIF orientation: hashed as shown."""
+    from fnd_core.io.imaging import inspect_image
+
+    upright = photo(5)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    sideways.save(buf, "JPEG", quality=90, exif=exif)
+    stored = inspect_image(buf.getvalue(), max_pixels=10**8).phashes
+    assert stored is not None
+    assert int(hamming(np.array([stored[0]]), np.array(picture_hashes(upright))).min()) <= BITS
 
 
 def land(settings: Settings, name: str, records: list[dict], images: dict[str, Image.Image]):

@@ -232,8 +232,10 @@ def ingest_image(
     gcs_endpoint: str | None = None,
     remote: RemoteImages | None = None,
     max_decoded_bytes: int = default("max_image_decoded_bytes"),
+    phash: bool = True,
 ) -> StoredImage:
-    """Read (confined to ``zone``, capped at ``max_bytes``), check and store one landing image.
+    """Read (confined to ``zone``, capped at ``max_bytes``), check and store one landing image;
+    ``phash``: with its perceptual hashes (``FND_PICTURE_EVIDENCE``).
 
     Raises:
         ImageRejected: with the rule the image broke.
@@ -241,7 +243,8 @@ def ingest_image(
     data = read_image_bytes(
         uri, zone=zone, max_bytes=max_bytes, gcs_endpoint=gcs_endpoint, remote=remote
     )
-    info = inspect_image(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+    info = inspect_image(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes,
+                         phash=phash)  # fmt: skip
     digest = sha256_hex(data)
     stored_uri = store.put(data, sha256=digest, ext=info.ext)
     return StoredImage(

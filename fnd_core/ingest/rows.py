@@ -103,6 +103,7 @@ class RowContext:
         max_image_decoded_bytes: largest decoded picture (bytes in memory), from its header.
         gcs_endpoint: GCS endpoint override for reading landing images (emulator).
         remote: the ``http(s)`` image hosts that may be fetched from (none by default).
+        picture_hashes: compute each picture's perceptual hashes (``FND_PICTURE_EVIDENCE``).
         seen_ids: post ids already claimed in this file -> the row that claimed them.
         images: resolved image URI -> its outcome, so an image used twice is checked once.
     """
@@ -116,6 +117,7 @@ class RowContext:
     max_image_decoded_bytes: int = default("max_image_decoded_bytes")
     gcs_endpoint: str | None = None
     remote: RemoteImages = field(default_factory=RemoteImages)
+    picture_hashes: bool = default("picture_evidence")
     seen_ids: dict[str, int] = field(default_factory=dict)
     images: dict[str, StoredImage | ImageRejected] = field(default_factory=dict)
 
@@ -274,6 +276,7 @@ def _image_outcome(uri: str, ctx: RowContext) -> StoredImage | ImageRejected:
                 gcs_endpoint=ctx.gcs_endpoint,
                 remote=ctx.remote,
                 max_decoded_bytes=ctx.max_image_decoded_bytes,
+                phash=ctx.picture_hashes,
             )
         except ImageRejected as exc:
             known = exc

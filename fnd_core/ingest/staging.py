@@ -154,6 +154,7 @@ def _checked_chunks(
         remote=RemoteImages(
             allowed_hosts(settings.remote_image_hosts), settings.remote_image_timeout_s
         ),
+        picture_hashes=settings.picture_evidence,
     )
     workers = max(1, settings.image_decode_threads)  # fixed: memory must not grow with cores
     started, n = time.perf_counter(), 0

@@ -87,14 +87,15 @@ def open_rgb(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> 
 
 
 def inspect_image(
-    data: bytes, *, max_pixels: int, max_decoded_bytes: int | None = None
+    data: bytes, *, max_pixels: int, max_decoded_bytes: int | None = None, phash: bool = True
 ) -> ImageInfo:
     """Check that ``data`` is a complete, convertible image and return its upright size.
 
     Memory stays within ``max_decoded_bytes`` (checked from the header, before decoding):
     JPEGs decode at 1/8 scale (every byte is still read, so truncation is still caught), and
     only a small corner is converted to RGB to prove the mode converts; the full picture is
-    decoded once, in its own mode, never widened.
+    decoded once, in its own mode, never widened. ``phash``: also the perceptual hashes of what
+    was decoded (:mod:`fnd_core.io.picture_hash`).
     """
     image = _open_checked(data, max_pixels)
     image_format, mode = image.format or "", image.mode
@@ -108,7 +109,7 @@ def inspect_image(
         width, height = height, width
     ext = _EXTENSIONS.get(image_format, image_format.lower())
     return ImageInfo(format=image_format, ext=ext, width=width, height=height, mode=mode,
-                     phashes=_phashes(image, orientation))  # fmt: skip
+                     phashes=_phashes(image, orientation) if phash else None)  # fmt: skip
 
 
 def _phashes(image: Image.Image, orientation: int) -> tuple[int, ...] | None:
@@ -116,9 +117,8 @@ def _phashes(image: Image.Image, orientation: int) -> tuple[int, ...] | None:
     has no grey form: a picture without hashes is still a good picture, only never matched."""
     from fnd_core.io.picture_hash import picture_hashes
 
-    method = _TRANSPOSES.get(orientation)
     try:
-        return picture_hashes(image.transpose(method) if method is not None else image)
+        return picture_hashes(image, _TRANSPOSES.get(orientation))
     except (ValueError, OSError):
         return None
 

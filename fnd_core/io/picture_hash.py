@@ -23,14 +23,18 @@ CENTRES = (1.0, 0.9, 0.8)  # the share of each side kept: the whole picture, the
 _REDUCE_TO = 256  # pixels of the longer side a picture is first reduced to (the hash sees 32)
 
 
-def picture_hashes(image: Image.Image) -> tuple[int, ...]:
-    """The picture's perceptual hashes (whole, then the centres of :data:`CENTRES`), signed."""
+def picture_hashes(image: Image.Image, transpose: Image.Transpose | None = None) -> tuple[int, ...]:
+    """The picture's perceptual hashes (whole, then the centres of :data:`CENTRES`), signed.
+
+    ``transpose``: what makes the picture upright (its EXIF orientation). The picture is
+    reduced first, in its own mode, so a large one is never copied at full size.
+    """
     import imagehash
 
-    grey = image if image.mode == "L" else image.convert("L")
-    factor = max(grey.size) // _REDUCE_TO
-    if factor > 1:
-        grey = grey.reduce(factor)
+    small = _reduced(image)
+    if transpose is not None:
+        small = small.transpose(transpose)
+    grey = small if small.mode == "L" else small.convert("L")
     hashes = []
     for keep in CENTRES:
         w, h = grey.size
@@ -40,6 +44,17 @@ def picture_hashes(image: Image.Image) -> tuple[int, ...]:
         value = int("".join("1" if b else "0" for b in bits), 2)
         hashes.append(value - (1 << 64) if value >= 1 << 63 else value)
     return tuple(hashes)
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    factor = max(image.size) // _REDUCE_TO
+    if factor <= 1:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not take (P, 1, I;16): every factor-th pixel
+        size = (max(1, image.width // factor), max(1, image.height // factor))
+        return image.resize(size, Image.Resampling.NEAREST)
 
 
 def hamming(queries: np.ndarray, indexed: np.ndarray) -> np.ndarray:
