@@ -81,9 +81,9 @@ def main() -> None:
         with Timer() as fnd:
             report = ingest_file(engine, str(batch.data_file), settings)
         assert report.n_accepted == n_posts, report
-        batch = generate_batch(Path(settings.landing), n_posts, seed=44)
+        plain = generate_batch(Path(settings.landing), n_posts, seed=44)
         with Timer() as unhashed:  # FND_PICTURE_EVIDENCE=false: no perceptual hashes
-            ingest_file(engine, str(batch.data_file), replace(settings, picture_evidence=False))
+            ingest_file(engine, str(plain.data_file), replace(settings, picture_evidence=False))
         engine.dispose()
 
         with Timer() as base:

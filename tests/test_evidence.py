@@ -53,6 +53,18 @@ def test_a_reposted_picture_stays_within_the_match_bits(change):
     assert distance(original, reposted(original, **change)) <= BITS
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_the_whole_picture_hash_is_imagehash_phash(seed):
+    """fnd computes the standard perceptual hash in numpy (three at once): the library's bits,
+    up to a coefficient tied with the median."""
+    import imagehash
+
+    picture = photo(seed, size=(200, 150))
+    reference = int(str(imagehash.phash(picture.convert("L"))), 16)
+    mine = picture_hashes(picture)[0] & (2**64 - 1)
+    assert bin(reference ^ mine).count("1") <= 1
+
+
 def test_unrelated_pictures_are_far_apart():
     distances = [distance(photo(1), photo(seed)) for seed in range(2, 22)]
     assert min(distances) > BITS and np.median(distances) > 20

@@ -102,6 +102,10 @@ def test_labels_arriving_after_the_verdicts_give_the_hand_computed_realized_figu
     assert rows(clean_db, "select distinct source, labelled_at::text from fnd.labels") == [
         ("afp", "2026-11-30 09:00:00+00")
     ]
+    shown = CliRunner().invoke(cli, ["performance"], obj={"settings": label_settings})
+    assert shown.exit_code == 0 and f"{VERSION} " in shown.output and " 0.750 " in shown.output
+    as_json = CliRunner().invoke(cli, ["performance", "--json"], obj={"settings": label_settings})
+    assert json.loads(as_json.output.splitlines()[0])["tp"] == 3
 
 
 def test_too_few_labels_of_a_class_leave_balanced_accuracy_null(clean_db, label_settings):

@@ -1,13 +1,15 @@
 """Perceptual hashes of pictures: the same picture resized or re-encoded keeps nearly the same
 64 bits; an unrelated picture differs in about half of them.
 
-The hash is ``imagehash.phash`` (the low frequencies of the 32 x 32 grey picture's DCT against
-their median), the standard perceptual hash. Each picture gets three: of the whole picture and
-of its centre at 90 % and 80 % of each side, so a repost whose borders were cropped (a
-letterbox removed, a platform's crop) still finds it: the query's whole-picture hash is compared
-with all three. Measured on the 285 pictures of the MediaEval dev set: resizing to a half or a
-quarter and re-encoding at JPEG quality 30-50 moves the hash by at most 6 bits; a 5 % crop of
-every side by 11 bits on average (0 against the 90 % centre); an asymmetric crop is not caught.
+The hash is the standard perceptual hash, computed as ``imagehash.phash`` computes it (the low
+frequencies of the 32 x 32 grey picture's DCT against their median; a test checks the bits are
+the library's), in numpy for the three hashes at once (0.2 ms for a 28-px decoded JPEG; the
+library took 0.6). Each picture gets three: of the whole picture and of its centre at 90 % and
+80 % of each side, so a repost whose borders were cropped (a letterbox removed, a platform's
+crop) still finds it: the query's whole-picture hash is compared with all three. Measured on
+the 285 pictures of the MediaEval dev set: resizing to a half or a quarter and re-encoding at
+JPEG quality 30-50 moves the hash by at most 6 bits; a 5 % crop of every side by 11 bits on
+average (0 against the 90 % centre); an asymmetric crop is not caught.
 
 Hashes are stored as signed 64-bit integers (Postgres ``bigint[]``); distances are Hamming
 distances, ``numpy.bitwise_count`` over whole arrays, so a page of posts is compared with every
@@ -21,6 +23,8 @@ from PIL import Image
 
 CENTRES = (1.0, 0.9, 0.8)  # the share of each side kept: the whole picture, then two crops
 _REDUCE_TO = 256  # pixels of the longer side a picture is first reduced to (the hash sees 32)
+_SIDE = 32  # the grey picture the DCT reads, as imagehash.phash (hash_size 8, highfreq_factor 4)
+_DCT = np.cos(np.pi * np.outer(np.arange(_SIDE), 2 * np.arange(_SIDE) + 1) / (2 * _SIDE))
 
 
 def picture_hashes(image: Image.Image, transpose: Image.Transpose | None = None) -> tuple[int, ...]:
@@ -29,21 +33,22 @@ def picture_hashes(image: Image.Image, transpose: Image.Transpose | None = None)
     ``transpose``: what makes the picture upright (its EXIF orientation). The picture is
     reduced first, in its own mode, so a large one is never copied at full size.
     """
-    import imagehash
-
     small = _reduced(image)
     if transpose is not None:
         small = small.transpose(transpose)
     grey = small if small.mode == "L" else small.convert("L")
-    hashes = []
+    w, h = grey.size
+    pixels = []
     for keep in CENTRES:
-        w, h = grey.size
         dx, dy = int(w * (1 - keep) / 2), int(h * (1 - keep) / 2)
         part = grey.crop((dx, dy, w - dx, h - dy)) if keep < 1 else grey
-        bits = imagehash.phash(part, hash_size=8).hash.flatten()
-        value = int("".join("1" if b else "0" for b in bits), 2)
-        hashes.append(value - (1 << 64) if value >= 1 << 63 else value)
-    return tuple(hashes)
+        resized = part.resize((_SIDE, _SIDE), Image.Resampling.LANCZOS)
+        pixels.append(np.asarray(resized, dtype=np.float64))
+    # imagehash.phash, batched: a DCT-II of rows and columns (a constant factor apart from
+    # scipy's, which a median threshold ignores), its 8 x 8 lowest frequencies vs their median
+    low = (_DCT @ np.stack(pixels) @ _DCT.T)[:, :8, :8].reshape(len(CENTRES), 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return tuple(int(v) for v in np.packbits(bits, axis=1).view(">i8").ravel())
 
 
 def _reduced(image: Image.Image) -> Image.Image:
