@@ -58,6 +58,9 @@ def trained(create_database, tmp_path_factory):
     engine.dispose()
 
 
+LABELS_APPEND_ONLY = "labels_are_append_only"  # sql/018
+
+
 @pytest.fixture(autouse=True)
 def _only_the_champion_kept(request):
     """Each test starts from the trained champion alone: the batches, verdicts and drift
@@ -76,8 +79,19 @@ def _only_the_champion_kept(request):
         conn.exec_driver_sql("delete from fnd.drift_reports")
         conn.exec_driver_sql("delete from fnd.predictions where run_id <> 'initial'")
         conn.exec_driver_sql("delete from fnd.scoring_errors where run_id <> 'initial'")
+        conn.exec_driver_sql(
+            "delete from fnd.prediction_evidence e using fnd.posts p "
+            f"where p.post_id = e.post_id and p.batch_id > {int(last_batch)}"
+        )
+        # fnd.labels is append-only (sql/018); this cleanup alone takes labels back
+        conn.exec_driver_sql(f"alter table fnd.labels disable trigger {LABELS_APPEND_ONLY}")
+        conn.exec_driver_sql(f"delete from fnd.labels where batch_id > {int(last_batch)}")
+        conn.exec_driver_sql(f"alter table fnd.labels enable always trigger {LABELS_APPEND_ONLY}")
         for table in ("quarantine", "validation_runs", "posts", "ingest_batches"):
             conn.exec_driver_sql(f"delete from fnd.{table} where batch_id > {int(last_batch)}")
+        for table in ("performance_estimates", "performance_alerts", "prediction_evidence"):
+            conn.execute(sa.text(f"delete from fnd.{table} where model_version <> all(:v)"),
+                         {"v": versions})  # fmt: skip
         conn.execute(sa.text("delete from fnd.model_versions where version <> all(:v)"),
                      {"v": versions})  # fmt: skip
 
