@@ -179,9 +179,12 @@ def look_up(
             for column in columns[1:]:
                 np.minimum(d, hamming(hashes, column), out=d)
             # a picture labelled only through the post itself is not evidence for it
-            own = [(k, position[queries[i][1]]) for k, i in enumerate(rows)
-                   if queries[i][3] is not None and queries[i][1] in position]  # fmt: skip
-            for k, j_own in own:
+            labelled_self = [
+                (k, position[queries[i][1]])
+                for k, i in enumerate(rows)
+                if queries[i][3] is not None and queries[i][1] in position
+            ]
+            for k, j_own in labelled_self:
                 if left[j_own] == 0:
                     d[k, j_own] = _FAR
             best = d.argmin(axis=1)

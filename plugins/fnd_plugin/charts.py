@@ -7,7 +7,7 @@ Each function returns one ``<svg>`` element as a string (every label escaped), s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
@@ -108,17 +108,8 @@ def drift_chart(reports: Sequence[dict[str, Any]]) -> str:
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     step = plot_w / len(measured)
 
-    def y(auc: float) -> float:  # the axis runs from 0.4 to 1.0
-        return _TOP + plot_h * (1 - (min(max(auc, 0.4), 1.0) - 0.4) / 0.6)
-
-    parts = [_open("Input drift: domain classifier ROC AUC per report")]
-    for k in range(4):
-        value = 0.4 + 0.2 * k
-        parts.append(
-            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
-            f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
-            f'class="axis">{value:.1f}</text>'
-        )
+    y, grid = _ranged_axis(0.4, 1.0, 0.2, plot_h)
+    parts = [_open("Input drift: domain classifier ROC AUC per report"), *grid]
     for (key, label), colour in zip((("image_auc", "image"), ("text_auc", "text")),
                                     SERIES_COLOURS, strict=True):  # fmt: skip
         bars = [f"{_LEFT + (i + 0.5) * step:.1f},{y(r[key + '_bar']):.1f}"
@@ -160,17 +151,9 @@ def performance_chart(weeks: Sequence[dict[str, Any]], gate: float | None) -> st
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     step = plot_w / len(weeks)
 
-    def y(value: float) -> float:  # the axis runs from 0.3 to 1.0
-        return _TOP + plot_h * (1 - (min(max(value, 0.3), 1.0) - 0.3) / 0.7)
-
-    parts = [_open("Balanced accuracy per week: estimated, realized and the gate's estimate")]
-    for k in range(8):
-        value = 0.3 + 0.1 * k
-        parts.append(
-            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
-            f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
-            f'class="axis">{value:.1f}</text>'
-        )
+    y, grid = _ranged_axis(0.3, 1.0, 0.1, plot_h)
+    parts = [_open("Balanced accuracy per week: estimated, realized and the gate's estimate"),
+             *grid]  # fmt: skip
     if gate is not None:
         parts.append(
             f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(gate):.1f}" y2="{y(gate):.1f}" '
@@ -242,6 +225,26 @@ def calibration_chart(bins: Sequence[dict[str, Any]]) -> str:
                  "p_fake</text>")  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _ranged_axis(
+    lo: float, hi: float, tick: float, plot_h: float
+) -> tuple[Callable[[float], float], list[str]]:
+    """A y axis from ``lo`` to ``hi`` (values outside are held at its ends): the value -> y
+    mapping, and its grid lines with labels every ``tick``."""
+
+    def y(value: float) -> float:
+        return _TOP + plot_h * (1 - (min(max(value, lo), hi) - lo) / (hi - lo))
+
+    grid = []
+    for k in range(round((hi - lo) / tick) + 1):
+        value = lo + tick * k
+        grid.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+            f'class="grid"/><text x="{_LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
+            f'class="axis">{value:.1f}</text>'
+        )
+    return y, grid
 
 
 def _open(title: str) -> str:
