@@ -116,6 +116,37 @@ def reveal_labels(engine, settings, version: str, new: list[dict]) -> list[tuple
     return rows
 
 
+def evidence_of(engine, version: str) -> dict[str, tuple[float | None, bool, int | None]]:
+    """Each scored post's (novelty, picture matched, the matched picture's label)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select post_id, novelty, matched, match_label from fnd.prediction_evidence"
+                    " where model_version = :v"),
+            {"v": version},
+        ).all()  # fmt: skip
+    return {r[0]: (r[1], bool(r[2]), r[3]) for r in rows}
+
+
+def evidence_row(name: str, part: list[dict], got: dict[str, tuple[float, int]],
+                 evidence: dict) -> tuple:  # fmt: skip
+    """Novelty's spread over ``part``, its picture matches, and balanced accuracy when a match
+    decides the verdict (the matched picture's label) instead of the model."""
+    part = [p for p in part if p["id"] in got]  # scored
+    found = [evidence[p["id"]] for p in part if p["id"] in evidence]
+    novelty = np.array([n for n, _, _ in found if n is not None])
+    quartiles = np.percentile(novelty, [25, 50, 75]) if novelty.size else [np.nan] * 3
+    y = np.array([p["label"] for p in part])
+    model = np.array([got[p["id"]][1] for p in part], dtype=int)
+    ruled = np.array([evidence[p["id"]][2] if p["id"] in evidence and evidence[p["id"]][1]
+                      else m for p, m in zip(part, model, strict=True)])  # fmt: skip
+    two = len(np.unique(y)) > 1
+    return (name, len(part), *(f"{q:.0f}" for q in quartiles),
+            f"{(novelty >= 95).mean():.2f}" if novelty.size else "–",
+            sum(m for _, m, _ in found),
+            f"{metrics.balanced_accuracy(y, model):.3f}" if two else "–",
+            f"{metrics.balanced_accuracy(y, ruled):.3f}" if two else "–")  # fmt: skip
+
+
 def recorded_estimate(engine, version: str) -> dict:
     with engine.connect() as conn:
         row = conn.execute(
@@ -202,6 +233,8 @@ def main() -> None:
                                            run_id="unseen")  # fmt: skip
         estimate = recorded_estimate(engine, version)
         p_fake = verdicts(engine, [p["id"] for p in new])
+        evidence = evidence_of(engine, version)
+        got = labelled_verdicts(engine, [p["id"] for p in [*new, *train]])
         revealed = reveal_labels(engine, settings, version, new) if args.reveal_labels else []
         objectives = []
         if args.accuracy_objective:
@@ -243,6 +276,17 @@ def main() -> None:
     )
     print(table(rows, ("held out", "posts", "fake share", "champion by post",
                        "champion, each story once")))  # fmt: skip
+    print(
+        "novelty (percentile of the distance to the nearest training topic among the training "
+        "posts' own) and picture evidence; balanced accuracy by post of the model alone and "
+        "with a matched labelled picture deciding:"
+    )
+    evidence_rows = [evidence_row(name, [p for p in scored if p["event"] == name], got,
+                                  evidence) for name in sorted(held)]  # fmt: skip
+    evidence_rows.append(evidence_row("all held-out posts", scored, got, evidence))
+    evidence_rows.append(evidence_row("training posts (rescored)", train, got, evidence))
+    print(table(evidence_rows, ("posts", "n", "novelty p25", "median", "p75", "share >= 95",
+                                "picture matched", "model alone", "match decides")))  # fmt: skip
     if revealed:
         print(
             "labels revealed in four steps (held-out posts by time); realized "

@@ -274,7 +274,34 @@ def test_each_verdict_gets_its_nearest_labelled_picture_and_keeps_it_through_a_r
     with clean_db.begin() as conn:
         conn.execute(sa.text("delete from fnd.prediction_evidence"))
     score_all(clean_db, off, rescore_all=True)
-    assert found() == {}
+    assert set(found().values()) == {(None, None, False)}  # novelty only: no picture looked up
+
+
+def test_each_verdict_records_how_far_its_post_lies_from_the_training_topics(
+    clean_db, settings, champion
+):
+    """Novelty (a percentile of the training posts' own distances) beside every verdict, the
+    same again on a rescore; the champion's artifact carries the reference."""
+    from fnd_core.model.artifacts import load_model
+    from fnd_core.pipeline import registry
+
+    version = registry.get_version(clean_db, champion)
+    reference = load_model(version.artifact_uri, version.artifact_sha256).novelty
+    assert reference is not None and reference.n_posts == CHAMPION.n_posts
+
+    def novelty() -> dict[str, float]:
+        with clean_db.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "select post_id, novelty from fnd.prediction_evidence where model_version = :v"
+            ), {"v": champion}).all())  # fmt: skip
+
+    score_all(clean_db, settings)
+    first = novelty()
+    values = np.array(list(first.values()), dtype=float)
+    assert len(first) == CHAMPION.n_posts and not np.isnan(values).any()
+    assert values.min() >= 0.0 and values.max() <= 100.0 and values.std() > 5.0
+    score_all(clean_db, settings, rescore_all=True)
+    assert novelty() == pytest.approx(first)
 
 
 def test_unreadable_image_is_recorded_not_skipped(clean_db, settings, champion):

@@ -47,7 +47,8 @@ def picture_hashes(image: Image.Image, transpose: Image.Transpose | None = None)
     # imagehash.phash, batched: a DCT-II of rows and columns (a constant factor apart from
     # scipy's, which a median threshold ignores), its 8 x 8 lowest frequencies vs their median
     low = (_DCT @ np.stack(pixels) @ _DCT.T)[:, :8, :8].reshape(len(CENTRES), 64)
-    bits = low > np.median(low, axis=1, keepdims=True)
+    middle = np.sort(low, axis=1)[:, 31:33]  # np.median of 64 values, a quarter of its time
+    bits = low > (middle[:, :1] + middle[:, 1:]) / 2
     return tuple(int(v) for v in np.packbits(bits, axis=1).view(">i8").ravel())
 
 

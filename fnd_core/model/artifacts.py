@@ -6,6 +6,7 @@ Layout (local path or fsspec URI such as ``gs://bucket/models/v7``)::
     config.json         ModelConfig, threshold, which weights are stored, encoder digests
     metrics.json        optional: the training metrics
     plots/*.png         optional: training curves, ROC, confusion matrix
+    novelty.safetensors optional: the training topics novelty is measured against
     manifest.json       sha256 of every file above; written last
 
 The artifact's sha256 is the sha256 of ``manifest.json``, so it covers every file. Loading
@@ -38,13 +39,15 @@ from fnd_core.model.config import ModelConfig
 from fnd_core.model.encoders.backbones import weights_digest
 from fnd_core.model.errors import ArtifactIntegrityError
 from fnd_core.model.network import ENCODER_PREFIXES, FakeNewsModel, build_model
+from fnd_core.model.novelty import NoveltyReference
 
 FORMAT = "fnd-model/1"
-WEIGHTS, CONFIG, METRICS, MANIFEST = (
+WEIGHTS, CONFIG, METRICS, MANIFEST, NOVELTY = (
     "model.safetensors",
     "config.json",
     "metrics.json",
     "manifest.json",
+    "novelty.safetensors",
 )
 
 
@@ -69,6 +72,7 @@ class LoadedModel:
     uri: str
     sha256: str
     calibration: Calibration = field(default_factory=Calibration)  # applied to P(fake)
+    novelty: NoveltyReference | None = None  # None: saved without one (before sql/020)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -103,6 +107,7 @@ def save_model(
     include_encoders: bool | None = None,
     storage_options: Mapping[str, Any] | None = None,
     calibration: Calibration | None = None,
+    novelty: NoveltyReference | None = None,
 ) -> SavedArtifact:
     """Write ``model`` into the folder ``uri`` and return its sha256.
 
@@ -116,6 +121,8 @@ def save_model(
             rebuilt from the preset (``tiny`` preset, or fine-tuned encoders).
         storage_options: fsspec options (e.g. a GCS endpoint).
         calibration: the map the scorer applies to P(fake) (:mod:`fnd_core.model.calibration`).
+        novelty: the training topics scoring measures each post against
+            (:mod:`fnd_core.model.novelty`).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -125,7 +132,13 @@ def save_model(
         else _network_files(model, threshold, include_encoders)
     )
     config["calibration"] = (calibration or Calibration()).to_dict()
+    if novelty is not None:
+        from safetensors.numpy import save as save_numpy
+
+        config["novelty"] = novelty.meta()
     files = {WEIGHTS: weights, CONFIG: _json_bytes(config)}
+    if novelty is not None:
+        files[NOVELTY] = save_numpy(novelty.arrays(), metadata={"format": "np"})
     if metrics is not None:
         files[METRICS] = _json_bytes(metrics)
     for name, png in (plots or {}).items():
@@ -273,6 +286,7 @@ def load_model(
             uri=uri,
             sha256=expected_sha256.lower(),
             calibration=_calibration(meta, uri),
+            novelty=_novelty(files, meta, uri),
         )
     config = ModelConfig.from_dict(meta["model_config"])
     full = meta["weights_scope"] == "full"
@@ -298,7 +312,20 @@ def load_model(
         uri=uri,
         sha256=expected_sha256.lower(),
         calibration=_calibration(meta, uri),
+        novelty=_novelty(files, meta, uri),
     )
+
+
+def _novelty(files: dict[str, bytes], meta: dict[str, Any], uri: str) -> NoveltyReference | None:
+    """The stored novelty reference (none before sql/020, or for fine-tuned encoders)."""
+    if NOVELTY not in files or "novelty" not in meta:
+        return None
+    from safetensors.numpy import load as load_numpy
+
+    try:
+        return NoveltyReference.from_stored(meta["novelty"], load_numpy(files[NOVELTY]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactIntegrityError(f"{uri}: unreadable novelty reference: {exc}") from exc
 
 
 def _calibration(meta: dict[str, Any], uri: str) -> Calibration:

@@ -98,17 +98,25 @@ class CharNgramModel:
         )
         return cls(config, tfidf.idf_, regression.coef_[0], float(regression.intercept_[0]))
 
-    def decision_function(self, texts: Sequence[str], *, counts: Any = None) -> np.ndarray:
+    def tfidf(self, texts: Sequence[str], *, counts: Any = None) -> Any:
+        """The unit TF-IDF rows the regression reads (a CSR matrix)."""
         from sklearn.preprocessing import normalize
 
         counts = ngram_counts(texts, self.config) if counts is None else counts.copy()
         counts.data = np.log(counts.data) + 1.0  # sublinear term frequency, as TfidfTransformer
-        features = normalize(counts.multiply(self.idf).tocsr())
+        return normalize(counts.multiply(self.idf).tocsr())
+
+    def decision_function(self, texts: Sequence[str], *, counts: Any = None) -> np.ndarray:
+        features = self.tfidf(texts, counts=counts)
         return np.asarray(features @ self.coef).ravel() + self.intercept
 
     def predict_proba(self, texts: Sequence[str], *, counts: Any = None) -> np.ndarray:
         """P(fake) of each text (float64)."""
-        z = self.decision_function(texts, counts=counts)
+        return self.probability(self.tfidf(texts, counts=counts))
+
+    def probability(self, tfidf: Any) -> np.ndarray:
+        """P(fake) of rows already through :meth:`tfidf` (float64)."""
+        z = np.asarray(tfidf @ self.coef).ravel() + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ follows the window asked for, not the size of the tables.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -195,7 +195,8 @@ select
     e.match_distance,
     e.matched,
     e.match_fake_posts,
-    e.match_real_posts
+    e.match_real_posts,
+    e.novelty
 from fnd.posts p
 join fnd.predictions pr
     on pr.post_id = p.post_id and pr.model_version = :champion and pr.label = 'fake'
@@ -231,6 +232,72 @@ def latest_flagged_fake(
         "offset": offset,
         "has_more": len(items) > limit,
     }
+
+
+_NOVELTY = """
+with recent as (
+    select pr.post_id, pr.run_id, pr.scored_at
+    from fnd.predictions pr
+    where pr.model_version = :champion
+    order by pr.scored_at desc
+    limit :window
+), measured as (
+    select r.run_id, r.scored_at, e.novelty
+    from recent r
+    left join fnd.prediction_evidence e
+        on e.post_id = r.post_id and e.model_version = :champion
+), runs as (
+    select run_id, max(scored_at) as last_scored, count(*) as n_posts,
+           count(novelty) as n_measured,
+           percentile_cont(0.5) within group (order by novelty) as median,
+           avg((novelty >= :far)::int) as far_share
+    from measured group by run_id order by last_scored desc limit :runs
+), bins as (
+    select m.run_id, width_bucket(m.novelty, 0, 100.000001, :bins) as bin, count(*) as n
+    from measured m join runs using (run_id)
+    where m.novelty is not null group by 1, 2
+)
+select
+    (select coalesce(json_agg(runs order by last_scored desc), '[]') from runs) as runs,
+    (select coalesce(json_agg(json_build_object('run_id', run_id, 'bin', bin, 'n', n)), '[]')
+     from bins) as bins
+"""
+FAR = 95.0  # novelty at or above which a verdict is "far from anything learnt"
+
+
+def novelty_by_run(
+    engine: Engine, *, runs: int = 2, window: int = 20_000, bins: int = 10
+) -> dict[str, Any]:
+    """How far the champion's newest runs lay from its training topics: per run, the posts,
+    the median novelty and the share at or above :data:`FAR`, and a histogram of novelty.
+
+    Reads the champion's newest ``window`` verdicts (the ``scored_at`` index), so its cost does
+    not grow with the table.
+
+    Returns:
+        ``{"champion", "far", "runs": [{run_id, last_scored, n_posts, n_measured, median,
+        far_share}], "bins": [{lo, hi, <run_id>: count}]}``.
+    """
+    if not 1 <= bins <= MAX_BINS:
+        raise ValueError(f"bins must be between 1 and {MAX_BINS}, got {bins}")
+    with engine.connect() as conn:
+        tune_for_page(conn, probes=True)
+        champion = current_champions(conn).champion
+        out: dict[str, Any] = {"champion": champion, "far": FAR, "runs": [], "bins": []}
+        if champion is None:
+            return out
+        found, counts = conn.execute(
+            sa.text(_NOVELTY),
+            {"champion": champion, "window": window, "runs": runs, "bins": bins, "far": FAR},
+        ).one()
+    out["runs"] = [r | {"last_scored": datetime.fromisoformat(r["last_scored"])} for r in found]
+    out["bins"] = [
+        {"lo": 100 * i / bins, "hi": 100 * (i + 1) / bins} | {r["run_id"]: 0 for r in found}
+        for i in range(bins)
+    ]
+    for row in counts:
+        out["bins"][row["bin"] - 1][row["run_id"]] = row["n"]
+    return out
 
 
 def drift_reports(engine: Engine, *, limit: int = 30) -> list[dict[str, Any]]:

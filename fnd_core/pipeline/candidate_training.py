@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fnd_core.model.config import ModelConfig
     from fnd_core.model.examples import PostExample
     from fnd_core.model.network import FakeNewsModel
+    from fnd_core.model.novelty import NoveltyReference
     from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.model.train.trainer import SplitScores, TrainResult
     from fnd_core.pipeline import candidates
@@ -182,6 +183,7 @@ def _cross_validate_and_train(
     )  # fmt: skip
     champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
     result = _train_final(winner, data, examples, plan, recipe)
+    result.novelty = _novelty_reference(result, data, plan)
     # posts of a topic kept in every fold's training part have no out-of-fold score
     scored = np.arange(len(y)) if plan.scored is None else np.flatnonzero(plan.scored)
     oof = np.mean(oofs[winner], axis=0)[scored]
@@ -208,6 +210,27 @@ def _cross_validate_and_train(
         "score_histogram": score_histogram(calibration.apply(oof)),
     }
     return result, int(np.unique(stories).size)
+
+
+def _novelty_reference(
+    result: TrainResult, data: candidates.FoldData, plan: CVPlan
+) -> NoveltyReference | None:
+    """The training topics in the shipped model's own space (:mod:`fnd_core.model.novelty`);
+    None for fine-tuned encoders, whose features are no longer the cached ones."""
+    from fnd_core.model import novelty
+    from fnd_core.model.char_ngrams import CharNgramModel
+
+    if plan.topic_of is None:
+        return None
+    if isinstance(result.model, CharNgramModel):
+        return novelty.for_ngrams(result.model.tfidf(data.texts), plan.topic_of)
+    if result.finetuned:
+        log.info("novelty: not recorded for fine-tuned encoders")
+        return None
+    config = result.model.config  # the modalities the shipped head reads
+    text = data.features.text if config.uses_text else None
+    image = data.features.image if config.uses_image else None
+    return novelty.for_encoders(text, image, plan.topic_of)
 
 
 def _oof_scores(examples: list[PostExample], y: np.ndarray, p: np.ndarray) -> SplitScores:
@@ -396,6 +419,7 @@ def _save_and_register(
         metrics=result.metrics,
         plots=training_report(result),
         calibration=Calibration.from_dict(result.metrics.get("calibration")),
+        novelty=result.novelty,
     )
     start, end = (datetime.fromisoformat(w) if w else None for w in snap["window"])
     window = (start, end)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVIDENCE_COLUMNS = ("post_id", "model_version", "match_post_id", "match_label", "match_distance",
-                    "matched", "match_fake_posts", "match_real_posts")  # fmt: skip
+                    "matched", "match_fake_posts", "match_real_posts", "novelty")  # fmt: skip
+_NO_MATCH: dict[str, Any] = {"match_post_id": None, "match_label": None, "match_distance": None,
+             "matched": False, "match_fake_posts": None, "match_real_posts": None}  # fmt: skip
 _CELLS_PER_BLOCK = 4_000_000  # (post, picture) distances per block: 32 MB of XOR at a time
 _FAR = 99  # a distance no hash pair reaches: an entry ruled out
 
@@ -195,9 +197,7 @@ def look_up(
     for i, (post_id, sha, _, own) in enumerate(queries):
         found = nearest[i]
         if found is None:
-            out.append({"post_id": post_id, "match_post_id": None, "match_label": None,
-                        "match_distance": None, "matched": False, "match_fake_posts": None,
-                        "match_real_posts": None})  # fmt: skip
+            out.append({"post_id": post_id, **_NO_MATCH})
             continue
         j, distance = found
         self_here = own is not None and index.shas[j] == sha
@@ -213,24 +213,37 @@ def look_up(
 
 
 def attach(
-    engine: Engine, settings: Settings, version: str, index: PictureIndex, post_ids: list[str]
+    engine: Engine,
+    settings: Settings,
+    version: str,
+    index: PictureIndex | None,
+    post_ids: list[str],
+    novelty: Mapping[str, float | None] | None = None,
 ) -> int:
-    """Look up and store the evidence of ``post_ids`` for ``version``; returns the matched."""
+    """Store the evidence of ``post_ids`` for ``version``: the nearest labelled picture (looked
+    up in ``index``; none without one) and the ``novelty`` scoring measured. Returns the
+    posts whose picture matched."""
     from fnd_core.io.pgcopy import upsert_via_staging
 
     if not post_ids:
         return 0
-    backfill_hashes(engine, settings, post_ids=post_ids)
-    with engine.connect() as conn:
-        queries = [
-            (r[0], r[1], r[2], r[3])
-            for r in conn.execute(
-                sa.text("select post_id, image_sha256, image_phashes[1], label from fnd.posts "
-                        "where post_id = any(:ids)"),
-                {"ids": post_ids},
-            ).all()
-        ]  # fmt: skip
-    found = look_up(index, queries, settings.picture_match_bits)
+    found: list[dict[str, Any]]
+    if index is None:
+        found = [{"post_id": post_id, **_NO_MATCH} for post_id in post_ids]
+    else:
+        backfill_hashes(engine, settings, post_ids=post_ids)
+        with engine.connect() as conn:
+            queries = [
+                (r[0], r[1], r[2], r[3])
+                for r in conn.execute(
+                    sa.text("select post_id, image_sha256, image_phashes[1], label "
+                            "from fnd.posts where post_id = any(:ids)"),
+                    {"ids": post_ids},
+                ).all()
+            ]  # fmt: skip
+        found = look_up(index, queries, settings.picture_match_bits)
+    for e in found:
+        e["novelty"] = None if novelty is None else novelty.get(e["post_id"])
     rows = [tuple(version if c == "model_version" else e[c] for c in EVIDENCE_COLUMNS)
             for e in found]  # fmt: skip
     update = ", ".join(f"{c} = excluded.{c}" for c in EVIDENCE_COLUMNS[2:])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from fnd_core.settings import Settings
 
@@ -22,8 +22,17 @@ if TYPE_CHECKING:
     from fnd_core.model.examples import PostExample
     from fnd_core.model.features.cache import FeatureCache
     from fnd_core.model.network import FakeNewsModel
+    from fnd_core.model.novelty import NoveltyReference
 
 log = logging.getLogger(__name__)
+
+
+class PageScores(NamedTuple):
+    """A page's outcome, post by post (None where the post failed)."""
+
+    p_fake: list[float | None]
+    errors: list[tuple[str, str]]  # (post_id, error)
+    novelty: list[float | None]  # percentile vs the training topics; None: no reference
 
 
 def score_page(
@@ -31,29 +40,37 @@ def score_page(
     page: list[PostExample],
     settings: Settings,
     cache: FeatureCache,
-) -> tuple[list[float | None], list[tuple[str, str]]]:
-    """P(fake) per post (None where it failed) and the (post_id, error) failures.
+    novelty: NoveltyReference | None = None,
+) -> PageScores:
+    """P(fake) per post, its novelty against ``novelty`` (when given), and the failures.
 
     The whole page goes through the batched path; only if it fails (an unreadable image)
     are its posts retried one by one, to isolate the bad ones.
     """
     try:
-        return [float(p) for p in _predict(model, page, settings, cache)], []
+        p, found = _predict(model, page, settings, cache, novelty)
+        return PageScores([float(v) for v in p], [], _floats(found, len(page)))
     except Exception as exc:  # noqa: BLE001 - isolate below, then report every failure
         if is_transient(exc):
             raise
         log.warning("page of %d failed (%s); isolating bad posts", len(page), exc)
-    p_fake: list[float | None] = []
-    errors: list[tuple[str, str]] = []
+    out = PageScores([], [], [])
     for example in page:
         try:
-            p_fake.append(float(_predict(model, [example], settings, cache)[0]))
+            p, found = _predict(model, [example], settings, cache, novelty)
+            out.p_fake.append(float(p[0]))
+            out.novelty.extend(_floats(found, 1))
         except Exception as exc:  # noqa: BLE001
             if is_transient(exc):
                 raise
-            p_fake.append(None)
-            errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
-    return p_fake, errors
+            out.p_fake.append(None)
+            out.novelty.append(None)
+            out.errors.append((example.post_id, f"{type(exc).__name__}: {exc}"[:2000]))
+    return out
+
+
+def _floats(values: np.ndarray | None, n: int) -> list[float | None]:
+    return [None] * n if values is None else [float(v) for v in values]
 
 
 _TRANSIENT_ERRNOS = {
@@ -98,15 +115,24 @@ def _predict(
     examples: list[PostExample],
     settings: Settings,
     cache: FeatureCache,
-) -> np.ndarray:
+    novelty: NoveltyReference | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """P(fake) of the examples, and their novelty percentiles (None without a reference):
+    both from the one set of features the model reads."""
     from fnd_core.model.char_ngrams import CharNgramModel
-    from fnd_core.model.features.encoding import encode_options
-    from fnd_core.model.features.inference import predict_proba
+    from fnd_core.model.features.encoding import encode_examples, encode_options
+    from fnd_core.model.features.inference import head_proba
 
     if isinstance(model, CharNgramModel):  # reads the text only: no image is opened
-        return model.predict_proba([e.text for e in examples])
+        tfidf = model.tfidf([e.text for e in examples])
+        p = model.probability(tfidf)
+        return p, None if novelty is None else novelty.percentiles(novelty.vectors(tfidf=tfidf))
 
     options = encode_options(settings)
     if len(examples) == 1:
         options["num_workers"] = 0  # isolating a bad post: no worker processes for one image
-    return predict_proba(model, examples, **options, cache=cache)
+    features = encode_examples(model, examples, **options, cache=cache)
+    p = head_proba(model, features)
+    if novelty is None:
+        return p, None
+    return p, novelty.percentiles(novelty.vectors(text=features.text, image=features.image))

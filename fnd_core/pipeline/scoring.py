@@ -148,7 +148,9 @@ def score_shard(
         if not page:
             break
         after = page[-1].post_id
-        p_fake, errors = page_scoring.score_page(loaded.model, page, settings, cache)
+        p_fake, errors, novelty = page_scoring.score_page(
+            loaded.model, page, settings, cache, loaded.novelty
+        )
         p_fake = _calibrated(loaded, p_fake)
         scored = [(ex.post_id, p) for ex, p in zip(page, p_fake, strict=True) if p is not None]
         n_scored += len(scored)
@@ -158,9 +160,10 @@ def score_shard(
         prediction_store.write_page(
             engine, version.version, loaded.threshold, scored, errors, run_id, rescore_all
         )
-        if pictures is not None:
+        if pictures is not None or loaded.novelty is not None:
             ids = [ex.post_id for ex, p in zip(page, p_fake, strict=True) if p is not None]
-            n_matched += evidence.attach(engine, settings, version.version, pictures, ids)
+            far = {ex.post_id: v for ex, v in zip(page, novelty, strict=True)}
+            n_matched += evidence.attach(engine, settings, version.version, pictures, ids, far)
         n_errors += len(errors)
         elapsed = time.perf_counter() - started
         log.info(

@@ -58,13 +58,20 @@ def daily_chart(days: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def histogram_chart(bins: Sequence[dict[str, Any]], series: Sequence[tuple[str, str]]) -> str:
-    """Side-by-side histograms of p_fake: one bar per series in each bin, as share of posts.
+def histogram_chart(
+    bins: Sequence[dict[str, Any]],
+    series: Sequence[tuple[str, str]],
+    quantity: str = "p_fake",
+    digits: int = 2,
+) -> str:
+    """Side-by-side histograms of ``quantity``: one bar per series in each bin, as share of
+    posts.
 
     Args:
         bins: ``[{lo, hi, <key>: count, ...}]``
-            (``fnd_core.observe.monitoring_scores.score_comparison``).
+            (``fnd_core.observe.monitoring_scores.score_comparison``, ``novelty_by_run``).
         series: ``(key, label)`` pairs to draw, e.g. ``[("champion", "m2024..."), ...]``.
+        digits: decimals of the bin edges (ticks: one fewer).
     """
     totals = [sum(b[key] for b in bins) for key, _ in series]
     if not bins or not any(totals):
@@ -76,21 +83,22 @@ def histogram_chart(bins: Sequence[dict[str, Any]], series: Sequence[tuple[str, 
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     step = plot_w / len(bins)
     bar_w = step * 0.8 / len(series)
-    parts = [_open("p_fake histograms"), *_y_axis(top, plot_h, percent=True)]
+    parts = [_open(f"{quantity} histograms"), *_y_axis(top, plot_h, percent=True)]
     for s, ((_, label), values) in enumerate(zip(series, shares, strict=True)):
         colour = SERIES_COLOURS[s % len(SERIES_COLOURS)]
         for i, (b, v) in enumerate(zip(bins, values, strict=True)):
             x = _LEFT + i * step + step * 0.1 + s * bar_w
             h = plot_h * v / top
-            tip = f"{label}: p_fake {b['lo']:.2f}–{b['hi']:.2f}: {v:.1%}"
+            tip = f"{label}: {quantity} {b['lo']:.{digits}f}–{b['hi']:.{digits}f}: {v:.1%}"
             parts.append(
                 f'<rect x="{x:.1f}" y="{_TOP + plot_h - h:.1f}" width="{bar_w:.1f}" '
                 f'height="{h:.1f}" fill="{colour}"><title>{escape(tip)}</title></rect>'
             )
-    ticks = [f"{b['lo']:.1f}" for b in bins]
+    ticks = [f"{b['lo']:.{max(digits - 1, 0)}f}" for b in bins]
     parts.extend(_x_labels(ticks, step, every=max(1, len(bins) // 10), offset=0.0))
     parts.append(
-        f'<text x="{_W - _RIGHT:.0f}" y="{_H - 4}" text-anchor="end" class="axis">p_fake</text>'
+        f'<text x="{_W - _RIGHT:.0f}" y="{_H - 4}" text-anchor="end" class="axis">'
+        f"{escape(quantity)}</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -1,4 +1,5 @@
-"""Scores: daily volume and fake share, champion vs previous champion, drift, latest fake posts."""
+"""Scores: daily volume and fake share, champion vs previous champion, drift, novelty per run,
+latest fake posts."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def _scores(
         ),
         "flagged": flagged,
         "drift": monitoring_scores.drift_reports(engine, limit=DRIFT_REPORTS),
+        "novelty": monitoring_scores.novelty_by_run(
+            engine, runs=len(charts.SERIES_COLOURS), window=4 * SAMPLE_POSTS
+        ),
     }
 
 
@@ -60,6 +64,7 @@ def scores_page(
     series = [("champion", f"champion {comparison['champion']}")]
     if comparison["previous"]:
         series.append(("previous", f"previous {comparison['previous']}"))
+    runs = [(r["run_id"], f"run {r['run_id']}") for r in data["novelty"]["runs"]]
     return render(
         request,
         "scores.html",
@@ -69,12 +74,18 @@ def scores_page(
         daily_svg=charts.daily_chart(data["daily"]["days"]),
         histogram_svg=charts.histogram_chart(comparison["bins"], series),
         drift_svg=charts.drift_chart(data["drift"]),
-        series=[
-            (label, colour)
-            for (_, label), colour in zip(series, charts.SERIES_COLOURS[: len(series)], strict=True)
-        ],
+        novelty_svg=charts.histogram_chart(data["novelty"]["bins"], runs, "novelty", digits=0),
+        series=_legend(series),
+        novelty_series=_legend(runs),
         **data,
     )
+
+
+def _legend(series: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [
+        (label, colour)
+        for (_, label), colour in zip(series, charts.SERIES_COLOURS[: len(series)], strict=True)
+    ]
 
 
 @router.get("/api/scores")
@@ -85,7 +96,8 @@ def scores_api(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """The scores page's data as JSON: ``daily``, ``comparison``, ``flagged`` and ``drift``."""
+    """The scores page's data as JSON: ``daily``, ``comparison``, ``flagged``, ``drift`` and
+    ``novelty``."""
     return _scores(request, backend, days=days, limit=limit, offset=offset)
 
 

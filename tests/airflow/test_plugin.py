@@ -498,7 +498,7 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     html = response.text
     external = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "http://" not in external and "https://" not in external  # nothing from elsewhere
-    assert html.count("<svg") == 3 and built["champion"] in html and built["previous"] in html
+    assert html.count("<svg") == 4 and built["champion"] in html and built["previous"] in html
     assert "Drift against the champion" in html
     assert f"/fnd/data-quality/batches/{built['good']['batch_id']}" in html  # the batch's report
     assert "default-src 'none'" in response.headers["content-security-policy"]
@@ -524,6 +524,12 @@ def test_scores_page_draws_charts_and_lists_fake_posts(client, auth, built):
     # evidence: each verdict's nearest labelled picture, never the post's own
     assert all(p["match_post_id"] not in (None, p["post_id"]) for p in flagged)
     assert "Picture seen before" in html and "/64 bits apart" in html
+    # novelty: beside each verdict, and its distribution per run (the champion's one run)
+    [run] = data["novelty"]["runs"]
+    assert (run["run_id"], run["n_posts"], run["n_measured"]) == ("cli", 120, 120)
+    assert sum(b["cli"] for b in data["novelty"]["bins"]) == 120 and 0 <= run["median"] <= 100
+    assert all(0 <= p["novelty"] <= 100 for p in flagged)
+    assert "Novelty: how far each run lay" in html and "run cli" in html
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fnd_core.model.char_ngrams import CharNgramModel, NgramConfig
     from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
+    from fnd_core.model.novelty import NoveltyReference
 
 
 @dataclass
@@ -59,6 +60,7 @@ class TrainResult:
     device: str
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
+    novelty: NoveltyReference | None = None  # the training topics scoring measures posts against
 
     @property
     def head_samples_per_s(self) -> float:
