@@ -83,7 +83,7 @@ class NoveltyReference:
         arrays = {k: _numpy(v) for k, v in features.items() if v is not None}
         if self.image_mean is not None and "image" in arrays:
             arrays["image"] = arrays["image"] - self.image_mean
-        return _weighted(arrays, self.parts).astype(np.float32)
+        return _weighted(arrays, self.parts)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"centroids": self.centroids, "quantiles": self.quantiles.astype(np.float32)}
@@ -128,7 +128,7 @@ def for_encoders(
     if image_mean is not None:
         arrays["image"] = arrays["image"] - image_mean
     parts = tuple((name, a.shape[1]) for name, a in arrays.items())
-    vectors = _weighted(arrays, parts).astype(np.float32)
+    vectors = _weighted(arrays, parts)
     return _fit(SPACE_ENCODERS, vectors, topics, parts, image_mean)
 
 
@@ -156,17 +156,21 @@ def _fit(
     image_mean: np.ndarray | None,
 ) -> NoveltyReference:
     """Centroids of the topics, and each training post's distance to the topics without it."""
+    import scipy.sparse as sp
+
     topics = np.unique(np.asarray(topics), return_inverse=True)[1]
     n_topics = int(topics.max()) + 1 if len(topics) else 0
     if n_topics == 0:
         raise ValueError("novelty needs at least one training post")
-    sums = np.zeros((n_topics, vectors.shape[1]))
-    np.add.at(sums, topics, vectors)
+    members = sp.csr_matrix(
+        (np.ones(len(topics)), (topics, np.arange(len(topics)))), shape=(n_topics, len(topics))
+    )
+    sums = np.asarray(members @ vectors.astype(np.float64))  # each topic's sum of vectors
     centroids = _weighted(_split(sums, parts), parts)
     nearest = np.empty(len(vectors))
     for lo in range(0, len(vectors), _ROWS):
         rows = slice(lo, lo + _ROWS)
-        sims = vectors[rows] @ centroids.T
+        sims = vectors[rows] @ centroids.T.astype(np.float32)
         own = topics[rows]
         # the post's own topic without the post: its centroid is the rest of the topic's sum
         rest = sums[own] - vectors[rows]
@@ -202,10 +206,8 @@ def _weighted(arrays: dict[str, np.ndarray], parts: tuple[tuple[str, int], ...])
     rows is the weighted sum of the parts' cosines. (A part's scale does not matter, so sums
     of such rows come back as centroids of the same kind.)"""
     weights = _weights(parts)
-    return np.concatenate(
-        [np.sqrt(weights[name]) * _unit(np.asarray(arrays[name], np.float64)) for name, _ in parts],
-        axis=1,
-    )
+    out = [np.float32(np.sqrt(weights[name])) * _unit(arrays[name]) for name, _ in parts]
+    return out[0] if len(out) == 1 else np.concatenate(out, axis=1)
 
 
 def _split(rows: np.ndarray, parts: tuple[tuple[str, int], ...]) -> dict[str, np.ndarray]:
@@ -221,7 +223,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _numpy(features: Any) -> np.ndarray:
-    """Encoder features as float64 numpy (torch tensors of any dtype, bf16 included)."""
+    """Encoder features as float32 numpy (torch tensors of any dtype, bf16 included)."""
     if hasattr(features, "detach"):
         features = features.detach().float().cpu().numpy()
-    return np.asarray(features, dtype=np.float64)
+    return np.asarray(features, dtype=np.float32)
