@@ -153,16 +153,23 @@ def test_the_view_lists_posts_matching_a_picture_labelled_fake(labelled_pictures
         conn.execute(sa.text(
             "insert into fnd.predictions (post_id, model_version, p_fake, label, threshold) "
             "select post_id, :v, 0.2, 'real', 0.5 from fnd.posts"), {"v": VERSION})  # fmt: skip
+    novelty = {"fake-a": 12.5, "fake-b": 99.0, "real-a": None}
     evidence.attach(engine, settings, VERSION, evidence.build_index(engine, settings),
-                    ["fake-a", "fake-b", "real-a"])  # fmt: skip
+                    ["fake-a", "fake-b", "real-a"], novelty)  # fmt: skip
     with engine.connect() as conn:
         listed = conn.execute(sa.text(
             "select post_id, label, match_post_id from fnd.fake_picture_matches order by 1"
+        )).all()  # fmt: skip
+        beside = conn.execute(sa.text(
+            "select post_id, novelty, matched from fnd.verdict_evidence order by 1"
         )).all()  # fmt: skip
     assert [tuple(r) for r in listed] == [
         ("fake-a", "real", "fake-b"),
         ("fake-b", "real", "fake-a"),
     ]
+    # every verdict with its evidence: novelty as scoring measured it, the picture match
+    assert {r[0]: r[1] for r in beside} == novelty
+    assert {r[0]: r[2] for r in beside} == {"fake-a": True, "fake-b": True, "real-a": False}
 
 
 def test_rebuilding_the_index_is_idempotent_and_fills_hashes_of_older_posts(

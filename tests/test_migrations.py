@@ -35,6 +35,7 @@ VIEWS = {
     "label_conflicts",
     "realized_performance",
     "fake_picture_matches",
+    "verdict_evidence",
 }
 
 
