@@ -29,7 +29,7 @@ run: $(STAMP)  ## Run fnd in Airflow 3 (UI :8080, embedded Postgres, demo data);
 
 # PYTEST_ARGS: e.g. "-n auto" (pytest-xdist) on a machine with cores to spare; on 2 cores two
 # workers measured no faster than one (959 s vs 900 s), the live stacks being CPU-bound.
-PYTEST_ARGS ?= --durations=15
+PYTEST_ARGS ?= --durations=40
 
 test: browser-deps $(STAMP)  ## Run every test that can run on this machine
 	$(PY) -m pytest $(PYTEST_ARGS)
