@@ -15,8 +15,10 @@ the same run:
   activation ranges calibrated on pictures that are *not* among the timed ones).
 
 Printed: posts/s per path and its ratio to torch fp32, and how far each path's features are
-from torch fp32's (cosine: mean and worst post). Features, not verdicts: a head fitted on fp32
-features reading int8 ones is the next question, once a path is worth it.
+from torch fp32's (cosine: mean and worst post). Then verdicts: a class-balanced logistic head
+(the ``linear`` kind's recipe) fitted on ``--verdict-posts`` posts' fp32 features reads
+``--verdict-posts`` other posts' features from each path: the share of labels that stay the same
+as with fp32 features, and |Δp|.
 """
 
 from __future__ import annotations
@@ -67,6 +69,55 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def verdicts(args: argparse.Namespace, config: ModelConfig, text, paths: list) -> list[tuple]:
+    """Labels of one head (fitted on fp32 features) read from each path's features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from fnd_core.model import metrics
+
+    skip = args.posts + args.calibration
+    fit_rows = posts(args.data, args.verdict_posts, skip=skip)
+    eval_rows = posts(args.data, args.verdict_posts, skip=skip + args.verdict_posts)
+
+    def encode(rows: list[dict], run_image, run_text) -> np.ndarray:
+        images = pixels(args.data, rows, config.image_size)
+        tokens = text.tokenize([r["text"] for r in rows])
+        ids, mask = tokens["input_ids"].split(BATCH), tokens["attention_mask"].split(BATCH)
+        return np.concatenate([
+            np.concatenate([run_image(b) for b in images.split(BATCH)]),
+            np.concatenate([run_text(pair) for pair in zip(ids, mask, strict=True)]),
+        ], axis=1)  # fmt: skip
+
+    _, fp32_image, fp32_text = paths[0]
+    scaler = StandardScaler().fit(x := encode(fit_rows, fp32_image, fp32_text))
+    head = LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
+    head.fit(scaler.transform(x), [r["label"] for r in fit_rows])
+    y = np.array([r["label"] for r in eval_rows])
+
+    def proba(run_image, run_text) -> np.ndarray:
+        return head.predict_proba(scaler.transform(encode(eval_rows, run_image, run_text)))[:, 1]
+
+    reference = proba(fp32_image, fp32_text)
+    by_name = {name: (run_image, run_text) for name, run_image, run_text in paths}
+    mixes = [
+        ("torch bf16 autocast", *by_name["torch bf16 autocast"]),
+        ("onnxruntime int8", *by_name["onnxruntime int8"]),
+        ("int8 pictures + bf16 captions", by_name["onnxruntime int8"][0],
+         by_name["torch bf16 autocast"][1]),
+    ]  # fmt: skip
+    rows = []
+    for name, run_image, run_text in mixes:
+        p = proba(run_image, run_text)
+        same = float(((p >= 0.5) == (reference >= 0.5)).mean())
+        delta = np.abs(p - reference)
+        accuracy = metrics.balanced_accuracy(y, (p >= 0.5).astype(int))
+        base = metrics.balanced_accuracy(y, (reference >= 0.5).astype(int))
+        rows.append((name, f"{same:.2%}", f"{delta.mean():.4f}", f"{delta.max():.4f}",
+                     f"{accuracy:.3f} ({base:.3f})"))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     import onnxruntime as ort
     from onnxruntime.quantization import (
@@ -81,6 +132,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--posts", type=int, default=256)
     parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument(
+        "--verdict-posts", type=int, default=1000, help="posts to fit a head on, as many to compare"
+    )
     args = parser.parse_args()
     threads = torch.get_num_threads()
     config = ModelConfig.for_preset("offline")
@@ -193,6 +247,10 @@ def main() -> None:
             results.append((name, image_s, text_s, np.concatenate(image_out),
                             np.concatenate(text_out)))  # fmt: skip
 
+        verdict_rows = []
+        if args.verdict_posts:
+            verdict_rows = verdicts(args, config, text, paths)
+
     reference = results[0]
     rows_out = []
     for name, image_s, text_s, image_f, text_f in results:
@@ -209,6 +267,11 @@ def main() -> None:
     print(table(rows_out, ("path", "image posts/s", "vs fp32", "text posts/s", "vs fp32",
                            "both posts/s", "vs fp32", "image cosine to fp32 (mean / worst)",
                            "text cosine (mean / worst)")))  # fmt: skip
+    if verdict_rows:
+        print(f"verdicts of a class-balanced logistic head fitted on {args.verdict_posts} posts' "
+              f"fp32 features, on {args.verdict_posts} other posts, against fp32's:")  # fmt: skip
+        print(table(verdict_rows, ("features", "same label", "mean |Δp|", "largest |Δp|",
+                                   "balanced accuracy (fp32's)")))  # fmt: skip
 
 
 if __name__ == "__main__":
