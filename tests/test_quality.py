@@ -335,6 +335,28 @@ def test_data_docs_page_for_the_run(tmp_path: Path) -> None:
     assert summary.to_json()["data_docs_path"] == str(page)
 
 
+def test_the_docs_templates_compile_once_per_process(tmp_path: Path, monkeypatch) -> None:
+    """The site's views share one Jinja bytecode cache (fnd_core.ingest.docs_views): a second
+    site renders its pages, the same as the first's, without compiling a template again."""
+    import jinja2
+
+    compiled: list[str] = []
+    compile_ = jinja2.Environment.compile
+
+    def counting(self, source, name=None, filename=None, raw=False, defer_init=False):
+        compiled.append(str(name))
+        return compile_(self, source, name, filename, raw, defer_init)
+
+    validate(posts_frame(8), data_docs_dir=tmp_path / "a", batch_name="first.jsonl")
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    summary = validate(posts_frame(8), data_docs_dir=tmp_path / "b", batch_name="second.jsonl")
+    assert compiled == []  # every template came from the cache
+    page = summary.data_docs_path
+    assert page is not None and "second.jsonl" in page.read_text(encoding="utf-8")
+    assert (tmp_path / "b" / "index.html").is_file()
+    assert (tmp_path / "b" / "expectations" / "posts.html").is_file()
+
+
 def test_batch_names_with_path_characters_get_a_safe_page(tmp_path: Path) -> None:
     summary = validate(posts_frame(8), data_docs_dir=tmp_path / "d", batch_name="in/a b?.csv")
     assert summary.batch_name == "in/a b?.csv"

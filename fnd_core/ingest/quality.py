@@ -210,6 +210,12 @@ def _make_context(data_docs_dir: Path | None) -> Any:
             "site_index_builder": {
                 "class_name": "DefaultSiteIndexBuilder",
                 "validation_results_limit": INDEX_RUNS,
+                "view": _view("CachedJinjaIndexPageView"),
+            },
+            # GX's sections, their views compiling templates once (fnd_core.ingest.docs_views)
+            "site_section_builders": {
+                section: {"view": _view("CachedJinjaPageView")}
+                for section in ("expectations", "validations", "profiling")
             },
         }
     config = DataContextConfig(
@@ -229,6 +235,10 @@ def _make_context(data_docs_dir: Path | None) -> Any:
         plugins_directory=None,
     )
     return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _view(class_name: str) -> dict[str, str]:
+    return {"module_name": "fnd_core.ingest.docs_views", "class_name": class_name}
 
 
 def _add_other_suites(context: Any, expectations_dir: Path, current: str) -> None:
