@@ -231,7 +231,7 @@ def _load_for_scoring(version: registry.ModelVersion, device: str) -> LoadedMode
     from fnd_core.model.runtime import resolve_device
 
     try:
-        return _inference_model(
+        return inference_model(
             version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
         )
     except Exception as exc:  # noqa: BLE001 — say which model and what to do, keep the cause
@@ -244,11 +244,11 @@ def _load_for_scoring(version: registry.ModelVersion, device: str) -> LoadedMode
 
 
 @functools.lru_cache(maxsize=1)
-def _inference_model(artifact_uri: str, artifact_sha256: str, device: str) -> LoadedModel:
+def inference_model(artifact_uri: str, artifact_sha256: str, device: str) -> LoadedModel:
     """The artifact loaded (checked against its sha256) and optimised for inference.
 
-    Kept for the next shard this process scores: loading, verifying and folding cost
-    ~0.7 s (offline preset, measured), which several shards in one process would repeat.
+    Kept for the next shard this process scores, and for the drift check after it: loading,
+    verifying and folding cost ~0.7 s (offline preset, measured), which each would repeat.
     The key includes the sha256, so a changed artifact is never served from here.
     """
     from fnd_core.model.artifacts import load_model
