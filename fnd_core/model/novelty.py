@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from fnd_core.model.splits.topics import TEXT_WEIGHT  # the topics' own caption/picture weights
+
 log = logging.getLogger(__name__)
 
 SPACE_ENCODERS = "frozen_encoders"
 SPACE_NGRAMS = "char_ngrams"
-TEXT_WEIGHT = 0.7  # as topic discovery (fnd_core.model.splits.topics.TEXT_WEIGHT)
 FOLD_DIMS = 4096  # char n-gram columns folded into this many
 N_QUANTILES = 1001  # of the training posts' distances: novelty to a tenth of a percentile
 _ROWS = 4096  # posts per matrix product

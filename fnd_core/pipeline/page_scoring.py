@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -70,7 +71,11 @@ def score_page(
 
 
 def _floats(values: np.ndarray | None, n: int) -> list[float | None]:
-    return [None] * n if values is None else [float(v) for v in values]
+    """Novelty as stored: None without a reference, or where a post's features gave no number
+    (a NaN would break the column's 0-100 check, and with it the whole page's write)."""
+    if values is None:
+        return [None] * n
+    return [float(v) if math.isfinite(v) else None for v in values]
 
 
 _TRANSIENT_ERRNOS = {
