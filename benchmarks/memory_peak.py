@@ -138,13 +138,18 @@ def decode_bombs(n_rows: int) -> None:
     print(f"huge-decoded over plain: {over:.0f} MiB (target <= 256)")
 
 
-def run_step(step: str, url: str, home: Path, preset: str, landing: Path | None = None) -> dict:
-    """Run one step in a child; its peak RSS (MiB) and seconds."""
+def run_step(
+    step: str, url: str, home: Path, preset: str, landing: Path | None = None, **env: str
+) -> dict:
+    """Run one step in a child (``env``: FND_* settings of its own); its peak RSS (MiB) and
+    seconds."""
     args = [sys.executable, "-m", "benchmarks.memory_peak", "--step", step, "--url", url,
             "--home", str(home), "--preset", preset]  # fmt: skip
     if landing is not None:
         args += ["--landing", str(landing)]
-    done = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(
+        args, stdout=subprocess.PIPE, text=True, check=False, env={**os.environ, **env}
+    )
     if done.returncode:
         raise RuntimeError(f"step {step} failed ({done.returncode}): {done.stdout[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -187,12 +192,34 @@ def child_step(step: str, url: str, home: Path, preset: str, landing: str | None
         from fnd_core.pipeline import scoring
 
         version = scoring.resolve_version(engine, None)
-        report = scoring.score_shard(engine, settings, model_version=version.version)
-        detail = {"scored": report.n_scored, "errors": report.n_errors}
+        rescore = bool(os.environ.get("FND_BENCH_RESCORE"))
+        report = scoring.score_shard(
+            engine, settings, model_version=version.version, rescore_all=rescore
+        )
+        detail = {"scored": report.n_scored, "errors": report.n_errors,
+                  "encoders": report.encoders}  # fmt: skip
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step_peak = _high_water_mib() if reset else None
     print(json.dumps({"step": step, "peak_mib": peak_kib / 1024, "step_peak_mib": step_peak,
                       "seconds": time.perf_counter() - started, **detail}))  # fmt: skip
+
+
+def precision_rows(url: str, home: Path, preset: str, n: int, names: str, base: dict) -> list:
+    """Scoring's peak at each precision: every post rescored in a fresh child, feature cache
+    cold. A first int8/auto run builds the int8 encoders and measures auto's choice (paid once
+    per encoder and per model, not by each run), untimed."""
+    for once in {"int8", "auto"} & set(names.split(",")):
+        run_step("score", url, home, preset, FND_INFERENCE_PRECISION=once, FND_BENCH_RESCORE="1")
+    rows = []
+    for name in names.split(","):
+        shutil.rmtree(home / "feature_cache", ignore_errors=True)
+        result = run_step("score", url, home, preset, FND_INFERENCE_PRECISION=name,
+                          FND_BENCH_RESCORE="1")  # fmt: skip
+        print(json.dumps({"posts": n, "precision": name, **result}), flush=True)
+        rows.append((f"{n:,}", f"score, {name} {result.get('encoders') or ''}",
+                     f"{result['peak_mib']:.0f}", f"{result['peak_mib'] - base['peak_mib']:.0f}",
+                     f"{result['seconds']:.0f}"))  # fmt: skip
+    return rows
 
 
 def _reset_peak() -> bool:
@@ -220,6 +247,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="keep generated data here")
     parser.add_argument("--decode-bombs", type=int, default=0, metavar="N",
                         help="ingest N huge-decoded pictures vs N plain ones instead")  # fmt: skip
+    parser.add_argument("--precisions", default=None, metavar="LIST",
+                        help="then rescore every post at each FND_INFERENCE_PRECISION "
+                             "(e.g. fp32,bf16,int8,auto), feature cache cold")  # fmt: skip
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -246,6 +276,8 @@ def main() -> None:
                     rows.append((f"{n:,}", step, f"{result['peak_mib']:.0f}",
                                  f"{result['peak_mib'] - base['peak_mib']:.0f}",
                                  f"{result['seconds']:.0f}"))  # fmt: skip
+                if args.precisions:
+                    rows += precision_rows(url, home, args.preset, n, args.precisions, base)
     print(table(rows, ("posts", "step", "peak RSS (MiB)", "above import baseline (MiB)", "s")))
 
 

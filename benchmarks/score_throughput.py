@@ -239,6 +239,54 @@ def evidence_rows(url: str, settings, have: int) -> list[tuple]:
     return rows
 
 
+def latest_verdicts(url: str) -> dict[str, float]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("select post_id, p_fake from fnd.latest_predictions").all()
+    engine.dispose()
+    return dict(rows)
+
+
+def precision_rows(url: str, settings, scales: list[int], have: int, rounds: int) -> list[tuple]:
+    """(a) at each scale with each FND_INFERENCE_PRECISION, every post rescored, feature cache
+    cold, interleaved rounds (the best of each): posts/s, the ratio to the fastest float path,
+    and the verdicts against fp32's. int8's one-time work (building the int8 encoders, auto's
+    measurement) happens in a first, untimed run: it is paid once per encoder and per model."""
+    from dataclasses import replace
+
+    from fnd_core.model.runtime import native_bf16
+
+    names = ["fp32", "bf16", "int8", "auto"] if native_bf16(torch.device("cpu")) else [
+        "fp32", "int8", "auto"]  # fmt: skip
+    engine = make_engine(url)
+    with Timer() as t:
+        fnd_score(url, replace(settings, inference_precision="auto"), rescore_all=True)
+    print(f"first auto run (builds the int8 encoders, measures once): {t.seconds:.1f} s")
+    rows = []
+    for scale in scales:
+        have = grow_to(engine, settings, scale, have, seed=scale)
+        best: dict[str, float] = {}
+        verdicts: dict[str, dict[str, float]] = {}
+        for k in range(rounds):
+            for name in names if k % 2 == 0 else names[::-1]:
+                n, seconds = fnd_score(url, replace(settings, inference_precision=name),
+                                       rescore_all=True)  # fmt: skip
+                best[name] = min(best.get(name, seconds), seconds)
+                verdicts[name] = latest_verdicts(url)
+                print(f"{have:,} posts, {name}: {n / seconds:.1f} posts/s")
+        fastest_float = min(best[n] for n in names if n in ("fp32", "bf16"))
+        reference = verdicts["fp32"]
+        for name in names:
+            p = verdicts[name]
+            delta = [abs(p[k] - q) for k, q in reference.items()]
+            same = sum((p[k] >= 0.5) == (q >= 0.5) for k, q in reference.items()) / len(reference)
+            rows.append((f"{have:,}", name, f"{have / best[name]:.1f}",
+                         f"{fastest_float / best[name]:.2f}x", f"{same:.2%}",
+                         f"{statistics.fmean(delta):.4f}", f"{max(delta):.4f}"))  # fmt: skip
+    engine.dispose()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1000,10000,50000")
@@ -252,6 +300,9 @@ def main() -> None:
     parser.add_argument("--evidence", action="store_true",
                         help="then rescore every post with FND_PICTURE_EVIDENCE on and off, "
                              "feature cache cold and warm")  # fmt: skip
+    parser.add_argument("--precisions", action="store_true",
+                        help="only: every post rescored with each FND_INFERENCE_PRECISION at "
+                             "each scale (fp32, bf16 where native, int8, auto)")  # fmt: skip
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     logging.basicConfig(level=logging.WARNING)
@@ -263,16 +314,29 @@ def main() -> None:
             home, url, model_preset=args.preset, cpu_threads=args.threads,
             score_workers=args.workers,
         )  # fmt: skip
-        from fnd_core.model.runtime import loader_workers, resolve_precision
+        from fnd_core.model.runtime import float_precision, loader_workers
 
         cpu = torch.device("cpu")
         workers, threads = scoring.worker_plan(settings, settings.score_workers)
-        precision = resolve_precision(settings.inference_precision, cpu)
+        precision = float_precision(settings.inference_precision, cpu)
         print(f"(a), (b): {workers} worker(s) x {threads} thread(s), {precision}; (c): torch "
               f"default {torch.get_num_threads()} thread(s), fp32")  # fmt: skip
         engine = make_engine(url)
         have = grow_to(engine, settings, scales[0], 0, seed=1)
         version = train_champion(engine, settings, args.preset)
+        if args.precisions:
+            rows = precision_rows(url, settings, scales, have, args.rounds)
+            print(table(rows, ("posts", "FND_INFERENCE_PRECISION", "posts/s",
+                               "vs fastest float", "labels as fp32", "mean |Δp|",
+                               "largest |Δp|")))  # fmt: skip
+            print(
+                f"({workers} worker(s) x {threads} thread(s), cache cold, every post "
+                f"rescored, best of {args.rounds}; {time.strftime('%Y-%m-%d %H:%M')})"
+            )
+            choices = Path(settings.store) / "encoders-int8" / "choices"
+            for path in sorted(choices.glob("*.json")):
+                print(f"auto's record {path.name}: {path.read_text()}")
+            return
         sample = retrain.load_examples(engine, labelled_only=False)[: args.sample]
 
         # The comparison first, on the first scale's posts, in interleaved rounds (medians:

@@ -147,6 +147,38 @@ def evidence_row(name: str, part: list[dict], got: dict[str, tuple[float, int]],
             f"{metrics.balanced_accuracy(y, ruled):.3f}" if two else "–")  # fmt: skip
 
 
+def precision_rows(engine, settings, version: str, names: str | None, new: list[dict],
+                   train: list[dict]) -> list[tuple]:  # fmt: skip
+    """Every post rescored at each precision: labels against fp32's, held-out accuracy."""
+    if not names:
+        return []
+    ids = [p["id"] for p in [*new, *train]]
+    truth = {p["id"]: p["label"] for p in new}
+    got, seconds = {}, {}
+    for name in names.split(","):
+        at = dataclasses.replace(settings, inference_precision=name)
+        started = time.perf_counter()
+        scoring.score_shard(engine, at, model_version=version, rescore_all=True,
+                            run_id=f"precision-{name}")  # fmt: skip
+        seconds[name] = time.perf_counter() - started
+        got[name] = labelled_verdicts(engine, ids)
+    reference = got.get("fp32") or next(iter(got.values()))
+    rows = []
+    for name, verdict in got.items():
+        both = [k for k in reference if k in verdict]
+        same = np.mean([verdict[k][1] == reference[k][1] for k in both])
+        delta = np.abs([verdict[k][0] - reference[k][0] for k in both])
+        held = [k for k in truth if k in verdict]
+        y = np.array([truth[k] for k in held])
+        label = np.array([verdict[k][1] for k in held])
+        rows.append((name, len(both), f"{seconds[name]:.0f}", f"{same:.2%}",
+                     f"{delta.mean():.4f}", f"{delta.max():.4f}",
+                     f"{metrics.balanced_accuracy(y, label):.3f}",
+                     f"{(label[y == 0] == 0).mean():.3f}",
+                     f"{(label[y == 1] == 1).mean():.3f}"))  # fmt: skip
+    return rows
+
+
 def recorded_estimate(engine, version: str) -> dict:
     with engine.connect() as conn:
         row = conn.execute(
@@ -193,6 +225,9 @@ def main() -> None:
         action="store_true",
         help="land the held-out labels in four steps; realized vs estimated",
     )
+    parser.add_argument("--precisions", default=None, metavar="LIST",
+                        help="then rescore every post at each FND_INFERENCE_PRECISION, e.g. "
+                             "fp32,bf16,int8: labels as fp32's, held-out accuracy")  # fmt: skip
     args = parser.parse_args()
     held = set(args.held_out.split(","))
     posts = [json.loads(line) for line in (args.data / "posts.jsonl").open()]
@@ -252,6 +287,7 @@ def main() -> None:
             objectives.append(objective_row(
                 "accuracy", truth, labelled_verdicts(engine, list(truth)), moved.threshold,
                 moved.estimated_fake_share))  # fmt: skip
+        precisions = precision_rows(engine, settings, version, args.precisions, new, train)
         engine.dispose()
     sha = {}
     for p in new:
@@ -287,6 +323,13 @@ def main() -> None:
     evidence_rows.append(evidence_row("training posts (rescored)", train, got, evidence))
     print(table(evidence_rows, ("posts", "n", "novelty p25", "median", "p75", "share >= 95",
                                 "picture matched", "model alone", "match decides")))  # fmt: skip
+    if precisions:
+        print(f"every post rescored at each precision ({balanced_run.encoders or 'float'} was "
+              "auto's choice above); labels against fp32's, balanced accuracy on the held-out "
+              "posts by post:")  # fmt: skip
+        print(table(precisions, ("FND_INFERENCE_PRECISION", "posts", "seconds", "labels as fp32",
+                                 "mean |Δp|", "largest |Δp|", "held-out balanced accuracy",
+                                 "real recall", "fake recall")))  # fmt: skip
     if revealed:
         print(
             "labels revealed in four steps (held-out posts by time); realized "

@@ -108,6 +108,32 @@ def land_and_score(engine, settings, batch_file: Path, run_id: str) -> drift.Dri
     return measured
 
 
+def test_auto_measured_int8_on_this_cpu_and_kept_it_only_where_the_labels_held(trained):
+    """FND_INFERENCE_PRECISION=auto (the default) with pretrained encoders: the first scoring
+    built the int8 encoders and measured them against the float path for this model and CPU;
+    the record is what later runs read, and int8 is chosen only with its labels unchanged."""
+    from fnd_core.pipeline.encoder_precision import MIN_SAME_LABELS, cpu_tag
+
+    engine, settings = trained
+    version = scoring.resolve_version(engine, None).version
+    folder = Path(settings.store) / "encoders-int8"
+    record = json.loads((folder / "choices" / f"{version}-{cpu_tag()}.json").read_text())
+    assert record["version"] == version and record["check_posts"] == 256
+    assert set(record["chosen"]) == {"image", "text"}
+    assert set(record["chosen"].values()) <= {"int8", record["float_precision"]}
+    if "int8" in record["chosen"].values():
+        assert record["same_labels"] >= MIN_SAME_LABELS
+    for kind, speed in record["posts_per_s"].items():
+        faster = speed["int8"] >= 1.1 * speed["float"]
+        assert (record["chosen"][kind] == "int8") == (faster and record["same_labels"] >= 0.995)
+    built = {json.loads(p.read_text())["sha256"] for p in folder.glob("*/record.json")}
+    assert set(record["int8_sha256"].values()) == built
+    report = scoring.score_shard(
+        engine, settings, model_version=version, rescore_all=True, run_id="initial"
+    )
+    assert report.encoders == record["chosen"]
+
+
 def test_stable_batches_raise_no_alarm(trained):
     engine, settings = trained
     landing = Path(settings.landing)

@@ -408,3 +408,46 @@ def test_what_counts_as_the_machines_fault(exc, transient):
     wrapped = RuntimeError("decoding failed")
     wrapped.__cause__ = exc
     assert page_scoring.is_transient(wrapped) is transient
+
+
+def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
+    clean_db, settings, champion
+):
+    """FND_INFERENCE_PRECISION=int8: ONNX Runtime encoders built once into the store (with
+    their calibration pictures recorded), int8 features cached apart, labels as in fp32."""
+    import json
+
+    int8 = replace(settings, inference_precision="int8")
+    reports = score_all(clean_db, int8, n_shards=1)
+    assert reports[0].n_scored == 150 and reports[0].encoders == {"image": "int8", "text": "int8"}
+    records = {
+        r["kind"]: r
+        for r in (
+            json.loads(p.read_text())
+            for p in (settings.home / "store" / "encoders-int8").glob("*/record.json")
+        )
+    }
+    assert set(records) == {"image", "text"}
+    calibration = records["image"]["calibration"]
+    assert len(calibration) == 64 and all(Path(c["uri"]).is_file() for c in calibration)
+    stored = {c["sha256"] for c in calibration}
+    with clean_db.connect() as conn:
+        snapshot = set(conn.execute(sa.text("select image_sha256 from fnd.posts")).scalars())
+    assert stored <= snapshot  # pictures of the training snapshot, not of the scored posts
+    cached = [p.name for p in (settings.home / "feature_cache").iterdir()]
+    assert sum("-int8-" in name for name in cached) == 2
+    query = "select post_id, p_fake, label from fnd.latest_predictions order by post_id"
+    with clean_db.connect() as conn:
+        int8_rows = conn.execute(sa.text(query)).all()
+    score_all(clean_db, replace(settings, inference_precision="fp32"), n_shards=1,
+              rescore_all=True)  # fmt: skip
+    with clean_db.connect() as conn:
+        fp32_rows = conn.execute(sa.text(query)).all()
+    delta = np.abs([a.p_fake - b.p_fake for a, b in zip(int8_rows, fp32_rows, strict=True)])
+    same = np.mean([a.label == b.label for a, b in zip(int8_rows, fp32_rows, strict=True)])
+    assert same >= 0.95 and delta.mean() < 0.02, (same, delta.mean())
+    again = score_all(clean_db, int8, n_shards=1, rescore_all=True)  # built already: loaded
+    assert again[0].encoders == {"image": "int8", "text": "int8"}
+    built = [json.loads(p.read_text())["built_at"] for p in
+             (settings.home / "store" / "encoders-int8").glob("*/record.json")]  # fmt: skip
+    assert sorted(built) == sorted(r["built_at"] for r in records.values())

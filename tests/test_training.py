@@ -179,13 +179,14 @@ def test_bf16_and_fp32_features_are_cached_apart(posts, tmp_path):
 )
 def test_auto_precision_is_bf16_only_where_native(monkeypatch, avx512_bf16, amx, auto):
     """What the CPU reports decides ``auto``, whatever this machine's own CPU has."""
-    from fnd_core.model.runtime import resolve_precision
+    from fnd_core.model.runtime import float_precision
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == auto
-    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert float_precision("auto", cpu) == auto
+    assert float_precision("int8", cpu) == auto  # heads are fitted on the float path's features
+    assert float_precision("fp32", cpu) == "fp32" and float_precision("bf16", cpu) == "bf16"
 
 
 def test_decoding_is_inline_on_cpu_unless_workers_are_asked_for():

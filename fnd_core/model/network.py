@@ -7,6 +7,7 @@ features can be computed once, cached, and the head trained on them in seconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from torch import nn
 from fnd_core.model.config import ModelConfig
 from fnd_core.model.encoders.backbones import ImageBackbone, TextBackbone
 from fnd_core.model.encoders.build import build_backbones
+
+if TYPE_CHECKING:
+    from fnd_core.model.encoders.int8 import Int8Encoder
 
 ENCODER_PREFIXES = ("image_encoder.", "text_encoder.")
 
@@ -48,6 +52,11 @@ class FakeNewsModel(nn.Module):
         self.encoders_finetuned = False  # True once phase 2 changed encoder weights
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
+        # set for scoring by fnd_core.pipeline.encoder_precision.prepare: ONNX Runtime int8
+        # encoders by kind, and what each encoder runs in (see encoding.encoder_precisions)
+        self.int8_encoders: dict[str, Int8Encoder] = {}
+        self.encoder_precisions: dict[str, str] | None = None
+        self.prepared_for: str | None = None  # the FND_INFERENCE_PRECISION it was prepared for
         if config.head == "linear":
             self.image_proj = self.text_proj = None
             dims = [e.feature_dim for e in (image_encoder, text_encoder) if e is not None]

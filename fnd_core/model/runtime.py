@@ -26,7 +26,7 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -39,20 +39,26 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for running frozen encoders; ``auto`` is bf16 where native."""
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a clear error."""
     if precision not in PRECISIONS:
         raise ValueError(
             f"inference precision {precision!r} is not one of {', '.join(PRECISIONS)} "
             "(FND_INFERENCE_PRECISION)"
         )
-    if precision == "auto":
+    return precision
+
+
+def float_precision(precision: str, device: torch.device) -> str:
+    """The torch path for ``precision``: ``fp32`` or ``bf16``; ``auto`` and ``int8`` -> the
+    device's fastest float (bf16 where native). Training fits heads on these features."""
+    if check_precision(precision) in ("auto", "int8"):
         return "bf16" if native_bf16(device) else "fp32"
     return precision
 
 
 def inference_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast for encoder inference at a resolved precision (see :func:`resolve_precision`)."""
+    """Autocast for encoder inference at a resolved precision (see :func:`float_precision`)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -301,8 +301,10 @@ def _domain_aucs(
         _default_encoders(settings) if isinstance(loaded.model, CharNgramModel) else loaded.model
     )
     # Each side encoded once (cached features, mostly): each modality then picks its rows.
-    ref_features = encode_examples(encoders, reference, **encode_options(settings))
-    cur_features = encode_examples(encoders, current, **encode_options(settings))
+    # the float path, int8 or not: the reference's features were cached at training in it
+    options = encode_options(settings, float_path=True)
+    ref_features = encode_examples(encoders, reference, **options)
+    cur_features = encode_examples(encoders, current, **options)
     keys = {"image": lambda ex: ex.image_sha256 or ex.image_uri,
             "text": lambda ex: normalise_text(ex.text)}  # fmt: skip
     out: dict[str, Any] = {}

@@ -50,7 +50,10 @@ def train_options(settings: Settings) -> TrainOptions:
         num_workers=settings.num_workers,
         max_pixels=settings.max_image_pixels,
         cpu_threads=settings.cpu_threads or None,
-        precision=settings.inference_precision,
+        # heads are fitted on the float path's features, int8 or not (docs/benchmarks.md)
+        precision="auto"
+        if settings.inference_precision == "int8"
+        else settings.inference_precision,
         **topic_objective(settings.topic_objective),
     )
 

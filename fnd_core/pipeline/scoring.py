@@ -33,7 +33,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from fnd_core.pipeline import evidence, page_scoring, prediction_store, registry
+from fnd_core.pipeline import (
+    encoder_precision,
+    evidence,
+    page_scoring,
+    prediction_store,
+    registry,
+)
 from fnd_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,6 +70,7 @@ class ShardReport:
     threshold: float | None = None  # the verdicts' threshold (moved by the accuracy objective)
     estimated_fake_share: float | None = None  # accuracy objective: EM on this shard's scores
     n_matched: int = 0  # posts whose picture matches a labelled picture (fnd.prediction_evidence)
+    encoders: dict[str, str] | None = None  # int8 where chosen (encoder_precision); None: float
 
     @property
     def posts_per_s(self) -> float:
@@ -136,6 +143,7 @@ def score_shard(
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
     loaded = _load_for_scoring(version, device)
+    encoders = encoder_precision.prepare(loaded, version, settings, engine)
     cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
     waiting: list[tuple[str, float]] = []  # accuracy objective: verdicts wait for the mix
     pictures = evidence.build_index(engine, settings) if settings.picture_evidence else None
@@ -181,6 +189,7 @@ def score_shard(
     report = ShardReport(
         version.version, shard, n_shards, n_scored, n_errors, time.perf_counter() - started,
         threshold=round(threshold, 6), estimated_fake_share=share, n_matched=n_matched,
+        encoders=encoders,
     )  # fmt: skip
     log.info("shard %d/%d done: %s", shard, n_shards, report.to_json())
     return report

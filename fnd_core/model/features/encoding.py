@@ -88,26 +88,49 @@ def encode_examples(
             jobs, 1 thread was up to 10x faster than 2 here (OpenMP threads spin-waiting).
         cache: an open :class:`FeatureCache` to use instead of ``cache_dir`` (a caller
             encoding page after page keeps one, so the cache is read from disk only once).
-        precision: ``fp32``, ``bf16`` (autocast) or ``auto``: bf16 where the device has
-            native bf16 (CUDA, AVX512-BF16/AMX CPUs), measured 1.6x faster encoding than fp32
-            on such a CPU with no label changed (README, Benchmarks). bf16 features are cached
-            apart from fp32 ones.
+        precision: ``fp32``, ``bf16`` (autocast), ``int8`` or ``auto``: bf16 where the
+            device has native bf16 (CUDA, AVX512-BF16/AMX CPUs), measured 1.6x faster encoding
+            than fp32 on such a CPU with no label changed (README, Benchmarks). ``int8`` runs
+            the ONNX Runtime encoders :func:`fnd_core.pipeline.encoder_precision.prepare`
+            attached to the model; for a prepared model, ``auto`` runs what it chose for each
+            encoder. Each precision's features are cached apart.
     """
     if not examples:
         return _empty_features(model)
     from fnd_core.model.runtime import cpu_threads as limit_threads
-    from fnd_core.model.runtime import loader_workers, module_device, resolve_precision
+    from fnd_core.model.runtime import loader_workers, module_device
 
     device = module_device(model)
-    precision = resolve_precision(precision, device)
+    precisions = encoder_precisions(model, precision)
     num_workers = loader_workers(num_workers, device)
     with limit_threads(cpu_threads or 1_000_000, device):
         if cache is None and cache_dir is not None:
             cache = FeatureCache(cache_dir)
         how = _Batching(
-            batch_size, text_batch_size, num_workers, max_pixels, storage_options, precision
+            batch_size, text_batch_size, num_workers, max_pixels, storage_options, precisions
         )
         return _encode(model, examples, cache, how)
+
+
+def encoder_precisions(model: FakeNewsModel, precision: str) -> dict[str, str]:
+    """What each encoder runs in (``image``/``text`` -> ``fp32`` | ``bf16`` | ``int8``).
+
+    A model prepared for scoring (``model.encoder_precisions``) answers ``auto`` and ``int8``
+    itself; otherwise ``int8`` is refused and ``auto`` means the float path of the device.
+    """
+    from fnd_core.model.runtime import float_precision, module_device
+
+    chosen = getattr(model, "encoder_precisions", None)
+    if precision in ("auto", "int8") and chosen:
+        return dict(chosen)
+    if precision == "int8":
+        raise ValueError(
+            "FND_INFERENCE_PRECISION=int8, but this model's int8 encoders were not prepared "
+            "(fnd_core.pipeline.encoder_precision.prepare does it when scoring loads a model); "
+            "use auto, fp32 or bf16 here"
+        )
+    resolved = float_precision(precision, module_device(model))
+    return {"image": resolved, "text": resolved}
 
 
 @dataclass(frozen=True)
@@ -119,12 +142,14 @@ class _Batching:
     num_workers: int
     max_pixels: int
     storage_options: Mapping[str, Any] | None
-    precision: str
+    precisions: Mapping[str, str]  # encoder kind -> fp32 | bf16 | int8
 
-    @property
-    def cache_suffix(self) -> str:
-        """Backbone id suffix: bf16 features are cached apart (fp32 ids predate this)."""
-        return "" if self.precision == "fp32" else f"-{self.precision}"
+    def cache_id(self, model: FakeNewsModel, kind: str, float_id: str) -> str:
+        """Feature-cache id of ``kind``'s features at its precision (fp32 ids predate this)."""
+        precision = self.precisions[kind]
+        if precision == "int8":
+            return model.int8_encoders[kind].cache_id
+        return float_id if precision == "fp32" else f"{float_id}-{precision}"
 
 
 def _encode(
@@ -159,12 +184,13 @@ def _image_features(
     uris = {k: ex.image_uri for k, ex in zip(keys, examples, strict=True)}
     if model.image_encoder is None:
         raise ValueError(f"this model has no image encoder (modalities={model.config.modalities})")
-    backbone_id = model.image_encoder.backbone_id(model.config.image_size) + how.cache_suffix
+    float_id = model.image_encoder.backbone_id(model.config.image_size)
+    backbone_id = how.cache_id(model, "image", float_id)
 
     def encode_images(missing: list[str]) -> torch.Tensor:
         return _run_image_encoder(
             model, [uris[k] for k in missing], how.batch_size, how.num_workers, how.max_pixels,
-            how.storage_options, how.precision,
+            how.storage_options, how.precisions["image"],
         )  # fmt: skip
 
     return _lookup_or_encode(keys, backbone_id, cache, encode_images, "images")
@@ -181,11 +207,12 @@ def _text_features(
     texts = {k: ex.text for k, ex in zip(keys, examples, strict=True)}
     if model.text_encoder is None:
         raise ValueError(f"this model has no text encoder (modalities={model.config.modalities})")
-    backbone_id = model.text_encoder.backbone_id(model.config.max_tokens) + how.cache_suffix
+    float_id = model.text_encoder.backbone_id(model.config.max_tokens)
+    backbone_id = how.cache_id(model, "text", float_id)
 
     def encode_texts(missing: list[str]) -> torch.Tensor:
         return _run_text_encoder(
-            model, [texts[k] for k in missing], how.text_batch_size, how.precision
+            model, [texts[k] for k in missing], how.text_batch_size, how.precisions["text"]
         )
 
     return _lookup_or_encode(keys, backbone_id, cache, encode_texts, "texts")
@@ -273,12 +300,13 @@ def _run_image_encoder(
         storage_options=storage_options,
     )
     loader = make_loader(dataset, batch_size=batch_size, num_workers=num_workers)
+    encode = model.int8_encoders["image"] if precision == "int8" else model.encode_images
     chunks, done = [], 0
     started = last = time.perf_counter()
     with torch.inference_mode(), inference_autocast(device, precision):
         for batch in loader:
             pixels = batch["pixels"].to(device, non_blocking=True)
-            chunks.append(model.encode_images(pixels).float().cpu())
+            chunks.append(encode(pixels).float().cpu())
             done += len(pixels)
             last = _progress(done, len(uris), started, last, "images")
     return torch.cat(chunks)
@@ -293,6 +321,7 @@ def _run_text_encoder(
     from fnd_core.model.runtime import inference_autocast, module_device
 
     device = module_device(model)
+    int8 = model.int8_encoders["text"] if precision == "int8" else None
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.empty(0)
     started = last = time.perf_counter()
@@ -300,8 +329,11 @@ def _run_text_encoder(
         for lo in range(0, len(order), batch_size):
             rows = order[lo : lo + batch_size]
             tokens = model.tokenize([texts[i] for i in rows])
-            tokens = {k: v.to(device) for k, v in tokens.items()}
-            features = model.encode_texts(**tokens).float().cpu()
+            if int8 is not None:
+                features = int8(tokens["input_ids"], tokens["attention_mask"])
+            else:
+                tokens = {k: v.to(device) for k, v in tokens.items()}
+                features = model.encode_texts(**tokens).float().cpu()
             if out.numel() == 0:
                 out = torch.empty(len(texts), features.shape[1])
             out[torch.as_tensor(rows)] = features
@@ -309,13 +341,24 @@ def _run_text_encoder(
     return out
 
 
-def encode_options(settings: Settings) -> dict[str, Any]:
-    """:func:`encode_examples` arguments from fnd's settings (cache, batching, precision)."""
+def encode_options(settings: Settings, *, float_path: bool = False) -> dict[str, Any]:
+    """:func:`encode_examples` arguments from fnd's settings (cache, batching, precision).
+
+    ``float_path``: torch's fastest float path whatever ``FND_INFERENCE_PRECISION`` says
+    (what training encoded in, so its cached features are reused).
+    """
+    precision = settings.inference_precision
+    if float_path and precision in ("auto", "int8"):
+        import torch
+
+        from fnd_core.model.runtime import float_precision
+
+        precision = float_precision(precision, torch.device("cpu"))
     return {
         "cache_dir": str(settings.home / "feature_cache"),
         "batch_size": settings.batch_size,
         "num_workers": settings.num_workers,
         "max_pixels": settings.max_image_pixels,
         "cpu_threads": settings.cpu_threads or None,
-        "precision": settings.inference_precision,
+        "precision": precision,
     }

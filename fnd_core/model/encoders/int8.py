@@ -1,0 +1,292 @@
+"""int8 encoders through ONNX Runtime: quantized once per backbone, kept in the store, verified.
+
+Why ONNX Runtime: it was measured against torch on the offline preset's encoders
+(``benchmarks/int8_encoders.py``, docs/benchmarks.md): the statically quantized convnet ran
+6.4x torch fp32 and 3.1x torch bf16 on an AMX CPU, and its int8 kernels (VNNI, AVX2) exist on
+every x86 CPU users run workers on. OpenVINO was not on this machine's package index; torch's
+own int8 (``torch.ao``) has no maintained CPU path for these graphs.
+
+- The **image encoder** is quantized statically (QDQ, int8 per-channel weights, uint8
+  activations), its activation ranges calibrated on pictures of the model's training snapshot.
+- The **text encoder** is quantized dynamically (int8 per-channel MatMul weights, activations
+  quantized per batch): no calibration.
+
+Each is built at most once per backbone id (the float encoder's id: weights digest, input size,
+preprocessing), in ``<store>/encoders-int8/<backbone id>/``: ``model.onnx`` and ``record.json``
+(its sha256, how it was built, the calibration pictures by URI and sha256, the versions). On
+load the bytes are checked against the record; a missing or altered file is rebuilt, said in
+the log. Features from an int8 encoder are cached under their own id, which carries the int8
+file's digest, so int8 and float features never mix, nor two different int8 builds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fnd_core.io import storage
+
+if TYPE_CHECKING:
+    import torch
+
+    from fnd_core.model.encoders.backbones import ImageBackbone, TextBackbone
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fnd-int8/1"
+FOLDER = "encoders-int8"
+CALIBRATION_BATCH = 8
+IMAGE_METHOD = "static QDQ: int8 per-channel weights, uint8 activations, MinMax calibration"
+TEXT_METHOD = "dynamic: int8 per-channel MatMul weights, activations quantized per batch"
+
+
+class Int8UnavailableError(RuntimeError):
+    """An int8 encoder cannot be built or loaded here (no ONNX Runtime, no calibration)."""
+
+
+@dataclass(frozen=True)
+class CalibrationPicture:
+    """One picture of the training snapshot the image encoder's ranges were calibrated on."""
+
+    uri: str
+    sha256: str
+
+
+@dataclass
+class Int8Encoder:
+    """An ONNX Runtime int8 session with the float encoder's call shape (tensors in and out)."""
+
+    kind: str  # "image" or "text"
+    backbone_id: str  # the float encoder's id
+    record: dict[str, Any]
+    session: Any  # onnxruntime.InferenceSession
+
+    @property
+    def cache_id(self) -> str:
+        """Feature-cache id: the float id, ``int8`` and the int8 file's own digest."""
+        return f"{self.backbone_id}-int8-{self.record['sha256'][:12]}"
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        names = [i.name for i in self.session.get_inputs()]
+        feeds = {name: x.cpu().numpy() for name, x in zip(names, inputs, strict=True)}
+        return torch.from_numpy(self.session.run(None, feeds)[0]).float()
+
+
+def folder_uri(store: str, backbone_id: str) -> str:
+    return storage.join(store, FOLDER, backbone_id)
+
+
+def load_or_build(
+    encoder: ImageBackbone | TextBackbone,
+    kind: str,
+    backbone_id: str,
+    store: str,
+    *,
+    calibration: Sequence[CalibrationPicture] = (),
+    image_size: int = 224,
+    threads: int | None = None,
+    gcs_endpoint: str | None = None,
+) -> Int8Encoder:
+    """The int8 encoder for ``backbone_id`` from the store, built (and stored) when missing.
+
+    ``calibration``: pictures of the training snapshot (needed to build an image encoder;
+    fewer than 8 is refused). A stored file whose sha256 differs from its record, or a record
+    of another format or backbone, is rebuilt.
+    """
+    folder = folder_uri(store, backbone_id)
+    found = _read_verified(folder, backbone_id, kind, gcs_endpoint)
+    if found is not None:
+        record, model = found
+        return Int8Encoder(kind, backbone_id, record, _session(model, threads))
+    options = {"endpoint_url": gcs_endpoint} if gcs_endpoint else None
+    record, model = _build(encoder, kind, backbone_id, calibration, image_size, options)
+    # the model first, its record last: a reader between the two sees a mismatch and rebuilds
+    storage.write_bytes(storage.join(folder, "model.onnx"), model, gcs_endpoint=gcs_endpoint)
+    storage.write_bytes(
+        storage.join(folder, "record.json"), json.dumps(record, indent=1).encode(),
+        gcs_endpoint=gcs_endpoint,
+    )  # fmt: skip
+    return Int8Encoder(kind, backbone_id, record, _session(model, threads))
+
+
+def _read_verified(
+    folder: str, backbone_id: str, kind: str, gcs_endpoint: str | None
+) -> tuple[dict, bytes] | None:
+    """(record, model bytes) when both are there and agree; None, with the reason logged."""
+    from fnd_core.model.artifacts import sha256_hex
+
+    record_uri, model_uri = storage.join(folder, "record.json"), storage.join(folder, "model.onnx")
+    there = [storage.exists(u, gcs_endpoint=gcs_endpoint) for u in (record_uri, model_uri)]
+    if not all(there):
+        log.info("int8 %s encoder for %s not in the store yet: building it", kind, backbone_id)
+        return None
+    try:
+        record = json.loads(storage.read_bytes(record_uri, gcs_endpoint=gcs_endpoint))
+    except ValueError as exc:
+        log.warning("int8 record %s is unreadable (%s): rebuilding", record_uri, exc)
+        return None
+    model = storage.read_bytes(model_uri, gcs_endpoint=gcs_endpoint)
+    expected = (FORMAT, backbone_id, kind)
+    if (record.get("format"), record.get("backbone_id"), record.get("kind")) != expected:
+        log.warning("int8 record %s is not %s's %s encoder: rebuilding", record_uri, *expected[1:])
+        return None
+    if sha256_hex(model) != record.get("sha256"):
+        log.warning(
+            "int8 %s encoder %s does not match its recorded sha256 (altered or half written): "
+            "rebuilding",
+            kind, model_uri,
+        )  # fmt: skip
+        return None
+    return record, model
+
+
+def _session(model: bytes, threads: int | None) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a pinned dependency
+        raise Int8UnavailableError("int8 encoders need onnxruntime (requirements.lock)") from exc
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _build(
+    encoder: ImageBackbone | TextBackbone,
+    kind: str,
+    backbone_id: str,
+    calibration: Sequence[CalibrationPicture],
+    image_size: int,
+    storage_options: dict[str, Any] | None,
+) -> tuple[dict[str, Any], bytes]:
+    """Export ``encoder`` to ONNX and quantize it; (record, model bytes)."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    from fnd_core.model.artifacts import sha256_hex
+
+    if kind == "image" and len(calibration) < CALIBRATION_BATCH:
+        raise Int8UnavailableError(
+            f"the int8 image encoder needs at least {CALIBRATION_BATCH} calibration pictures "
+            f"from the training snapshot; got {len(calibration)}"
+        )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fnd-int8-") as folder:
+        work = Path(folder)
+        if kind == "image":
+            _export_image(encoder, work / "float.onnx", image_size)
+            _quantize_image(work, calibration, image_size, storage_options)
+            method = IMAGE_METHOD
+        else:
+            _export_text(encoder, work / "float.onnx")
+            _quantize_text(work)
+            method = TEXT_METHOD
+        model = (work / "int8.onnx").read_bytes()
+    seconds = time.perf_counter() - started
+    record = {
+        "format": FORMAT,
+        "kind": kind,
+        "backbone_id": backbone_id,
+        "sha256": sha256_hex(model),
+        "bytes": len(model),
+        "method": method,
+        "calibration": [{"uri": p.uri, "sha256": p.sha256} for p in calibration]
+        if kind == "image"
+        else [],
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 2),
+        "versions": {
+            "onnxruntime": onnxruntime.__version__,
+            "onnx": onnx.__version__,
+            "torch": torch.__version__,
+        },  # fmt: skip
+    }
+    log.info(
+        "built the int8 %s encoder for %s in %.1f s (%s; %.1f MB)",
+        kind, backbone_id, seconds, method, len(model) / 1e6,
+    )  # fmt: skip
+    return record, model
+
+
+def _export_image(encoder: ImageBackbone, path: Path, image_size: int) -> None:
+    import torch
+
+    pixels = torch.zeros(2, 3, image_size, image_size, dtype=torch.uint8)
+    _export(encoder, (pixels,), path, ["pixels"], {"pixels": {0: "batch"}})
+
+
+def _export_text(encoder: TextBackbone, path: Path) -> None:
+    tokens = encoder.tokenize(["an example post", "another, somewhat longer example post"])
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    inputs = (tokens["input_ids"], tokens["attention_mask"])
+    _export(encoder, inputs, path, ["input_ids", "attention_mask"], axes)
+
+
+def _export(module: Any, inputs: tuple, path: Path, names: list[str], axes: dict) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings
+        torch.onnx.export(
+            module, inputs, path, input_names=names, output_names=["features"],
+            dynamic_axes={**axes, "features": {0: "batch"}}, dynamo=False,
+        )  # fmt: skip
+
+
+def _quantize_image(
+    work: Path,
+    calibration: Sequence[CalibrationPicture],
+    image_size: int,
+    storage_options: dict[str, Any] | None,
+) -> None:
+    import torch
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from fnd_core.model.encoders.preprocess import load_pixels
+
+    pixels = torch.stack([
+        load_pixels(p.uri, image_size=image_size, storage_options=storage_options)
+        for p in calibration
+    ])  # fmt: skip
+
+    class Pictures(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter({"pixels": b.numpy()} for b in pixels.split(CALIBRATION_BATCH))
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    quant_pre_process(work / "float.onnx", work / "pre.onnx")
+    quantize_static(
+        work / "pre.onnx", work / "int8.onnx", Pictures(), quant_format=QuantFormat.QDQ,
+        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )  # fmt: skip
+
+
+def _quantize_text(work: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        work / "float.onnx", work / "int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )  # fmt: skip

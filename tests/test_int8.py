@@ -1,0 +1,129 @@
+"""int8 encoders (ONNX Runtime): built once per backbone, verified, rebuilt; auto's measurement."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fnd_core.model.artifacts import LoadedModel
+from fnd_core.model.config import ModelConfig
+from fnd_core.model.encoders import int8
+from fnd_core.model.examples import PostExample
+from fnd_core.model.features.encoding import encode_examples
+from fnd_core.model.network import build_model
+from fnd_core.pipeline import encoder_precision
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(ModelConfig(preset="tiny")).eval().optimise_for_inference()
+
+
+@pytest.fixture
+def posts(tmp_path: Path) -> list[PostExample]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(24):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        out.append(PostExample(f"p{i}", f"post number {i} " * (1 + i % 5), str(path), None, i % 2))
+    return out
+
+
+def calibration(posts: list[PostExample]) -> list[int8.CalibrationPicture]:
+    return [int8.CalibrationPicture(p.image_uri, f"{i:064x}") for i, p in enumerate(posts)]
+
+
+def build_image(model, store: str, posts) -> int8.Int8Encoder:
+    encoder = model.image_encoder
+    return int8.load_or_build(
+        encoder, "image", encoder.backbone_id(model.config.image_size), store,
+        calibration=calibration(posts[:8]), image_size=model.config.image_size,
+    )  # fmt: skip
+
+
+def test_built_once_then_loaded_and_rebuilt_when_altered(model, posts, tmp_path, caplog):
+    store = str(tmp_path / "store")
+    first = build_image(model, store, posts)
+    folder = Path(int8.folder_uri(store, first.backbone_id))
+    record = json.loads((folder / "record.json").read_text())
+    assert record["sha256"] == first.record["sha256"] and len(record["calibration"]) == 8
+    assert build_image(model, store, posts).record == record  # loaded, not rebuilt
+    pixels = torch.randint(0, 255, (4, 3, model.config.image_size, model.config.image_size),
+                           dtype=torch.uint8)  # fmt: skip
+    with torch.inference_mode():
+        cosine = torch.nn.functional.cosine_similarity(first(pixels), model.encode_images(pixels))
+    assert cosine.min() > 0.9
+
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger=int8.__name__):
+        rebuilt = build_image(model, store, posts)
+    assert "does not match its recorded sha256" in caplog.text
+    assert rebuilt.record["sha256"] == json.loads((folder / "record.json").read_text())["sha256"]
+    assert (
+        hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest() == rebuilt.record["sha256"]
+    )
+
+
+def test_an_image_encoder_needs_calibration_pictures(model, posts, tmp_path):
+    encoder = model.image_encoder
+    with pytest.raises(int8.Int8UnavailableError, match="calibration pictures"):
+        int8.load_or_build(encoder, "image", "x", str(tmp_path), calibration=calibration(posts[:3]))
+
+
+def test_int8_features_are_cached_apart_and_an_unprepared_model_is_refused(model, posts, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="int8 encoders were not prepared"):
+        encode_examples(model, posts, cache_dir=cache, precision="int8")
+    store = str(tmp_path / "store")
+    model.int8_encoders = {"image": build_image(model, store, posts)}
+    text = model.text_encoder
+    model.int8_encoders["text"] = int8.load_or_build(
+        text, "text", text.backbone_id(model.config.max_tokens), store
+    )
+    model.encoder_precisions = {"image": "int8", "text": "fp32"}
+    try:
+        mixed = encode_examples(model, posts, cache_dir=cache, precision="auto")
+        floats = encode_examples(model, posts, cache_dir=cache, precision="fp32")
+    finally:
+        model.int8_encoders, model.encoder_precisions = {}, None
+    assert mixed.images_encoded == floats.images_encoded == 24  # no int8 row read as float
+    assert floats.texts_encoded == 0 and torch.equal(mixed.text, floats.text)
+    assert not torch.equal(mixed.image, floats.image)
+    ids = sorted(p.name for p in cache.iterdir())
+    assert len(ids) == 3 and sum("-int8-" in i for i in ids) == 1
+
+
+@pytest.mark.parametrize(("speed_up", "same", "expected"), [
+    (0.0, 0.0, "int8"),  # always faster, any labels: int8 kept
+    (0.0, 1.01, "fp32"),  # faster, but the labels cannot hold: float
+    (1e9, 0.0, "fp32"),  # never fast enough: float
+])  # fmt: skip
+def test_auto_keeps_int8_only_where_faster_and_the_labels_hold(
+    model, posts, tmp_path, monkeypatch, speed_up, same, expected
+):
+    store = str(tmp_path / "store")
+    model.int8_encoders = {"image": build_image(model, store, posts)}
+    text = model.text_encoder
+    model.int8_encoders["text"] = int8.load_or_build(
+        text, "text", text.backbone_id(model.config.max_tokens), store
+    )
+    monkeypatch.setattr(encoder_precision, "MIN_SPEED_UP", speed_up)
+    monkeypatch.setattr(encoder_precision, "MIN_SAME_LABELS", same)
+    loaded = LoadedModel(model, model.config, threshold=0.5, metrics=None, uri="", sha256="")
+    try:
+        choice = encoder_precision.measure(loaded, posts, "fp32")
+    finally:
+        model.int8_encoders = {}
+    assert choice.chosen == {"image": expected, "text": expected}
+    assert choice.check_posts == 24 and 0 <= choice.same_labels <= 1
+    assert all(s["float"] > 0 and s["int8"] > 0 for s in choice.posts_per_s.values())
