@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fnd_core.io import storage
 from fnd_core.model.splits.grouping import leak_groups, leak_report
-from fnd_core.pipeline import registry
+from fnd_core.pipeline import encoder_precision, registry
 from fnd_core.pipeline.training_snapshot import load_examples
 from fnd_core.settings import Settings, default
 
@@ -111,11 +111,13 @@ def train_candidate(
     recipe = evaluation.Recipe(epochs=epochs, options=train_options(settings), seed=seed)
     result, n_groups = _cross_validate_and_train(engine, settings, examples, config, recipe)
     winning = result.config  # the winning kind's: a network config, or a char n-gram one
-    return _save_and_register(
+    registered = _save_and_register(
         engine, settings, snap, result, winning, version,
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
         shuffle_labels=shuffle_labels, run_id=run_id, n_groups=n_groups,
     )  # fmt: skip
+    encoder_precision.build_ahead(result.model, settings, engine, snap["as_of"])
+    return registered
 
 
 def _snapshot_examples(

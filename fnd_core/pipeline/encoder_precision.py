@@ -67,7 +67,6 @@ def prepare(
 ) -> dict[str, str] | None:
     """Attach int8 encoders to ``loaded.model`` where ``FND_INFERENCE_PRECISION`` asks for
     them, and return what each encoder will run in (None: the float path, nothing attached)."""
-    from fnd_core.model import presets
     from fnd_core.model.network import FakeNewsModel
     from fnd_core.model.runtime import check_precision, module_device
 
@@ -79,12 +78,10 @@ def prepare(
         return model.encoder_precisions
     model.encoder_precisions, chosen = None, None
     device = module_device(model)
-    preset = presets.get(model.config.preset)
-    test_encoders = any("random init" in e.weights for e in (preset.image, preset.text))
     if precision == "int8" and device.type != "cpu":
         raise ValueError("FND_INFERENCE_PRECISION=int8 runs on CPU; on a GPU use bf16 or auto")
-    if precision == "int8" or (precision == "auto" and device.type == "cpu" and not test_encoders):
-        posts = _snapshot_posts(engine, version, model)
+    if precision == "int8" or (precision == "auto" and _auto_considers_int8(model)):
+        posts = _snapshot_posts(engine, version.config.get("snapshot_as_of"), model)
         if precision == "auto":
             chosen = _auto(loaded, version, settings, posts)
         else:
@@ -93,6 +90,33 @@ def prepare(
         log.info("model %s scores with its encoders in %s", version.version, chosen)
     model.encoder_precisions, model.prepared_for = chosen, precision
     return chosen
+
+
+def build_ahead(model: Any, settings: Settings, engine: Engine, as_of: str) -> None:
+    """At training: build the int8 encoders into the store now, where scoring would use them,
+    so that the first scoring run does not pay for it (seconds, once per encoder). A failure
+    is logged, never fatal: scoring then builds them, or says why it cannot."""
+    from fnd_core.model.network import FakeNewsModel
+
+    precision = settings.inference_precision
+    if not isinstance(model, FakeNewsModel) or precision not in ("auto", "int8"):
+        return
+    if precision == "auto" and not _auto_considers_int8(model):
+        return
+    try:
+        _int8_encoders(model, settings, _snapshot_posts(engine, as_of, model))
+    except Exception as exc:  # noqa: BLE001 - an optimisation ahead of time, not a step
+        log.warning("int8 encoders not built at training (%s): scoring will build them", exc)
+
+
+def _auto_considers_int8(model: FakeNewsModel) -> bool:
+    """On CPU, for pretrained encoders (the tiny preset's random-init ones are for tests)."""
+    from fnd_core.model import presets
+    from fnd_core.model.runtime import module_device
+
+    preset = presets.get(model.config.preset)
+    test_encoders = any("random init" in e.weights for e in (preset.image, preset.text))
+    return module_device(model).type == "cpu" and not test_encoders
 
 
 def cpu_tag() -> str:
@@ -106,16 +130,13 @@ def cpu_tag() -> str:
     return f"{level}{'-bf16' if native_bf16(torch.device('cpu')) else ''}{'-amx' if amx else ''}"
 
 
-def _snapshot_posts(
-    engine: Engine, version: ModelVersion, model: FakeNewsModel
-) -> list[PostExample]:
+def _snapshot_posts(engine: Engine, as_of: str | None, model: FakeNewsModel) -> list[PostExample]:
     """Up to CALIBRATION_PICTURES + CHECK_POSTS posts of the model's training snapshot, in a
     seeded order (the same posts on every machine): calibration pictures first."""
     import numpy as np
 
     from fnd_core.pipeline.training_snapshot import load_examples
 
-    as_of = version.config.get("snapshot_as_of")
     examples = load_examples(engine, as_of=datetime.fromisoformat(as_of) if as_of else None)
     if model.config.uses_image:
         examples = [e for e in examples if e.image_uri]
@@ -144,7 +165,7 @@ def _int8_encoders(
 
 def _encoders(model: FakeNewsModel) -> list[tuple[str, Any, str]]:
     """(kind, float encoder, its backbone id) for each encoder the model reads."""
-    out = []
+    out: list[tuple[str, Any, str]] = []
     if model.image_encoder is not None:
         out.append(
             ("image", model.image_encoder, model.image_encoder.backbone_id(model.config.image_size))

@@ -21,6 +21,7 @@ file's digest, so int8 and float features never mix, nor two different int8 buil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fnd_core.io import storage
 
@@ -122,8 +123,6 @@ def _read_verified(
     folder: str, backbone_id: str, kind: str, gcs_endpoint: str | None
 ) -> tuple[dict, bytes] | None:
     """(record, model bytes) when both are there and agree; None, with the reason logged."""
-    from fnd_core.model.artifacts import sha256_hex
-
     record_uri, model_uri = storage.join(folder, "record.json"), storage.join(folder, "model.onnx")
     there = [storage.exists(u, gcs_endpoint=gcs_endpoint) for u in (record_uri, model_uri)]
     if not all(there):
@@ -139,7 +138,7 @@ def _read_verified(
     if (record.get("format"), record.get("backbone_id"), record.get("kind")) != expected:
         log.warning("int8 record %s is not %s's %s encoder: rebuilding", record_uri, *expected[1:])
         return None
-    if sha256_hex(model) != record.get("sha256"):
+    if hashlib.sha256(model).hexdigest() != record.get("sha256"):
         log.warning(
             "int8 %s encoder %s does not match its recorded sha256 (altered or half written): "
             "rebuilding",
@@ -159,6 +158,9 @@ def _session(model: bytes, threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # No spin-waiting after a run: spinning threads took the cores from decoding the next
+    # batch (1,000 demo pictures: decoding 2.5 s -> 0.8 s, the image path 6.0 s -> 3.7 s)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
@@ -175,8 +177,6 @@ def _build(
     import onnxruntime
     import torch
 
-    from fnd_core.model.artifacts import sha256_hex
-
     if kind == "image" and len(calibration) < CALIBRATION_BATCH:
         raise Int8UnavailableError(
             f"the int8 image encoder needs at least {CALIBRATION_BATCH} calibration pictures "
@@ -186,11 +186,11 @@ def _build(
     with tempfile.TemporaryDirectory(prefix="fnd-int8-") as folder:
         work = Path(folder)
         if kind == "image":
-            _export_image(encoder, work / "float.onnx", image_size)
+            _export_image(cast("ImageBackbone", encoder), work / "float.onnx", image_size)
             _quantize_image(work, calibration, image_size, storage_options)
             method = IMAGE_METHOD
         else:
-            _export_text(encoder, work / "float.onnx")
+            _export_text(cast("TextBackbone", encoder), work / "float.onnx")
             _quantize_text(work)
             method = TEXT_METHOD
         model = (work / "int8.onnx").read_bytes()
@@ -199,7 +199,7 @@ def _build(
         "format": FORMAT,
         "kind": kind,
         "backbone_id": backbone_id,
-        "sha256": sha256_hex(model),
+        "sha256": hashlib.sha256(model).hexdigest(),
         "bytes": len(model),
         "method": method,
         "calibration": [{"uri": p.uri, "sha256": p.sha256} for p in calibration]
@@ -239,12 +239,17 @@ def _export(module: Any, inputs: tuple, path: Path, names: list[str], axes: dict
 
     import torch
 
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings
-        torch.onnx.export(
-            module, inputs, path, input_names=names, output_names=["features"],
-            dynamic_axes={**axes, "features": {0: "batch"}}, dynamo=False,
-        )  # fmt: skip
+    was_training = module.training
+    module.eval()  # a model just trained may be in training mode: export inference behaviour
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings
+            torch.onnx.export(
+                module, inputs, path, input_names=names, output_names=["features"],
+                dynamic_axes={**axes, "features": {0: "batch"}}, dynamo=False,
+            )  # fmt: skip
+    finally:
+        module.train(was_training)
 
 
 def _quantize_image(
