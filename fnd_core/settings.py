@@ -238,6 +238,12 @@ class Settings:
         "fusion,linear,text_linear,char_ngram",
         "Model kinds estimated on the same topic folds at each retraining; the best ships",
     )
+    nested_selection: bool = _setting(
+        "FND_NESTED_SELECTION",
+        True,
+        "Record the winning kind's estimate with the choice inside the folds (nested "
+        "cross-validation over topics; costs kinds x folds x folds head fits)",
+    )
     topic_objective: str = _setting(
         "FND_TOPIC_OBJECTIVE",
         "none",

@@ -29,6 +29,10 @@ from tests.helpers import (
     save_state,
 )
 
+# Nested selection refits every kind in every outer fold (kinds x folds x folds head fits): its
+# own tests turn it on (tests/test_nested_selection.py); the rest of the suite does without.
+os.environ.setdefault("FND_NESTED_SELECTION", "0")
+
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 DATA_TABLES = (
     "drift_reports",
@@ -128,7 +132,10 @@ def clean_db(engine: Engine) -> Engine:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings pointing at the test database and a temporary FND_HOME. No settle window: the
     files a test lands are complete (the window has tests of its own, in test_ingest.py)."""
-    return Settings(home=tmp_path / "fnd_home", database_url=db_url, landing_settle_seconds=0)
+    return Settings(
+        home=tmp_path / "fnd_home", database_url=db_url, landing_settle_seconds=0,
+        nested_selection=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +148,9 @@ def stable_settings(stable_home: Path, db_url: str) -> Settings:
     """Like ``settings``, but at one FND_HOME path per module, emptied before each test, so that
     state saved once can be restored there: rows hold absolute paths under FND_HOME."""
     shutil.rmtree(stable_home, ignore_errors=True)
-    return Settings(home=stable_home, database_url=db_url, landing_settle_seconds=0)
+    return Settings(
+        home=stable_home, database_url=db_url, landing_settle_seconds=0, nested_selection=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +165,7 @@ def saved_champion(
     recipe: ChampionRecipe = request.module.CHAMPION
     shutil.rmtree(stable_home, ignore_errors=True)
     _truncate(engine)
-    settings = Settings(home=stable_home, database_url=db_url)
+    settings = Settings(home=stable_home, database_url=db_url, nested_selection=False)
     ingest_demo(engine, settings, recipe.n_posts, seed=recipe.seed)
     version = promote_tiny(engine, settings, epochs=recipe.epochs)
     saved = save_state(engine, DATA_TABLES, stable_home, tmp_path_factory.mktemp("saved") / "home")

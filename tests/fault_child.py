@@ -58,7 +58,10 @@ def main(spec: dict) -> None:
     from fnd_core.pipeline import prediction_store, retrain, scoring
     from fnd_core.settings import Settings
 
-    settings = Settings(home=Path(spec["home"]), database_url=spec["url"], model_preset="tiny")
+    settings = Settings(
+        home=Path(spec["home"]), database_url=spec["url"], model_preset="tiny",
+        nested_selection=False,
+    )  # fmt: skip
     engine = make_engine(spec["url"])
     step = spec["step"]
     if step == "ingest":

@@ -49,7 +49,7 @@ def trained(create_database, tmp_path_factory):
     engine = make_engine(url)
     migrations.upgrade(engine)
     settings = Settings(home=tmp_path_factory.mktemp("drift") / "fnd_home", database_url=url,
-                        cv_repeats=1, num_workers=0)  # fmt: skip
+                        cv_repeats=1, num_workers=0, nested_selection=False)  # fmt: skip
     ingest_demo(engine, settings, 600, seed=1)
     outcome = retrain.run(engine, settings, forced_by="tests", preset="offline", epochs=20)
     assert outcome["decision"] == "promote"
@@ -121,11 +121,16 @@ def test_auto_measured_int8_on_this_cpu_and_kept_it_only_where_the_labels_held(t
     assert record["version"] == version and record["check_posts"] == 256
     assert set(record["chosen"]) == {"image", "text"}
     assert set(record["chosen"].values()) <= {"int8", record["float_precision"]}
-    if "int8" in record["chosen"].values():
-        assert record["same_labels"] >= MIN_SAME_LABELS
-    for kind, speed in record["posts_per_s"].items():
-        faster = speed["int8"] >= 1.1 * speed["float"]
-        assert (record["chosen"][kind] == "int8") == (faster and record["same_labels"] >= 0.995)
+    # the check also reads where new topics' scores lie: the recipe's out-of-fold quantiles
+    quantiles = registry.get_version(engine, version).metrics["score_logit_quantiles"]
+    assert len(quantiles) == 101 and quantiles == sorted(quantiles)
+    held = min(record["same_labels"], record["new_topic_same_labels"]) >= MIN_SAME_LABELS
+    faster = {k: s["int8"] >= 1.1 * s["float"] for k, s in record["posts_per_s"].items()}
+    int8 = {k for k, p in record["chosen"].items() if p == "int8"}
+    assert all(faster[k] for k in int8)  # int8 only where it measured faster...
+    assert held or not int8  # ...and only with both shares of labels held
+    if any(faster.values()) and not int8:  # tried and refused: the figures say why
+        assert not held
     built = {json.loads(p.read_text())["sha256"] for p in folder.glob("*/record.json")}
     assert set(record["int8_sha256"].values()) == built
     report = scoring.score_shard(

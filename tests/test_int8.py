@@ -127,3 +127,40 @@ def test_auto_keeps_int8_only_where_faster_and_the_labels_hold(
     assert choice.chosen == {"image": expected, "text": expected}
     assert choice.check_posts == 24 and 0 <= choice.same_labels <= 1
     assert all(s["float"] > 0 and s["int8"] > 0 for s in choice.posts_per_s.values())
+
+
+def test_expected_same_labels_applies_every_shift_to_every_quantile():
+    # shift +0.1 moves no quantile across 0; shift -0.1 moves 0.05 below it: 5 of 6 hold
+    share = encoder_precision._expected_same_labels(np.array([0.1, -0.1]), 0.0, [-1.0, 0.05, 1.0])
+    assert share == pytest.approx(5 / 6, abs=1e-4)
+    assert encoder_precision._expected_same_labels(np.array([0.1]), 0.0, None) is None
+
+
+def test_labels_are_checked_where_new_topics_score_near_the_threshold(
+    model, posts, tmp_path, monkeypatch, caplog
+):
+    """New topics' scores on both sides of the cut, a hair apart: any int8 shift flips one of
+    the two, so about half the labels would change there, however well the check posts hold."""
+    store = str(tmp_path / "store")
+    model.int8_encoders = {"image": build_image(model, store, posts)}
+    text = model.text_encoder
+    model.int8_encoders["text"] = int8.load_or_build(
+        text, "text", text.backbone_id(model.config.max_tokens), store
+    )
+    monkeypatch.setattr(encoder_precision, "MIN_SPEED_UP", 0.0)
+    loaded = LoadedModel(model, model.config, threshold=0.5, metrics=None, uri="", sha256="")
+    near = [-1e-9, 0.0]
+    try:
+        monkeypatch.setattr(encoder_precision, "MIN_SAME_LABELS", 0.6)
+        with caplog.at_level(logging.WARNING, logger=encoder_precision.__name__):
+            refused = encoder_precision.measure(loaded, posts, "fp32", new_topic_logits=near)
+        monkeypatch.setattr(encoder_precision, "MIN_SAME_LABELS", 0.0)
+        kept = encoder_precision.measure(loaded, posts, "fp32", new_topic_logits=near)
+    finally:
+        model.int8_encoders = {}
+    assert refused.chosen == {"image": "fp32", "text": "fp32"}
+    assert refused.new_topic_same_labels is not None and refused.new_topic_same_labels <= 0.55
+    tried = [r.getMessage() for r in caplog.records if "not chosen" in r.getMessage()]
+    assert [m.split()[2] for m in tried] == ["image+text", "image"]  # all int8, then image only
+    assert kept.chosen == {"image": "int8", "text": "int8"}
+    assert kept.new_topic_same_labels is not None and kept.new_topic_same_labels <= 0.55

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
     ingest_demo(clean_db, settings, 200, seed=3)
     champion = promote_tiny(clean_db, settings)
     snap = retrain.snapshot(clean_db)
+    settings = dataclasses.replace(settings, nested_selection=True)  # the default, off in tests
     cand = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
     retried = retrain.train_candidate(clean_db, settings, snap, preset="tiny", epochs=3, seed=1)
     assert retried["version"] == cand["version"] and retried["reused"]  # no orphan candidate
@@ -81,6 +83,12 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
         max(selection["estimates"].values()) - selection["standard_error"], abs=1e-5
     )
     assert candidate["split_policy"] == "topic_disjoint" and candidate["n_units"] >= 2
+    # the choice itself, estimated with the choice inside the folds (the first repeat's)
+    nested = selection["nested"]
+    assert nested["naive"] == candidate["estimate"]
+    assert len(nested["chosen"]) == candidate["n_folds"] == nested["n_outer_folds"]
+    assert set(nested["chosen"]) <= set(selection["estimates"])
+    assert nested["optimism"] == pytest.approx(nested["naive"] - nested["estimate"], abs=1e-5)
     policy = GatePolicy(min_accuracy=0.99)  # out of reach for the tiny preset
     decision = retrain.gate(evaluation, policy)
     outcome = retrain.record_decision(clean_db, evaluation, decision, policy, floor_set_by="bob")

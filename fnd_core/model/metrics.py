@@ -136,3 +136,14 @@ def score_histogram(p_fake: ArrayLike, *, bins: int = SCORE_BINS) -> dict[str, l
     counts, edges = np.histogram(np.clip(np.asarray(p_fake, dtype=float), 0, 1), bins, (0, 1))
     weights = (counts + 0.5) / (counts.sum() + 0.5 * bins)
     return {"bins": [round(float(e), 6) for e in edges], "weights": weights.tolist()}
+
+
+def logit_quantiles(p_fake: ArrayLike, n: int = 101) -> list[float]:
+    """``n`` evenly spaced quantiles of ``logit(p_fake)``: where a recipe's scores lie on posts
+    it did not train on, in the units a perturbation of its inputs moves them in (the int8
+    verdict check asks how many of these a given shift would push across the threshold)."""
+    p = np.clip(np.asarray(p_fake, dtype=np.float64), 1e-6, 1 - 1e-6)
+    if p.size == 0:
+        return []
+    z = np.log(p / (1 - p))
+    return [round(float(q), 4) for q in np.quantile(z, np.linspace(0, 1, n))]

@@ -165,7 +165,7 @@ def _cross_validate_and_train(
     import numpy as np
 
     from fnd_core.model.calibration import fit_calibration
-    from fnd_core.model.metrics import score_histogram
+    from fnd_core.model.metrics import logit_quantiles, score_histogram
     from fnd_core.pipeline import candidates, evaluation
 
     stories = leak_groups(examples)
@@ -179,7 +179,7 @@ def _cross_validate_and_train(
     for kind in [*data.available(settings.candidate_kinds), candidates.PRIOR]:
         cvs[kind], oofs[kind] = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
     prior = cvs.pop(candidates.PRIOR)
-    selection = candidates.choose(cvs)
+    selection = _selection(data, plan, recipe, cvs, oofs, settings)
     winner = selection["winner"]
     log.info(
         "topic-disjoint %s: %s; prior %s; %s wins by %s",
@@ -213,8 +213,35 @@ def _cross_validate_and_train(
         # How the recipe scores posts it did not train on (calibrated, as the scorer writes
         # them): the reference of the drift checks.
         "score_histogram": score_histogram(calibration.apply(oof)),
+        # the same scores as logits: how near the threshold new topics' posts fall, which the
+        # int8 verdict check reads (encoder_precision)
+        "score_logit_quantiles": logit_quantiles(calibration.apply(oof)),
     }
     return result, int(np.unique(stories).size)
+
+
+def _selection(
+    data: candidates.FoldData,
+    plan: CVPlan,
+    recipe: Recipe,
+    cvs: dict[str, CVSummary],
+    oofs: dict[str, list[np.ndarray]],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Which kind ships (:func:`candidates.choose`), with the choice's nested estimate beside
+    it when ``FND_NESTED_SELECTION`` asks (:mod:`fnd_core.pipeline.nested_selection`)."""
+    from fnd_core.pipeline import candidates
+    from fnd_core.pipeline.nested_selection import nested_estimate
+
+    selection = candidates.choose(cvs)
+    if settings.nested_selection:
+        winner = selection["winner"]
+        nested = nested_estimate(
+            data, plan, recipe, {k: oofs[k] for k in cvs},
+            winner=winner, naive=cvs[winner].estimate, metric=settings.gate_metric,
+        )  # fmt: skip
+        selection["nested"] = None if nested is None else nested.to_json()
+    return selection
 
 
 def _novelty_reference(

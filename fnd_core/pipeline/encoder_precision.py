@@ -6,8 +6,10 @@
 - ``int8``: both encoders through ONNX Runtime int8 (:mod:`fnd_core.model.encoders.int8`),
   built once per backbone from pictures of the model's training snapshot.
 - ``auto`` (default): per encoder, int8 only where, on this machine's CPU, it measured faster
-  than the float path (bf16 where native, else fp32) **and** the model's verdicts on posts of
-  its training snapshot stay the same (at least 99.5 % identical labels). Measured once per
+  than the float path (bf16 where native, else fp32) **and** the model's verdicts stay the
+  same: at least 99.5 % identical labels on posts of its training snapshot, and as many
+  expected on posts of new topics (their scores sit nearer the threshold: see
+  :func:`measure`); else int8 for the image encoder alone, under the same check. Measured once per
   model version and CPU, recorded in the store (``encoders-int8/choices/``) and reused; on a
   GPU, or for random-init test encoders, ``auto`` stays on the float path.
 
@@ -60,6 +62,8 @@ class PrecisionChoice:
     check_posts: int
     int8_sha256: dict[str, str]
     measured_at: str
+    # the share expected on posts of new topics (None: the version recorded no quantiles)
+    new_topic_same_labels: float | None = None
 
 
 def prepare(
@@ -190,17 +194,30 @@ def _auto(
     uri = storage.join(
         settings.store, "encoders-int8", "choices", f"{version.version}-{cpu_tag()}.json"
     )
+    quantiles = version.metrics.get("score_logit_quantiles")
     recorded = _read_choice(uri, settings.gcs_endpoint)
-    if recorded is not None and recorded.int8_sha256 == shas:
+    if (
+        recorded is not None
+        and recorded.int8_sha256 == shas
+        and (recorded.new_topic_same_labels is not None or not quantiles)  # not an older check
+    ):
         log.info("int8 choice for %s on %s (recorded): %s", version.version, cpu_tag(), recorded)
-        return recorded.chosen
-    check = posts[CALIBRATION_PICTURES:] or posts
-    choice = measure(loaded, check, float_p, batch_size=settings.batch_size)
-    choice.version = version.version
-    storage.write_bytes(
-        uri, json.dumps(asdict(choice), indent=1).encode(), gcs_endpoint=settings.gcs_endpoint
-    )
-    log.info("int8 choice for %s on %s (measured): %s", version.version, cpu_tag(), choice)
+        choice = recorded
+    else:
+        choice = measure(
+            loaded, posts[CALIBRATION_PICTURES:] or posts, float_p,
+            batch_size=settings.batch_size,
+            new_topic_logits=quantiles,
+        )  # fmt: skip
+        choice.version = version.version
+        storage.write_bytes(
+            uri, json.dumps(asdict(choice), indent=1).encode(), gcs_endpoint=settings.gcs_endpoint
+        )
+        log.info("int8 choice for %s on %s (measured): %s", version.version, cpu_tag(), choice)
+    # sessions it did not choose would only hold memory
+    model.int8_encoders = {
+        k: e for k, e in model.int8_encoders.items() if choice.chosen[k] == "int8"
+    }
     return choice.chosen
 
 
@@ -215,77 +232,149 @@ def _read_choice(uri: str, gcs_endpoint: str | None) -> PrecisionChoice | None:
 
 
 def measure(
-    loaded: LoadedModel, posts: list[PostExample], float_p: str, *, batch_size: int = 4
+    loaded: LoadedModel,
+    posts: list[PostExample],
+    float_p: str,
+    *,
+    batch_size: int = 4,
+    new_topic_logits: list[float] | None = None,
 ) -> PrecisionChoice:
-    """Time each encoder's float and int8 paths on ``posts`` (decoded once, beforehand), pick
-    int8 where it is ``MIN_SPEED_UP`` faster, and keep that only if the labels hold."""
-    import numpy as np
-    import torch
+    """Time each encoder's float and int8 paths on ``posts`` (decoded once, beforehand), and
+    choose int8 for the encoders where it is ``MIN_SPEED_UP`` faster, if the labels hold.
 
-    from fnd_core.model.encoders.preprocess import load_pixels
-    from fnd_core.model.features.encoding import EncodedFeatures
-    from fnd_core.model.features.inference import head_proba
-    from fnd_core.model.runtime import inference_autocast, module_device
+    Labels hold when both shares reach ``MIN_SAME_LABELS``: the check posts' own (posts of the
+    training snapshot, which the head fits confidently), and the share expected on posts of
+    new topics, whose scores sit nearer the threshold: each check post's shift of the
+    calibrated logit, applied to each of ``new_topic_logits`` (quantiles of the recipe's
+    out-of-fold calibrated logits, recorded at training). Where all int8 fails, int8 for the
+    image encoder alone is tried next (its static quantization moved scores least).
+    """
+    import numpy as np
 
     model: FakeNewsModel = loaded.model  # type: ignore[assignment]
-    device = module_device(model)
-    inputs: dict[str, list[tuple[torch.Tensor, ...]]] = {}
-    if model.image_encoder is not None:
-        pixels = torch.stack([
-            load_pixels(p.image_uri, image_size=model.config.image_size) for p in posts
-        ])  # fmt: skip
-        inputs["image"] = [(b,) for b in pixels.split(batch_size)]
-    if model.text_encoder is not None:
-        order = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
-        inputs["text"] = []
-        for lo in range(0, len(order), 32):
-            rows = order[lo : lo + 32]
-            tokens = model.tokenize([posts[i].text for i in rows])
-            inputs["text"].append((tokens["input_ids"], tokens["attention_mask"]))
-        undo = torch.as_tensor(order).argsort()
-    float_run: dict[str, Callable] = {"image": model.encode_images, "text": model.encode_texts}
-    features: dict[str, dict[str, torch.Tensor]] = {"float": {}, "int8": {}}
-    speed: dict[str, dict[str, float]] = {}
-    for kind, batches in inputs.items():
-        speed[kind] = {}
-        for path, run in (("float", float_run[kind]), ("int8", model.int8_encoders[kind])):
-            with torch.inference_mode(), inference_autocast(device, float_p if path == "float"
-                                                            else "fp32"):  # fmt: skip
-                run(*batches[0])  # warm-up: first-call allocations are not the path's speed
-                started = time.perf_counter()
-                out = torch.cat([run(*b).float() for b in batches])
-                speed[kind][path] = round(len(posts) / (time.perf_counter() - started), 1)
-            features[path][kind] = out[undo] if kind == "text" else out
-    chosen = {
-        kind: "int8" if s["int8"] >= MIN_SPEED_UP * s["float"] else float_p
-        for kind, s in speed.items()
-    }
-
-    def labels(mix: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-        pick = {k: features["int8" if p == "int8" else "float"][k] for k, p in mix.items()}
-        p = loaded.calibration.apply(
-            head_proba(model, EncodedFeatures(pick.get("image"), pick.get("text")))
-        )
-        return p, p >= loaded.threshold
-
-    p_float, y_float = labels(dict.fromkeys(inputs, float_p))
-    p_int8, y_int8 = labels(chosen)
-    same = float((y_float == y_int8).mean())
-    if "int8" in chosen.values() and same < MIN_SAME_LABELS:
-        log.warning(
-            "int8 encoders left %.2f %% of %d labels unchanged (< %.1f %%): staying on %s",
-            100 * same, len(posts), 100 * MIN_SAME_LABELS, float_p,
-        )  # fmt: skip
-        chosen = dict.fromkeys(inputs, float_p)
-    return PrecisionChoice(
+    features, speed = _time_paths(model, posts, float_p, batch_size)
+    threshold = min(max(loaded.threshold, 1e-6), 1 - 1e-6)
+    cut = float(np.log(threshold / (1 - threshold)))
+    z_float = _calibrated_logits(loaded, features, ())
+    record = PrecisionChoice(
         version="",
         cpu=cpu_tag(),
         float_precision=float_p,
-        chosen=chosen,
+        chosen=dict.fromkeys(speed, float_p),
         posts_per_s=speed,
-        same_labels=round(same, 4),
-        largest_delta_p=round(float(np.abs(p_int8 - p_float).max()), 4),
+        same_labels=1.0,
+        largest_delta_p=0.0,
         check_posts=len(posts),
         int8_sha256={k: e.record["sha256"] for k, e in model.int8_encoders.items()},
         measured_at=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
+    for mix in _mixes(speed):  # the record keeps the figures of the last mix tried
+        z = _calibrated_logits(loaded, features, mix)
+        record.same_labels = round(float(((z >= cut) == (z_float >= cut)).mean()), 4)
+        record.new_topic_same_labels = _expected_same_labels(z - z_float, cut, new_topic_logits)
+        record.largest_delta_p = round(float(np.abs(_sigmoid(z) - _sigmoid(z_float)).max()), 4)
+        expected = record.new_topic_same_labels
+        if min(record.same_labels, 1.0 if expected is None else expected) >= MIN_SAME_LABELS:
+            record.chosen |= dict.fromkeys(mix, "int8")
+            break
+        log.warning(
+            "int8 for %s would leave %.2f %% of the check posts' labels unchanged, and %s on "
+            "posts of new topics (expected; both must reach %.1f %%): not chosen",
+            "+".join(mix), 100 * record.same_labels,
+            "?" if expected is None else f"{100 * expected:.2f} %", 100 * MIN_SAME_LABELS,
+        )  # fmt: skip
+    return record
+
+
+def _mixes(speed: dict[str, dict[str, float]]) -> list[tuple[str, ...]]:
+    """The encoder sets to try in int8, best first: every one where int8 is faster, then the
+    image encoder alone."""
+    faster = tuple(k for k, s in speed.items() if s["int8"] >= MIN_SPEED_UP * s["float"])
+    if not faster:
+        return []
+    return [faster, ("image",)] if len(faster) > 1 and "image" in faster else [faster]
+
+
+def _expected_same_labels(
+    shift: np.ndarray, cut: float, quantiles: list[float] | None
+) -> float | None:
+    """The share of labels int8 leaves unchanged on posts scored like ``quantiles``: every
+    check post's logit shift applied to every quantile (None: the version recorded none)."""
+    import numpy as np
+
+    if not quantiles:
+        return None
+    q = np.asarray(quantiles, dtype=np.float64)[None, :]
+    moved = q + np.asarray(shift, dtype=np.float64)[:, None]
+    return round(float(((moved >= cut) == (q >= cut)).mean()), 4)
+
+
+def _time_paths(
+    model: FakeNewsModel, posts: list[PostExample], float_p: str, batch_size: int
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, float]]]:
+    """Each encoder's features of ``posts`` on its float and int8 paths, and posts/s of each."""
+    import torch
+
+    from fnd_core.model.runtime import inference_autocast, module_device
+
+    device = module_device(model)
+    float_run: dict[str, Callable] = {"image": model.encode_images, "text": model.encode_texts}
+    features: dict[str, dict[str, torch.Tensor]] = {"float": {}, "int8": {}}
+    speed: dict[str, dict[str, float]] = {}
+    for kind, (batches, undo) in _check_inputs(model, posts, batch_size).items():
+        speed[kind] = {}
+        for path, run in (("float", float_run[kind]), ("int8", model.int8_encoders[kind])):
+            with (
+                torch.inference_mode(),
+                inference_autocast(device, float_p if path == "float" else "fp32"),
+            ):
+                run(*batches[0])  # warm-up: first-call allocations are not the path's speed
+                started = time.perf_counter()
+                out = torch.cat([run(*b).float() for b in batches])
+                speed[kind][path] = round(len(posts) / (time.perf_counter() - started), 1)
+            features[path][kind] = out[undo]
+    return features, speed
+
+
+def _check_inputs(
+    model: FakeNewsModel, posts: list[PostExample], batch_size: int
+) -> dict[str, tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]]:
+    """Each encoder's input batches for ``posts`` (pictures decoded, texts tokenized in length
+    order), and the permutation that puts its outputs back in post order."""
+    import torch
+
+    from fnd_core.model.encoders.preprocess import load_pixels
+
+    inputs: dict[str, tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]] = {}
+    if model.image_encoder is not None:
+        pixels = torch.stack([
+            load_pixels(p.image_uri, image_size=model.config.image_size) for p in posts
+        ])  # fmt: skip
+        inputs["image"] = ([(b,) for b in pixels.split(batch_size)], torch.arange(len(posts)))
+    if model.text_encoder is not None:
+        order = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
+        batches: list[tuple[torch.Tensor, ...]] = []
+        for lo in range(0, len(order), 32):
+            tokens = model.tokenize([posts[i].text for i in order[lo : lo + 32]])
+            batches.append((tokens["input_ids"], tokens["attention_mask"]))
+        inputs["text"] = (batches, torch.as_tensor(order).argsort())
+    return inputs
+
+
+def _calibrated_logits(
+    loaded: LoadedModel, features: dict[str, dict[str, torch.Tensor]], int8: tuple[str, ...]
+) -> np.ndarray:
+    """The calibrated logit of each check post, with the encoders in ``int8`` on int8."""
+    from fnd_core.model.features.encoding import EncodedFeatures
+    from fnd_core.model.features.inference import head_logits
+
+    pick = {k: features["int8" if k in int8 else "float"][k] for k in features["float"]}
+    model: FakeNewsModel = loaded.model  # type: ignore[assignment]
+    raw = head_logits(model, EncodedFeatures(pick.get("image"), pick.get("text")))
+    return loaded.calibration.slope * raw.astype("float64")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))

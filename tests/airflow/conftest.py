@@ -52,4 +52,5 @@ def fnd_env(monkeypatch, db_url: str, tmp_path: Path):
     for key in list(os.environ):
         if key.startswith("FND_") and key not in {"FND_HOME", "FND_DATABASE_URL"}:
             monkeypatch.delenv(key)
+    monkeypatch.setenv("FND_NESTED_SELECTION", "0")  # see tests/conftest.py
     return home

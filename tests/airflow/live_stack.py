@@ -60,6 +60,7 @@ def stack_env(home: Path, fnd_url: str) -> dict[str, str]:
             "FND_HOME": str(home),
             "FND_DATABASE_URL": fnd_url,
             "FND_MODEL_PRESET": "tiny",
+            "FND_NESTED_SELECTION": "0",  # see tests/conftest.py
             "FND_GATE_MIN_ACCURACY": "0",  # a tiny model on a few posts: gate relaxed
             "FND_NUM_WORKERS": "0",
             "FND_SCORE_SHARDS": "2",

@@ -102,7 +102,7 @@ def built(engine, db_url: str, fnd_home: Path) -> dict:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"truncate fnd.{DATA_TABLES.replace(', ', ', fnd.')}, "
                              "fnd.ingest_batches restart identity cascade")  # fmt: skip
-    settings = Settings(home=fnd_home, database_url=db_url)
+    settings = Settings(home=fnd_home, database_url=db_url, nested_selection=False)
     good = ingest_demo(engine, settings, 100, seed=21)
     mixed = _ingest_with_bad_rows(engine, settings)
     rejected = _ingest_rejected(engine, settings)

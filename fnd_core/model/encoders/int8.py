@@ -161,6 +161,9 @@ def _session(model: bytes, threads: int | None) -> Any:
     # No spin-waiting after a run: spinning threads took the cores from decoding the next
     # batch (1,000 demo pictures: decoding 2.5 s -> 0.8 s, the image path 6.0 s -> 3.7 s)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No arena: it keeps the largest batch's activations for the process's life, which put
+    # int8 scoring's peak RSS above the float path's (memory_peak, docs/benchmarks.md)
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

@@ -41,6 +41,16 @@ def head_proba(
     """Sigmoid of the head's logits over precomputed features, in eval mode."""
     import torch
 
+    return torch.sigmoid(torch.from_numpy(head_logits(model, features, batch_size))).numpy()
+
+
+def head_logits(
+    model: FakeNewsModel, features: EncodedFeatures, batch_size: int = 1024
+) -> np.ndarray:
+    """The head's logits over precomputed features, in eval mode: what a verdict's margin is
+    measured in (a probability saturates where a logit still shows the distance)."""
+    import torch
+
     from fnd_core.model.runtime import module_device
 
     some = features.image if features.image is not None else features.text
@@ -56,7 +66,7 @@ def head_proba(
             for rows in batched_rows(n, batch_size):
                 image = features.image[rows].to(device) if features.image is not None else None
                 text = features.text[rows].to(device) if features.text is not None else None
-                out.append(torch.sigmoid(model.head_forward(image, text).float()).cpu())
+                out.append(model.head_forward(image, text).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
