@@ -17,7 +17,9 @@ prior:
   stripped (topics discovered). Per kind: the gate's estimate on the training part (topic
   folds, 90 % interval), then the held-out balanced accuracy, real and fake recall, all counted
   by post; the kind the gate would ship is marked. The gap is judged against
-  max(0.05, 2 x the held-out figure's standard error from a bootstrap over its stories);
+  max(0.05, 2 x the held-out figure's standard error from a bootstrap over its stories).
+  Then the choice itself, nested (:mod:`fnd_core.pipeline.nested_selection`): its estimate
+  against the winner's naive one, and against the shipped kind's held-out figure;
 - ``random``: ``--random`` hold-outs of 2 to 4 events whose held-out posts hold both classes
   (and whose training part too), event field stripped: the shipped kind's estimate against
   its held-out figure — mean |gap| and how often the interval holds the held-out figure.
@@ -38,7 +40,7 @@ import numpy as np
 from benchmarks.common import bench_home, machine, table
 from fnd_core.model import metrics
 from fnd_core.model.config import ModelConfig
-from fnd_core.pipeline import candidates, holdout
+from fnd_core.pipeline import candidates, holdout, nested_selection
 from fnd_core.pipeline.candidate_training import train_options
 from fnd_core.pipeline.evaluation import Recipe
 from fnd_core.settings import Settings
@@ -80,9 +82,24 @@ class Bench:
         p["prior"] = np.full(len(test), float(part.y.mean() >= 0.5))
         return p
 
-    def estimates(self, part, plan) -> dict[str, dict]:
-        found = holdout.gate_estimates(part, plan, self.kinds, self.recipe, "balanced_accuracy")
-        return {kind: summary.to_json() for kind, summary in found.items()}
+    def estimates(self, part, plan, *, nested: bool) -> tuple[dict[str, dict], dict | None, str]:
+        """Each kind's gate estimate (JSON), the choice's nested estimate (None unless asked,
+        or when it cannot be made), and the kind the gate would ship."""
+        metric = "balanced_accuracy"
+        cvs, oofs = {}, {}
+        for kind in self.kinds:
+            cvs[kind], oofs[kind] = candidates.cross_validate(
+                kind, part, plan, self.recipe, metric=metric
+            )
+        winner = candidates.choose(cvs)["winner"]
+        found = None
+        if nested:
+            found = nested_selection.nested_estimate(
+                part, plan, self.recipe, oofs, winner=winner, naive=cvs[winner].estimate,
+                metric=metric,
+            )  # fmt: skip
+        est = {kind: summary.to_json() for kind, summary in cvs.items()}
+        return est, None if found is None else found.to_json(), winner
 
 
 def load(data_dir: Path, settings: Settings, kinds: str | None) -> Bench:
@@ -168,8 +185,7 @@ def named(bench: Bench, seed: int, repeats: int, which: list[str], strips: list[
             started = time.perf_counter()
             part, plan = bench.split(train, strip=strip, repeats=repeats)
             p = bench.fit_and_score(part, plan, test)
-            est = bench.estimates(part, plan)
-            chosen = candidates.choose(est)["winner"]
+            est, nested, chosen = bench.estimates(part, plan, nested=True)
             label = f"{name} ({'event stripped: topics discovered' if strip else 'event given'})"
             topics = next(iter(est.values()))["topic_plan"]
             print(f"\n### {label}: {len(test)} held-out posts ({int(y.sum())} fake), "
@@ -196,6 +212,21 @@ def named(bench: Bench, seed: int, repeats: int, which: list[str], strips: list[
             print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy",
                                "estimate", "by story", "by topic", "90 % interval", "gap",
                                "within bound")))  # fmt: skip
+            print(_nested_line(nested, scores(y, p[chosen])["ba"]))
+
+
+def _nested_line(nested: dict | None, held_out: float | None) -> str:
+    """The choice's nested estimate beside what the shipped kind got on the held-out events."""
+    if nested is None:
+        return "\nthe choice, nested: no figure (an outer fold left too few topics)"
+    low, high = nested["interval"]
+    gap = "–" if held_out is None else f"{nested['estimate'] - held_out:+.3f}"
+    return (
+        f"\nthe choice, nested: {nested['estimate']:.3f} [{low:.3f}, {high:.3f}] against "
+        f"{nested['naive']:.3f} naive (optimism {nested['optimism']:+.3f}); chosen per outer "
+        f"fold: {', '.join(nested['chosen'])}; gap to the shipped kind's held-out figure {gap}; "
+        f"{nested['seconds']:.0f} s"
+    )
 
 
 def _other(summary: dict, unit: str) -> float | None:
@@ -224,8 +255,7 @@ def random_holdouts(bench: Bench, n: int, seed: int, repeats: int) -> None:
     for pick, test in splits:
         train = np.setdiff1d(np.arange(len(bench.events)), test)
         part, plan = bench.split(train, strip=True, repeats=repeats)
-        est = bench.estimates(part, plan)
-        chosen = candidates.choose(est)["winner"]
+        est, _, chosen = bench.estimates(part, plan, nested=False)
         everything = bench.fit_and_score(part, plan, test)
         p = everything[chosen]
         s = scores(bench.data.y[test], p)

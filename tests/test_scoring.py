@@ -410,6 +410,12 @@ def test_what_counts_as_the_machines_fault(exc, transient):
     assert page_scoring.is_transient(wrapped) is transient
 
 
+def _cached_model(engine):
+    """The champion as this process's scoring holds it (scoring.inference_model keeps one)."""
+    version = scoring.resolve_version(engine, None)
+    return scoring.inference_model(*version.artifact(), "cpu").model
+
+
 def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
     clean_db, settings, champion
 ):
@@ -420,6 +426,10 @@ def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
     int8 = replace(settings, inference_precision="int8")
     reports = score_all(clean_db, int8, n_shards=1)
     assert reports[0].n_scored == 150 and reports[0].encoders == {"image": "int8", "text": "int8"}
+    served = _cached_model(clean_db)
+    assert served.released_encoders == {"image", "text"}  # one copy of each encoder held
+    with pytest.raises(RuntimeError, match="released for its int8 copy"):
+        served.encode_texts(*served.tokenize(["a float run now"]).values())
     records = {
         r["kind"]: r
         for r in (
@@ -441,6 +451,8 @@ def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
         int8_rows = conn.execute(sa.text(query)).all()
     score_all(clean_db, replace(settings, inference_precision="fp32"), n_shards=1,
               rescore_all=True)  # fmt: skip
+    reloaded = _cached_model(clean_db)
+    assert reloaded is not served and not reloaded.released_encoders
     with clean_db.connect() as conn:
         fp32_rows = conn.execute(sa.text(query)).all()
     delta = np.abs([a.p_fake - b.p_fake for a, b in zip(int8_rows, fp32_rows, strict=True)])

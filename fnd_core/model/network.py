@@ -92,6 +92,7 @@ class FakeNewsModel(nn.Module):
             raise ValueError(
                 f"this model has no image encoder (modalities={self.config.modalities})"
             )
+        self._check_not_released("image")
         return self.image_encoder(pixels)
 
     def encode_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,21 @@ class FakeNewsModel(nn.Module):
             raise ValueError(
                 f"this model has no text encoder (modalities={self.config.modalities})"
             )
+        self._check_not_released("text")
         return self.text_encoder(input_ids, attention_mask)
+
+    @property
+    def released_encoders(self) -> set[str]:
+        """The encoders whose float weights were freed for their int8 copies (scoring only)."""
+        encoders = {"image": self.image_encoder, "text": self.text_encoder}
+        return {k for k, e in encoders.items() if e is not None and e.weights_released}
+
+    def _check_not_released(self, kind: str) -> None:
+        if kind in self.released_encoders:
+            raise RuntimeError(
+                f"the {kind} encoder's float weights were released for its int8 copy "
+                "(FND_INFERENCE_PRECISION); load the model again for the float path"
+            )
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         if self.text_encoder is None:

@@ -291,12 +291,15 @@ def _domain_aucs(
     left out. Counting posts would let the classifier learn which pictures are new — every new
     story has new pictures — instead of whether they look different.
     """
+    from fnd_core.model.artifacts import load_model
     from fnd_core.model.char_ngrams import CharNgramModel
     from fnd_core.model.features.encoding import encode_examples, encode_options
     from fnd_core.model.splits.grouping import normalise_text
     from fnd_core.pipeline.scoring import inference_model
 
     loaded = inference_model(*version.artifact(), "cpu")  # the one scoring just used, if here
+    if getattr(loaded.model, "released_encoders", None):  # it scored in int8: float needed
+        loaded = load_model(*version.artifact(), device="cpu", for_inference=True)
     encoders = (  # a char n-gram model has no encoders
         _default_encoders(settings) if isinstance(loaded.model, CharNgramModel) else loaded.model
     )

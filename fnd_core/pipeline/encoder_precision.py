@@ -88,8 +88,9 @@ def prepare(
         posts = _snapshot_posts(engine, version.config.get("snapshot_as_of"), model)
         if precision == "auto":
             chosen = _auto(loaded, version, settings, posts)
-        else:
-            model.int8_encoders = _int8_encoders(model, settings, posts)
+        else:  # each float encoder released before its int8 session is made: never both held
+            every = {kind for kind, _, _ in _encoders(model)}
+            model.int8_encoders = _int8_encoders(model, settings, posts, release=every)
             chosen = dict.fromkeys(model.int8_encoders, "int8")
         log.info("model %s scores with its encoders in %s", version.version, chosen)
     model.encoder_precisions, model.prepared_for = chosen, precision
@@ -149,9 +150,15 @@ def _snapshot_posts(engine: Engine, as_of: str | None, model: FakeNewsModel) -> 
 
 
 def _int8_encoders(
-    model: FakeNewsModel, settings: Settings, posts: list[PostExample]
+    model: FakeNewsModel,
+    settings: Settings,
+    posts: list[PostExample],
+    *,
+    kinds: set[str] | None = None,
+    release: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The model's encoders in int8, from the store (built there when missing)."""
+    """The model's encoders (``kinds``: all) in int8, from the store (built there when
+    missing); those in ``release`` lose their float weights before their session is made."""
     from fnd_core.model.encoders import int8
 
     calibration = [
@@ -160,9 +167,12 @@ def _int8_encoders(
     ]
     out = {}
     for kind, encoder, float_id in _encoders(model):
+        if kinds is not None and kind not in kinds:
+            continue
         out[kind] = int8.load_or_build(
             encoder, kind, float_id, settings.store, calibration=calibration,
             image_size=model.config.image_size, gcs_endpoint=settings.gcs_endpoint,
+            before_session=encoder.release_weights if kind in release else None,
         )  # fmt: skip
     return out
 
@@ -184,41 +194,75 @@ def _encoders(model: FakeNewsModel) -> list[tuple[str, Any, str]]:
 def _auto(
     loaded: LoadedModel, version: ModelVersion, settings: Settings, posts: list[PostExample]
 ) -> dict[str, str]:
-    """The recorded choice for this model and CPU, or a new measurement (then recorded)."""
-    from fnd_core.model.runtime import float_precision, module_device
+    """The recorded choice for this model and CPU, or a new measurement (then recorded).
 
+    Either way, the encoders chosen for int8 lose their float weights, and only their int8
+    sessions are kept: scoring holds one copy of each encoder."""
     model: FakeNewsModel = loaded.model  # type: ignore[assignment]
-    float_p = float_precision("auto", module_device(model))
-    model.int8_encoders = _int8_encoders(model, settings, posts)
-    shas = {kind: e.record["sha256"] for kind, e in model.int8_encoders.items()}
     uri = storage.join(
         settings.store, "encoders-int8", "choices", f"{version.version}-{cpu_tag()}.json"
     )
-    quantiles = version.metrics.get("score_logit_quantiles")
-    recorded = _read_choice(uri, settings.gcs_endpoint)
-    if (
-        recorded is not None
-        and recorded.int8_sha256 == shas
-        and (recorded.new_topic_same_labels is not None or not quantiles)  # not an older check
-    ):
+    recorded = _recorded_choice(uri, model, version, settings)
+    if recorded is not None:
         log.info("int8 choice for %s on %s (recorded): %s", version.version, cpu_tag(), recorded)
-        choice = recorded
-    else:
-        choice = measure(
-            loaded, posts[CALIBRATION_PICTURES:] or posts, float_p,
-            batch_size=settings.batch_size,
-            new_topic_logits=quantiles,
-        )  # fmt: skip
-        choice.version = version.version
-        storage.write_bytes(
-            uri, json.dumps(asdict(choice), indent=1).encode(), gcs_endpoint=settings.gcs_endpoint
-        )
-        log.info("int8 choice for %s on %s (measured): %s", version.version, cpu_tag(), choice)
-    # sessions it did not choose would only hold memory
-    model.int8_encoders = {
+        chosen = {k for k, p in recorded.chosen.items() if p == "int8"}
+        model.int8_encoders = _int8_encoders(model, settings, posts, kinds=chosen, release=chosen)
+        shas = {k: e.record["sha256"] for k, e in model.int8_encoders.items()}
+        if shas != {k: recorded.int8_sha256[k] for k in chosen}:  # rebuilt: altered in the store
+            log.warning(  # the record no longer matches the store: the next run measures again
+                "int8 encoders rebuilt since %s was measured: served as chosen then", uri
+            )
+        return recorded.chosen
+    choice = _measured_choice(loaded, version, settings, posts)
+    storage.write_bytes(
+        uri, json.dumps(asdict(choice), indent=1).encode(), gcs_endpoint=settings.gcs_endpoint
+    )
+    log.info("int8 choice for %s on %s (measured): %s", version.version, cpu_tag(), choice)
+    model.int8_encoders = {  # the sessions not chosen would only hold memory
         k: e for k, e in model.int8_encoders.items() if choice.chosen[k] == "int8"
     }
+    for kind, encoder, _ in _encoders(model):
+        if kind in model.int8_encoders:
+            encoder.release_weights()
     return choice.chosen
+
+
+def _recorded_choice(
+    uri: str, model: FakeNewsModel, version: ModelVersion, settings: Settings
+) -> PrecisionChoice | None:
+    """The choice measured for this version and CPU, if it was measured on the int8 models
+    the store holds now, and by the current check (older records lack the new-topic share)."""
+    from fnd_core.model.encoders import int8
+
+    recorded = _read_choice(uri, settings.gcs_endpoint)
+    if recorded is None:
+        return None
+    stored = {
+        kind: int8.stored_sha256(settings.store, float_id, settings.gcs_endpoint)
+        for kind, _, float_id in _encoders(model)
+    }
+    current_check = recorded.new_topic_same_labels is not None or not version.metrics.get(
+        "score_logit_quantiles"
+    )
+    return recorded if recorded.int8_sha256 == stored and current_check else None
+
+
+def _measured_choice(
+    loaded: LoadedModel, version: ModelVersion, settings: Settings, posts: list[PostExample]
+) -> PrecisionChoice:
+    """Every encoder built or loaded in int8 beside its float path, and measured."""
+    from fnd_core.model.runtime import float_precision, module_device
+
+    model: FakeNewsModel = loaded.model  # type: ignore[assignment]
+    model.int8_encoders = _int8_encoders(model, settings, posts)
+    float_p = float_precision("auto", module_device(model))
+    choice = measure(
+        loaded, posts[CALIBRATION_PICTURES:] or posts, float_p,
+        batch_size=settings.batch_size,
+        new_topic_logits=version.metrics.get("score_logit_quantiles"),
+    )  # fmt: skip
+    choice.version = version.version
+    return choice
 
 
 def _read_choice(uri: str, gcs_endpoint: str | None) -> PrecisionChoice | None:

@@ -142,7 +142,7 @@ def score_shard(
         )
     started = time.perf_counter()
     version = registry.get_version(engine, model_version)
-    loaded = _load_for_scoring(version, device)
+    loaded = _load_for_scoring(version, device, settings.inference_precision)
     encoders = encoder_precision.prepare(loaded, version, settings, engine)
     cache = FeatureCache(settings.home / "feature_cache")  # keys indexed once, rows per page
     waiting: list[tuple[str, float]] = []  # accuracy objective: verdicts wait for the mix
@@ -235,14 +235,21 @@ def _calibrated(loaded: LoadedModel, p_fake: list[float | None]) -> list[float |
     return out
 
 
-def _load_for_scoring(version: registry.ModelVersion, device: str) -> LoadedModel:
-    """The version's model, ready for inference; a clear error naming it when it cannot be."""
+def _load_for_scoring(version: registry.ModelVersion, device: str, precision: str) -> LoadedModel:
+    """The version's model, ready for inference; a clear error naming it when it cannot be.
+
+    The process's copy is reused, unless it was prepared for another precision after giving
+    up float encoders to int8 (:func:`encoder_precision.prepare`): then it is loaded again."""
     from fnd_core.model.runtime import resolve_device
 
     try:
-        return inference_model(
-            version.artifact_uri, version.artifact_sha256, str(resolve_device(device))
-        )
+        key = (version.artifact_uri, version.artifact_sha256, str(resolve_device(device)))
+        loaded = inference_model(*key)
+        released = getattr(loaded.model, "released_encoders", None)
+        if released and getattr(loaded.model, "prepared_for", None) != precision:
+            inference_model.cache_clear()
+            loaded = inference_model(*key)
+        return loaded
     except Exception as exc:  # noqa: BLE001 — say which model and what to do, keep the cause
         raise ModelUnavailableError(
             f"model {version.version} ({version.status}) cannot be loaded from "

@@ -26,7 +26,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,17 +96,22 @@ def load_or_build(
     image_size: int = 224,
     threads: int | None = None,
     gcs_endpoint: str | None = None,
+    before_session: Callable[[], None] | None = None,
 ) -> Int8Encoder:
     """The int8 encoder for ``backbone_id`` from the store, built (and stored) when missing.
 
     ``calibration``: pictures of the training snapshot (needed to build an image encoder;
     fewer than 8 is refused). A stored file whose sha256 differs from its record, or a record
-    of another format or backbone, is rebuilt.
+    of another format or backbone, is rebuilt. ``before_session`` runs once the int8 model is
+    verified or built, before its session is made: the float encoder is no longer needed then,
+    and releasing it there keeps the two from being held at once.
     """
     folder = folder_uri(store, backbone_id)
     found = _read_verified(folder, backbone_id, kind, gcs_endpoint)
     if found is not None:
         record, model = found
+        if before_session is not None:
+            before_session()
         return Int8Encoder(kind, backbone_id, record, _session(model, threads))
     options = {"endpoint_url": gcs_endpoint} if gcs_endpoint else None
     record, model = _build(encoder, kind, backbone_id, calibration, image_size, options)
@@ -116,7 +121,22 @@ def load_or_build(
         storage.join(folder, "record.json"), json.dumps(record, indent=1).encode(),
         gcs_endpoint=gcs_endpoint,
     )  # fmt: skip
+    if before_session is not None:
+        before_session()
     return Int8Encoder(kind, backbone_id, record, _session(model, threads))
+
+
+def stored_sha256(store: str, backbone_id: str, gcs_endpoint: str | None = None) -> str | None:
+    """The sha256 the store's record gives ``backbone_id``'s int8 model (None: no readable
+    record). Not a verification: :func:`load_or_build` verifies the file itself."""
+    uri = storage.join(folder_uri(store, backbone_id), "record.json")
+    try:
+        if not storage.exists(uri, gcs_endpoint=gcs_endpoint):
+            return None
+        sha = json.loads(storage.read_bytes(uri, gcs_endpoint=gcs_endpoint)).get("sha256")
+    except (ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) else None
 
 
 def _read_verified(
