@@ -158,8 +158,10 @@ def precision_rows(engine, settings, version: str, names: str | None, new: list[
     for name in names.split(","):
         at = dataclasses.replace(settings, inference_precision=name)
         started = time.perf_counter()
-        scoring.score_shard(engine, at, model_version=version, rescore_all=True,
-                            run_id=f"precision-{name}")  # fmt: skip
+        report = scoring.score_shard(engine, at, model_version=version, rescore_all=True,
+                                     run_id=f"precision-{name}")  # fmt: skip
+        if name == "auto":  # what auto chose, per encoder
+            name = f"auto ({', '.join(f'{k} {v}' for k, v in (report.encoders or {}).items())})"
         seconds[name] = time.perf_counter() - started
         got[name] = labelled_verdicts(engine, ids)
     reference = got.get("fp32") or next(iter(got.values()))

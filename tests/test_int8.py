@@ -164,3 +164,43 @@ def test_labels_are_checked_where_new_topics_score_near_the_threshold(
     assert [m.split()[2] for m in tried] == ["image+text", "image"]  # all int8, then image only
     assert kept.chosen == {"image": "int8", "text": "int8"}
     assert kept.new_topic_same_labels is not None and kept.new_topic_same_labels <= 0.55
+
+
+def test_a_recorded_choice_is_served_with_one_copy_of_each_encoder(posts, tmp_path):
+    """auto reads its record (image int8, text float): only the image encoder gets an int8
+    session, and only it gives up its float weights; the text encoder still runs in float."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from fnd_core.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    fresh = build_model(ModelConfig(preset="tiny")).eval().optimise_for_inference()
+    shas = {"image": build_image(fresh, settings.store, posts).record["sha256"]}
+    text = fresh.text_encoder
+    shas["text"] = int8.load_or_build(
+        text, "text", text.backbone_id(fresh.config.max_tokens), settings.store
+    ).record["sha256"]
+    version = SimpleNamespace(version="v1", metrics={})
+    record = encoder_precision.PrecisionChoice(
+        version="v1", cpu=encoder_precision.cpu_tag(), float_precision="fp32",
+        chosen={"image": "int8", "text": "fp32"}, posts_per_s={}, same_labels=1.0,
+        largest_delta_p=0.0, check_posts=0, int8_sha256=shas, measured_at="",
+        check=encoder_precision.CHECK,
+    )  # fmt: skip
+    folder = Path(settings.store) / "encoders-int8" / "choices"
+    folder.mkdir(parents=True)
+    path = folder / f"v1-{encoder_precision.cpu_tag()}.json"
+    path.write_text(json.dumps(dataclasses.asdict(record)))
+    loaded = LoadedModel(fresh, fresh.config, threshold=0.5, metrics=None, uri="", sha256="")
+    chosen = encoder_precision._auto(loaded, version, settings, posts)
+    assert chosen == {"image": "int8", "text": "fp32"}
+    assert set(fresh.int8_encoders) == {"image"} and fresh.released_encoders == {"image"}
+    tokens = fresh.tokenize(["still runs in float"])
+    assert fresh.encode_texts(tokens["input_ids"], tokens["attention_mask"]).shape[0] == 1
+    with pytest.raises(RuntimeError, match="released for its int8 copy"):
+        fresh.encode_images(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    # a record of the previous check is measured again, not served
+    assert encoder_precision._recorded_choice(str(path), fresh, settings) == record
+    path.write_text(json.dumps(dataclasses.asdict(record) | {"check": 1}))
+    assert encoder_precision._recorded_choice(str(path), fresh, settings) is None

@@ -46,6 +46,7 @@ CALIBRATION_PICTURES = 64  # static quantization's activation ranges
 CHECK_POSTS = 256  # the verdict check and the speed measurement
 MIN_SAME_LABELS = 0.995
 MIN_SPEED_UP = 1.1  # int8 must beat the float path by this much to be chosen by ``auto``
+CHECK = 2  # the verdict check's version: 2 added the share expected on new topics
 
 
 @dataclass
@@ -64,6 +65,7 @@ class PrecisionChoice:
     measured_at: str
     # the share expected on posts of new topics (None: the version recorded no quantiles)
     new_topic_same_labels: float | None = None
+    check: int = 1  # records written before the check had a version were version 1
 
 
 def prepare(
@@ -202,7 +204,7 @@ def _auto(
     uri = storage.join(
         settings.store, "encoders-int8", "choices", f"{version.version}-{cpu_tag()}.json"
     )
-    recorded = _recorded_choice(uri, model, version, settings)
+    recorded = _recorded_choice(uri, model, settings)
     if recorded is not None:
         log.info("int8 choice for %s on %s (recorded): %s", version.version, cpu_tag(), recorded)
         chosen = {k for k, p in recorded.chosen.items() if p == "int8"}
@@ -227,11 +229,9 @@ def _auto(
     return choice.chosen
 
 
-def _recorded_choice(
-    uri: str, model: FakeNewsModel, version: ModelVersion, settings: Settings
-) -> PrecisionChoice | None:
+def _recorded_choice(uri: str, model: FakeNewsModel, settings: Settings) -> PrecisionChoice | None:
     """The choice measured for this version and CPU, if it was measured on the int8 models
-    the store holds now, and by the current check (older records lack the new-topic share)."""
+    the store holds now, and by the current check (``CHECK``)."""
     from fnd_core.model.encoders import int8
 
     recorded = _read_choice(uri, settings.gcs_endpoint)
@@ -241,10 +241,7 @@ def _recorded_choice(
         kind: int8.stored_sha256(settings.store, float_id, settings.gcs_endpoint)
         for kind, _, float_id in _encoders(model)
     }
-    current_check = recorded.new_topic_same_labels is not None or not version.metrics.get(
-        "score_logit_quantiles"
-    )
-    return recorded if recorded.int8_sha256 == stored and current_check else None
+    return recorded if recorded.int8_sha256 == stored and recorded.check == CHECK else None
 
 
 def _measured_choice(
@@ -311,6 +308,7 @@ def measure(
         check_posts=len(posts),
         int8_sha256={k: e.record["sha256"] for k, e in model.int8_encoders.items()},
         measured_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+        check=CHECK,
     )
     for mix in _mixes(speed):  # the record keeps the figures of the last mix tried
         z = _calibrated_logits(loaded, features, mix)
