@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -108,7 +109,8 @@ def built(engine, db_url: str, fnd_home: Path) -> dict:
     rejected = _ingest_rejected(engine, settings)
     first = promote_tiny(engine, settings, epochs=2)
     _score_all(engine, settings)
-    second = promote_tiny(engine, settings, epochs=2)
+    # the second with the choice among kinds estimated nested (the default; off in tests)
+    second = promote_tiny(engine, replace(settings, nested_selection=True), epochs=2)
     _score_all(engine, settings)
     report = drift.measure(engine, settings, kind="batch", subject=str(good["batch_id"]))
     drift.record(engine, report, "tests")
@@ -458,6 +460,9 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     low, high = champion["gate_interval_low"], champion["gate_interval_high"]
     assert low <= champion["gate_estimate"] <= high and f"90 % interval {low:.3f}" in html
     assert set(champion["selection"]["estimates"]) >= {champion["kind"]}
+    nested = champion["selection"]["nested"]
+    assert f"the choice, nested: <strong>{nested['estimate']:.3f}</strong>" in html
+    assert f"against {nested['naive']:.3f} naive" in html
     assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"roc_test.png", "confusion_test.png"} <= names  # out of fold
