@@ -21,6 +21,8 @@ file's digest, so int8 and float features never mix, nor two different int8 buil
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from fnd_core.model.encoders.backbones import ImageBackbone, TextBackbone
 
 log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
 
 FORMAT = "fnd-int8/1"
 FOLDER = "encoders-int8"
@@ -184,7 +188,26 @@ def _session(model: bytes, threads: int | None) -> Any:
     # No arena: it keeps the largest batch's activations for the process's life, which put
     # int8 scoring's peak RSS above the float path's (memory_peak, docs/benchmarks.md)
     options.enable_cpu_mem_arena = False
+    _fix_mmap_threshold()
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def _fix_mmap_threshold() -> None:
+    """Hold glibc's mmap threshold at its default start, 128 KiB, for this process.
+
+    glibc raises the threshold each time a large block is freed (up to 32 MiB); ONNX Runtime's
+    activations, without its arena, are then carved from its threads' heaps, which keep what
+    they free. Scoring's peak RSS wandered from 1.19 to 2.6 GiB between identical int8 runs
+    (2,000 demo posts, offline preset); with the threshold fixed, large blocks stay in mmap and
+    go back to the system when freed: 1.13 GiB in three runs of three (docs/benchmarks.md).
+    Not glibc (musl, macOS): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        return
 
 
 def _build(
