@@ -200,6 +200,10 @@ def test_a_recorded_choice_is_served_with_one_copy_of_each_encoder(posts, tmp_pa
     assert fresh.encode_texts(tokens["input_ids"], tokens["attention_mask"]).shape[0] == 1
     with pytest.raises(RuntimeError, match="released for its int8 copy"):
         fresh.encode_images(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    fresh.prepared_for = "auto"  # as prepare() leaves it; another precision needs a reload
+    fp32 = dataclasses.replace(settings, inference_precision="fp32")
+    with pytest.raises(ValueError, match="load it again to score in fp32"):
+        encoder_precision.prepare(loaded, version, fp32, None)
     # a record of the previous check is measured again, not served
     assert encoder_precision._recorded_choice(str(path), fresh, settings) == record
     path.write_text(json.dumps(dataclasses.asdict(record) | {"check": 1}))

@@ -82,6 +82,12 @@ def prepare(
         return None
     if getattr(model, "prepared_for", None) == precision:  # this process prepared it already
         return model.encoder_precisions
+    if model.released_encoders:  # scoring loads the model again (scoring._load_for_scoring)
+        raise ValueError(
+            f"this model gave up its {sorted(model.released_encoders)} float encoders to int8 "
+            f"for FND_INFERENCE_PRECISION={model.prepared_for}: load it again to score in "
+            f"{precision}"
+        )
     model.encoder_precisions, chosen = None, None
     device = module_device(model)
     if precision == "int8" and device.type != "cpu":
