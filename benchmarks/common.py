@@ -8,6 +8,7 @@ never assert on time. Each creates its own database on FND_BENCH_DATABASE_URL's 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import shutil
@@ -56,7 +57,8 @@ def bench_home() -> Iterator[Path]:
 
 
 def bench_settings(home: Path, url: str, **overrides) -> Settings:
-    return Settings(home=home, database_url=url, **overrides)
+    """Defaults, with any FND_* of the environment (e.g. FND_NESTED_SELECTION=0) applied."""
+    return dataclasses.replace(Settings.from_env(), home=home, database_url=url, **overrides)
 
 
 class Timer:

@@ -142,8 +142,10 @@ def logit_quantiles(p_fake: ArrayLike, n: int = 101) -> list[float]:
     """``n`` evenly spaced quantiles of ``logit(p_fake)``: where a recipe's scores lie on posts
     it did not train on, in the units a perturbation of its inputs moves them in (the int8
     verdict check asks how many of these a given shift would push across the threshold)."""
+    from scipy.special import logit
+
     p = np.clip(np.asarray(p_fake, dtype=np.float64), 1e-6, 1 - 1e-6)
     if p.size == 0:
         return []
-    z = np.log(p / (1 - p))
+    z = logit(p)
     return [round(float(q), 4) for q in np.quantile(z, np.linspace(0, 1, n))]

@@ -297,11 +297,11 @@ def measure(
     image encoder alone is tried next (its static quantization moved scores least).
     """
     import numpy as np
+    from scipy.special import expit, logit
 
     model: FakeNewsModel = loaded.model  # type: ignore[assignment]
     features, speed = _time_paths(model, posts, float_p, batch_size)
-    threshold = min(max(loaded.threshold, 1e-6), 1 - 1e-6)
-    cut = float(np.log(threshold / (1 - threshold)))
+    cut = float(logit(np.clip(loaded.threshold, 1e-6, 1 - 1e-6)))
     z_float = _calibrated_logits(loaded, features, ())
     record = PrecisionChoice(
         version="",
@@ -320,7 +320,7 @@ def measure(
         z = _calibrated_logits(loaded, features, mix)
         record.same_labels = round(float(((z >= cut) == (z_float >= cut)).mean()), 4)
         record.new_topic_same_labels = _expected_same_labels(z - z_float, cut, new_topic_logits)
-        record.largest_delta_p = round(float(np.abs(_sigmoid(z) - _sigmoid(z_float)).max()), 4)
+        record.largest_delta_p = round(float(np.abs(expit(z) - expit(z_float)).max()), 4)
         expected = record.new_topic_same_labels
         if min(record.same_labels, 1.0 if expected is None else expected) >= MIN_SAME_LABELS:
             record.chosen |= dict.fromkeys(mix, "int8")
@@ -420,9 +420,3 @@ def _calibrated_logits(
     model: FakeNewsModel = loaded.model  # type: ignore[assignment]
     raw = head_logits(model, EncodedFeatures(pick.get("image"), pick.get("text")))
     return loaded.calibration.slope * raw.astype("float64")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))

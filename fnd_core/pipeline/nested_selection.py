@@ -85,6 +85,7 @@ def nested_estimate(
             return None
         chosen.append(pick)
         p[test] = oofs[pick][0][test]
+        log.info("nested choice: outer fold %d of %d chose %s", k + 1, len(outer.repeats[0]), pick)
     summary = summarise(data.y, [p], outer, metric, DEFAULT_THRESHOLD, data.stories)
     out = NestedEstimate(summary, chosen, naive, round(time.perf_counter() - started, 1))
     log.info(

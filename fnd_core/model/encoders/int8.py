@@ -200,7 +200,7 @@ def _fix_mmap_threshold() -> None:
     activations, without its arena, are then carved from its threads' heaps, which keep what
     they free. Scoring's peak RSS wandered from 1.19 to 2.6 GiB between identical int8 runs
     (2,000 demo posts, offline preset); with the threshold fixed, large blocks stay in mmap and
-    go back to the system when freed: 1.13 GiB in three runs of three (docs/benchmarks.md).
+    go back to the system when freed: 1.13 GiB in every run measured (docs/benchmarks.md).
     Not glibc (musl, macOS): nothing to do.
     """
     try:
