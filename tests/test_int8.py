@@ -204,7 +204,15 @@ def test_a_recorded_choice_is_served_with_one_copy_of_each_encoder(posts, tmp_pa
     fp32 = dataclasses.replace(settings, inference_precision="fp32")
     with pytest.raises(ValueError, match="load it again to score in fp32"):
         encoder_precision.prepare(loaded, version, fp32, None)
-    # a record of the previous check is measured again, not served
+    # a record of the previous check, or naming other encoders or precisions, is measured again
     assert encoder_precision._recorded_choice(str(path), fresh, settings) == record
-    path.write_text(json.dumps(dataclasses.asdict(record) | {"check": 1}))
-    assert encoder_precision._recorded_choice(str(path), fresh, settings) is None
+    for altered in (
+        {"check": 1},
+        {"chosen": {"image": "int8", "text": "fp32", "audio": "int8"}},
+        {"chosen": {"image": "int8", "text": "fp16"}},
+        {"chosen": ["image", "text"]},
+        {"chosen": {"image": ["int8"], "text": "fp32"}, "float_precision": ["fp32"]},
+        {"float_precision": "int4", "chosen": {"image": "int4", "text": "int4"}},
+    ):
+        path.write_text(json.dumps(dataclasses.asdict(record) | altered))
+        assert encoder_precision._recorded_choice(str(path), fresh, settings) is None, altered

@@ -46,6 +46,7 @@ CALIBRATION_PICTURES = 64  # static quantization's activation ranges
 CHECK_POSTS = 256  # the verdict check and the speed measurement
 MIN_SAME_LABELS = 0.995
 MIN_SPEED_UP = 1.1  # int8 must beat the float path by this much to be chosen by ``auto``
+FLOAT = ("fp32", "bf16")
 CHECK = 2  # the verdict check's version: 2 added the share expected on new topics
 
 
@@ -237,7 +238,7 @@ def _auto(
 
 def _recorded_choice(uri: str, model: FakeNewsModel, settings: Settings) -> PrecisionChoice | None:
     """The choice measured for this version and CPU, if it was measured on the int8 models
-    the store holds now, and by the current check (``CHECK``)."""
+    the store holds now, by the current check (``CHECK``), and names this model's encoders."""
     from fnd_core.model.encoders import int8
 
     recorded = _read_choice(uri, settings.gcs_endpoint)
@@ -247,7 +248,12 @@ def _recorded_choice(uri: str, model: FakeNewsModel, settings: Settings) -> Prec
         kind: int8.stored_sha256(settings.store, float_id, settings.gcs_endpoint)
         for kind, _, float_id in _encoders(model)
     }
-    return recorded if recorded.int8_sha256 == stored and recorded.check == CHECK else None
+    # a record naming other encoders, or precisions this path cannot run, is measured again
+    chosen = recorded.chosen if isinstance(recorded.chosen, dict) else {}
+    runnable = ("int8", recorded.float_precision if recorded.float_precision in FLOAT else "")
+    sane = set(chosen) == set(stored) and all(chosen[k] in runnable for k in chosen)
+    current = recorded.int8_sha256 == stored and recorded.check == CHECK
+    return recorded if sane and current else None
 
 
 def _measured_choice(
