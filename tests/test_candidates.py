@@ -127,11 +127,8 @@ def test_a_fold_left_with_one_class_predicts_that_class_instead_of_failing():
     assert np.all(oof[:10] == 1.0)  # nothing real was left to learn from: called fake
 
 
-@pytest.mark.parametrize("kind", ["fusion", "linear"])
-def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypatch, kind):
-    """The gate's estimate describes what ships: a fold's model and the final model, fitted
-    on the same rows (same early-stopping split, fine-tuning off, on CPU), are the same
-    tensors bit for bit."""
+def _fold_and_final(kind: str, monkeypatch) -> tuple:
+    """Fold 0 of a cross-validation and the final model fitted on the same rows."""
     from fnd_core.model.examples import PostExample
     from fnd_core.model.train.recipe import TrainOptions
     from fnd_core.pipeline.candidate_training import _train_final
@@ -162,7 +159,44 @@ def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypa
     rows = np.setdiff1d(np.arange(n), plan.repeats[0][0])
     examples = [PostExample(f"p{i}", "t", "", None, int(y[i])) for i in rows]
     final = _train_final(kind, data.subset(rows), examples, plan, recipe).model
-    fold = fold_models[0].state_dict()
-    assert final.state_dict().keys() == fold.keys()
+    return fold_models[0], final
+
+
+def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypatch):
+    """The gate's estimate describes what ships: a fold's linear model and the final one,
+    fitted on the same rows, are the same tensors bit for bit."""
+    fold, final = _fold_and_final("linear", monkeypatch)
+    assert final.state_dict().keys() == fold.state_dict().keys()
     for name, tensor in final.state_dict().items():
-        assert torch.equal(tensor, fold[name]), name
+        assert torch.equal(tensor, fold.state_dict()[name]), name
+
+
+def test_a_fusion_fold_and_the_final_fusion_model_get_the_same_recipe(monkeypatch):
+    """Fusion's folds are fitted as one stack and the final model as a stack of one: the same
+    initial weights, rows, early-stopping split, loss weights, batch-order seed and epochs
+    (what stack-mates share, the steps per epoch and the dropout stream, is covered in
+    test_stacked_heads)."""
+    from fnd_core.model.train import stacked_heads
+
+    calls = []
+    real_fit_heads = stacked_heads.fit_heads
+
+    def fit_heads(models, features, labels, jobs, **kwargs):
+        calls.append(([{k: v.clone() for k, v in m.head_state_dict().items()} for m in models],
+                      jobs, kwargs))  # fmt: skip
+        return real_fit_heads(models, features, labels, jobs, **kwargs)
+
+    monkeypatch.setattr(stacked_heads, "fit_heads", fit_heads)
+    _fold_and_final("fusion", monkeypatch)
+    (fold_starts, fold_jobs, fold_kwargs), (final_starts, final_jobs, final_kwargs) = calls
+    assert len(fold_jobs) == 3 and len(final_jobs) == 1
+    assert fold_kwargs == final_kwargs
+    for name, tensor in final_starts[0].items():
+        assert torch.equal(tensor, fold_starts[0][name]), name
+    fold_job, final_job = fold_jobs[0], final_jobs[0]
+    assert fold_job.seed == final_job.seed
+    for part in ("train", "val"):  # the final fit sees the fold's rows renumbered from 0
+        kept = np.sort(np.concatenate([fold_job.train, fold_job.val]))
+        assert np.array_equal(np.searchsorted(kept, getattr(fold_job, part)),
+                              getattr(final_job, part)), part  # fmt: skip
+        assert np.array_equal(getattr(fold_job, f"w_{part}"), getattr(final_job, f"w_{part}"))

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from fnd_core.model.features.encoding import EncodedFeatures
     from fnd_core.model.network import FakeNewsModel
     from fnd_core.model.train.recipe import TrainOptions
+    from fnd_core.model.train.stacked_heads import HeadJob
     from fnd_core.pipeline.evaluation import CVPlan, CVSummary, Recipe
     from fnd_core.settings import Settings
 
@@ -123,6 +124,36 @@ def fresh_head(base: FakeNewsModel, config: ModelConfig, seed: int) -> FakeNewsM
     return model.to(next(base.parameters()).device)
 
 
+def head_job(
+    y: np.ndarray,
+    groups: np.ndarray,
+    rows: np.ndarray,
+    recipe: Recipe,
+    *,
+    n_folds: int,
+    post_weights: np.ndarray | None = None,
+) -> HeadJob:
+    """How a fusion head is trained on ``rows``: one grouped fold of them early-stops the rest.
+
+    ``post_weights``: a loss weight per post (indexed like ``y``); default: each story once,
+    the classes balanced (``recipe.options``), in each part on its own."""
+    from fnd_core.model.train.stacked_heads import HeadJob
+
+    val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
+    train = np.setdiff1d(rows, val)
+
+    def weights(idx: np.ndarray) -> np.ndarray:
+        if post_weights is not None:
+            return np.asarray(post_weights[idx], dtype=np.float32)
+        return group_weights(
+            groups[idx] if recipe.options.group_weights else None,
+            y[idx],
+            balance_classes=recipe.options.class_weights,
+        ).astype(np.float32)
+
+    return HeadJob(train, val, weights(train), weights(val), recipe.seed)
+
+
 def fit_on(
     model: FakeNewsModel,
     features: EncodedFeatures,
@@ -135,40 +166,31 @@ def fit_on(
     post_weights: np.ndarray | None = None,
     topics: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``model``'s head on ``rows``: one grouped fold of them early-stops the rest.
-
-    ``post_weights``: a loss weight per post (indexed like ``y``); default: each story once,
-    the classes balanced (``recipe.options``). ``topics`` (indexed like ``y``): for the topic
-    adversary of ``recipe.options.topic_adversary``."""
+    """Train ``model``'s head on ``rows`` as :func:`head_job` says. ``topics`` (indexed like
+    ``y``): for the topic adversary of ``recipe.options.topic_adversary``."""
     import torch
 
     from fnd_core.model.train.heads import fit_head
+    from fnd_core.model.train.stacked_heads import fit_heads, stackable
 
-    val = rows[early_stopping_split(y[rows], groups[rows], n_folds=n_folds, seed=recipe.seed)]
-    train = np.setdiff1d(rows, val)
+    job = head_job(y, groups, rows, recipe, n_folds=n_folds, post_weights=post_weights)
+    if stackable(recipe.options):
+        return fit_heads(
+            [model], features, y, [job], epochs=recipe.epochs, options=recipe.options,
+            seed=recipe.seed,
+        )[0]  # fmt: skip
+    from fnd_core.model.train.topic_adversary import topic_ids
 
-    def weights(idx: np.ndarray) -> torch.Tensor:
-        if post_weights is not None:
-            return torch.tensor(post_weights[idx], dtype=torch.float32)
-        w = group_weights(
-            groups[idx] if recipe.options.group_weights else None,
-            y[idx],
-            balance_classes=recipe.options.class_weights,
-        )
-        return torch.tensor(w, dtype=torch.float32)
+    topics_train = None if topics is None else topic_ids(topics[job.train])
 
     def labels(idx: np.ndarray) -> torch.Tensor:
         return torch.tensor(y[idx], dtype=torch.float32)
 
-    topics_train = None
-    if topics is not None and recipe.options.topic_adversary:
-        from fnd_core.model.train.topic_adversary import topic_ids
-
-        topics_train = topic_ids(topics[train])
     return fit_head(
-        model, features.subset(train), labels(train), features.subset(val), labels(val),
-        epochs=recipe.epochs, options=recipe.options, seed=recipe.seed,
-        w_train=weights(train), w_val=weights(val), topics_train=topics_train,
+        model, features.subset(job.train), labels(job.train), features.subset(job.val),
+        labels(job.val), epochs=recipe.epochs, options=recipe.options, seed=recipe.seed,
+        w_train=torch.as_tensor(job.w_train), w_val=torch.as_tensor(job.w_val),
+        topics_train=topics_train,
     )  # fmt: skip
 
 
@@ -299,13 +321,9 @@ def _fit_weighted(
     fusion's own per-split weights)."""
     if kind == "fusion":
         model = fresh_head(data.base, data.config, seed)
-        post_weights = None
-        if weights is not None:
-            post_weights = np.zeros(len(data.y))
-            post_weights[rows] = weights
         epochs = fit_on(
             model, data.features, data.y, data.stories, rows, recipe,
-            n_folds=n_folds, post_weights=post_weights, topics=data.topics,
+            n_folds=n_folds, post_weights=_all_posts(data, rows, weights), topics=data.topics,
         )  # fmt: skip
         if history is not None:
             history.extend(epochs)
@@ -319,6 +337,15 @@ def _fit_weighted(
 
     model = fresh_head(data.base, kind_config(kind, data.config), seed)
     return fit_linear_head(model, data.features.subset(rows), data.y[rows], weights).eval()
+
+
+def _all_posts(data: FoldData, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray | None:
+    """``weights`` of ``rows`` as a weight per post of ``data`` (0 elsewhere)."""
+    if weights is None:
+        return None
+    post_weights = np.zeros(len(data.y))
+    post_weights[rows] = weights
+    return post_weights
 
 
 def _weights(data: FoldData, rows: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -344,30 +371,68 @@ def proba(model: FakeNewsModel | CharNgramModel, data: FoldData, rows: np.ndarra
 
 
 def out_of_fold(kind: str, data: FoldData, plan: CVPlan, recipe: Recipe) -> list[np.ndarray]:
-    """Each repeat's out-of-fold P(fake) of ``kind`` (``prior``: the majority class)."""
+    """Each repeat's out-of-fold P(fake) of ``kind`` (``prior``: the majority class).
+
+    Fusion's heads of every fold and repeat are fitted at once, as one stack
+    (:mod:`fnd_core.model.train.stacked_heads`), where the recipe allows."""
     everyone = np.arange(len(data.y))
-    oof = []
+    oof = [np.zeros(len(data.y)) for _ in plan.repeats]
     started = time.perf_counter()
+    fits: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # repeat, test, rows, seed
     for r, folds in enumerate(plan.repeats):
-        p = np.zeros(len(data.y))
         for k, test in enumerate(folds):
             rows = np.setdiff1d(everyone, test)
             if kind == PRIOR or len(np.unique(data.y[rows])) < 2:
                 # one class left to train on (its topics are all held out): nothing can be
                 # learnt about the other, and the honest prediction is the class seen
-                p[test] = float(data.y[rows].mean() >= 0.5)
+                oof[r][test] = float(data.y[rows].mean() >= 0.5)
                 continue
-            model = fit(
-                kind, data, rows, recipe, n_folds=plan.n_folds, seed=recipe.seed + 1000 * r + k
-            )
-            p[test] = proba(model, data, test)
-        oof.append(p)
+            fits.append((r, test, rows, recipe.seed + 1000 * r + k))
+    if kind == "fusion" and _stacks(data, recipe):
+        models = _fit_stacked(data, [(rows, seed) for _, _, rows, seed in fits], recipe, plan)
+    else:
+        models = [
+            fit(kind, data, rows, recipe, n_folds=plan.n_folds, seed=seed)
+            for _, _, rows, seed in fits
+        ]
+    for (r, test, _, _), model in zip(fits, models, strict=True):
+        oof[r][test] = proba(model, data, test)
     if kind != PRIOR:
         log.info(
             "%s: %d x %d topic-disjoint folds in %.1f s",
             kind, len(plan.repeats), plan.n_folds, time.perf_counter() - started,
         )  # fmt: skip
     return oof
+
+
+def _stacks(data: FoldData, recipe: Recipe) -> bool:
+    """Whether fusion's folds can be one stack: no topic adversary, no worst-topic rounds."""
+    from fnd_core.model.train.stacked_heads import stackable
+
+    rounds = recipe.options.worst_topic_rounds and data.topics is not None
+    return stackable(recipe.options) and not rounds
+
+
+def _fit_stacked(
+    data: FoldData, fits: list[tuple[np.ndarray, int]], recipe: Recipe, plan: CVPlan
+) -> list[FakeNewsModel]:
+    """Fusion fitted on each ``(rows, seed)`` as :func:`fit` would, all heads in one stack."""
+    from fnd_core.model.train.stacked_heads import fit_heads
+
+    if not fits:
+        return []
+    plain = not recipe.options.topic_weights
+    models, jobs = [], []
+    for rows, seed in fits:
+        weights = None if plain else _weights(data, rows, recipe)
+        models.append(fresh_head(data.base, data.config, seed))
+        jobs.append(head_job(
+            data.y, data.stories, rows, recipe, n_folds=plan.n_folds,
+            post_weights=_all_posts(data, rows, weights),
+        ))  # fmt: skip
+    fit_heads(models, data.features, data.y, jobs, epochs=recipe.epochs,
+              options=recipe.options, seed=recipe.seed)  # fmt: skip
+    return models
 
 
 def cross_validate(

@@ -39,6 +39,17 @@ class EncodedFeatures:
     images_encoded: int = 0  # cache misses actually run through the encoder
     texts_encoded: int = 0
 
+    def concat(self, other: EncodedFeatures) -> EncodedFeatures:
+        """These rows, then ``other``'s (a modality either lacks is None)."""
+        import torch
+
+        def join(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            return None if a is None or b is None else torch.cat([a, b])
+
+        return EncodedFeatures(
+            image=join(self.image, other.image), text=join(self.text, other.text)
+        )
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> EncodedFeatures:
         import torch
 

@@ -56,18 +56,50 @@ def fit_head(
     ``w_train`` / ``w_val``: per-post loss weights (default: the two classes weigh the same
     when ``options.class_weights``). Keeps the weights of the epoch with the lowest weighted
     validation loss (early stopping). ``topics_train`` (topic ids) with
-    ``options.topic_adversary``: a topic discriminator is trained against the head.
+    ``options.topic_adversary``: a topic discriminator is trained against the head, one step
+    at a time (:func:`fit_head_looped`); otherwise the head is a stack of one
+    (:mod:`fnd_core.model.train.stacked_heads`), as every fold of the gate's estimate is.
     """
     import torch
 
-    from fnd_core.model.runtime import cpu_threads, module_device
     from fnd_core.model.train.recipe import class_weights
+    from fnd_core.model.train.stacked_heads import HeadJob, fit_heads, stackable
 
     def default(y: torch.Tensor) -> torch.Tensor:
         return torch.tensor(class_weights(y, options), dtype=torch.float32)
 
     w_train = default(y_train) if w_train is None else w_train
     w_val = default(y_val) if w_val is None else w_val
+    if not stackable(options) or model.config.head != "mlp":
+        return fit_head_looped(
+            model, train_features, y_train, val_features, y_val, epochs=epochs,
+            options=options, seed=seed, w_train=w_train, w_val=w_val, topics_train=topics_train,
+        )  # fmt: skip
+    both = train_features.concat(val_features)
+    n = len(y_train)
+    job = HeadJob(np.arange(n), np.arange(n, n + len(y_val)), w_train.numpy(), w_val.numpy(), seed)
+    labels = torch.cat([y_train, y_val]).cpu().numpy()
+    return fit_heads([model], both, labels, [job], epochs=epochs, options=options, seed=seed)[0]
+
+
+def fit_head_looped(
+    model: FakeNewsModel,
+    train_features: EncodedFeatures,
+    y_train: torch.Tensor,
+    val_features: EncodedFeatures,
+    y_val: torch.Tensor,
+    *,
+    epochs: int,
+    options: TrainOptions,
+    seed: int,
+    w_train: torch.Tensor,
+    w_val: torch.Tensor,
+    topics_train: torch.Tensor | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`fit_head` one step of one head at a time (what a topic adversary needs; and the
+    baseline ``benchmarks/train_throughput.py`` measures the stack against)."""
+    from fnd_core.model.runtime import cpu_threads, module_device
+
     device = module_device(model)
     with cpu_threads(1, device):
         topics = None if topics_train is None else topics_train.to(device)
@@ -232,12 +264,22 @@ def validate(
     """Weighted val loss, accuracy, balanced accuracy and ROC-AUC of the head, in eval mode."""
     import torch
 
-    from fnd_core.model.train.objective import weighted_bce
-
     model.eval()
     with torch.inference_mode():
-        logits = model.head_forward(*val_x).float()
-        loss = float(weighted_bce(logits, y_val, w_val))
+        logits = model.head_forward(*val_x)
+    return validation_figures(logits, y_val, w_val)
+
+
+def validation_figures(
+    logits: torch.Tensor, y_val: torch.Tensor, w_val: torch.Tensor
+) -> dict[str, float]:
+    """The figures of :func:`validate` from a head's val logits (one head of a stack, too)."""
+    import torch
+
+    from fnd_core.model.train.objective import weighted_bce
+
+    logits = logits.float()
+    loss = float(weighted_bce(logits, y_val, w_val))
     p = torch.sigmoid(logits).cpu().numpy()
     y = y_val.cpu().numpy()
     auc = metrics.roc_auc(y, p)
