@@ -125,3 +125,22 @@ def test_a_stack_of_one_fits_as_well_as_the_one_step_loop() -> None:
         losses.append(min(h["val_loss"] for h in history))
     assert losses[0] == pytest.approx(losses[1], abs=0.05)
     assert max(losses) < 0.35
+
+
+def test_a_head_fitted_in_a_stack_is_the_head_fitted_alone() -> None:
+    """With dropout off nothing random is shared: a head's weights after fitting beside a head
+    with another part size (other steps per epoch, schedule and early stop) are the weights
+    it gets alone, to float rounding."""
+    x, by_image, _ = learnable(700)
+    config = ModelConfig(dropout=0.0)
+    jobs = [job(range(0, 300), range(300, 350), seed=1), job(range(350, 650), range(650, 700))]
+    jobs[1] = HeadJob(np.arange(350, 520), jobs[1].val, np.ones(170, np.float32),
+                      jobs[1].w_val, 2)  # fmt: skip
+    options = TrainOptions(patience=2)
+    together = heads(config, 2)
+    fit_heads(together, x, by_image, jobs, epochs=6, options=options)
+    (alone,) = heads(config, 1)
+    fit_heads([alone], x, by_image, jobs[:1], epochs=6, options=options)
+    for name, tensor in alone.head_state_dict().items():
+        torch.testing.assert_close(together[0].head_state_dict()[name], tensor,
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip

@@ -8,14 +8,13 @@ weights are stacked on a leading axis, each step multiplies K batches with batch
 products (``torch.baddbmm``), and one AdamW update moves every head.
 
 Each head keeps its own recipe, as :func:`fnd_core.model.train.heads.fit_head` trains one: its
-own initial weights (the model handed in), batch order (its seed), loss weights, gradient
-clipping (by its own gradient norm), early stopping on its own validation loss (a head that
-stops is dropped from the stack, its best epoch kept) and the same warmup + cosine schedule.
-Two things are shared so the heads can move in lockstep: the number of steps per epoch (that of
-the largest training part: a smaller part is cut into as many, slightly smaller, batches) and
-the dropout random stream. The per-post work is done once for all heads: the layer
-normalisation of the frozen features (their affine part is each head's) and the gathering of
-batches.
+own initial weights (the model handed in), batches (its part in its own order, cut into
+``batch_size`` rows), loss weights, learning-rate schedule (warmup + cosine over its own
+steps), gradient clipping (by its own gradient norm), epochs (validated when its own part has
+been seen) and early stopping (a head that stops leaves the stack, its best epoch kept). Every
+head takes one step a tick; only the dropout random stream is shared. The per-post work is done
+once for all heads: the layer normalisation of the frozen features (its affine part is each
+head's) and the gathering of batches.
 
 What it does not do: the topic adversary (:mod:`fnd_core.model.train.topic_adversary`) keeps
 the one-head loop (:func:`stackable`).
@@ -26,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,8 +134,6 @@ class _Stack:
             )
         self.y = torch.as_tensor(np.asarray(labels), dtype=torch.float32, device=device)
         self.active = list(range(len(jobs)))  # job index of each position in the stack
-        self.steps = max(math.ceil(len(j.train) / options.batch_size) for j in jobs)
-        self.width = max(math.ceil(len(j.train) / self.steps) for j in jobs)
         self.generators = [torch.Generator().manual_seed(j.seed) for j in jobs]
         self.optimizer = self._optimizer()
 
@@ -155,76 +152,78 @@ class _Stack:
 
     # the loop ----------------------------------------------------------------------------
     def fit(self, epochs: int) -> list[list[dict[str, Any]]]:
+        """Every fitting head takes one step a tick; a head's epoch ends after its own steps
+        (its part cut into batches of ``batch_size``, the last one shorter, as one head alone
+        would be), then it is validated, and leaves the stack when it stops."""
         from fnd_core.model.train.objective import warmup_cosine
 
-        k = len(self.jobs)
-        factor = warmup_cosine(epochs * self.steps, self.options.warmup_share)
-        histories: list[list[dict[str, Any]]] = [[] for _ in range(k)]
-        best: list[tuple[float, dict[str, Any]]] = [
-            (math.inf, self._head_state(j)) for j in range(k)
-        ]
-        stale = [0] * k
-        step = 0
-        for epoch in range(1, epochs + 1):
-            tick = time.perf_counter()
-            n_seen = sum(len(self.jobs[j].train) for j in self.active)
-            losses = np.zeros(len(self.active))
-            for rows, weights in self._epoch_batches():
-                lr = self.options.lr * factor(step)
-                losses += self._step(rows, weights, lr)
-                step += 1
-            rate = n_seen / (time.perf_counter() - tick)
-            stopped = []
+        size = self.options.batch_size
+        steps = [math.ceil(len(j.train) / size) for j in self.jobs]
+        factors = [warmup_cosine(epochs * n, self.options.warmup_share) for n in steps]
+        heads = [_HeadProgress(math.inf, self._head_state(j)) for j in range(len(self.jobs))]
+        tick, seen, started = 0, 0, time.perf_counter()
+        while self.active:
+            for j in self.active:
+                if heads[j].cursor == 0:
+                    heads[j].start_epoch(self._batches(j, steps[j]), seen, time.perf_counter())
+            rows, weights = self._tick_batches(heads)
+            lrs = [self.options.lr * factors[j](tick) for j in self.active]
+            losses = self._step(rows, weights, lrs)
+            seen += int((weights > 0).sum())
+            tick += 1
+            finished = []
             for position, j in enumerate(self.active):
-                validation = self._validate(position, j)
-                record = _record(epoch, losses[position] / len(self.jobs[j].train), validation,
-                                 lr, rate)  # fmt: skip
-                histories[j].append(record)
-                if record["val_loss"] < best[j][0] - 1e-4:
-                    best[j], stale[j] = (record["val_loss"], self._head_state(j)), 0
-                else:
-                    stale[j] += 1
-                    if stale[j] >= self.options.patience:
-                        stopped.append(j)
-            log.info(
-                "stacked heads epoch %d/%d: %d of %d fitting, median val loss %.4f, "
-                "%.0f sample-epochs/s", epoch, epochs, len(self.active), k,
-                float(np.median([histories[j][-1]["val_loss"] for j in self.active])), rate,
-            )  # fmt: skip
-            if stopped:
-                log.info("early stop after epoch %d: %d head(s)", epoch, len(stopped))
-                self._drop(stopped)
-            if not self.active:
-                break
-        for model, (_, state) in zip(self.models, best, strict=True):
-            model.load_state_dict(state, strict=False)
+                head = heads[j]
+                head.train_loss += float(losses[position])
+                head.cursor += 1
+                if head.cursor < steps[j]:
+                    continue
+                rate = (seen - head.seen) / (time.perf_counter() - head.since)
+                record = _record(len(head.history) + 1, head.train_loss / len(self.jobs[j].train),
+                                 self._validate(position, j), lrs[position], rate)  # fmt: skip
+                if head.end_epoch(record, self._head_state, j, self.options.patience, epochs):
+                    finished.append(j)
+            if tick % max(steps) == 0 or finished:
+                self._log_progress(heads, epochs, seen / (time.perf_counter() - started))
+            if finished:
+                self._drop(finished)
+        for model, head in zip(self.models, heads, strict=True):
+            model.load_state_dict(head.best_state, strict=False)
             model.eval()
-        return histories
+        return [head.history for head in heads]
 
-    def _epoch_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """This epoch's ``steps`` batches: (rows, loss weights), each (K, width); a head's part
-        is cut into ``steps`` near-equal batches of a fresh order; padding has weight 0."""
+    def _log_progress(self, heads: list[_HeadProgress], epochs: int, rate: float) -> None:
+        done = [len(heads[j].history) for j in self.active] or [epochs]
+        log.info(
+            "stacked heads: %d of %d fitting, epochs %d-%d of %d, %.0f sample-epochs/s",
+            len(self.active), len(heads), min(done), max(done), epochs, rate,
+        )  # fmt: skip
+
+    def _batches(self, j: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head ``j``'s next epoch: its rows in a fresh order cut into ``steps`` batches of
+        ``batch_size`` (rows, loss weights), each (steps, batch_size); padding weighs 0."""
         import torch
 
-        k = len(self.active)
-        rows = torch.zeros((self.steps, k, self.width), dtype=torch.long)
-        weights = torch.zeros((self.steps, k, self.width))
-        for position, j in enumerate(self.active):
-            job = self.jobs[j]
-            n = len(job.train)
-            order = torch.randperm(n, generator=self.generators[j])
-            bounds = torch.arange(self.steps + 1) * n // self.steps
-            batch = torch.bucketize(torch.arange(n), bounds[1:], right=True)
-            slot = torch.arange(n) - bounds[batch]
-            rows[batch, position, slot] = torch.as_tensor(job.train)[order]
-            weights[batch, position, slot] = torch.as_tensor(job.w_train, dtype=torch.float32)[
-                order
-            ]
-        rows, weights = rows.to(self.device), weights.to(self.device)
-        return list(zip(rows.unbind(0), weights.unbind(0), strict=True))
+        job, size = self.jobs[j], self.options.batch_size
+        n = len(job.train)
+        order = torch.randperm(n, generator=self.generators[j])
+        rows = torch.zeros(steps * size, dtype=torch.long)
+        weights = torch.zeros(steps * size)
+        rows[:n] = torch.as_tensor(job.train)[order]
+        weights[:n] = torch.as_tensor(job.w_train, dtype=torch.float32)[order]
+        return rows.view(steps, size), weights.view(steps, size)
 
-    def _step(self, rows: torch.Tensor, weights: torch.Tensor, lr: float) -> np.ndarray:
-        """One AdamW step of every head on its batch; each head's loss x its batch size."""
+    def _tick_batches(self, heads: list[_HeadProgress]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, batch_size) rows and loss weights: each fitting head's current batch."""
+        import torch
+
+        current = [heads[j].current() for j in self.active]
+        rows = torch.stack([r for r, _ in current]).to(self.device)
+        return rows, torch.stack([w for _, w in current]).to(self.device)
+
+    def _step(self, rows: torch.Tensor, weights: torch.Tensor, lrs: list[float]) -> np.ndarray:
+        """One AdamW step of every head on its batch, at its own learning rate; each head's
+        loss x its batch size."""
         import torch
 
         losses = self._loss(rows, weights, training=True)
@@ -237,11 +236,30 @@ class _Stack:
         scale = (self.options.grad_clip / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:  # clip_grad_norm_, per head
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self._adamw(lrs)
         counts = (weights > 0).sum(1).float()
         return (losses.detach() * counts).cpu().numpy()
+
+    def _adamw(self, lrs: list[float]) -> None:
+        """torch's fused AdamW at the largest rate, each head's move then scaled to its own
+        rate: AdamW's move (decay included) is proportional to its rate, so this is AdamW at
+        each head's rate, the moments updated as usual."""
+        import torch
+
+        top = max(lrs)
+        if top <= 0 or min(lrs) == top:
+            for group in self.optimizer.param_groups:
+                group["lr"] = top
+            self.optimizer.step()
+            return
+        before = [w.detach().clone() for w in self.weights.values()]
+        for group in self.optimizer.param_groups:
+            group["lr"] = top
+        self.optimizer.step()
+        share = torch.tensor([lr / top for lr in lrs], device=self.device)
+        with torch.no_grad():
+            for old, w in zip(before, self.weights.values(), strict=True):
+                w.copy_(old.lerp_(w, share.view(-1, *([1] * (w.dim() - 1)))))
 
     # the heads, stacked ------------------------------------------------------------------
     def _loss(self, rows: torch.Tensor, weights: torch.Tensor, *, training: bool) -> torch.Tensor:
@@ -402,6 +420,45 @@ class _Lazy:
 
 
 _StackedLinear = _Lazy
+
+
+@dataclass
+class _HeadProgress:
+    """Where one head of the stack is: its epoch, batches, best epoch and history."""
+
+    best_loss: float
+    best_state: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stale: int = 0
+    cursor: int = 0  # the next batch of this epoch
+    train_loss: float = 0.0
+    seen: int = 0  # the stack's samples when this epoch began
+    since: float = 0.0
+    batches: tuple[Any, Any] | None = None
+
+    def start_epoch(self, batches: tuple[Any, Any], seen: int, now: float) -> None:
+        self.batches, self.train_loss, self.seen, self.since = batches, 0.0, seen, now
+
+    def current(self) -> tuple[Any, Any]:
+        assert self.batches is not None
+        rows, weights = self.batches
+        return rows[self.cursor], weights[self.cursor]
+
+    def end_epoch(
+        self, record: dict[str, Any], state: Any, j: int, patience: int, epochs: int
+    ) -> bool:
+        """Keep the epoch if its val loss is the best; whether the head is done."""
+        self.history.append(record)
+        self.cursor = 0
+        if record["val_loss"] < self.best_loss - 1e-4:
+            self.best_loss, self.best_state, self.stale = record["val_loss"], state(j), 0
+        else:
+            self.stale += 1
+            if self.stale >= patience:
+                log.info("head %d: early stop after epoch %d: val loss did not improve for %d",
+                         j, len(self.history), self.stale)  # fmt: skip
+                return True
+        return len(self.history) >= epochs
 
 
 def _alignment(
