@@ -52,13 +52,13 @@ def test_each_outer_fold_is_scored_by_the_kind_chosen_without_it(monkeypatch):
             kind, data, plan, RECIPE, metric="balanced_accuracy"
         )
     seen: list[np.ndarray] = []
-    real = candidates.cross_validate
+    real = candidates.fit
 
-    def spy(kind, part, inner, recipe, *, metric):
-        seen.append(part.stories)  # the original row ids of the posts this choice may read
-        return real(kind, part, inner, recipe, metric=metric)
+    def spy(kind, data, rows, recipe, **kwargs):
+        seen.append(rows)  # the posts this fit reads
+        return real(kind, data, rows, recipe, **kwargs)
 
-    monkeypatch.setattr(candidates, "cross_validate", spy)
+    monkeypatch.setattr(candidates, "fit", spy)
     winner = candidates.choose(cvs)["winner"]
     nested = nested_selection.nested_estimate(
         data, plan, RECIPE, oofs, winner=winner, naive=cvs[winner].estimate,
@@ -67,10 +67,13 @@ def test_each_outer_fold_is_scored_by_the_kind_chosen_without_it(monkeypatch):
     assert nested is not None
     outer = plan.repeats[0]
     assert len(nested.chosen) == 4 and set(nested.chosen) <= set(kinds)
-    assert len(seen) == len(kinds) * len(outer)  # every kind, once per outer fold
-    for k, test in enumerate(outer):  # no choice read the posts it is then scored on
-        for rows in seen[len(kinds) * k : len(kinds) * (k + 1)]:
-            assert not set(rows) & set(test)
+    # every kind, every inner fold of every outer fold; no choice read the posts it is then
+    # scored on: a fit for outer fold k trains on none of k's test posts
+    inner_folds = [4, 4, 4, 4]  # 6 topics to train on each time: 4 inner folds
+    assert len(seen) == len(kinds) * sum(inner_folds)
+    for i, rows in enumerate(seen):
+        k = (i % sum(inner_folds)) // 4
+        assert not set(rows) & set(outer[k])
     p = np.zeros(len(data.y))
     for pick, test in zip(nested.chosen, outer, strict=True):
         p[test] = oofs[pick][0][test]
@@ -112,3 +115,19 @@ def test_an_outer_fold_with_too_few_topics_to_choose_in_gives_no_figure(caplog):
         )
     assert nested is None
     assert "too few topics" in caplog.text
+
+
+def test_parts_are_cross_validated_as_each_part_alone():
+    """``cross_validate_parts`` on rows of the data is ``cross_validate`` on their subset."""
+    data, topics = fold_data(8)
+    rows = np.flatnonzero(topics != 3)
+    part = data.subset(rows)
+    plan = CVPlan.make(part.y, topics[rows], n_folds=3, repeats=2, seed=2, topic_of=topics[rows])
+    for kind in ("linear", "char_ngram"):
+        alone, _ = candidates.cross_validate(kind, part, plan, RECIPE, metric="balanced_accuracy")
+        (as_part,) = candidates.cross_validate_parts(
+            kind, data, [(rows, plan)], RECIPE, metric="balanced_accuracy"
+        )
+        assert as_part.to_json(report=True) | {"seconds": 0} == alone.to_json(report=True) | {
+            "seconds": 0
+        }

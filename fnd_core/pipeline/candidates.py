@@ -375,34 +375,44 @@ def out_of_fold(kind: str, data: FoldData, plan: CVPlan, recipe: Recipe) -> list
 
     Fusion's heads of every fold and repeat are fitted at once, as one stack
     (:mod:`fnd_core.model.train.stacked_heads`), where the recipe allows."""
-    everyone = np.arange(len(data.y))
-    oof = [np.zeros(len(data.y)) for _ in plan.repeats]
+    return out_of_fold_parts(kind, data, [(np.arange(len(data.y)), plan)], recipe)[0]
+
+
+def out_of_fold_parts(
+    kind: str, data: FoldData, parts: list[tuple[np.ndarray, CVPlan]], recipe: Recipe
+) -> list[list[np.ndarray]]:
+    """:func:`out_of_fold` of ``kind`` on each part of ``data``: ``(rows, plan)``, the plan's
+    indices counting within ``rows`` (what :func:`out_of_fold` of ``data.subset(rows)`` gives).
+
+    Every fold of every part is fitted on ``data`` itself, its rows mapped, so fusion's heads
+    of all the parts are one stack (a nested choice's inner folds of every outer fold)."""
+    oofs = [[np.zeros(len(rows)) for _ in plan.repeats] for rows, plan in parts]
     started = time.perf_counter()
-    fits: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # repeat, test, rows, seed
-    for r, folds in enumerate(plan.repeats):
-        for k, test in enumerate(folds):
-            rows = np.setdiff1d(everyone, test)
-            if kind == PRIOR or len(np.unique(data.y[rows])) < 2:
-                # one class left to train on (its topics are all held out): nothing can be
-                # learnt about the other, and the honest prediction is the class seen
-                oof[r][test] = float(data.y[rows].mean() >= 0.5)
-                continue
-            fits.append((r, test, rows, recipe.seed + 1000 * r + k))
+    fits: list[tuple[int, int, np.ndarray, np.ndarray, int, int]] = []
+    for i, (part_rows, plan) in enumerate(parts):
+        y = data.y[part_rows]
+        everyone = np.arange(len(part_rows))
+        for r, folds in enumerate(plan.repeats):
+            for k, test in enumerate(folds):
+                rows = np.setdiff1d(everyone, test)
+                if kind == PRIOR or len(np.unique(y[rows])) < 2:
+                    # one class left to train on (its topics are all held out): nothing can be
+                    # learnt about the other, and the honest prediction is the class seen
+                    oofs[i][r][test] = float(y[rows].mean() >= 0.5)
+                    continue
+                seed = recipe.seed + 1000 * r + k
+                fits.append((i, r, test, part_rows[rows], seed, plan.n_folds))
     if kind == "fusion" and _stacks(data, recipe):
-        models = _fit_stacked(data, [(rows, seed) for _, _, rows, seed in fits], recipe, plan)
+        models = _fit_stacked(data, [(rows, seed, n) for *_, rows, seed, n in fits], recipe)
     else:
-        models = [
-            fit(kind, data, rows, recipe, n_folds=plan.n_folds, seed=seed)
-            for _, _, rows, seed in fits
-        ]
-    for (r, test, _, _), model in zip(fits, models, strict=True):
-        oof[r][test] = proba(model, data, test)
+        models = [fit(kind, data, rows, recipe, n_folds=n, seed=seed) for *_, rows, seed, n in fits]
+    for (i, r, test, *_), model in zip(fits, models, strict=True):
+        oofs[i][r][test] = proba(model, data, parts[i][0][test])
     if kind != PRIOR:
         log.info(
-            "%s: %d x %d topic-disjoint folds in %.1f s",
-            kind, len(plan.repeats), plan.n_folds, time.perf_counter() - started,
+            "%s: %d fold fits in %.1f s", kind, len(fits), time.perf_counter() - started
         )  # fmt: skip
-    return oof
+    return oofs
 
 
 def _stacks(data: FoldData, recipe: Recipe) -> bool:
@@ -414,20 +424,21 @@ def _stacks(data: FoldData, recipe: Recipe) -> bool:
 
 
 def _fit_stacked(
-    data: FoldData, fits: list[tuple[np.ndarray, int]], recipe: Recipe, plan: CVPlan
+    data: FoldData, fits: list[tuple[np.ndarray, int, int]], recipe: Recipe
 ) -> list[FakeNewsModel]:
-    """Fusion fitted on each ``(rows, seed)`` as :func:`fit` would, all heads in one stack."""
+    """Fusion fitted on each ``(rows, seed, n_folds)`` as :func:`fit` would, all heads in one
+    stack."""
     from fnd_core.model.train.stacked_heads import fit_heads
 
     if not fits:
         return []
     plain = not recipe.options.topic_weights
     models, jobs = [], []
-    for rows, seed in fits:
+    for rows, seed, n_folds in fits:
         weights = None if plain else _weights(data, rows, recipe)
         models.append(fresh_head(data.base, data.config, seed))
         jobs.append(head_job(
-            data.y, data.stories, rows, recipe, n_folds=plan.n_folds,
+            data.y, data.stories, rows, recipe, n_folds=n_folds,
             post_weights=_all_posts(data, rows, weights),
         ))  # fmt: skip
     fit_heads(models, data.features, data.y, jobs, epochs=recipe.epochs,
@@ -450,6 +461,31 @@ def cross_validate(
     ), oof
 
 
+def cross_validate_parts(
+    kind: str,
+    data: FoldData,
+    parts: list[tuple[np.ndarray, CVPlan]],
+    recipe: Recipe,
+    *,
+    metric: str,
+) -> list[CVSummary]:
+    """:func:`cross_validate` of ``kind`` on each part of ``data`` (see
+    :func:`out_of_fold_parts`), the parts' fusion heads fitted as one stack."""
+    from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
+
+    started = time.perf_counter()
+    oofs = out_of_fold_parts(kind, data, parts, recipe)
+    seconds = round(time.perf_counter() - started, 1)
+    return [
+        dataclasses.replace(
+            summarise(data.y[rows], oof, plan, metric, DEFAULT_THRESHOLD, data.stories[rows]),
+            kind=kind,
+            seconds=seconds,
+        )  # fmt: skip
+        for (rows, plan), oof in zip(parts, oofs, strict=True)
+    ]
+
+
 def choose(summaries: dict[str, CVSummary]) -> dict[str, Any]:
     """The kind that ships: the simplest whose estimate is within one standard error of the
     best (Breiman's one-standard-error rule), simplest first as :data:`SIMPLEST_FIRST` says.
@@ -459,7 +495,7 @@ def choose(summaries: dict[str, CVSummary]) -> dict[str, Any]:
     standard error is the best kind's, read off its 90 % interval. Recorded beside the winner:
     every kind's estimate and interval, the best, the bar, the winner's margin over the best
     other kind and the spread (picking among several makes the winner's figure optimistic by up
-    to about that much; there is no nested cross-validation yet).
+    to about that much; :mod:`fnd_core.pipeline.nested_selection` measures by how much).
     """
     kinds = [k for k in KINDS if k in summaries]
     if not kinds:

@@ -71,21 +71,19 @@ def nested_estimate(
     started = time.perf_counter()
     kinds = list(oofs)
     outer = dataclasses.replace(plan, repeats=[plan.repeats[0]])
-    p = np.zeros(len(data.y))
-    chosen = []
-    for k, test in enumerate(outer.repeats[0]):
+    tests = outer.repeats[0]
+    if len(kinds) == 1:
+        chosen = [winner] * len(tests)
+    else:
         try:
-            pick = (
-                winner
-                if len(kinds) == 1
-                else _inner_choice(data, plan, test, recipe, kinds, metric)
-            )
+            chosen = _inner_choices(data, plan, recipe, kinds, metric)
         except TooFewTopicsError as exc:
-            log.warning("no nested estimate: outer fold %d leaves too few topics (%s)", k, exc)
+            log.warning("no nested estimate: an outer fold leaves too few topics (%s)", exc)
             return None
-        chosen.append(pick)
+    p = np.zeros(len(data.y))
+    for k, (test, pick) in enumerate(zip(tests, chosen, strict=True)):
         p[test] = oofs[pick][0][test]
-        log.info("nested choice: outer fold %d of %d chose %s", k + 1, len(outer.repeats[0]), pick)
+        log.info("nested choice: outer fold %d of %d chose %s", k + 1, len(tests), pick)
     summary = summarise(data.y, [p], outer, metric, DEFAULT_THRESHOLD, data.stories)
     out = NestedEstimate(summary, chosen, naive, round(time.perf_counter() - started, 1))
     log.info(
@@ -95,29 +93,36 @@ def nested_estimate(
     return out
 
 
-def _inner_choice(
-    data: FoldData,
-    plan: CVPlan,
-    test: np.ndarray,
-    recipe: Recipe,
-    kinds: list[str],
-    metric: str,
-) -> str:
-    """The kind ``choose`` picks on the topic folds of everything but ``test``."""
+def _inner_choices(
+    data: FoldData, plan: CVPlan, recipe: Recipe, kinds: list[str], metric: str
+) -> list[str]:
+    """The kind ``choose`` picks on the topic folds of everything but each outer fold's test
+    topics (the plan's first repeat). Each kind is estimated on every outer fold's inner folds
+    at once (:func:`candidates.cross_validate_parts`: fusion's heads of all of them are one
+    stack).
+
+    Raises:
+        TooFewTopicsError: an outer fold's training part has under two topics.
+    """
     from fnd_core.pipeline import candidates
     from fnd_core.pipeline.evaluation import CVPlan
 
     if plan.units is None:
         raise ValueError("a nested estimate needs the plan's fold units")
-    train = np.setdiff1d(np.arange(len(data.y)), test)
-    part = data.subset(train)
-    inner = CVPlan.make(
-        part.y, plan.units[train], n_folds=plan.n_folds, repeats=1, seed=recipe.seed,
-        topic_of=None if plan.topic_of is None else plan.topic_of[train],
-        train_only=None if plan.scored is None else ~plan.scored[train],
-    )  # fmt: skip
+    parts = []
+    for test in plan.repeats[0]:
+        train = np.setdiff1d(np.arange(len(data.y)), test)
+        inner = CVPlan.make(
+            data.y[train], plan.units[train], n_folds=plan.n_folds, repeats=1,
+            seed=recipe.seed, topic_of=None if plan.topic_of is None else plan.topic_of[train],
+            train_only=None if plan.scored is None else ~plan.scored[train],
+        )  # fmt: skip
+        parts.append((train, inner))
     summaries = {
-        kind: candidates.cross_validate(kind, part, inner, recipe, metric=metric)[0]
+        kind: candidates.cross_validate_parts(kind, data, parts, recipe, metric=metric)
         for kind in kinds
     }
-    return str(candidates.choose(summaries)["winner"])
+    return [
+        str(candidates.choose({kind: summaries[kind][k] for kind in kinds})["winner"])
+        for k in range(len(parts))
+    ]

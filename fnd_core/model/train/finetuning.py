@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fnd_core.model.examples import PostExample
-from fnd_core.model.train.heads import Optimiser, epoch_record, log_epoch, to_device, validate
+from fnd_core.model.train.heads import Optimiser, to_device, validate
+from fnd_core.model.train.records import epoch_record, log_epoch
 
 if TYPE_CHECKING:
     import torch

@@ -1,9 +1,11 @@
 """Fitting heads on cached, frozen-encoder features: phase 1 of training.
 
-Two ways, one per head kind. The projections + fusion head are fitted by a loop of stochastic
-steps (:func:`fit_head`), which every training path shares: the trainer runs it once, the
-pipeline's cross-validation once per fold, and phase 2 (:mod:`fnd_core.model.train.finetuning`)
-reuses its pieces (validation figures, epoch records, the optimiser step). The ``linear`` head
+Two ways, one per head kind. The projections + fusion head are fitted by stochastic steps:
+:func:`fit_head` fits one (the trainer's run, the final model of a retraining), as a stack of
+one of :mod:`fnd_core.model.train.stacked_heads`, which fits every fold of a cross-validation
+at once by the same recipe; :func:`fit_head_looped`, one step of one head at a time, remains
+for the topic adversary. Phase 2 (:mod:`fnd_core.model.train.finetuning`) reuses their pieces
+(validation figures, epoch records, the optimiser step). The ``linear`` head
 (:class:`~fnd_core.model.config.ModelConfig`) is instead solved exactly, a weighted logistic
 regression on unit-length features by scikit-learn's L-BFGS (:func:`fit_linear_head`): no
 epochs, no learning rate, the same weights from the same rows every time, copied into the
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from fnd_core.model import metrics
+from fnd_core.model.train.records import epoch_record, log_epoch, validation_figures
 
 if TYPE_CHECKING:
     import torch
@@ -268,50 +270,6 @@ def validate(
     with torch.inference_mode():
         logits = model.head_forward(*val_x)
     return validation_figures(logits, y_val, w_val)
-
-
-def validation_figures(
-    logits: torch.Tensor, y_val: torch.Tensor, w_val: torch.Tensor
-) -> dict[str, float]:
-    """The figures of :func:`validate` from a head's val logits (one head of a stack, too)."""
-    import torch
-
-    from fnd_core.model.train.objective import weighted_bce
-
-    logits = logits.float()
-    loss = float(weighted_bce(logits, y_val, w_val))
-    p = torch.sigmoid(logits).cpu().numpy()
-    y = y_val.cpu().numpy()
-    auc = metrics.roc_auc(y, p)
-    return {
-        "val_loss": loss,
-        "val_accuracy": metrics.accuracy(y, metrics.predict_labels(p, 0.5)),
-        "val_balanced_accuracy": metrics.balanced_accuracy(y, metrics.predict_labels(p, 0.5)),
-        "val_auc": float("nan") if auc is None else auc,
-    }
-
-
-def epoch_record(
-    phase: str,
-    epoch: int,
-    train_loss: float,
-    validation: dict[str, float],
-    lr: float,
-    *,
-    samples_per_s: float,
-) -> dict[str, Any]:
-    """One row of the training history (what the curves plot): numbers, and the phase."""
-    record = {"phase": phase, "epoch": epoch, "train_loss": train_loss}
-    return record | validation | {"lr": lr, "samples_per_s": samples_per_s}
-
-
-def log_epoch(record: dict[str, Any], epochs: int) -> None:
-    log.info(
-        "%s epoch %d/%d: train loss %.4f, val loss %.4f, val acc %.3f, val auc %.3f, "
-        "lr %.2e, %.0f samples/s",
-        record["phase"], record["epoch"], epochs, record["train_loss"], record["val_loss"],
-        record["val_accuracy"], record["val_auc"], record["lr"], record["samples_per_s"],
-    )  # fmt: skip
 
 
 L2_C = 1.0  # inverse regularisation strength (scikit-learn's C), the baseline's since round 1

@@ -337,7 +337,7 @@ class _Stack:
     def _validate(self, position: int, j: int) -> dict[str, float]:
         import torch
 
-        from fnd_core.model.train.heads import validation_figures
+        from fnd_core.model.train.records import validation_figures
 
         job = self.jobs[j]
         rows = torch.as_tensor(job.val, device=self.device).unsqueeze(0)
@@ -485,6 +485,6 @@ def _alignment(
 def _record(
     epoch: int, train_loss: float, validation: dict[str, float], lr: float, rate: float
 ) -> dict[str, Any]:
-    from fnd_core.model.train.heads import epoch_record
+    from fnd_core.model.train.records import epoch_record
 
     return epoch_record("head", epoch, train_loss, validation, lr, samples_per_s=rate)
