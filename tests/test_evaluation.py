@@ -105,3 +105,16 @@ def test_the_estimate_counts_posts_and_keeps_each_story_once_beside_it():
     assert macro == pytest.approx(
         (2 * (2 / 3) / (2 / 3 + 1) + 2 * (2 / 3) / (2 / 3 + 1)) / 2, abs=1e-6
     )
+
+
+def test_a_fold_of_one_class_scores_its_recall_quietly():
+    """A fold of fake-only topics: balanced accuracy is the fake recall, and scikit-learn's
+    warnings (once per such fold and epoch in a cross-validation) stay out of the logs."""
+    import warnings
+
+    from fnd_core.model.metrics import balanced_accuracy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert balanced_accuracy([1, 1, 1, 1], [1, 0, 1, 1]) == 0.75
+        assert balanced_accuracy([1, 1], [1, 1]) == 1.0
