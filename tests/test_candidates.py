@@ -174,8 +174,7 @@ def test_the_fold_path_and_the_final_path_fit_bitwise_identical_weights(monkeypa
 def test_a_fusion_fold_and_the_final_fusion_model_get_the_same_recipe(monkeypatch):
     """Fusion's folds are fitted as one stack and the final model as a stack of one: the same
     initial weights, rows, early-stopping split, loss weights, batch-order seed and epochs
-    (what stack-mates share, the steps per epoch and the dropout stream, is covered in
-    test_stacked_heads)."""
+    (that stack-mates share only the dropout stream is test_stacked_heads')."""
     from fnd_core.model.train import stacked_heads
 
     calls = []

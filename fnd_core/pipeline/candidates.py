@@ -402,6 +402,7 @@ def out_of_fold_parts(
                     continue
                 seed = recipe.seed + 1000 * r + k
                 fits.append((i, r, test, part_rows[rows], seed, plan.n_folds))
+    models: Sequence[FakeNewsModel | CharNgramModel]
     if kind == "fusion" and _stacks(data, recipe):
         models = _fit_stacked(data, [(rows, seed, n) for *_, rows, seed, n in fits], recipe)
     else:

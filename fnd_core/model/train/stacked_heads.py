@@ -396,12 +396,12 @@ def _stacked_linear_class() -> type:
         (a product with a transposed operand, then a copy) took 5x as long on a CPU."""
 
         @staticmethod
-        def forward(ctx, x, weight, bias):  # noqa: ANN001, ANN205 (autograd's signature)
+        def forward(ctx: Any, x: Any, weight: Any, bias: Any) -> Any:
             ctx.save_for_backward(x, weight)
             return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
         @staticmethod
-        def backward(ctx, grad):  # noqa: ANN001, ANN205
+        def backward(ctx: Any, grad: Any) -> Any:
             x, weight = ctx.saved_tensors
             grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
             return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
