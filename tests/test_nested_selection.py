@@ -93,7 +93,7 @@ def test_one_kind_is_no_choice_and_costs_no_refit(monkeypatch):
     def refit(*args, **kwargs):
         raise AssertionError("one kind: nothing to choose, nothing to refit")
 
-    monkeypatch.setattr(candidates, "cross_validate", refit)
+    monkeypatch.setattr(candidates, "fit", refit)
     nested = nested_selection.nested_estimate(
         data, plan, RECIPE, {"linear": oof}, winner="linear", naive=cv.estimate,
         metric="balanced_accuracy",
@@ -125,7 +125,7 @@ def test_parts_are_cross_validated_as_each_part_alone():
     plan = CVPlan.make(part.y, topics[rows], n_folds=3, repeats=2, seed=2, topic_of=topics[rows])
     for kind in ("linear", "char_ngram"):
         alone, _ = candidates.cross_validate(kind, part, plan, RECIPE, metric="balanced_accuracy")
-        (as_part,) = candidates.cross_validate_parts(
+        ((as_part, _),) = candidates.cross_validate_parts(
             kind, data, [(rows, plan)], RECIPE, metric="balanced_accuracy"
         )
         assert as_part.to_json(report=True) | {"seconds": 0} == alone.to_json(report=True) | {

@@ -452,14 +452,9 @@ def cross_validate(
 ) -> tuple[CVSummary, list[np.ndarray]]:
     """``kind``'s summary on the plan's folds (:func:`evaluation.summarise`) and its
     out-of-fold P(fake) per repeat."""
-    from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
-
-    started = time.perf_counter()
-    oof = out_of_fold(kind, data, plan, recipe)
-    summary = summarise(data.y, oof, plan, metric, DEFAULT_THRESHOLD, data.stories)
-    return dataclasses.replace(
-        summary, kind=kind, seconds=round(time.perf_counter() - started, 1)
-    ), oof
+    return cross_validate_parts(
+        kind, data, [(np.arange(len(data.y)), plan)], recipe, metric=metric
+    )[0]
 
 
 def cross_validate_parts(
@@ -469,7 +464,7 @@ def cross_validate_parts(
     recipe: Recipe,
     *,
     metric: str,
-) -> list[CVSummary]:
+) -> list[tuple[CVSummary, list[np.ndarray]]]:
     """:func:`cross_validate` of ``kind`` on each part of ``data`` (see
     :func:`out_of_fold_parts`), the parts' fusion heads fitted as one stack."""
     from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
@@ -478,10 +473,13 @@ def cross_validate_parts(
     oofs = out_of_fold_parts(kind, data, parts, recipe)
     seconds = round(time.perf_counter() - started, 1)
     return [
-        dataclasses.replace(
-            summarise(data.y[rows], oof, plan, metric, DEFAULT_THRESHOLD, data.stories[rows]),
-            kind=kind,
-            seconds=seconds,
+        (
+            dataclasses.replace(
+                summarise(data.y[rows], oof, plan, metric, DEFAULT_THRESHOLD, data.stories[rows]),
+                kind=kind,
+                seconds=seconds,
+            ),
+            oof,
         )  # fmt: skip
         for (rows, plan), oof in zip(parts, oofs, strict=True)
     ]

@@ -123,6 +123,6 @@ def _inner_choices(
         for kind in kinds
     }
     return [
-        str(candidates.choose({kind: summaries[kind][k] for kind in kinds})["winner"])
+        str(candidates.choose({kind: summaries[kind][k][0] for kind in kinds})["winner"])
         for k in range(len(parts))
     ]

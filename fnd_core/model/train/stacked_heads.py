@@ -22,6 +22,7 @@ the one-head loop (:func:`stackable`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -373,7 +374,7 @@ class _Stack:
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Each head's ``nn.Linear`` on its rows: (K, B, in) x (K, out, in) -> (K, B, out)."""
-    return _StackedLinear.apply(x, weight, bias)
+    return _stacked_linear_class().apply(x, weight, bias)
 
 
 def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -388,7 +389,9 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask
 
 
-def _stacked_linear_class() -> type:
+@functools.cache
+def _stacked_linear_class() -> Any:
+    """The autograd function, built on first use (torch is not imported at module level)."""
     import torch
 
     class StackedLinear(torch.autograd.Function):
@@ -407,21 +410,6 @@ def _stacked_linear_class() -> type:
             return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
 
     return StackedLinear
-
-
-class _Lazy:
-    """The autograd function, built on first use (torch is not imported at module level)."""
-
-    function: Any = None
-
-    @classmethod
-    def apply(cls, *args: Any) -> Any:
-        if cls.function is None:
-            cls.function = _stacked_linear_class()
-        return cls.function.apply(*args)
-
-
-_StackedLinear = _Lazy
 
 
 @dataclass
