@@ -65,6 +65,7 @@ COPY --chown=airflow:0 fnd_core/ fnd_core/
 COPY --chown=airflow:0 fnd_airflow/ fnd_airflow/
 COPY --chown=airflow:0 sql/ sql/
 COPY --chown=airflow:0 expectations/ expectations/
+COPY --chown=airflow:0 sweeps/ sweeps/
 RUN pip install --no-cache-dir --no-deps -e .
 
 # Fail the build, not a training run, if baked weights are not where the `seed` preset looks.

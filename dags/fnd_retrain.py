@@ -24,13 +24,11 @@ recorded with your user name),
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import (
     Asset,
     AssetOrTimeSchedule,
     CronTriggerTimetable,
     Param,
-    chain,
     dag,
     get_current_context,
     task,
@@ -44,6 +42,7 @@ from fnd_airflow.dag_support import (
     fnd_engine,
     fnd_settings,
 )
+from fnd_airflow.gate_tasks import gate_candidate
 from fnd_core import contracts
 from fnd_core.model.presets import PRESET_NAMES
 
@@ -163,77 +162,10 @@ def fnd_retrain():
             database_url=fnd_database_url(),
         )
 
-    @task
-    def evaluate(candidate: dict) -> dict:
-        from fnd_core.pipeline import retrain
-
-        return retrain.evaluate(fnd_engine(), fnd_settings(), candidate["version"])
-
-    @task
-    def gate(evaluation: dict) -> dict:
-        """The gate's decision (a pure function of the evidence and the policy), passed on."""
-        from fnd_core.pipeline import retrain
-
-        policy, forced_by, _ = _policy()
-        decision = retrain.gate(evaluation, policy, forced_by=forced_by)
-        print(f"gate: {decision.decision} — {decision.reason}")
-        return decision.to_json()
-
-    @task.branch
-    def route(decision: dict) -> str:
-        return "promote" if decision["decision"] == "promote" else "reject"
-
-    @task
-    def promote(evaluation: dict, decision: dict) -> dict:
-        return _record(evaluation, decision)
-
-    @task
-    def reject(evaluation: dict, decision: dict) -> dict:
-        return _record(evaluation, decision)
-
-    trigger_rescoring = TriggerDagRunOperator(
-        task_id=contracts.RESCORING_TASK,
-        trigger_dag_id=contracts.SCORE_DAG,
-        conf={"reason": "new champion from fnd_retrain"},
-        wait_for_completion=False,
-    )
-
     snap = snapshot()
     trainer = train_on_vertex if TRAIN_BACKEND == "vertex" else train
     candidate = trainer(snap, validate_snapshot(snap))
-    evaluation = evaluate(candidate)
-    decision = gate(evaluation)
-    promoted, rejected = promote(evaluation, decision), reject(evaluation, decision)
-    chain(route(decision), [promoted, rejected])
-    chain(promoted, trigger_rescoring)
-
-
-def _policy():
-    """This run's gate policy (Params override settings), who forced, who set the floor."""
-    from fnd_core.pipeline import retrain
-
-    context = get_current_context()
-    params = context["params"]
-    user = getattr(context["dag_run"], "triggering_user_name", None) or "unknown user"
-    forced_by = user if params.get("force_promote") else None
-    floor_set_by = user if params.get("min_accuracy") is not None else None
-    policy = retrain.policy_from(fnd_settings(), min_accuracy=params.get("min_accuracy"))
-    return policy, forced_by, floor_set_by
-
-
-def _record(evaluation: dict, decision: dict) -> dict:
-    """Promote or reject in the registry, as the gate task decided (not decided again)."""
-    from fnd_core.pipeline import retrain
-    from fnd_core.pipeline.gate import GateDecision
-
-    policy, _, floor_set_by = _policy()
-    return retrain.record_decision(
-        fnd_engine(),
-        evaluation,
-        GateDecision.from_json(decision),
-        policy,
-        floor_set_by=floor_set_by,
-    )
+    gate_candidate(candidate, reason="new champion from fnd_retrain")
 
 
 fnd_retrain()

@@ -12,14 +12,16 @@ INGEST_DAG = "fnd_ingest"
 SCORE_DAG = "fnd_score"
 RETRAIN_DAG = "fnd_retrain"
 LANDING_WATCH_DAG = "fnd_landing_watch"
+SWEEP_DAG = "fnd_sweep"  # model search: candidates as mapped tasks, the winner gated
 PIPELINE_DAGS = (INGEST_DAG, SCORE_DAG, RETRAIN_DAG)  # the ones every deployment runs
-ALL_DAGS = (*PIPELINE_DAGS, LANDING_WATCH_DAG)  # + the gs:// landing sensor
+ALL_DAGS = (*PIPELINE_DAGS, LANDING_WATCH_DAG, SWEEP_DAG)  # + the gs:// sensor, the search
 
 # Tasks that other code names (failure messages, the kick-off, the UI)
 INGEST_FILE_TASK = "ingest_file"  # fnd_ingest: one mapped instance per landing file
 SCORE_SHARD_TASK = "score_shard"  # fnd_score: one mapped instance per shard
 VALIDATE_SNAPSHOT_TASK = "validate_snapshot"  # fnd_retrain: the GX suite over the snapshot
-RESCORING_TASK = "trigger_rescoring"  # fnd_retrain: starts fnd_score after a promotion
+RESCORING_TASK = "trigger_rescoring"  # fnd_retrain, fnd_sweep: fnd_score after a promotion
+SWEEP_CANDIDATE_TASK = "evaluate_candidate"  # fnd_sweep: one mapped instance per candidate
 
 # Assets: the contract between the DAGs (ingest -> score, retrain -> score, drift -> retrain)
 POSTS_ASSET = "fnd://posts"

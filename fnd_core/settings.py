@@ -244,6 +244,21 @@ class Settings:
         "Record the winning kind's estimate with the choice inside the folds (nested "
         "cross-validation over topics; costs kinds x folds x folds head fits)",
     )
+    sweep_max_candidates: int = _setting(
+        "FND_SWEEP_MAX_CANDIDATES",
+        32,
+        "Most candidates one model search (fnd sweep, fnd_sweep) may have: its mapped tasks; "
+        "at most 256, well under Airflow's max_map_length",
+    )
+    sweep_cron: str | None = _setting(
+        "FND_SWEEP_CRON", None, "Cron of the scheduled model search (fnd_sweep); unset: manual"
+    )
+    gate_new_recipe_margin: float = _setting(
+        "FND_GATE_NEW_RECIPE_MARGIN",
+        0.005,
+        "Gate: a recipe other than the champion's must beat the champion's recipe on the same "
+        "folds by this much, or by the paired fold-wise standard error if larger",
+    )
     topic_objective: str = _setting(
         "FND_TOPIC_OBJECTIVE",
         "none",

@@ -72,3 +72,25 @@ def test_force_promote_is_audited_and_round_trips():
 def test_policy_validates(field, value):
     with pytest.raises(ValueError, match=field):
         GatePolicy(**{field: value})
+
+
+def test_the_gate_reads_the_nested_figure_and_compares_the_champion_like_with_like():
+    # the choice made inside the folds says 0.66: under the floor, though the winner's own
+    # estimate (0.80) clears it and is what is compared with the champion's recipe
+    d = decide(card(0.66), POLICY, champion=card(0.80), same_folds=card(0.80))
+    assert not d.promote and d.estimate == 0.66
+    assert [c["name"] for c in d.checks if not c["passed"]] == ["balanced_accuracy_floor"]
+
+
+def test_a_new_recipe_must_beat_the_champions_recipe_by_the_margin():
+    policy = GatePolicy(min_accuracy=0.7, new_recipe_margin=0.005)
+    tie = decide(card(0.80), policy, champion=card(0.80), new_recipe=True)
+    assert not tie.promote  # the same recipe would pass: within tolerance
+    assert "new_recipe_beats_champion_recipe 0.8000 below (needs >= 0.8050)" in tie.reason
+    assert decide(card(0.806), policy, champion=card(0.80), new_recipe=True).promote
+    # the paired fold-wise standard error is the margin when it is the larger
+    noisy = decide(card(0.806), policy, champion=card(0.80), new_recipe=True, paired_se=0.02)
+    assert not noisy.promote and "needs >= 0.8200" in noisy.reason
+    # a champion at the ceiling can still be matched
+    assert decide(card(1.0), policy, champion=card(1.0), new_recipe=True).promote
+    assert decide(card(0.80), policy, champion=card(0.80)).promote  # its own recipe: tolerance

@@ -24,6 +24,8 @@ TABLES = {
     "performance_estimates",
     "performance_alerts",
     "prediction_evidence",
+    "sweeps",
+    "sweep_candidates",
     "schema_migrations",
 }
 VIEWS = {

@@ -110,7 +110,9 @@ def test_retrain_compares_the_champion_recipe_on_the_same_folds(clean_db, settin
             {"v": cand["version"]},
         ).one()
     assert row[0] == "balanced_accuracy" and row[2] == "posts"
-    assert float(row[1]) == float(row[3]) == pytest.approx(candidate["estimate"])
+    # the gate read the figure of the choice made inside the folds, not the winner's own
+    assert decision.estimate == nested["estimate"]
+    assert float(row[1]) == float(row[3]) == pytest.approx(nested["estimate"])
 
 
 def test_no_labelled_posts_skips_the_recipe(clean_db, settings):

@@ -87,6 +87,8 @@ def train_candidate(
     fusion: str = "concat",
     shuffle_labels: bool = False,
     run_id: str = "cli",
+    overrides: dict[str, Any] | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the recipe on grouped folds, train on the whole snapshot, register.
 
@@ -95,13 +97,15 @@ def train_candidate(
     baselines and the champion's recipe are measured on the same folds. The artifact is then
     trained on every labelled post (one grouped fold early-stops it).
     ``shuffle_labels`` permutes the labels (a sanity check: the gate must refuse it).
+    ``overrides``: a sweep candidate's parameters (:mod:`fnd_core.pipeline.sweep_space`) over
+    this recipe, its kind the only one estimated; ``sweep``: that sweep's selection record.
     """
-    from fnd_core.pipeline import evaluation
+    from fnd_core.pipeline import evaluation, sweep_space
 
     preset = preset or settings.model_preset
     version = candidate_version(
         snap, run_id, preset=preset, fusion=fusion, ablation=ablation, seed=seed, epochs=epochs,
-        shuffle_labels=shuffle_labels,
+        shuffle_labels=shuffle_labels, **({"sweep": sweep["sweep_id"]} if sweep else {}),
     )  # fmt: skip
     done = _already_trained(engine, version)
     if done is not None:
@@ -109,12 +113,18 @@ def train_candidate(
     examples = _snapshot_examples(engine, snap, seed=seed, shuffle_labels=shuffle_labels)
     config = _candidate_config(settings, preset, fusion=fusion, ablation=ablation)
     recipe = evaluation.Recipe(epochs=epochs, options=train_options(settings), seed=seed)
-    result, n_groups = _cross_validate_and_train(engine, settings, examples, config, recipe)
+    kinds, base = None, recipe
+    if overrides:
+        kinds, config, recipe = sweep_space.apply(overrides, config, recipe)
+        epochs = recipe.epochs
+    result, n_groups = _cross_validate_and_train(
+        engine, settings, examples, config, recipe, kinds=kinds, sweep=sweep, base=base
+    )
     winning = result.config  # the winning kind's: a network config, or a char n-gram one
     registered = _save_and_register(
         engine, settings, snap, result, winning, version,
         preset=preset, epochs=epochs, seed=seed, ablation=ablation,
-        shuffle_labels=shuffle_labels, run_id=run_id, n_groups=n_groups,
+        shuffle_labels=shuffle_labels, run_id=run_id, n_groups=n_groups, overrides=overrides,
     )  # fmt: skip
     encoder_precision.build_ahead(result.model, settings, engine, snap["as_of"])
     return registered
@@ -153,19 +163,11 @@ def _candidate_config(
     )
 
 
-def _cross_validate_and_train(
-    engine: Engine,
-    settings: Settings,
-    examples: list[PostExample],
-    config: ModelConfig,
-    recipe: Recipe,
-) -> tuple[TrainResult, int]:
-    """The winning kind's artifact, with every kind's topic-disjoint figures, the prior's and
-    the champion recipe's in its metrics; and the number of leak groups (stories)."""
-    import numpy as np
-
-    from fnd_core.model.calibration import fit_calibration
-    from fnd_core.model.metrics import logit_quantiles, score_histogram
+def fold_setup(
+    settings: Settings, examples: list[PostExample], config: ModelConfig, recipe: Recipe
+) -> tuple[candidates.FoldData, CVPlan]:
+    """What every candidate's folds read (frozen features through the cache), and the topic
+    folds: the same for every candidate of one snapshot and seed."""
     from fnd_core.pipeline import candidates, evaluation
 
     stories = leak_groups(examples)
@@ -173,20 +175,48 @@ def _cross_validate_and_train(
     base, features = candidates.frozen_features(examples, config, recipe.options)
     data = candidates.FoldData(y, stories, [e.text for e in examples], features, base, config)
     plan = candidates.topic_plan(examples, data, settings, recipe.seed)
-    data = dataclasses.replace(data, topics=plan.topic_of)
+    return dataclasses.replace(data, topics=plan.topic_of), plan
+
+
+def _cross_validate_and_train(
+    engine: Engine,
+    settings: Settings,
+    examples: list[PostExample],
+    config: ModelConfig,
+    recipe: Recipe,
+    *,
+    kinds: str | None = None,
+    sweep: dict[str, Any] | None = None,
+    base: Recipe | None = None,
+) -> tuple[TrainResult, int]:
+    """The winning kind's artifact, with every kind's topic-disjoint figures, the prior's and
+    the champion recipe's in its metrics; and the number of leak groups (stories).
+
+    ``kinds``: the kinds to estimate (default ``FND_CANDIDATE_KINDS``). ``sweep``: the model
+    search this recipe won (:mod:`fnd_core.pipeline.sweep`); its nested estimate replaces the
+    kinds' own, since the choice was made there. ``base``: today's recipe before the sweep's
+    parameters (what the champion's recipe is rebuilt on)."""
+    import numpy as np
+
+    from fnd_core.model.calibration import fit_calibration
+    from fnd_core.model.metrics import logit_quantiles, score_histogram
+    from fnd_core.pipeline import candidates
+
+    data, plan = fold_setup(settings, examples, config, recipe)
+    y, stories = data.y, data.stories
     metric = settings.gate_metric
     cvs, oofs = {}, {}
-    for kind in [*data.available(settings.candidate_kinds), candidates.PRIOR]:
+    for kind in [*data.available(kinds or settings.candidate_kinds), candidates.PRIOR]:
         cvs[kind], oofs[kind] = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
     prior = cvs.pop(candidates.PRIOR)
-    selection = _selection(data, plan, recipe, cvs, oofs, settings)
+    selection = _selection(data, plan, recipe, cvs, oofs, settings, sweep=sweep)
     winner = selection["winner"]
     log.info(
         "topic-disjoint %s: %s; prior %s; %s wins by %s",
         metric, {k: v.brief() for k, v in cvs.items()}, prior.brief(),
         winner, selection["margin"],
     )  # fmt: skip
-    champion = _champion_recipe(engine, data, plan, recipe, metric, cvs)
+    champion = _champion_recipe(engine, data, plan, recipe, metric, cvs, base or recipe)
     result = _train_final(winner, data, examples, plan, recipe)
     result.novelty = _novelty_reference(result, data, plan)
     # posts of a topic kept in every fold's training part have no out-of-fold score
@@ -227,14 +257,19 @@ def _selection(
     cvs: dict[str, CVSummary],
     oofs: dict[str, list[np.ndarray]],
     settings: Settings,
+    *,
+    sweep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Which kind ships (:func:`candidates.choose`), with the choice's nested estimate beside
-    it when ``FND_NESTED_SELECTION`` asks (:mod:`fnd_core.pipeline.nested_selection`)."""
+    it when ``FND_NESTED_SELECTION`` asks (:mod:`fnd_core.pipeline.nested_selection`); for a
+    sweep's winner, the sweep's nested estimate (its choice was among the sweep's recipes)."""
     from fnd_core.pipeline import candidates
     from fnd_core.pipeline.nested_selection import nested_estimate
 
     selection = candidates.choose(cvs)
-    if settings.nested_selection:
+    if sweep is not None:
+        selection |= {"rule": "sweep winner", "sweep": sweep, "nested": sweep["nested"]}
+    elif settings.nested_selection:
         winner = selection["winner"]
         nested = nested_estimate(
             data, plan, recipe, {k: oofs[k] for k in cvs},
@@ -356,29 +391,35 @@ def _champion_recipe(
     recipe: Recipe,
     metric: str,
     cvs: dict[str, CVSummary],
+    base: Recipe,
 ) -> dict[str, Any]:
     """The champion's recipe on the candidates' folds, or why it could not be estimated.
 
-    A champion of a kind estimated in this run with the same recipe reuses that estimate (the
-    same folds, the same fitting); a fusion champion trained for other epochs is refitted.
-    """
+    The champion's recipe is its kind, architecture, epochs and sweep parameters over today's
+    ``base`` recipe. When it is a recipe estimated in this run (the same kind, config, epochs
+    and options), that estimate is reused (the same folds, the same fitting); otherwise it is
+    cross-validated on the same folds. ``same_recipe`` says which, and ``paired_se`` is the
+    standard error of the fold-wise difference between the winner and it (the gate's margin
+    for a new recipe)."""
     from fnd_core.model.config import ModelConfig
-    from fnd_core.pipeline import candidates
+    from fnd_core.pipeline import candidates, sweep_space
 
     champion = registry.current_champion(engine)
     if champion is None:
         return {"version": None, "cv": None, "note": "no champion yet"}
     kind = candidates.kind_of(champion.config)
-    if kind not in cvs:
+    if kind not in data.available():
         return {"version": champion.version, "cv": None, "note": f"{kind}: not estimable here"}
-    if kind == "char_ngram":
-        return {"version": champion.version, "kind": kind, "cv": cvs[kind].to_json(),
-                "note": "same folds"}  # fmt: skip
     known = set(ModelConfig.__dataclass_fields__)
     try:
         champ_config = ModelConfig.from_dict(
             {k: v for k, v in champion.config.items() if k in known}
-        )
+        ) if kind != "char_ngram" else data.config  # fmt: skip
+        epochs = int(champion.config.get("epochs") or base.epochs)
+        champ_recipe = dataclasses.replace(base, epochs=epochs)
+        overrides = champion.config.get("recipe_overrides") or {}
+        if overrides:
+            _, champ_config, champ_recipe = sweep_space.apply(overrides, champ_config, champ_recipe)
     except ValueError as exc:
         return {"version": champion.version, "cv": None, "note": f"unreadable config: {exc}"}
     encoders = ("preset", "image_size", "max_tokens")
@@ -388,21 +429,42 @@ def _champion_recipe(
             "cv": None,
             "note": "other encoders than the candidate's: not comparable on these features",
         }
-    epochs = int(champion.config.get("epochs") or recipe.epochs)
-    if kind != "fusion" or (epochs == recipe.epochs and champ_config == data.config):
-        return {"version": champion.version, "kind": kind, "cv": cvs[kind].to_json(),
-                "note": "same folds"}  # fmt: skip
-    from fnd_core.pipeline.evaluation import Recipe
-
-    champ_data = dataclasses.replace(data, config=champ_config)
-    champ_recipe = Recipe(epochs=epochs, options=recipe.options, seed=recipe.seed)
-    cv, _ = candidates.cross_validate(kind, champ_data, plan, champ_recipe, metric=metric)
+    winner = candidates.choose(cvs)["winner"]
+    same_as = _same_recipe(kind, champ_config, champ_recipe, data.config, recipe)
+    if kind in cvs and same_as:
+        cv = cvs[kind]
+    else:
+        champ_data = dataclasses.replace(data, config=champ_config)
+        cv, _ = candidates.cross_validate(kind, champ_data, plan, champ_recipe, metric=metric)
+    same_recipe = same_as and kind == winner
     return {
         "version": champion.version,
         "kind": kind,
         "cv": cv.to_json(),
         "note": "same folds",
+        "same_recipe": same_recipe,
+        "paired_se": _paired_se(cvs[winner].fold_values, cv.fold_values),
     }
+
+
+def _same_recipe(
+    kind: str, config: ModelConfig, recipe: Recipe, other_config: ModelConfig, other: Recipe
+) -> bool:
+    """Whether two recipes of ``kind`` fit the same model (what matters to the kind only)."""
+    if kind == "char_ngram" or kind.endswith("linear"):
+        fields = ("class_weights", "group_weights", "topic_weights", "worst_topic_rounds")
+        return all(getattr(recipe.options, f) == getattr(other.options, f) for f in fields)
+    return (config, recipe.epochs, recipe.options) == (other_config, other.epochs, other.options)
+
+
+def _paired_se(a: list[float], b: list[float]) -> float | None:
+    """Standard error of the mean fold-wise difference of two recipes on the same folds."""
+    import numpy as np
+
+    if len(a) != len(b) or len(a) < 2:
+        return None
+    diff = np.asarray(a) - np.asarray(b)
+    return round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 6)
 
 
 def candidate_version(snap: dict[str, Any], run_id: str, **recipe: Any) -> str:
@@ -438,6 +500,7 @@ def _save_and_register(
     engine: Engine, settings: Settings, snap: dict[str, Any], result: TrainResult,
     config: ModelConfig | NgramConfig, version: str, *, preset: str, epochs: int, seed: int,
     ablation: str | None, shuffle_labels: bool, run_id: str, n_groups: int,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     from fnd_core.model.artifacts import save_model
     from fnd_core.model.calibration import Calibration
@@ -468,6 +531,7 @@ def _save_and_register(
         "n_groups": n_groups,
         "cv_folds": settings.cv_folds,
         "cv_repeats": settings.cv_repeats,
+        "recipe_overrides": overrides or {},  # a sweep winner's parameters over the defaults
     }
     registry.register_candidate(
         engine,

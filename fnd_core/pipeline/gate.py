@@ -27,9 +27,12 @@ class GatePolicy:
     min_class_recall: float = default("gate_min_class_recall")
     baseline_margin: float = default("gate_baseline_margin")
     metric: str = default("gate_metric")
+    new_recipe_margin: float = default("gate_new_recipe_margin")
 
     def __post_init__(self) -> None:
-        for name in ("min_accuracy", "tolerance", "min_class_recall", "baseline_margin"):
+        names = ("min_accuracy", "tolerance", "min_class_recall", "baseline_margin",
+                 "new_recipe_margin")  # fmt: skip
+        for name in names:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"GatePolicy.{name} must be within [0, 1], got {value}")
@@ -59,6 +62,18 @@ class Scorecard:
             recall_fake=summary["recall_fake"] or 0.0,
             n=summary["n"],
             fold_std=summary.get("fold_std", 0.0),
+        )
+
+    @classmethod
+    def nested(cls, nested: dict[str, Any], naive: Scorecard) -> Scorecard:
+        """The figures of the choice made inside the folds
+        (:mod:`fnd_core.pipeline.nested_selection`, or a sweep's), over the naive card."""
+        return cls(
+            estimate=nested["estimate"],
+            recall_real=nested.get("recall_real") or 0.0,
+            recall_fake=nested.get("recall_fake") or 0.0,
+            n=naive.n,
+            fold_std=naive.fold_std,
         )
 
 
@@ -91,12 +106,22 @@ def decide(
     baselines: dict[str, Scorecard] | None = None,
     champion: Scorecard | None = None,
     forced_by: str | None = None,
+    same_folds: Scorecard | None = None,
+    new_recipe: bool = False,
+    paired_se: float | None = None,
 ) -> GateDecision:
     """Promote only if every check passes; ``forced_by`` overrides a failure, on the record.
 
+    ``candidate``: the figures the gate reads: the nested ones when the recipe was chosen
+    among several, since the winner's own estimate is optimistic by the choice.
+    ``same_folds``: the winner's own estimate on the folds the champion's recipe was estimated
+    on (default ``candidate``): what is compared with the champion, like with like.
+
     Checks: estimate >= floor; estimate >= each baseline's + margin (``prior``, ``text_lr``);
-    each class's recall >= floor (a model that calls everything "real" fails here);
-    estimate >= the champion recipe's on the same folds - tolerance.
+    each class's recall >= floor (a model that calls everything "real" fails here); against
+    the champion's recipe on the same folds: the same recipe on new data may be up to
+    ``tolerance`` worse; a ``new_recipe`` must beat it by ``new_recipe_margin``, or by the
+    paired fold-wise standard error ``paired_se`` when larger.
     """
     m = policy.metric
     checks = [
@@ -108,8 +133,14 @@ def decide(
         bar = min(1.0, card.estimate + policy.baseline_margin)
         checks.append(_check(f"beats_{name}", candidate.estimate, bar))
     if champion is not None:
-        bar = champion.estimate - policy.tolerance
-        checks.append(_check("not_worse_than_champion", candidate.estimate, bar))
+        mine = (same_folds or candidate).estimate
+        if new_recipe:
+            margin = max(policy.new_recipe_margin, paired_se or 0.0)
+            bar = min(1.0, champion.estimate + margin)
+            checks.append(_check("new_recipe_beats_champion_recipe", mine, bar))
+        else:
+            bar = champion.estimate - policy.tolerance
+            checks.append(_check("not_worse_than_champion", mine, bar))
     failed = [c for c in checks if not c["passed"]]
 
     def decision(verdict: str, reason: str, forced_by: str | None = None) -> GateDecision:

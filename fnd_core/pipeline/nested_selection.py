@@ -105,6 +105,25 @@ def _inner_choices(
         TooFewTopicsError: an outer fold's training part has under two topics.
     """
     from fnd_core.pipeline import candidates
+
+    parts = inner_parts(data, plan, recipe)
+    summaries = {
+        kind: candidates.cross_validate_parts(kind, data, parts, recipe, metric=metric)
+        for kind in kinds
+    }
+    return [
+        str(candidates.choose({kind: summaries[kind][k][0] for kind in kinds})["winner"])
+        for k in range(len(parts))
+    ]
+
+
+def inner_parts(data: FoldData, plan: CVPlan, recipe: Recipe) -> list[tuple[np.ndarray, CVPlan]]:
+    """Each outer fold's training rows (the plan's first repeat) with their own topic folds:
+    where the nested choice is made.
+
+    Raises:
+        TooFewTopicsError: an outer fold's training part has under two topics.
+    """
     from fnd_core.pipeline.evaluation import CVPlan
 
     if plan.units is None:
@@ -118,11 +137,4 @@ def _inner_choices(
             train_only=None if plan.scored is None else ~plan.scored[train],
         )  # fmt: skip
         parts.append((train, inner))
-    summaries = {
-        kind: candidates.cross_validate_parts(kind, data, parts, recipe, metric=metric)
-        for kind in kinds
-    }
-    return [
-        str(candidates.choose({kind: summaries[kind][k][0] for kind in kinds})["winner"])
-        for k in range(len(parts))
-    ]
+    return parts

@@ -87,7 +87,13 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
         "metric": m["cv"]["metric"],
         "candidate": m["cv"],
         "baselines": m.get("baselines") or {},
-        "champion": champion.get("cv") and {"version": champion.get("version"), **champion["cv"]},
+        "champion": champion.get("cv")
+        and {
+            "version": champion.get("version"),
+            **champion["cv"],
+            "same_recipe": champion.get("same_recipe"),
+            "paired_se": champion.get("paired_se"),
+        },
         "champion_note": champion.get("note"),
         "champion_state": champion_state,
         "leak": m.get("leak"),
@@ -102,11 +108,19 @@ def evaluate(engine: Engine, settings: Settings, version: str) -> dict[str, Any]
 def gate(
     evaluation: dict[str, Any], policy: GatePolicy, *, forced_by: str | None = None
 ) -> GateDecision:
-    """Apply the gate to an evaluation (pure decision) for the policy's metric."""
+    """Apply the gate to an evaluation (pure decision) for the policy's metric.
+
+    The gate reads the nested estimate where there is one (the choice among kinds, or a
+    sweep's among recipes, made inside the folds); the champion's recipe is compared with the
+    winner's own estimate on the same folds. A champion recorded before recipes were compared
+    (no ``same_recipe``) keeps the tolerance rule."""
     metric = policy.metric
     champion = evaluation.get("champion")
+    naive = Scorecard.from_summary(evaluation["candidate"], metric)
+    nested = (evaluation.get("selection") or {}).get("nested")
+    reads_nested = bool(nested) and nested.get("metric") == metric
     decision = decide(
-        Scorecard.from_summary(evaluation["candidate"], metric),
+        Scorecard.nested(nested, naive) if reads_nested else naive,
         policy,
         baselines={
             name: Scorecard.from_summary(summary, metric)
@@ -114,6 +128,9 @@ def gate(
         },
         champion=Scorecard.from_summary(champion, metric) if champion else None,
         forced_by=forced_by,
+        same_folds=naive,
+        new_recipe=bool(champion) and champion.get("same_recipe") is False,
+        paired_se=champion.get("paired_se") if champion else None,
     )
     log.info("gate for %s: %s", evaluation["version"], decision.reason)
     return decision
@@ -168,6 +185,7 @@ def policy_from(settings: Settings, *, min_accuracy: float | None = None) -> Gat
         min_class_recall=settings.gate_min_class_recall,
         baseline_margin=settings.gate_baseline_margin,
         metric=settings.gate_metric,
+        new_recipe_margin=settings.gate_new_recipe_margin,
     )
 
 

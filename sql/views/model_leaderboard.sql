@@ -57,7 +57,7 @@ select
     training_run_id,
     coalesce(metrics -> 'cv' ->> 'counted_by', 'posts') as gate_counted_by,
     case when coalesce(metrics -> 'cv' ->> 'counted_by', 'posts') = 'posts'
-        then (metrics -> 'cv' ->> 'estimate')::numeric
+        then coalesce((gate ->> 'estimate')::numeric, (metrics -> 'cv' ->> 'estimate')::numeric)
         else (metrics -> 'cv' -> 'posts' -> 'estimates'
             ->> coalesce(gate ->> 'metric', metrics -> 'cv' ->> 'metric'))::numeric
     end as gate_estimate_by_post,
@@ -72,7 +72,10 @@ select
         else (metrics -> 'cv' -> 'stories' -> 'estimates'
             ->> coalesce(gate ->> 'metric', metrics -> 'cv' ->> 'metric'))::numeric
     end as gate_estimate_by_story,
-    metrics -> 'selection' as selection
+    metrics -> 'selection' as selection,
+    (metrics -> 'cv' ->> 'estimate')::numeric as winner_own_estimate,
+    (metrics -> 'selection' -> 'nested' ->> 'estimate')::numeric as nested_estimate,
+    metrics -> 'selection' -> 'sweep' ->> 'sweep_id' as sweep_id
 from fnd.model_versions
 order by created_at desc;
 
@@ -93,7 +96,7 @@ comment on column fnd.model_leaderboard.data_window_end is 'Latest ingested_at o
 comment on column fnd.model_leaderboard.promoted_at is 'When it became champion.';
 comment on column fnd.model_leaderboard.retired_at is 'When it was retired.';
 comment on column fnd.model_leaderboard.gate_metric is 'The metric the gate decided on (balanced_accuracy or macro_f1).';
-comment on column fnd.model_leaderboard.gate_estimate is 'Its cross-validated estimate over grouped folds: what the gate compared with the floor, the baselines and the champion.';
+comment on column fnd.model_leaderboard.gate_estimate is 'The estimate the gate compared with the floor and the baselines: the nested one (choice inside the folds) where recorded, else the cross-validated estimate over topic folds.';
 comment on column fnd.model_leaderboard.gate_estimate_fold_std is 'Spread (standard deviation) of the gate metric across folds.';
 comment on column fnd.model_leaderboard.n_leak_groups is 'Leak groups in the snapshot (posts sharing a picture or caption are one group).';
 comment on column fnd.model_leaderboard.n_val_rows is 'Labelled posts in the val split.';
@@ -127,3 +130,6 @@ comment on column fnd.model_leaderboard.gate_estimate_by_story is 'The gate metr
 comment on column fnd.model_leaderboard.selection is 'Every candidate kind''s estimate on the same folds, the winner, its margin and the spread.';
 
 grant select on fnd.model_leaderboard to fnd_analyst, fnd_reader;
+comment on column fnd.model_leaderboard.winner_own_estimate is 'The shipped recipe''s own cross-validated estimate: optimistic when it was chosen among several (the winner''s curse).';
+comment on column fnd.model_leaderboard.nested_estimate is 'The estimate with the choice made inside the folds (nested cross-validation; a sweep''s or the kinds'' choice): what the gate reads when present.';
+comment on column fnd.model_leaderboard.sweep_id is 'The model search (fnd.sweeps) the recipe won, if any.';

@@ -42,7 +42,9 @@ def test_no_import_errors(dagbag):
 
 
 def test_expected_dags_present(dagbag):
-    assert set(dagbag.dag_ids) == {"fnd_ingest", "fnd_score", "fnd_retrain", "fnd_landing_watch"}
+    assert set(dagbag.dag_ids) == {
+        "fnd_ingest", "fnd_score", "fnd_retrain", "fnd_landing_watch", "fnd_sweep"
+    }
     assert set(contracts.ALL_DAGS) == set(dagbag.dag_ids)
 
 
@@ -54,6 +56,9 @@ def test_the_names_other_code_uses_exist_in_the_dags(dagbag):
         (contracts.SCORE_DAG, contracts.SCORE_SHARD_TASK),
         (contracts.RETRAIN_DAG, contracts.VALIDATE_SNAPSHOT_TASK),
         (contracts.RETRAIN_DAG, contracts.RESCORING_TASK),
+        (contracts.SWEEP_DAG, contracts.VALIDATE_SNAPSHOT_TASK),
+        (contracts.SWEEP_DAG, contracts.SWEEP_CANDIDATE_TASK),
+        (contracts.SWEEP_DAG, contracts.RESCORING_TASK),
     } <= tasks
     outlets = {
         outlet.uri.rstrip("/")  # Airflow normalises "fnd://posts" to "fnd://posts/"
@@ -137,3 +142,19 @@ def test_retrain_form_offers_the_presets_and_defaults_from_settings(dagbag):
     assert preset.schema["enum"] == ["offline", "seed", "tiny"]
     assert preset.value == Settings.from_env().model_preset
     assert params.get_param("epochs").value == Settings.from_env().train_epochs
+
+
+def test_sweep_form_defaults_to_the_shipped_space_and_caps_the_budget(airflow_db, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from fnd_core.pipeline.sweep_space import DEFAULT_SPACE, load_space
+
+    monkeypatch.setenv("FND_SWEEP_MAX_CANDIDATES", "12")
+    monkeypatch.setenv("FND_SWEEP_CRON", "0 3 * * 6")
+    dag = DagBag(dag_folder=str(DAGS_DIR / "fnd_sweep.py")).dags[contracts.SWEEP_DAG]
+    params = dag.params
+    assert load_space(params["space"]).sha256 == load_space(DEFAULT_SPACE).sha256
+    assert params.get_param("budget").schema["maximum"] == 12
+    assert params["budget"] == 8
+    assert dag.get_task(contracts.SWEEP_CANDIDATE_TASK).queue == "default"
+    assert dag.timetable.expression == "0 3 * * 6"

@@ -1,0 +1,170 @@
+"""
+### fnd_sweep — model search: candidate recipes as mapped tasks, the winner gated honestly
+
+1. **snapshot** and **validate_snapshot**: as `fnd_retrain` (the labelled posts up to now;
+   the `training_set` suite);
+2. **start**: the search space (the form's, else `sweeps/default.yaml`) expanded to at most
+   `budget` candidates, recorded in `fnd.sweep_candidates`; the snapshot encoded once (every
+   candidate reads the shared feature cache);
+3. **evaluate_candidate** (one mapped task per candidate, queue `FND_TRAIN_QUEUE`, as many at
+   once as the executor allows): the recipe's estimate on the retraining's topic folds, and on
+   each outer fold's inner folds. A candidate that fails is recorded with its reason; the
+   search goes on;
+4. **select**: the best estimate wins; its **honest** figure is nested (each outer fold
+   chooses on its inner folds, then scores its held-out topics with its choice), recorded in
+   `fnd.sweeps` beside the winner's own (optimistic) figure;
+5. **train_winner**: the winner's recipe trained like any candidate, the champion's recipe on
+   the same folds; then **evaluate → gate → promote / reject** as `fnd_retrain`. The gate reads
+   the nested figure; a recipe other than the champion's must beat the champion's recipe by
+   `FND_GATE_NEW_RECIPE_MARGIN` (or the paired fold-wise standard error, if larger).
+
+**Params**: `space` (a search space, as in `sweeps/default.yaml`), `budget` (candidates, at
+most `FND_SWEEP_MAX_CANDIDATES`), `min_accuracy`, `force_promote` (audited, as in fnd_retrain).
+Schedule: `FND_SWEEP_CRON` (unset: manual only).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from fnd_airflow.dag_support import COMMON_DAG_KWARGS, TRAIN_TIMEOUT, fnd_engine, fnd_settings
+from fnd_airflow.gate_tasks import gate_candidate
+from fnd_core import contracts
+
+SETTINGS = fnd_settings()  # read once at parse time: the schedule, the form's bounds, the queue
+
+
+def _default_space() -> dict:
+    import yaml
+
+    from fnd_core.resources import SWEEPS_DIR
+
+    return yaml.safe_load((SWEEPS_DIR / "default.yaml").read_text(encoding="utf-8"))
+
+
+@dag(
+    dag_id=contracts.SWEEP_DAG,
+    schedule=SETTINGS.sweep_cron,
+    doc_md=__doc__,
+    tags=["fnd", "training"],
+    max_active_runs=1,
+    params={
+        "space": Param(
+            _default_space(),
+            type="object",
+            title="Search space",
+            description="version, method (grid | random), seed, parameters: see "
+            "sweeps/default.yaml. Checked before anything runs.",
+        ),
+        "budget": Param(
+            min(8, SETTINGS.sweep_max_candidates),
+            type="integer",
+            minimum=1,
+            maximum=SETTINGS.sweep_max_candidates,
+            title="Candidates",
+            description="Most candidates (mapped tasks). At most FND_SWEEP_MAX_CANDIDATES.",
+        ),
+        "min_accuracy": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Gate: floor on the nested gate metric",
+            description="Empty: FND_GATE_MIN_ACCURACY. A value set here is audited.",
+        ),
+        "force_promote": Param(
+            False,
+            type="boolean",
+            title="Force promotion",
+            description="Promote even if the gate rejects. Audited: your user name is recorded.",
+        ),
+    },
+    **COMMON_DAG_KWARGS,
+)
+def fnd_sweep():
+    @task
+    def snapshot() -> dict:
+        """Freeze the labelled posts; skip the whole run (not fail) when there are none yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from fnd_core.pipeline import retrain
+
+        snap = retrain.snapshot(fnd_engine(), fnd_settings().train_max_posts)
+        if snap["n_labelled"] == 0:
+            raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
+        return snap
+
+    @task(task_id=contracts.VALIDATE_SNAPSHOT_TASK, retries=0)
+    def validate_snapshot(snap: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from fnd_core.pipeline import retrain
+
+        try:
+            return retrain.validate_snapshot(
+                fnd_engine(), fnd_settings(), snap, run_id=get_current_context()["run_id"]
+            )
+        except retrain.SnapshotInvalidError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
+    def start(snap: dict, _validated: dict) -> list[dict]:
+        """Expand and record the candidates, one ``{sweep_id, candidate}`` each to map over; a
+        bad space fails here, before any fitting."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from fnd_core.pipeline import sweep
+        from fnd_core.pipeline.sweep_space import load_space
+
+        context = get_current_context()
+        params = context["params"]
+        try:
+            space = load_space(params["space"])
+            started = sweep.start(fnd_engine(), fnd_settings(), snap, space,
+                                  budget=params["budget"], run_id=context["run_id"])  # fmt: skip
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return [{"sweep_id": started["sweep_id"], "candidate": i} for i in started["candidates"]]
+
+    @task(
+        task_id=contracts.SWEEP_CANDIDATE_TASK,
+        queue=SETTINGS.train_queue,
+        execution_timeout=TRAIN_TIMEOUT,
+        map_index_template="{{ candidate_label }}",
+    )
+    def evaluate_candidate(snap: dict, job: dict) -> dict:
+        from fnd_core.pipeline import sweep
+
+        context = get_current_context()
+        context["candidate_label"] = f"candidate {job['candidate']}"  # type: ignore[typeddict-unknown-key]
+        return sweep.evaluate_candidate(
+            fnd_engine(), fnd_settings(), snap, job["sweep_id"], job["candidate"]
+        )
+
+    @task(trigger_rule="all_done")
+    def select(snap: dict, jobs: list[dict], _done: list) -> dict:
+        """The winner and its nested estimate, from every candidate that finished."""
+        from fnd_core.pipeline import sweep
+
+        return sweep.select(fnd_engine(), fnd_settings(), snap, jobs[0]["sweep_id"])
+
+    @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
+    def train_winner(snap: dict, selection: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from fnd_core.pipeline import sweep
+
+        try:
+            return sweep.train_winner(fnd_engine(), fnd_settings(), snap, selection,
+                                      run_id=get_current_context()["run_id"])  # fmt: skip
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    snap = snapshot()
+    jobs = start(snap, validate_snapshot(snap))
+    done = evaluate_candidate.partial(snap=snap).expand(job=jobs)
+    selection = select(snap, jobs, done)
+    gate_candidate(train_winner(snap, selection), reason="new champion from fnd_sweep")
+
+
+fnd_sweep()

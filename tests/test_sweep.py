@@ -1,0 +1,182 @@
+"""Model search: the space file read as untrusted data, and a sweep against Postgres with the
+tiny preset (candidates recorded, a failed one kept aside, the winner gated on its nested
+figure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from fnd_core.model.config import ModelConfig
+from fnd_core.model.train.recipe import TrainOptions
+from fnd_core.pipeline import registry, sweep
+from fnd_core.pipeline.evaluation import Recipe
+from fnd_core.pipeline.sweep_space import DEFAULT_SPACE, apply, load_space, parse_space
+from tests.helpers import ingest_demo
+
+
+def space(parameters: dict, method: str = "grid", **extra) -> dict:
+    return {"version": 1, "method": method, "seed": 3, "parameters": parameters, **extra}
+
+
+def test_the_default_space_expands_to_distinct_candidates_within_the_budget():
+    loaded = load_space(DEFAULT_SPACE)
+    candidates = loaded.expand(16)
+    assert len(candidates) == 16
+    assert len({json.dumps(c, sort_keys=True) for c in candidates}) == 16
+    assert loaded.expand(16) == candidates  # seeded: the same space gives the same sweep
+    for c in candidates:  # each holds only what matters to its kind
+        if c["kind"] != "fusion":
+            assert set(c) <= {"kind", "class_weights", "topic_weights"}
+        else:
+            assert 0.0003 <= c["lr"] <= 0.003
+
+
+def test_a_grid_larger_than_the_budget_is_sampled_and_duplicates_collapse():
+    grid = parse_space(space({"kind": {"values": ["linear", "fusion"]}, "hidden": [8, 16][0]}))
+    assert grid.expand(8) == [{"kind": "linear"}, {"hidden": 8, "kind": "fusion"}]
+    # a linear head has no hidden layer: three grid points, two candidates
+    grid = parse_space(space({"kind": {"values": ["linear", "fusion"]},
+                              "hidden": {"values": [8, 16]}}))  # fmt: skip
+    assert len(grid.expand(8)) == 3
+    sampled = grid.expand(2)
+    assert len(sampled) == 2 and sampled == grid.expand(2)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (space({"learning_rate": 0.1}), "unknown sweep parameter 'learning_rate'"),
+        (space({"hidden": {"values": [16, 10**9]}}), r"'hidden' must lie in \[8, 2048\]"),
+        (space({"dropout": {"values": ["0.1"]}}), "'dropout' takes a number"),
+        (space({"epochs": {"values": [2.5]}}), "'epochs' takes an integer"),
+        (space({"topic_weights": {"values": [1]}}), "takes true or false"),
+        (space({"kind": {"values": ["svm"]}}), "'kind' takes one of fusion"),
+        (space({"lr": {"min": 0.001, "max": 0.01}}), "a range needs method random"),
+        (space({"lr": {"min": 0.01, "max": 0.001}}, method="random"), "min <= max"),
+        (space({"lr": {"values": [float("nan")]}}), "'lr' takes a number"),
+        (space({"hidden": {"values": list(range(8, 200))}}), "at most 100 values"),
+        ({**space({"hidden": 8}), "version": 2}, "version must be 1"),
+        (space({"hidden": 8}, method="tpe"), "method must be one of grid, random"),
+        ({**space({"hidden": 8}), "command": "rm -rf /"}, "unknown sweep space keys"),
+        (space({}), "non-empty mapping `parameters`"),
+    ],
+)
+def test_a_bad_space_is_refused_with_what_is_allowed(content, message):
+    with pytest.raises(ValueError, match=message):
+        parse_space(content)
+
+
+def test_a_space_file_is_safe_yaml_and_capped(tmp_path):
+    hostile = tmp_path / "space.yaml"
+    hostile.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(Exception, match="could not determine a constructor"):
+        load_space(hostile)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(space({"hidden": 8}, description="x" * 70_000)))
+    with pytest.raises(ValueError, match="at most 65536 bytes"):
+        load_space(big)
+    with pytest.raises(ValueError, match="budget must be 1 to 256"):
+        load_space().expand(257)
+
+
+def test_a_random_range_stays_inside_its_bounds_and_log_spreads_the_draws():
+    drawn = parse_space(
+        space({"lr": {"min": 0.0001, "max": 0.1, "log": True}, "epochs": {"min": 2, "max": 9}},
+              method="random")  # fmt: skip
+    ).expand(60)
+    lrs = [c["lr"] for c in drawn]
+    assert all(0.0001 <= v <= 0.1 for v in lrs) and all(2 <= c["epochs"] <= 9 for c in drawn)
+    assert all(isinstance(c["epochs"], int) for c in drawn)
+    assert sum(v < 0.001 for v in lrs) >= 10  # log-uniform: a third of the draws per decade
+
+
+def test_apply_puts_each_parameter_where_it_belongs():
+    base = Recipe(epochs=20, options=TrainOptions())
+    kind, config, recipe = apply(
+        {"kind": "fusion", "hidden": 64, "lr": 0.002, "epochs": 7, "topic_weights": True},
+        ModelConfig(preset="tiny"), base,
+    )  # fmt: skip
+    assert (kind, config.hidden, recipe.epochs) == ("fusion", 64, 7)
+    assert (recipe.options.lr, recipe.options.topic_weights) == (0.002, True)
+    assert base.options.lr == TrainOptions().lr  # the defaults are not touched
+    with pytest.raises(ValueError, match="must lie in"):
+        apply({"hidden": 0}, ModelConfig(preset="tiny"), base)
+
+
+@pytest.mark.slow
+def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figure(
+    clean_db, settings, monkeypatch
+):
+    from fnd_core.pipeline import candidates
+
+    settings = dataclasses.replace(settings, model_preset="tiny", train_epochs=3, cv_repeats=1)
+    ingest_demo(clean_db, settings, 200, seed=3)
+    grid = parse_space(space({"kind": {"values": ["fusion", "linear", "text_linear"]},
+                              "hidden": {"values": [16, 32]}}))  # fmt: skip
+    assert len(grid.expand(8)) == 4
+    real = candidates.cross_validate
+
+    def failing_for_hidden_32(kind, data, *args, **kwargs):
+        if kind == "fusion" and data.config.hidden == 32:
+            raise RuntimeError("out of memory (injected)")
+        return real(kind, data, *args, **kwargs)
+
+    monkeypatch.setattr(candidates, "cross_validate", failing_for_hidden_32)
+    outcome = sweep.run(clean_db, settings, grid, budget=4, run_id="t-sweep")
+    selection = outcome["sweep"]
+    with clean_db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select candidate, config, status, estimate, estimate_spread, inner_estimates, error"
+            " from fnd.sweep_candidates where sweep_id = :id order by candidate"
+        ), {"id": selection["sweep_id"]}).mappings().all()  # fmt: skip
+        recorded = conn.execute(sa.text(
+            "select status, winner, version, n_candidates, space_sha256 from fnd.sweeps"
+        )).mappings().one()  # fmt: skip
+    assert [r["config"] for r in rows] == grid.expand(4)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["config"]["hidden"] for r in failed] == [32]
+    assert "out of memory (injected)" in failed[0]["error"]
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(done) == 3 and selection["n_candidates"] == 3
+    best = max(done, key=lambda r: (r["estimate"], -r["candidate"]))
+    assert selection["winner"] == best["candidate"] and selection["naive"] == best["estimate"]
+    # each outer fold's choice is the candidate with the best inner estimate there
+    nested = selection["nested"]
+    for k, chosen in enumerate(nested["chosen"]):
+        inner_best = max(done, key=lambda r: (r["inner_estimates"][k], -r["candidate"]))
+        assert chosen == inner_best["candidate"]
+    assert nested["optimism"] == pytest.approx(best["estimate"] - nested["estimate"], abs=1e-5)
+    assert dict(recorded) == {
+        "status": "selected", "winner": best["candidate"], "version": outcome["version"],
+        "n_candidates": 4, "space_sha256": grid.sha256,
+    }  # fmt: skip
+    version = registry.get_version(clean_db, outcome["version"])
+    assert version.config["recipe_overrides"] == best["config"]
+    assert version.metrics["selection"]["sweep"]["sweep_id"] == selection["sweep_id"]
+    assert version.gate["estimate"] == nested["estimate"]  # the gate read the nested figure
+    assert version.status == ("champion" if outcome["decision"] == "promote" else "rejected")
+    with clean_db.connect() as conn:
+        board = conn.execute(sa.text(
+            "select gate_estimate, nested_estimate, winner_own_estimate, sweep_id"
+            " from fnd.model_leaderboard where version = :v"
+        ), {"v": outcome["version"]}).mappings().one()  # fmt: skip
+    assert float(board["gate_estimate"]) == float(board["nested_estimate"])
+    assert float(board["nested_estimate"]) == pytest.approx(nested["estimate"])
+    assert board["sweep_id"] == selection["sweep_id"]
+    # a retried candidate task returns what was recorded, and fits nothing
+    monkeypatch.setattr(candidates, "cross_validate", None)
+    snap = {"as_of": "2000-01-01T00:00:00+00:00"}
+    again = sweep.evaluate_candidate(clean_db, settings, snap, selection["sweep_id"], 0)
+    assert again["status"] == rows[0]["status"]
+
+
+@pytest.mark.slow
+def test_a_budget_above_the_setting_is_refused(clean_db, settings):
+    settings = dataclasses.replace(settings, sweep_max_candidates=4)
+    with pytest.raises(ValueError, match="FND_SWEEP_MAX_CANDIDATES=4"):
+        sweep.start(clean_db, settings, {"as_of": "2026-01-01T00:00:00+00:00"}, load_space(),
+                    budget=5)  # fmt: skip
