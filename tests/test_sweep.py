@@ -85,8 +85,10 @@ def test_a_space_file_is_safe_yaml_and_capped(tmp_path):
 
 def test_a_random_range_stays_inside_its_bounds_and_log_spreads_the_draws():
     drawn = parse_space(
-        space({"lr": {"min": 0.0001, "max": 0.1, "log": True}, "epochs": {"min": 2, "max": 9}},
-              method="random")  # fmt: skip
+        space(
+            {"lr": {"min": 0.0001, "max": 0.1, "log": True}, "epochs": {"min": 2, "max": 9}},
+            method="random",
+        )  # fmt: skip
     ).expand(60)
     lrs = [c["lr"] for c in drawn]
     assert all(0.0001 <= v <= 0.1 for v in lrs) and all(2 <= c["epochs"] <= 9 for c in drawn)

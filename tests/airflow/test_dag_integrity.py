@@ -43,7 +43,11 @@ def test_no_import_errors(dagbag):
 
 def test_expected_dags_present(dagbag):
     assert set(dagbag.dag_ids) == {
-        "fnd_ingest", "fnd_score", "fnd_retrain", "fnd_landing_watch", "fnd_sweep"
+        "fnd_ingest",
+        "fnd_score",
+        "fnd_retrain",
+        "fnd_landing_watch",
+        "fnd_sweep",
     }
     assert set(contracts.ALL_DAGS) == set(dagbag.dag_ids)
 

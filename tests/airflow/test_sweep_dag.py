@@ -28,9 +28,7 @@ def sweep_env(fnd_env, monkeypatch, clean_db, db_url):
 
 
 def test_a_sweep_maps_its_candidates_and_gates_the_winner(airflow_db, sweep_env, clean_db):
-    run = load_dag("fnd_sweep").test(
-        run_conf={"space": GRID, "budget": 8, "force_promote": True}
-    )
+    run = load_dag("fnd_sweep").test(run_conf={"space": GRID, "budget": 8, "force_promote": True})
     states = task_states(run)
     assert run.state == "success", states
     # three candidates: a linear head has no hidden layer, so hidden 16 and 32 are one
