@@ -103,3 +103,46 @@ def test_evaluate_holds_out_each_event_and_prints_every_candidate_kind(tmp_path:
                   env=env, check=False)  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.strip() == "Error: no labelled post has these holdout values: zz"
+
+
+@pytest.mark.slow
+def test_sweep_prints_every_candidate_the_winners_two_figures_and_the_gate(
+    create_database, tmp_path: Path
+):
+    import json
+
+    env = {"FND_DATABASE_URL": create_database(), "FND_HOME": str(tmp_path / "home"),
+           "FND_MODEL_PRESET": "tiny", "FND_TRAIN_EPOCHS": "2", "FND_CV_REPEATS": "1"}  # fmt: skip
+    run_fnd("db", "upgrade", env=env)
+    landing = tmp_path / "landing"
+    run_fnd("demo", "generate", "--posts", "160", "--out", str(landing), "--seed", "5", env=env)
+    run_fnd("ingest", str(next(landing.glob("*.jsonl"))), env=env)
+    space = tmp_path / "space.json"
+    space.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "method": "grid",
+                "parameters": {"kind": {"values": ["linear", "text_linear"]}},
+            }
+        )
+    )
+    out = run_fnd("sweep", "--space", str(space), "--budget", "4", env=env).stdout.splitlines()
+    assert out[0].startswith("sweep sweep-") and out[0].endswith(": 2 candidates")
+    rows = out[1:3]
+    assert sum(line.startswith("*") for line in rows) == 1  # the winner is marked
+    assert {json.loads(line[line.index("{") :])["kind"] for line in rows} == {
+        "linear",
+        "text_linear",
+    }
+    assert any(line.startswith("winner ") and "nested" in line and "optimism" in line
+               for line in out)  # fmt: skip
+    assert out[-1].startswith("gate: promote") or out[-1].startswith("gate: reject")
+
+
+def test_sweep_refuses_a_bad_space_before_touching_anything(tmp_path: Path):
+    space = tmp_path / "space.yaml"
+    space.write_text("version: 1\nparameters:\n  hidden: {values: [16, 1000000]}\n")
+    bad = run_fnd("sweep", "--space", str(space), env={"FND_HOME": str(tmp_path)}, check=False)
+    assert bad.returncode == 2
+    assert "'hidden' must lie in [8, 2048], got 1000000" in bad.stderr

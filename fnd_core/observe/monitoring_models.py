@@ -164,3 +164,37 @@ def production_performance(engine: Engine, version: str) -> dict:
     with engine.connect() as conn:
         bins = [dict(r) for r in conn.execute(sa.text(_CALIBRATION), {"v": version}).mappings()]
     return {"weeks": realized(engine, model_version=version), "calibration": bins}
+
+
+_SWEEPS = """
+select sweep_id, run_id, started_at, finished_at, status, budget, n_candidates, winner,
+       selection, version, space_sha256
+from fnd.sweeps order by started_at desc, sweep_id desc limit :limit
+"""
+_SWEEP_CANDIDATES = """
+select sweep_id, candidate, config, status, estimate, estimate_spread, estimate_by_story,
+       interval_low, interval_high, recall_real, recall_fake, error, seconds
+from fnd.sweep_candidates where sweep_id = any(:ids)
+order by sweep_id, estimate desc nulls last, candidate
+"""
+
+
+def sweeps(engine: Engine, *, limit: int = 3) -> list[dict]:
+    """The newest model searches, each with its candidates best first and the parameters it
+    varied (what the page plots the estimate against)."""
+    with engine.connect() as conn:
+        found = [dict(r) for r in conn.execute(sa.text(_SWEEPS), {"limit": limit}).mappings()]
+        rows = conn.execute(
+            sa.text(_SWEEP_CANDIDATES), {"ids": [s["sweep_id"] for s in found]}
+        ).mappings()
+        by_sweep: dict[str, list[dict]] = {}
+        for row in rows:
+            by_sweep.setdefault(row["sweep_id"], []).append(dict(row))
+    for s in found:
+        s["candidates"] = by_sweep.get(s["sweep_id"], [])
+        values: dict[str, set[str]] = {}
+        for c in s["candidates"]:
+            for name, value in c["config"].items():
+                values.setdefault(name, set()).add(repr(value))
+        s["varied"] = sorted(name for name, seen in values.items() if len(seen) > 1)
+    return found

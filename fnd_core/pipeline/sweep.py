@@ -371,6 +371,8 @@ def run(
     *,
     budget: int,
     min_accuracy: float | None = None,
+    forced_by: str | None = None,
+    floor_set_by: str | None = None,
     run_id: str = "cli",
 ) -> dict[str, Any]:
     """The whole sweep in one process (``fnd sweep``): snapshot → validate → candidates →
@@ -387,6 +389,22 @@ def run(
     candidate = train_winner(engine, settings, snap, selection, run_id=run_id)
     evaluation = retrain.evaluate(engine, settings, candidate["version"])
     policy = retrain.policy_from(settings, min_accuracy=min_accuracy)
-    decision = retrain.gate(evaluation, policy)
-    outcome = retrain.record_decision(engine, evaluation, decision, policy)
+    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
+    outcome = retrain.record_decision(
+        engine, evaluation, decision, policy, floor_set_by=floor_set_by
+    )
     return {"sweep": selection, "candidate": candidate, **outcome}
+
+
+def candidates_table(engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
+    """The sweep's candidates, best estimate first (failed ones last, with their reason)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select candidate, config, status, estimate, estimate_spread, estimate_by_story,"
+                " interval_low, interval_high, error, seconds from fnd.sweep_candidates"
+                " where sweep_id = :id order by estimate desc nulls last, candidate"
+            ),
+            {"id": sweep_id},
+        ).mappings()
+        return [dict(r) for r in rows]

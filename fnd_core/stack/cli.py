@@ -6,7 +6,7 @@ area in ``cli_*.py`` and are registered here:
 
 - :mod:`~fnd_core.stack.cli_db`: ``fnd config``, ``fnd db upgrade|status|url|psql|stop``;
 - :mod:`~fnd_core.stack.cli_data`: ``fnd ingest``, ``fnd label``, ``fnd demo generate``;
-- :mod:`~fnd_core.stack.cli_train`: ``fnd train``, ``fnd evaluate``;
+- :mod:`~fnd_core.stack.cli_train`: ``fnd train``, ``fnd sweep``, ``fnd evaluate``;
 - :mod:`~fnd_core.stack.cli_models`: ``fnd model list|retire|rollback``, ``fnd score``,
   ``fnd performance``;
 - :mod:`~fnd_core.stack.cli_stack`: ``fnd up``.
@@ -45,6 +45,7 @@ for command in (
     cli_data.label_cmd,
     cli_data.demo_group,
     cli_train.train_cmd,
+    cli_train.sweep_cmd,
     cli_train.evaluate_cmd,
     cli_models.model_group,
     cli_models.score_cmd,

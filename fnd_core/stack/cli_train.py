@@ -132,6 +132,80 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
     )
 
 
+@click.command("sweep")
+@click.option(
+    "--space",
+    "space_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Search space file, YAML or JSON (default: sweeps/default.yaml).",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Most candidates (at most FND_SWEEP_MAX_CANDIDATES).",
+)
+@click.option(
+    "--min-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Gate floor on the nested gate metric (default: FND_GATE_MIN_ACCURACY); recorded.",
+)
+@click.option(
+    "--force-promote",
+    "forced_by",
+    default=None,
+    metavar="WHO",
+    help="Promote even if the gate says no; WHO is recorded for the audit.",
+)
+@click.pass_context
+def sweep_cmd(
+    ctx: click.Context,
+    space_path: str | None,
+    budget: int,
+    min_accuracy: float | None,
+    forced_by: str | None,
+) -> None:
+    """Search recipes on the topic folds; gate the winner on its nested estimate."""
+    import getpass
+
+    from fnd_core.pipeline import sweep
+    from fnd_core.pipeline.sweep_space import load_space
+
+    try:
+        space = load_space(space_path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    engine = engine_from(ctx)
+    outcome = sweep.run(
+        engine, settings_from(ctx), space, budget=budget, min_accuracy=min_accuracy,
+        forced_by=forced_by, floor_set_by=getpass.getuser() if min_accuracy is not None else None,
+    )  # fmt: skip
+    if "skipped" in outcome:
+        click.echo(f"nothing trained: {outcome['skipped']}")
+        return
+    selection = outcome["sweep"]
+    click.echo(f"sweep {selection['sweep_id']}: {selection['n_candidates']} candidates")
+    for row in sweep.candidates_table(engine, selection["sweep_id"]):
+        mark = "*" if row["candidate"] == selection["winner"] else " "
+        figure = (
+            f"{row['estimate']:.3f} ± {row['estimate_spread']:.3f}"
+            if row["status"] == "done"
+            else f"failed: {row['error']}"
+        )
+        click.echo(f"{mark} {row['candidate']:>3}  {figure:<16} {json.dumps(row['config'])}")
+    nested = selection["nested"]
+    click.echo(
+        f"winner {selection['winner']}: its own estimate {selection['naive']:.3f}, nested "
+        f"{nested['estimate']:.3f} [{nested['interval'][0]:.3f}, {nested['interval'][1]:.3f}]"
+        f" (optimism {nested['optimism']:+.3f}): the gate reads the nested figure"
+    )
+    click.echo(f"candidate {outcome['candidate']['version']}")
+    click.echo(f"gate: {outcome['decision']} — {outcome['reason']}")
+
+
 @click.command("evaluate")
 @click.argument("path", required=False)
 @click.option(

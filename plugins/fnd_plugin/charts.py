@@ -319,3 +319,59 @@ def _short(value: float) -> str:
     if value >= 1000:
         return f"{value / 1000:g}k"
     return f"{value:g}"
+
+
+def sweep_chart(parameter: str, candidates: Sequence[dict[str, Any]], honest: float | None) -> str:
+    """A sweep's estimates against one varied parameter: a dot per finished candidate (the
+    winner filled), at the parameter's values in order; the winner's nested estimate dashed.
+
+    Args:
+        candidates: rows of ``fnd.sweep_candidates`` (``config``, ``estimate``, ``candidate``);
+            a candidate whose kind has no such parameter sits at "n/a".
+        honest: the winner's nested estimate, or None.
+    """
+    done = [c for c in candidates if c.get("estimate") is not None]
+    if not done:
+        return _empty("no candidate finished")
+    ranks = {_label(c["config"].get(parameter)): _rank(c["config"].get(parameter)) for c in done}
+    keys = sorted(ranks, key=lambda k: ranks[k])
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    step = plot_w / len(keys)
+    lo = min(0.3, math.floor(min(c["estimate"] for c in done) * 10) / 10)
+    y, grid = _ranged_axis(lo, 1.0, 0.1, plot_h)
+    parts = [_open(f"Estimate against {parameter}"), *grid]
+    if honest is not None:
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y(honest):.1f}" y2="{y(honest):.1f}" '
+            f'stroke="{_FAKE}" stroke-dasharray="5 4"><title>the winner, nested '
+            f"{honest:.3f}</title></line>"
+        )
+    best = max(done, key=lambda c: (c["estimate"], -c["candidate"]))
+    for c in done:
+        label = _label(c["config"].get(parameter))
+        cx, cy = _LEFT + (keys.index(label) + 0.5) * step, y(c["estimate"])
+        fill = SERIES_COLOURS[0] if c is best else "none"
+        tip = f"candidate {c['candidate']}: {c['estimate']:.3f} ({parameter} = {label})"
+        parts.append(
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" '
+            f'stroke="{SERIES_COLOURS[0]}"><title>{escape(tip)}</title></circle>'
+        )
+    parts.extend(_x_labels(keys, step))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _label(value: Any) -> str:
+    """A parameter value as an axis label ("n/a": the candidate's kind has no such parameter)."""
+    if value is None:
+        return "n/a"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _rank(value: Any) -> tuple[int, float, str]:
+    """Numbers in order, then words, then "n/a"."""
+    if value is None:
+        return (2, 0.0, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, _label(value))

@@ -1,5 +1,6 @@
-"""Models: the leaderboard with gate decisions, each version's training plots, and how it does
-in production (realized against the label-free estimate, and its calibration)."""
+"""Models: the leaderboard with gate decisions, each version's training plots, how it does
+in production (realized against the label-free estimate, and its calibration), and the newest
+model searches (their candidates, and the estimate against each parameter they varied)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,12 @@ def models_page(
             production["weeks"], focus.get("gate_estimate_by_post")
         )
         production["calibration_svg"] = charts.calibration_chart(production["calibration"])
+    searches = monitoring_models.sweeps(backend.engine)
+    for search in searches:
+        honest = ((search["selection"] or {}).get("nested") or {}).get("estimate")
+        search["charts"] = [
+            charts.sweep_chart(name, search["candidates"], honest) for name in search["varied"]
+        ]
     return render(
         request,
         "models.html",
@@ -94,6 +101,7 @@ def models_page(
         champions=champions,
         focus=focus,
         production=production,
+        sweeps=searches,
         filters={"run_id": run_id, "version": version},
     )
 

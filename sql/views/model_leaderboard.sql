@@ -63,8 +63,15 @@ select
     end as gate_estimate_by_post,
     coalesce(metrics ->> 'kind', 'fusion') as kind,
     coalesce(metrics -> 'cv' ->> 'split_policy', 'story_disjoint') as gate_split_policy,
-    (metrics -> 'cv' -> 'interval' ->> 0)::numeric as gate_interval_low,
-    (metrics -> 'cv' -> 'interval' ->> 1)::numeric as gate_interval_high,
+    -- the interval of the figure the gate read: the nested one's when it read that
+    (case when (gate ->> 'estimate')::numeric
+               = (metrics -> 'selection' -> 'nested' ->> 'estimate')::numeric
+        then metrics -> 'selection' -> 'nested' -> 'interval'
+        else metrics -> 'cv' -> 'interval' end ->> 0)::numeric as gate_interval_low,
+    (case when (gate ->> 'estimate')::numeric
+               = (metrics -> 'selection' -> 'nested' ->> 'estimate')::numeric
+        then metrics -> 'selection' -> 'nested' -> 'interval'
+        else metrics -> 'cv' -> 'interval' end ->> 1)::numeric as gate_interval_high,
     (metrics -> 'topics' ->> 'n_topics')::integer as n_topics,
     metrics -> 'topics' ->> 'source' as topic_source,
     case when metrics -> 'cv' ->> 'counted_by' = 'stories'

@@ -34,7 +34,10 @@ PLUGINS_DIR = REPO / "plugins"
 USERS = "viewer:viewer"
 PAGES = ["/fnd/data-quality", "/fnd/models", "/fnd/scores"]
 JSON_ENDPOINTS = ["/fnd/api/validations", "/fnd/api/models", "/fnd/api/scores"]
-DATA_TABLES = "predictions, scoring_errors, model_versions, quarantine, validation_runs, posts"
+DATA_TABLES = (
+    "predictions, scoring_errors, model_versions, quarantine, validation_runs, posts, "
+    "sweep_candidates, sweeps"
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +118,28 @@ def built(engine, db_url: str, fnd_home: Path) -> dict:
     report = drift.measure(engine, settings, kind="batch", subject=str(good["batch_id"]))
     drift.record(engine, report, "tests")
     return {
+        "sweep": _sweep_without_training(engine, settings),
         "good": good,
         "mixed": mixed,
         "rejected": rejected,
         "previous": first,
         "champion": second,
     }
+
+
+def _sweep_without_training(engine, settings: Settings) -> dict:
+    """A model search over two linear kinds, chosen but not trained (no new version)."""
+    from fnd_core.pipeline import retrain, sweep
+    from fnd_core.pipeline.sweep_space import parse_space
+
+    settings = replace(settings, model_preset="tiny", train_epochs=2, cv_repeats=1)
+    kinds = {"kind": {"values": ["linear", "text_linear"]}}
+    space = parse_space({"version": 1, "method": "grid", "parameters": kinds})
+    snap = retrain.snapshot(engine)
+    started = sweep.start(engine, settings, snap, space, budget=2, run_id="plugin-tests")
+    for candidate in started["candidates"]:
+        sweep.evaluate_candidate(engine, settings, snap, started["sweep_id"], candidate)
+    return sweep.select(engine, settings, snap, started["sweep_id"])
 
 
 def _ingest_with_bad_rows(engine, settings: Settings) -> dict:
@@ -476,6 +495,22 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
 
 
 @pytest.mark.slow
+def test_models_page_shows_each_sweep_sorted_with_the_curse_and_a_plot_per_parameter(
+    client, auth, built
+):
+    html = client.get("/fnd/models", headers=auth).text
+    sweep = built["sweep"]
+    assert f"<code>{sweep['sweep_id']}</code>" in html
+    table = html[html.index(sweep["sweep_id"]) :]
+    assert table.index("kind <b>linear</b>") >= 0 and "kind <b>text_linear</b>" in table
+    nested = sweep["nested"]
+    assert f"its own estimate {sweep['naive']:.3f}" in table
+    assert f"nested <strong>{nested['estimate']:.3f}</strong>" in table
+    assert "the winner's curse" in table
+    assert 'aria-label="Estimate against kind"' in table  # the one parameter it varied
+
+
+@pytest.mark.slow
 def test_models_page_shows_the_champion_in_production(client, auth, built, engine):
     """Estimate beside realized per week, and the calibration curve. The champion scored only
     posts labelled when they landed: every verdict is hindsight, none is counted or estimated."""
@@ -483,7 +518,7 @@ def test_models_page_shows_the_champion_in_production(client, auth, built, engin
 
     estimate_weeks(engine, model_version=built["champion"])
     html = client.get("/fnd/models", headers=auth).text
-    section = html[html.index(f"{built['champion']} in production") :]
+    section = html[html.index(f"{built['champion']} in production") : html.index("Model searches")]
     assert section.count("<svg") == 2
     assert "Balanced accuracy per week" in section and "no labels after the verdicts yet" in section
     with engine.connect() as conn:
