@@ -135,7 +135,9 @@ def evaluate_candidate(
         return {"candidate": candidate, "status": row["status"], "estimate": row["estimate"]}
     started = time.perf_counter()
     try:
-        figures = _estimate(settings, row["config"], prepared or prepare(engine, settings, snap))
+        figures = estimate_candidate(
+            settings, row["config"], *(prepared or prepare(engine, settings, snap))
+        )
     except Exception as exc:  # noqa: BLE001 — one bad recipe never sinks the sweep
         log.exception("sweep %s candidate %d failed", sweep_id, candidate)
         figures = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -149,14 +151,17 @@ def evaluate_candidate(
     return {"candidate": candidate, "status": status, "estimate": estimate}
 
 
-def _estimate(settings: Settings, params: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+def estimate_candidate(
+    settings: Settings, params: dict[str, Any], data: FoldData, plan: CVPlan
+) -> dict[str, Any]:
+    """One candidate's figures on ``plan`` and on each outer fold's inner folds, and its
+    out-of-fold P(fake) on the outer folds (first repeat): a row of ``fnd.sweep_candidates``."""
     import dataclasses
 
     from fnd_core.pipeline import candidates
     from fnd_core.pipeline.evaluation import TooFewTopicsError
     from fnd_core.pipeline.nested_selection import inner_parts
 
-    data, plan = prepared
     base_config, base_recipe = _base(settings)
     kind, config, recipe = apply(params, base_config, base_recipe)
     data = dataclasses.replace(data, config=config)
@@ -238,57 +243,66 @@ def _record_candidate(engine: Engine, sweep_id: str, candidate: int, f: dict[str
 def select(
     engine: Engine, settings: Settings, snap: dict[str, Any], sweep_id: str
 ) -> dict[str, Any]:
-    """The winner (best estimate) and its nested estimate; recorded on the sweep.
+    """The winner (best estimate) and its nested estimate (:func:`choose`); recorded on the
+    sweep.
 
     Raises:
         ValueError: no candidate finished, or the candidates were scored on different folds.
     """
-    from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
-
     rows = _finished(engine, sweep_id)
     if not rows:
         _finish(engine, sweep_id, "failed", {"reason": "no candidate finished"})
         raise ValueError(f"sweep {sweep_id}: no candidate finished (see fnd.sweep_candidates)")
     if len({r["plan_sha256"] for r in rows}) != 1:
         raise ValueError(f"sweep {sweep_id}: candidates were estimated on different folds")
+    prepared = None
+    if all(r["inner_estimates"] is not None for r in rows):
+        prepared = prepare(engine, settings, snap)
+        if plan_fingerprint(prepared[1]) != rows[0]["plan_sha256"]:
+            raise ValueError(f"sweep {sweep_id}: the snapshot's folds changed since it started")
+    selection = {"sweep_id": sweep_id, **choose(rows, prepared, settings.gate_metric)}
+    _finish(engine, sweep_id, "selected", selection, winner=selection["winner"])
+    return selection
+
+
+def choose(rows: list[dict[str, Any]], prepared: Prepared | None, metric: str) -> dict[str, Any]:
+    """The winner among finished candidates (best estimate), and the nested estimate of that
+    choice when ``prepared`` (the fold data and plan the rows were estimated on) is given:
+    each outer fold picks its best *inner* estimate and is scored by that pick."""
+    from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
+
     winner = max(rows, key=lambda r: (r["estimate"], -r["candidate"]))
     selection: dict[str, Any] = {
-        "sweep_id": sweep_id,
         "winner": winner["candidate"],
         "params": winner["config"],
         "naive": winner["estimate"],
         "n_candidates": len(rows),
         "rule": "best topic-disjoint estimate; nested over the outer folds",
+        "nested": None,
     }
-    inner = [r for r in rows if r["inner_estimates"] is not None]
-    if len(inner) == len(rows):
-        data, plan = prepare(engine, settings, snap)
-        if plan_fingerprint(plan) != winner["plan_sha256"]:
-            raise ValueError(f"sweep {sweep_id}: the snapshot's folds changed since it started")
-        p, chosen = np.zeros(len(data.y)), []
-        for k, test in enumerate(plan.repeats[0]):
-            pick = max(inner, key=lambda r: (r["inner_estimates"][k], -r["candidate"]))
-            chosen.append(pick["candidate"])
-            p[test] = np.asarray(pick["oof_p_fake"])[test]
-        outer = _first_repeat(plan)
-        summary = summarise(data.y, [p], outer, settings.gate_metric, DEFAULT_THRESHOLD,
-                            data.stories).to_json()  # fmt: skip
-        keep = ("metric", "counted_by", "estimate", "interval", "interval_width",
-                "recall_real", "recall_fake", "stories", "topics")  # fmt: skip
-        selection["nested"] = {k: summary[k] for k in keep if k in summary} | {
-            "chosen": chosen,
-            "naive": winner["estimate"],
-            "optimism": round(winner["estimate"] - summary["estimate"], 6),
-            "n_outer_folds": len(chosen),
-        }
-        log.info(
-            "sweep %s: candidate %d wins, %.3f inner; nested %.3f (chosen per outer fold: %s)",
-            sweep_id, winner["candidate"], winner["estimate"], summary["estimate"], chosen,
-        )  # fmt: skip
-    else:
-        selection["nested"] = None
-        log.warning("sweep %s: no nested estimate (an outer fold has too few topics)", sweep_id)
-    _finish(engine, sweep_id, "selected", selection, winner=winner["candidate"])
+    if prepared is None:
+        log.warning("no nested estimate of the choice (an outer fold has too few topics)")
+        return selection
+    data, plan = prepared
+    p, chosen = np.zeros(len(data.y)), []
+    for k, test in enumerate(plan.repeats[0]):
+        pick = max(rows, key=lambda r: (r["inner_estimates"][k], -r["candidate"]))
+        chosen.append(pick["candidate"])
+        p[test] = np.asarray(pick["oof_p_fake"])[test]
+    outer = _first_repeat(plan)
+    summary = summarise(data.y, [p], outer, metric, DEFAULT_THRESHOLD, data.stories).to_json()
+    keep = ("metric", "counted_by", "estimate", "interval", "interval_width",
+            "recall_real", "recall_fake", "stories", "topics")  # fmt: skip
+    selection["nested"] = {k: summary[k] for k in keep if k in summary} | {
+        "chosen": chosen,
+        "naive": winner["estimate"],
+        "optimism": round(winner["estimate"] - summary["estimate"], 6),
+        "n_outer_folds": len(chosen),
+    }
+    log.info(
+        "candidate %d wins, %.3f on the folds; nested %.3f (chosen per outer fold: %s)",
+        winner["candidate"], winner["estimate"], summary["estimate"], chosen,
+    )  # fmt: skip
     return selection
 
 
