@@ -15,7 +15,7 @@ from fnd_core.model.train.recipe import TrainOptions
 from fnd_core.pipeline import registry, sweep
 from fnd_core.pipeline.evaluation import Recipe
 from fnd_core.pipeline.sweep_space import DEFAULT_SPACE, apply, load_space, parse_space
-from tests.helpers import ingest_demo
+from tests.helpers import ingest_demo, promote_tiny
 
 
 def space(parameters: dict, method: str = "grid", **extra) -> dict:
@@ -117,6 +117,7 @@ def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figu
 
     settings = dataclasses.replace(settings, model_preset="tiny", train_epochs=3, cv_repeats=1)
     ingest_demo(clean_db, settings, 200, seed=3)
+    champion = registry.get_version(clean_db, promote_tiny(clean_db, settings, epochs=3))
     grid = parse_space(space({"kind": {"values": ["fusion", "linear", "text_linear"]},
                               "hidden": {"values": [16, 32]}}))  # fmt: skip
     assert len(grid.expand(8)) == 4
@@ -161,6 +162,15 @@ def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figu
     assert version.metrics["selection"]["sweep"]["sweep_id"] == selection["sweep_id"]
     assert version.gate["estimate"] == nested["estimate"]  # the gate read the nested figure
     assert version.status == ("champion" if outcome["decision"] == "promote" else "rejected")
+    # against the champion's recipe, on the same folds: another recipe needs the margin
+    compared = version.gate["evaluation"]["champion"]
+    assert compared["version"] == champion.version
+    if champion.metrics["kind"] != version.metrics["kind"]:
+        assert compared["same_recipe"] is False
+    rule = "not_worse_than_champion" if compared["same_recipe"] else "new_recipe_beats"
+    [check] = [c for c in version.gate["checks"] if "champion" in c["name"]]
+    assert check["name"].startswith(rule)
+    assert check["value"] == best["estimate"]  # the winner's own figure: like with like
     with clean_db.connect() as conn:
         board = conn.execute(sa.text(
             "select gate_estimate, nested_estimate, winner_own_estimate, sweep_id"

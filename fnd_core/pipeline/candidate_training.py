@@ -216,7 +216,9 @@ def _cross_validate_and_train(
         metric, {k: v.brief() for k, v in cvs.items()}, prior.brief(),
         winner, selection["margin"],
     )  # fmt: skip
-    champion = _champion_recipe(engine, data, plan, recipe, metric, cvs, base or recipe)
+    champion = _champion_recipe(
+        engine, data, plan, recipe, metric, cvs, winner=winner, base=base or recipe
+    )
     result = _train_final(winner, data, examples, plan, recipe)
     result.novelty = _novelty_reference(result, data, plan)
     # posts of a topic kept in every fold's training part have no out-of-fold score
@@ -391,6 +393,8 @@ def _champion_recipe(
     recipe: Recipe,
     metric: str,
     cvs: dict[str, CVSummary],
+    *,
+    winner: str,
     base: Recipe,
 ) -> dict[str, Any]:
     """The champion's recipe on the candidates' folds, or why it could not be estimated.
@@ -399,8 +403,8 @@ def _champion_recipe(
     ``base`` recipe. When it is a recipe estimated in this run (the same kind, config, epochs
     and options), that estimate is reused (the same folds, the same fitting); otherwise it is
     cross-validated on the same folds. ``same_recipe`` says which, and ``paired_se`` is the
-    standard error of the fold-wise difference between the winner and it (the gate's margin
-    for a new recipe)."""
+    standard error of the fold-wise difference between the ``winner`` kind and it (the gate's
+    margin for a new recipe)."""
     from fnd_core.model.config import ModelConfig
     from fnd_core.pipeline import candidates, sweep_space
 
@@ -429,7 +433,6 @@ def _champion_recipe(
             "cv": None,
             "note": "other encoders than the candidate's: not comparable on these features",
         }
-    winner = candidates.choose(cvs)["winner"]
     same_as = _same_recipe(kind, champ_config, champ_recipe, data.config, recipe)
     if kind in cvs and same_as:
         cv = cvs[kind]
