@@ -32,7 +32,24 @@ def test_the_default_space_expands_to_distinct_candidates_within_the_budget():
         if c["kind"] != "fusion":
             assert set(c) <= {"kind", "class_weights", "topic_weights"}
         else:
-            assert 0.0003 <= c["lr"] <= 0.003
+            assert 0.0003 <= c.get("lr", 0.001) <= 0.003
+    assert candidates[:3] == [{"kind": "linear"}, {"kind": "text_linear"}, {"kind": "char_ngram"}]
+
+
+def test_included_recipes_come_first_and_a_default_written_out_is_the_same_recipe():
+    loaded = parse_space(space(
+        {"kind": {"values": ["linear", "text_linear"]},
+         "topic_weights": {"values": [False, True]}, "class_weights": True},
+        include=[{"kind": "linear"}, {"kind": "char_ngram"}],
+    ))  # fmt: skip
+    candidates = loaded.expand(8)
+    assert candidates[:2] == [{"kind": "linear"}, {"kind": "char_ngram"}]
+    # class_weights true and topic_weights false are the defaults: {"kind": "linear"} again
+    assert candidates[2:] == [{"kind": "linear", "topic_weights": True}, {"kind": "text_linear"},
+                              {"kind": "text_linear", "topic_weights": True}]  # fmt: skip
+    assert loaded.expand(1) == [{"kind": "linear"}]
+    with pytest.raises(ValueError, match="unknown sweep parameter 'rm' in `include`"):
+        parse_space(space({"hidden": 8}, include=[{"rm": "-rf"}]))
 
 
 def test_a_grid_larger_than_the_budget_is_sampled_and_duplicates_collapse():

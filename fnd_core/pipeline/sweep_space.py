@@ -17,6 +17,8 @@ The file::
       hidden: {values: [128, 256]}
       lr: {min: 0.0003, max: 0.003, log: true}   # random only
       dropout: 0.1                               # fixed
+    include:                                     # tried first, whatever the draws
+      - {kind: linear}
 
 A candidate holds only what matters to its kind (a linear head has no learning rate), so two
 draws that differ only in what the kind ignores are one candidate.
@@ -111,6 +113,7 @@ class SweepSpace:
     values: dict[str, list[Any]]
     ranges: dict[str, tuple[float, float, bool]]  # name -> (low, high, log)
     source: dict[str, Any]  # the file's content, as recorded with the sweep
+    include: tuple[dict[str, Any], ...] = ()  # candidates tried first (today's recipes)
 
     @property
     def sha256(self) -> str:
@@ -118,10 +121,11 @@ class SweepSpace:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def expand(self, budget: int) -> list[dict[str, Any]]:
-        """At most ``budget`` distinct candidates: the grid (a seeded sample of it when larger
-        than the budget), or ``budget`` random draws."""
+        """At most ``budget`` distinct candidates: the ``include``d ones first, then the grid
+        (a seeded sample of it when larger than what is left), or random draws."""
         if not 1 <= budget <= HARD_MAX_CANDIDATES:
             raise ValueError(f"a sweep's budget must be 1 to {HARD_MAX_CANDIDATES}, got {budget}")
+        first = _distinct(self.include, limit=budget)
         rng = random.Random(self.seed)
         if self.method == "grid":
             names = list(self.values)
@@ -129,12 +133,13 @@ class SweepSpace:
                 dict(zip(names, combo, strict=True))
                 for combo in itertools.product(*(self.values[n] for n in names))
             )
-            if len(grid) <= budget:
-                return grid
-            keep = sorted(rng.sample(range(len(grid)), budget))
-            return [grid[i] for i in keep]
+            grid = [c for c in grid if c not in first]
+            left = budget - len(first)
+            if len(grid) > left:
+                grid = [grid[i] for i in sorted(rng.sample(range(len(grid)), left))]
+            return first + grid
         draws = (self._draw(rng) for _ in range(50 * budget))
-        return _distinct(draws, limit=budget)
+        return _distinct([*first, *draws], limit=budget)
 
     def _draw(self, rng: random.Random) -> dict[str, Any]:
         drawn = {name: rng.choice(values) for name, values in self.values.items()}
@@ -172,7 +177,8 @@ def load_space(source: str | Path | dict[str, Any] | None = None) -> SweepSpace:
 
 def parse_space(data: dict[str, Any]) -> SweepSpace:
     """Check a space's content; every error names the key and what it may hold."""
-    unknown = sorted(set(data) - {"version", "method", "seed", "parameters", "description"})
+    keys = {"version", "method", "seed", "parameters", "include", "description"}
+    unknown = sorted(set(data) - keys)
     if unknown:
         raise ValueError(f"unknown sweep space keys {unknown}")
     if data.get("version") != SPACE_VERSION:
@@ -206,7 +212,17 @@ def parse_space(data: dict[str, Any]) -> SweepSpace:
             values[name] = [parameter.check(name, v) for v in listed]  # repeats weigh a draw
         else:
             ranges[name] = _range(name, parameter, spec, method)
-    return SweepSpace(method, seed, values, ranges, dict(data))
+    include = data.get("include", [])
+    if not isinstance(include, list) or len(include) > MAX_VALUES:
+        raise ValueError(f"sweep space `include` is a list of at most {MAX_VALUES} candidates")
+    for candidate in include:
+        if not isinstance(candidate, dict):
+            raise ValueError(f"sweep space `include` holds mappings, got {candidate!r}")
+        for name, value in candidate.items():
+            if name not in PARAMETERS:
+                raise ValueError(f"unknown sweep parameter {name!r} in `include`")
+            PARAMETERS[name].check(name, value)
+    return SweepSpace(method, seed, values, ranges, dict(data), tuple(include))
 
 
 def _range(name: str, parameter: Parameter, spec: dict[str, Any], method: str) -> tuple:
@@ -222,9 +238,18 @@ def _range(name: str, parameter: Parameter, spec: dict[str, Any], method: str) -
 
 
 def canonical(params: dict[str, Any]) -> dict[str, Any]:
-    """What of ``params`` matters to its kind (fusion unless stated), sorted by name."""
+    """What of ``params`` matters to its kind (fusion unless stated) and differs from the
+    training options' defaults, sorted by name: two ways of writing one recipe are one."""
+    from fnd_core.model.train.recipe import TrainOptions
+
     kind = params.get("kind", "fusion")
-    return {k: params[k] for k in sorted(params) if kind in PARAMETERS[k].kinds}
+    defaults = TrainOptions()
+    return {
+        k: params[k]
+        for k in sorted(params)
+        if kind in PARAMETERS[k].kinds
+        and not (PARAMETERS[k].target == "options" and params[k] == getattr(defaults, k))
+    }
 
 
 def _distinct(draws: Any, limit: int | None = None) -> list[dict[str, Any]]:

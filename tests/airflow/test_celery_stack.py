@@ -1,10 +1,12 @@
 """Airflow's CeleryExecutor, live: `fnd up --executor celery --workers 2` on this machine.
 
-Two Celery workers on the default queue and one on the `gpu` queue (FND_TRAIN_QUEUE), the
+Two Celery workers on the default queue and two on the `gpu` queue (FND_TRAIN_QUEUE), the
 broker a Redis database of its own, results in Airflow's Postgres. Shown: the shards of one
-`fnd_score` run land on both workers, the training task only on the train queue's worker,
-and a worker SIGKILLed in the middle of a shard costs nothing: the scheduler sees the shard
-stop heartbeating, retries it on the worker that is left, and every post is scored once.
+`fnd_score` run land on both workers, the training task only on the train queue's workers, a
+model search's eight candidates spread over both train workers and end in a recorded gate
+decision, and a worker SIGKILLed in the middle of a shard costs nothing: the scheduler sees
+the shard stop heartbeating, retries it on the worker that is left, and every post is scored
+once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 BROKER = "redis://127.0.0.1:6379/11"  # a database of its own, emptied first
 N_POSTS = 400
+TRAIN_WORKERS = {"train-worker-1", "train-worker-2"}
+# eight cheap candidates: two linear kinds x class weights x topic weights
+SPACE = {"version": 1, "method": "grid", "parameters": {
+    "kind": {"values": ["linear", "text_linear"]}, "class_weights": {"values": [True, False]},
+    "topic_weights": {"values": [False, True]}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +52,9 @@ def celery_stack(create_database, tmp_path_factory):
         # Where tasks run is shown, not which model wins: one candidate kind, one fold draw.
         "FND_CANDIDATE_KINDS": "fusion",
         "FND_CV_REPEATS": "1",
+        "FND_MODEL_PRESET": "tiny",  # what the sweep's candidates encode with
     }
-    args = ("--executor", "celery", "--workers", "2", "--train-workers", "1")
+    args = ("--executor", "celery", "--workers", "2", "--train-workers", "2")
     with running_stack(create_database, tmp_path_factory.mktemp("celery"), args, env) as stack:
         wait_idle(stack.client)
         yield stack
@@ -76,8 +84,8 @@ def test_shards_spread_over_workers_and_training_runs_on_its_queue(celery_stack)
     retrain = client.trigger("fnd_retrain", conf)
     done = wait_for_run(client, "fnd_retrain", retrain["dag_run_id"], timeout_s=600)
     assert done["state"] == "success", client.task_states("fnd_retrain", retrain["dag_run_id"])
-    assert hostnames(client, "fnd_retrain", retrain["dag_run_id"], "train") == {
-        -1: "train-worker-1"}  # fmt: skip
+    [trained_on] = hostnames(client, "fnd_retrain", retrain["dag_run_id"], "train").values()
+    assert trained_on in TRAIN_WORKERS
     others = set(hostnames(client, "fnd_retrain", retrain["dag_run_id"], "snapshot").values())
     assert others <= {"worker-1", "worker-2"}  # the rest stays on the default queue
     wait_idle(client)  # the rescoring it triggered
@@ -88,6 +96,29 @@ def test_shards_spread_over_workers_and_training_runs_on_its_queue(celery_stack)
     ran_on = hostnames(client, "fnd_score", score["dag_run_id"], "score_shard")
     assert len(ran_on) == 4 and set(ran_on.values()) == {"worker-1", "worker-2"}, ran_on
     assert scalar(engine, "select count(*) from fnd.latest_predictions") == N_POSTS
+
+
+def test_a_sweeps_candidates_spread_over_the_train_workers(celery_stack):
+    from tests.airflow.live_stack import wait_idle
+
+    client, engine = celery_stack.client, celery_stack.engine()
+    wait_idle(client)
+    conf = client.form_conf("fnd_sweep", space=SPACE, budget=8, min_accuracy=1.0)
+    run = client.trigger("fnd_sweep", conf)
+    done = wait_for_run(client, "fnd_sweep", run["dag_run_id"], timeout_s=600)
+    assert done["state"] == "success", client.task_states("fnd_sweep", run["dag_run_id"])
+    ran_on = hostnames(client, "fnd_sweep", run["dag_run_id"], "evaluate_candidate")
+    assert sorted(ran_on) == list(range(8)) and set(ran_on.values()) == TRAIN_WORKERS, ran_on
+    with engine.connect() as conn:
+        version, winner = conn.execute(sa.text("select version, winner from fnd.sweeps")).one()
+        status, gate = conn.execute(sa.text(
+            "select status, gate ->> 'decision' from fnd.model_versions where version = :v"
+        ), {"v": version}).one()  # fmt: skip
+        n_done = conn.execute(sa.text(
+            "select count(*) from fnd.sweep_candidates where status = 'done'"
+        )).scalar_one()  # fmt: skip
+    assert n_done == 8 and winner in range(8)
+    assert (status, gate) == ("rejected", "reject")  # a floor of 1.0: a recorded rejection
 
 
 def _kill_worker(stack_pid: int, name: str) -> int:
