@@ -35,8 +35,8 @@ from fnd_core.settings import Settings
 
 def held_out_p(bench, part, plan, params: dict, test: np.ndarray) -> np.ndarray:
     """P(fake) of the held-out posts under the recipe ``params`` fitted on the training part."""
-    base_config, base_recipe = sweep._base(bench.settings)
-    kind, config, recipe = apply(params, base_config, base_recipe)
+    base_config, base = sweep.base_recipe(bench.settings)
+    kind, config, recipe = apply(params, base_config, base)
     part = dataclasses.replace(part, config=config)
     everyone = np.arange(len(part.y))
     model = candidates.fit(kind, part, everyone, recipe, n_folds=plan.n_folds, seed=0)

@@ -7,7 +7,7 @@ DAG's own (no group), as the UI plugin and the kick-off name them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import chain, get_current_context, task
@@ -15,19 +15,22 @@ from airflow.sdk import chain, get_current_context, task
 from fnd_airflow.dag_support import fnd_engine, fnd_settings
 from fnd_core import contracts
 
+if TYPE_CHECKING:
+    from fnd_core.pipeline.gate import GatePolicy
+
 
 def gate_candidate(candidate: Any, *, reason: str) -> None:
     """Wire the gate's tasks after ``candidate`` (the XComArg of a registered candidate);
     ``reason``: why the scoring run a promotion starts was started, as its conf says."""
 
     @task
-    def evaluate(candidate: dict) -> dict:
+    def evaluate(candidate: Any) -> dict:
         from fnd_core.pipeline import retrain
 
         return retrain.evaluate(fnd_engine(), fnd_settings(), candidate["version"])
 
     @task
-    def gate(evaluation: dict) -> dict:
+    def gate(evaluation: Any) -> dict:
         """The gate's decision (a pure function of the evidence and the policy), passed on."""
         from fnd_core.pipeline import retrain
 
@@ -37,15 +40,15 @@ def gate_candidate(candidate: Any, *, reason: str) -> None:
         return decision.to_json()
 
     @task.branch
-    def route(decision: dict) -> str:
+    def route(decision: Any) -> str:
         return "promote" if decision["decision"] == "promote" else "reject"
 
     @task
-    def promote(evaluation: dict, decision: dict) -> dict:
+    def promote(evaluation: Any, decision: Any) -> dict:
         return _record(evaluation, decision)
 
     @task
-    def reject(evaluation: dict, decision: dict) -> dict:
+    def reject(evaluation: Any, decision: Any) -> dict:
         return _record(evaluation, decision)
 
     trigger_rescoring = TriggerDagRunOperator(
@@ -61,7 +64,7 @@ def gate_candidate(candidate: Any, *, reason: str) -> None:
     chain(promoted, trigger_rescoring)
 
 
-def _policy():
+def _policy() -> tuple[GatePolicy, str | None, str | None]:
     """This run's gate policy (Params override settings), who forced, who set the floor."""
     from fnd_core.pipeline import retrain
 

@@ -115,12 +115,14 @@ def gate(
     winner's own estimate on the same folds. A champion recorded before recipes were compared
     (no ``same_recipe``) keeps the tolerance rule."""
     metric = policy.metric
-    champion = evaluation.get("champion")
+    champion = evaluation.get("champion") or {}
     naive = Scorecard.from_summary(evaluation["candidate"], metric)
     nested = (evaluation.get("selection") or {}).get("nested")
-    reads_nested = bool(nested) and nested.get("metric") == metric
+    card = naive
+    if isinstance(nested, dict) and nested.get("metric") == metric:
+        card = Scorecard.nested(nested, naive)
     decision = decide(
-        Scorecard.nested(nested, naive) if reads_nested else naive,
+        card,
         policy,
         baselines={
             name: Scorecard.from_summary(summary, metric)
@@ -129,8 +131,8 @@ def gate(
         champion=Scorecard.from_summary(champion, metric) if champion else None,
         forced_by=forced_by,
         same_folds=naive,
-        new_recipe=bool(champion) and champion.get("same_recipe") is False,
-        paired_se=champion.get("paired_se") if champion else None,
+        new_recipe=champion.get("same_recipe") is False,
+        paired_se=champion.get("paired_se"),
     )
     log.info("gate for %s: %s", evaluation["version"], decision.reason)
     return decision

@@ -39,6 +39,7 @@ from fnd_core.pipeline.sweep_space import SweepSpace, apply
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from fnd_core.model.config import ModelConfig
     from fnd_core.pipeline.candidates import FoldData
     from fnd_core.pipeline.evaluation import CVPlan, Recipe
     from fnd_core.settings import Settings
@@ -103,11 +104,13 @@ def prepare(engine: Engine, settings: Settings, snap: dict[str, Any]) -> Prepare
     examples = retrain.load_examples(
         engine, as_of=datetime.fromisoformat(snap["as_of"]), max_posts=snap.get("max_posts")
     )
-    config, recipe = _base(settings)
+    config, recipe = base_recipe(settings)
     return candidate_training.fold_setup(settings, examples, config, recipe)
 
 
-def _base(settings: Settings) -> tuple[Any, Recipe]:
+def base_recipe(settings: Settings) -> tuple[ModelConfig, Recipe]:
+    """Today's architecture and recipe (the settings' preset, epochs and training options):
+    what a candidate's parameters are applied over."""
     from fnd_core.model.config import ModelConfig
     from fnd_core.pipeline.evaluation import Recipe
 
@@ -162,8 +165,8 @@ def estimate_candidate(
     from fnd_core.pipeline.evaluation import TooFewTopicsError
     from fnd_core.pipeline.nested_selection import inner_parts
 
-    base_config, base_recipe = _base(settings)
-    kind, config, recipe = apply(params, base_config, base_recipe)
+    base_config, base = base_recipe(settings)
+    kind, config, recipe = apply(params, base_config, base)
     data = dataclasses.replace(data, config=config)
     if kind not in data.available():
         raise ValueError(f"kind {kind!r} cannot be fitted on this model's inputs")

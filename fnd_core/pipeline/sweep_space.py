@@ -79,7 +79,7 @@ class Parameter:
             raise ValueError(f"sweep parameter {name!r} takes an integer, got {value!r}")
         if not number or not math.isfinite(value):
             raise ValueError(f"sweep parameter {name!r} takes a number, got {value!r}")
-        if not (self.low <= value <= self.high):  # type: ignore[operator]
+        if not (self.low <= value <= self.high):
             raise ValueError(
                 f"sweep parameter {name!r} must lie in [{self.low}, {self.high}], got {value!r}"
             )
