@@ -124,7 +124,8 @@ def fnd_sweep():
                                   budget=params["budget"], run_id=context["run_id"])  # fmt: skip
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
-        return [{"sweep_id": started["sweep_id"], "candidate": i} for i in started["candidates"]]
+        return [{"sweep_id": started["sweep_id"], "candidate": i, "snap": snap}
+                for i in started["candidates"]]  # fmt: skip
 
     @task(
         task_id=contracts.SWEEP_CANDIDATE_TASK,
@@ -132,21 +133,24 @@ def fnd_sweep():
         execution_timeout=TRAIN_TIMEOUT,
         map_index_template="{{ candidate_label }}",
     )
-    def evaluate_candidate(snap: dict, job: dict) -> dict:
+    def evaluate_candidate(job: dict) -> dict:
         from fnd_core.pipeline import sweep
 
         context = get_current_context()
         context["candidate_label"] = f"candidate {job['candidate']}"  # type: ignore[typeddict-unknown-key]
         return sweep.evaluate_candidate(
-            fnd_engine(), fnd_settings(), snap, job["sweep_id"], job["candidate"]
+            fnd_engine(), fnd_settings(), job["snap"], job["sweep_id"], job["candidate"]
         )
 
-    @task(trigger_rule="all_done")
-    def select(snap: dict, jobs: list[dict], _done: list) -> dict:
+    # every candidate done, failed or not (a failed one is recorded and left out); nothing to
+    # select when `start` itself failed (its upstreams are start and the candidates only)
+    @task(trigger_rule="all_done_min_one_success")
+    def select(jobs: list[dict], _done: list) -> dict:
         """The winner and its nested estimate, from every candidate that finished."""
         from fnd_core.pipeline import sweep
 
-        return sweep.select(fnd_engine(), fnd_settings(), snap, jobs[0]["sweep_id"])
+        job = jobs[0]
+        return sweep.select(fnd_engine(), fnd_settings(), job["snap"], job["sweep_id"])
 
     @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
     def train_winner(snap: dict, selection: dict) -> dict:
@@ -162,8 +166,8 @@ def fnd_sweep():
 
     snap = snapshot()
     jobs = start(snap, validate_snapshot(snap))
-    done = evaluate_candidate.partial(snap=snap).expand(job=jobs)
-    selection = select(snap, jobs, done)
+    done = evaluate_candidate.expand(job=jobs)
+    selection = select(jobs, done)
     gate_candidate(train_winner(snap, selection), reason="new champion from fnd_sweep")
 
 

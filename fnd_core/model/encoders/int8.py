@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
 
-FORMAT = "fnd-int8/1"
+FORMAT = "fnd-int8/2"  # 2: weights in 7 bits (reduce_range), what non-VNNI CPUs need
 FOLDER = "encoders-int8"
 CALIBRATION_BATCH = 8
 IMAGE_METHOD = "static QDQ: int8 per-channel weights, uint8 activations, MinMax calibration"
@@ -331,6 +331,7 @@ def _quantize_image(
     quantize_static(
         work / "pre.onnx", work / "int8.onnx", Pictures(), quant_format=QuantFormat.QDQ,
         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        reduce_range=True,
     )  # fmt: skip
 
 
@@ -339,5 +340,5 @@ def _quantize_text(work: Path) -> None:
 
     quantize_dynamic(
         work / "float.onnx", work / "int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul"], reduce_range=True,
     )  # fmt: skip
