@@ -1,6 +1,9 @@
 """
 ### fnd_retrain — nightly retraining behind an accuracy gate
 
+0. **claim_training_lease** (setup): wait until no other retraining or sweep runs (at most
+   `FND_TRAINING_LEASE_WAIT_HOURS`); **release_training_lease** (teardown) gives it back
+   however the run ends;
 1. **snapshot**: the labelled posts ingested up to now (later steps re-read exactly those);
    no labelled posts yet → the run is skipped, not failed;
 2. **validate_snapshot**: Great Expectations suite `training_set` (rows, balance, leak groups);
@@ -43,6 +46,13 @@ from fnd_airflow.dag_support import (
     fnd_settings,
 )
 from fnd_airflow.gate_tasks import gate_candidate
+from fnd_airflow.training_tasks import (
+    claim_training_lease,
+    gate_params,
+    hold_training_lease,
+    release_training_lease,
+    snapshot_tasks,
+)
 from fnd_core import contracts
 from fnd_core.model.presets import PRESET_NAMES
 
@@ -86,54 +96,16 @@ def retrain_schedule():
             title="Backbone preset",
             description="Default: FND_MODEL_PRESET.",
         ),
-        "min_accuracy": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            title="Gate: floor on the cross-validated gate metric",
-            description="Empty: FND_GATE_MIN_ACCURACY. A value set here is audited.",
-        ),
-        "force_promote": Param(
-            False,
-            type="boolean",
-            title="Force promotion",
-            description="Promote even if the gate rejects. Audited: your user name is recorded.",
-        ),
+        **gate_params("the cross-validated gate metric"),
     },
     **COMMON_DAG_KWARGS,
 )
 def fnd_retrain():
-    @task
-    def snapshot() -> dict:
-        """Freeze the labelled posts; skip the whole run (not fail) when there are none yet."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from fnd_core.pipeline import retrain
-
-        snap = retrain.snapshot(fnd_engine(), fnd_settings().train_max_posts)
-        if snap["n_labelled"] == 0:
-            raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
-        return snap
-
-    @task(task_id=contracts.VALIDATE_SNAPSHOT_TASK, retries=0)
-    def validate_snapshot(snap: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from fnd_core.pipeline import retrain
-
-        context = get_current_context()
-        try:
-            return retrain.validate_snapshot(
-                fnd_engine(), fnd_settings(), snap, run_id=context["run_id"]
-            )
-        except retrain.SnapshotInvalidError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
     @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
     def train(snap: dict, _validated: dict) -> dict:
         from fnd_core.pipeline import retrain
 
+        hold_training_lease()
         context = get_current_context()
         params = context["params"]
         return retrain.train_candidate(
@@ -150,6 +122,7 @@ def fnd_retrain():
         """Train as a Vertex AI CustomJob (fnd_airflow.gcp); the candidate it registered."""
         from fnd_airflow.gcp import train_on_vertex as run_job
 
+        hold_training_lease()
         context = get_current_context()
         params = context["params"]
         return run_job(
@@ -162,10 +135,12 @@ def fnd_retrain():
             database_url=fnd_database_url(),
         )
 
-    snap = snapshot()
+    lease = claim_training_lease()
+    snap, validated = snapshot_tasks()
+    lease >> snap
     trainer = train_on_vertex if TRAIN_BACKEND == "vertex" else train
-    candidate = trainer(snap, validate_snapshot(snap))
-    gate_candidate(candidate, reason="new champion from fnd_retrain")
+    candidate = trainer(snap, validated)
+    release_training_lease(lease, gate_candidate(candidate, reason="new champion from fnd_retrain"))
 
 
 fnd_retrain()

@@ -1,6 +1,8 @@
 """
 ### fnd_sweep — model search: candidate recipes as mapped tasks, the winner gated honestly
 
+0. **claim_training_lease** / **release_training_lease**: as `fnd_retrain`, at most one
+   retraining or sweep at a time;
 1. **snapshot** and **validate_snapshot**: as `fnd_retrain` (the labelled posts up to now;
    the `training_set` suite);
 2. **start**: the search space (the form's, else `sweeps/default.yaml`) expanded to at most
@@ -29,6 +31,13 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from fnd_airflow.dag_support import COMMON_DAG_KWARGS, TRAIN_TIMEOUT, fnd_engine, fnd_settings
 from fnd_airflow.gate_tasks import gate_candidate
+from fnd_airflow.training_tasks import (
+    claim_training_lease,
+    gate_params,
+    hold_training_lease,
+    release_training_lease,
+    snapshot_tasks,
+)
 from fnd_core import contracts
 
 SETTINGS = fnd_settings()  # read once at parse time: the schedule, the form's bounds, the queue
@@ -64,49 +73,11 @@ def _default_space() -> dict:
             title="Candidates",
             description="Most candidates (mapped tasks). At most FND_SWEEP_MAX_CANDIDATES.",
         ),
-        "min_accuracy": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            title="Gate: floor on the nested gate metric",
-            description="Empty: FND_GATE_MIN_ACCURACY. A value set here is audited.",
-        ),
-        "force_promote": Param(
-            False,
-            type="boolean",
-            title="Force promotion",
-            description="Promote even if the gate rejects. Audited: your user name is recorded.",
-        ),
+        **gate_params("the nested gate metric"),
     },
     **COMMON_DAG_KWARGS,
 )
 def fnd_sweep():
-    @task
-    def snapshot() -> dict:
-        """Freeze the labelled posts; skip the whole run (not fail) when there are none yet."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from fnd_core.pipeline import retrain
-
-        snap = retrain.snapshot(fnd_engine(), fnd_settings().train_max_posts)
-        if snap["n_labelled"] == 0:
-            raise AirflowSkipException(retrain.NO_LABELLED_POSTS)
-        return snap
-
-    @task(task_id=contracts.VALIDATE_SNAPSHOT_TASK, retries=0)
-    def validate_snapshot(snap: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from fnd_core.pipeline import retrain
-
-        try:
-            return retrain.validate_snapshot(
-                fnd_engine(), fnd_settings(), snap, run_id=get_current_context()["run_id"]
-            )
-        except retrain.SnapshotInvalidError as exc:
-            raise AirflowFailException(str(exc)) from exc
-
     @task(queue=SETTINGS.train_queue, execution_timeout=TRAIN_TIMEOUT)
     def start(snap: dict, _validated: dict) -> list[dict]:
         """Expand and record the candidates, one ``{sweep_id, candidate}`` each to map over; a
@@ -116,6 +87,7 @@ def fnd_sweep():
         from fnd_core.pipeline import sweep
         from fnd_core.pipeline.sweep_space import load_space
 
+        hold_training_lease()
         context = get_current_context()
         params = context["params"]
         try:
@@ -136,6 +108,7 @@ def fnd_sweep():
     def evaluate_candidate(job: dict) -> dict:
         from fnd_core.pipeline import sweep
 
+        hold_training_lease()
         context = get_current_context()
         context["candidate_label"] = f"candidate {job['candidate']}"  # type: ignore[typeddict-unknown-key]
         return sweep.evaluate_candidate(
@@ -158,17 +131,21 @@ def fnd_sweep():
 
         from fnd_core.pipeline import sweep
 
+        hold_training_lease()
         try:
             return sweep.train_winner(fnd_engine(), fnd_settings(), snap, selection,
                                       run_id=get_current_context()["run_id"])  # fmt: skip
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    snap = snapshot()
-    jobs = start(snap, validate_snapshot(snap))
+    lease = claim_training_lease()
+    snap, validated = snapshot_tasks()
+    lease >> snap
+    jobs = start(snap, validated)
     done = evaluate_candidate.expand(job=jobs)
     selection = select(jobs, done)
-    gate_candidate(train_winner(snap, selection), reason="new champion from fnd_sweep")
+    leaves = gate_candidate(train_winner(snap, selection), reason="new champion from fnd_sweep")
+    release_training_lease(lease, leaves)
 
 
 fnd_sweep()

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from fnd_core.pipeline.gate import GatePolicy
 
 
-def gate_candidate(candidate: Any, *, reason: str) -> None:
+def gate_candidate(candidate: Any, *, reason: str) -> list[Any]:
     """Wire the gate's tasks after ``candidate`` (the XComArg of a registered candidate);
-    ``reason``: why the scoring run a promotion starts was started, as its conf says."""
+    ``reason``: why the scoring run a promotion starts was started, as its conf says. Returns
+    the run's last tasks (whichever way the gate went), for the lease's teardown to follow."""
 
     @task
     def evaluate(candidate: Any) -> dict:
@@ -62,6 +63,7 @@ def gate_candidate(candidate: Any, *, reason: str) -> None:
     promoted, rejected = promote(evaluation, decision), reject(evaluation, decision)
     chain(route(decision), [promoted, rejected])
     chain(promoted, trigger_rescoring)
+    return [rejected, trigger_rescoring]
 
 
 def _policy() -> tuple[GatePolicy, str | None, str | None]:

@@ -22,6 +22,8 @@ SCORE_SHARD_TASK = "score_shard"  # fnd_score: one mapped instance per shard
 VALIDATE_SNAPSHOT_TASK = "validate_snapshot"  # fnd_retrain: the GX suite over the snapshot
 RESCORING_TASK = "trigger_rescoring"  # fnd_retrain, fnd_sweep: fnd_score after a promotion
 SWEEP_CANDIDATE_TASK = "evaluate_candidate"  # fnd_sweep: one mapped instance per candidate
+CLAIM_LEASE_TASK = "claim_training_lease"  # fnd_retrain, fnd_sweep: wait for the training lease
+RELEASE_LEASE_TASK = "release_training_lease"  # their teardown: give the lease back
 
 # Assets: the contract between the DAGs (ingest -> score, retrain -> score, drift -> retrain)
 POSTS_ASSET = "fnd://posts"

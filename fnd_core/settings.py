@@ -10,12 +10,19 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fnd_core.contracts import GCP_CONN_ID
 
 GATE_METRICS = ("balanced_accuracy", "macro_f1")  # fnd_core.pipeline.gate computes them
+
+
+def _positive_hours(env: str, hours: float) -> timedelta:
+    if not hours > 0:
+        raise ValueError(f"{env}={hours!r}: must be a number of hours above 0")
+    return timedelta(hours=hours)
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:
@@ -253,6 +260,19 @@ class Settings:
     sweep_cron: str | None = _setting(
         "FND_SWEEP_CRON", None, "Cron of the scheduled model search (fnd_sweep); unset: manual"
     )
+    training_lease_hours: float = _setting(
+        "FND_TRAINING_LEASE_HOURS",
+        7.0,
+        "At most one retraining or sweep at a time: a run's lease lasts this long past its "
+        "last training step's start (a step may take 6 h); a holder silent longer is taken "
+        "for dead and the next run takes the lease over",
+    )
+    training_lease_wait_hours: float = _setting(
+        "FND_TRAINING_LEASE_WAIT_HOURS",
+        12.0,
+        "How long a retraining or sweep DAG run waits for another's lease before it fails "
+        "(the CLI does not wait: it refuses at once)",
+    )
     gate_new_recipe_margin: float = _setting(
         "FND_GATE_NEW_RECIPE_MARGIN",
         0.005,
@@ -364,6 +384,16 @@ class Settings:
         if "gcs_endpoint" not in values and emulator:  # what Google's client libraries honour
             values["gcs_endpoint"] = emulator if "://" in emulator else f"http://{emulator}"
         return cls(**values)
+
+    @property
+    def training_lease_ttl(self) -> timedelta:
+        """How long a training run's lease holds without a renewal (FND_TRAINING_LEASE_HOURS)."""
+        return _positive_hours("FND_TRAINING_LEASE_HOURS", self.training_lease_hours)
+
+    @property
+    def training_lease_wait(self) -> timedelta:
+        """How long a DAG run waits for the lease (FND_TRAINING_LEASE_WAIT_HOURS)."""
+        return _positive_hours("FND_TRAINING_LEASE_WAIT_HOURS", self.training_lease_wait_hours)
 
     # Derived locations --------------------------------------------------------------
     @property

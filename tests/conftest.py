@@ -35,6 +35,7 @@ os.environ.setdefault("FND_NESTED_SELECTION", "0")
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 DATA_TABLES = (
+    "training_lease",
     "sweep_candidates",
     "sweeps",
     "drift_reports",

@@ -19,7 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fnd_core.pipeline import registry
+from fnd_core.pipeline import registry, training_lease
 from fnd_core.pipeline.candidate_training import (
     DEFAULT_EPOCHS,
     candidate_version,
@@ -203,14 +203,19 @@ def run(
 ) -> dict[str, Any]:
     """The whole recipe in one process (``fnd train``, tests, benchmarks): snapshot →
     validate → train → evaluate → gate → promote or reject. The ``fnd_retrain`` DAG runs the
-    same steps as tasks. No labelled posts: ``{"skipped": reason}``, nothing trained."""
-    snap = snapshot(engine, settings.train_max_posts)
-    if snap["n_labelled"] == 0:
-        return {"skipped": NO_LABELLED_POSTS}
-    validate_snapshot(engine, settings, snap, run_id=run_id)
-    candidate = train_candidate(engine, settings, snap, run_id=run_id, **train_kwargs)
-    evaluation = evaluate(engine, settings, candidate["version"])
-    policy = policy_from(settings, min_accuracy=min_accuracy)
-    decision = gate(evaluation, policy, forced_by=forced_by)
-    outcome = record_decision(engine, evaluation, decision, policy, floor_set_by=floor_set_by)
-    return {"candidate": candidate, "evaluation": evaluation, **outcome}
+    same steps as tasks. No labelled posts: ``{"skipped": reason}``, nothing trained.
+
+    Holds the training lease throughout: another retraining or sweep running raises
+    :class:`~fnd_core.pipeline.training_lease.LeaseHeldError` before anything is read."""
+    holder = training_lease.cli_holder("train")
+    with training_lease.held(engine, holder, settings.training_lease_ttl):
+        snap = snapshot(engine, settings.train_max_posts)
+        if snap["n_labelled"] == 0:
+            return {"skipped": NO_LABELLED_POSTS}
+        validate_snapshot(engine, settings, snap, run_id=run_id)
+        candidate = train_candidate(engine, settings, snap, run_id=run_id, **train_kwargs)
+        evaluation = evaluate(engine, settings, candidate["version"])
+        policy = policy_from(settings, min_accuracy=min_accuracy)
+        decision = gate(evaluation, policy, forced_by=forced_by)
+        outcome = record_decision(engine, evaluation, decision, policy, floor_set_by=floor_set_by)
+        return {"candidate": candidate, "evaluation": evaluation, **outcome}

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from fnd_core.pipeline import candidate_training, retrain
+from fnd_core.pipeline import candidate_training, retrain, training_lease
 from fnd_core.pipeline.sweep_space import SweepSpace, apply
 
 if TYPE_CHECKING:
@@ -206,22 +206,18 @@ def plan_fingerprint(plan: CVPlan) -> str:
     return digest.hexdigest()
 
 
-def _candidate_row(engine: Engine, sweep_id: str, candidate: int) -> dict[str, Any]:
+def _rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """The rows of one read of the sweep tables, as dicts."""
     with engine.connect() as conn:
-        row = (
-            conn.execute(
-                sa.text(
-                    "select config, status, estimate from fnd.sweep_candidates "
-                    "where sweep_id = :id and candidate = :i"
-                ),
-                {"id": sweep_id, "i": candidate},
-            )
-            .mappings()
-            .first()
-        )
-    if row is None:
+        return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
+
+
+def _candidate_row(engine: Engine, sweep_id: str, candidate: int) -> dict[str, Any]:
+    rows = _rows(engine, "select config, status, estimate from fnd.sweep_candidates "
+                 "where sweep_id = :id and candidate = :i", id=sweep_id, i=candidate)  # fmt: skip
+    if not rows:
         raise LookupError(f"sweep {sweep_id} has no candidate {candidate}")
-    return dict(row)
+    return rows[0]
 
 
 def _record_candidate(engine: Engine, sweep_id: str, candidate: int, f: dict[str, Any]) -> None:
@@ -316,16 +312,12 @@ def _first_repeat(plan: CVPlan) -> CVPlan:
 
 
 def _finished(engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "select candidate, config, estimate, inner_estimates, plan_sha256, oof_p_fake "
-                "from fnd.sweep_candidates where sweep_id = :id and status = 'done' "
-                "order by candidate"
-            ),
-            {"id": sweep_id},
-        ).mappings()
-        return [dict(r) for r in rows]
+    return _rows(
+        engine,
+        "select candidate, config, estimate, inner_estimates, plan_sha256, oof_p_fake "
+        "from fnd.sweep_candidates where sweep_id = :id and status = 'done' order by candidate",
+        id=sweep_id,
+    )
 
 
 def _finish(
@@ -393,35 +385,38 @@ def run(
     run_id: str = "cli",
 ) -> dict[str, Any]:
     """The whole sweep in one process (``fnd sweep``): snapshot → validate → candidates →
-    select → train the winner → evaluate → gate → promote or reject."""
-    snap = retrain.snapshot(engine, settings.train_max_posts)
-    if snap["n_labelled"] == 0:
-        return {"skipped": retrain.NO_LABELLED_POSTS}
-    retrain.validate_snapshot(engine, settings, snap, run_id=run_id)
-    started = start(engine, settings, snap, space, budget=budget, run_id=run_id)
-    prepared = prepare(engine, settings, snap)
-    for i in started["candidates"]:
-        evaluate_candidate(engine, settings, snap, started["sweep_id"], i, prepared=prepared)
-    selection = select(engine, settings, snap, started["sweep_id"])
-    candidate = train_winner(engine, settings, snap, selection, run_id=run_id)
-    evaluation = retrain.evaluate(engine, settings, candidate["version"])
-    policy = retrain.policy_from(settings, min_accuracy=min_accuracy)
-    decision = retrain.gate(evaluation, policy, forced_by=forced_by)
-    outcome = retrain.record_decision(
-        engine, evaluation, decision, policy, floor_set_by=floor_set_by
-    )
-    return {"sweep": selection, "candidate": candidate, **outcome}
+    select → train the winner → evaluate → gate → promote or reject, holding the training
+    lease throughout (renewed before each candidate), as :func:`retrain.run` does."""
+    holder = training_lease.cli_holder("sweep")
+    ttl = settings.training_lease_ttl
+    with training_lease.held(engine, holder, ttl):
+        snap = retrain.snapshot(engine, settings.train_max_posts)
+        if snap["n_labelled"] == 0:
+            return {"skipped": retrain.NO_LABELLED_POSTS}
+        retrain.validate_snapshot(engine, settings, snap, run_id=run_id)
+        started = start(engine, settings, snap, space, budget=budget, run_id=run_id)
+        prepared = prepare(engine, settings, snap)
+        for i in started["candidates"]:
+            training_lease.renew(engine, holder, ttl)
+            evaluate_candidate(engine, settings, snap, started["sweep_id"], i, prepared=prepared)
+        selection = select(engine, settings, snap, started["sweep_id"])
+        training_lease.renew(engine, holder, ttl)
+        candidate = train_winner(engine, settings, snap, selection, run_id=run_id)
+        evaluation = retrain.evaluate(engine, settings, candidate["version"])
+        policy = retrain.policy_from(settings, min_accuracy=min_accuracy)
+        decision = retrain.gate(evaluation, policy, forced_by=forced_by)
+        outcome = retrain.record_decision(
+            engine, evaluation, decision, policy, floor_set_by=floor_set_by
+        )
+        return {"sweep": selection, "candidate": candidate, **outcome}
 
 
 def candidates_table(engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
     """The sweep's candidates, best estimate first (failed ones last, with their reason)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "select candidate, config, status, estimate, estimate_spread, estimate_by_story,"
-                " interval_low, interval_high, error, seconds from fnd.sweep_candidates"
-                " where sweep_id = :id order by estimate desc nulls last, candidate"
-            ),
-            {"id": sweep_id},
-        ).mappings()
-        return [dict(r) for r in rows]
+    return _rows(
+        engine,
+        "select candidate, config, status, estimate, estimate_spread, estimate_by_story,"
+        " interval_low, interval_high, error, seconds from fnd.sweep_candidates"
+        " where sweep_id = :id order by estimate desc nulls last, candidate",
+        id=sweep_id,
+    )

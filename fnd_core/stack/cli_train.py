@@ -7,11 +7,59 @@ group; split out so each area's commands read on their own.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import click
 
 from fnd_core.model.config import PRESETS
 from fnd_core.stack.cli_context import engine_from, settings_from
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# Exit status of a training command refused because another run holds the training lease
+# (EX_TEMPFAIL: try again later).
+EXIT_LEASE_HELD = 75
+
+
+class TrainingLeaseHeld(click.ClickException):
+    exit_code = EXIT_LEASE_HELD
+
+
+def gate_options(figure: str) -> Callable[[F], F]:
+    """``--min-accuracy`` and ``--force-promote``: the gate's audited overrides, one spelling
+    for every command that gates a candidate."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--force-promote",
+            "forced_by",
+            default=None,
+            metavar="WHO",
+            help="Promote even if the gate says no; WHO is recorded for the audit.",
+        )(fn)
+        return click.option(
+            "--min-accuracy",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help=f"Gate floor on {figure} (default: FND_GATE_MIN_ACCURACY); recorded as set "
+            "by you.",
+        )(fn)
+
+    return decorate
+
+
+@contextmanager
+def refused_while_training() -> Iterator[None]:
+    """Another retraining or sweep holds the lease: say who, exit 75, nothing trained."""
+    from fnd_core.pipeline.training_lease import LeaseHeldError
+
+    try:
+        yield
+    except LeaseHeldError as exc:
+        raise TrainingLeaseHeld(str(exc)) from exc
 
 
 @click.command("train")
@@ -38,19 +86,7 @@ from fnd_core.stack.cli_context import engine_from, settings_from
     help="How the head combines image and text embeddings.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--min-accuracy",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Gate floor on the gate metric (default: FND_GATE_MIN_ACCURACY); recorded as set by you.",
-)
-@click.option(
-    "--force-promote",
-    "forced_by",
-    default=None,
-    metavar="WHO",
-    help="Promote even if the gate says no; WHO is recorded for the audit.",
-)
+@gate_options("the gate metric")
 @click.option("--shuffle-labels", is_flag=True, help="Sanity check: train on shuffled labels.")
 @click.option(
     "--snapshot",
@@ -96,19 +132,20 @@ def train_cmd(
         click.echo(json.dumps(candidate, sort_keys=True))
         return
 
-    outcome = retrain.run(
-        engine_from(ctx),
-        settings_from(ctx),
-        min_accuracy=min_accuracy,
-        forced_by=forced_by,
-        floor_set_by=getpass.getuser() if min_accuracy is not None else None,
-        preset=preset,
-        epochs=epochs or settings_from(ctx).train_epochs,
-        seed=seed,
-        ablation=ablation,
-        fusion=fusion,
-        shuffle_labels=shuffle_labels,
-    )
+    with refused_while_training():
+        outcome = retrain.run(
+            engine_from(ctx),
+            settings_from(ctx),
+            min_accuracy=min_accuracy,
+            forced_by=forced_by,
+            floor_set_by=getpass.getuser() if min_accuracy is not None else None,
+            preset=preset,
+            epochs=epochs or settings_from(ctx).train_epochs,
+            seed=seed,
+            ablation=ablation,
+            fusion=fusion,
+            shuffle_labels=shuffle_labels,
+        )
     if "skipped" in outcome:
         click.echo(f"nothing trained: {outcome['skipped']}")
         return
@@ -147,19 +184,7 @@ def _candidate_line(candidate: dict, evaluation: dict) -> str:
     show_default=True,
     help="Most candidates (at most FND_SWEEP_MAX_CANDIDATES).",
 )
-@click.option(
-    "--min-accuracy",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Gate floor on the nested gate metric (default: FND_GATE_MIN_ACCURACY); recorded.",
-)
-@click.option(
-    "--force-promote",
-    "forced_by",
-    default=None,
-    metavar="WHO",
-    help="Promote even if the gate says no; WHO is recorded for the audit.",
-)
+@gate_options("the nested gate metric")
 @click.pass_context
 def sweep_cmd(
     ctx: click.Context,
@@ -179,10 +204,12 @@ def sweep_cmd(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     engine = engine_from(ctx)
-    outcome = sweep.run(
-        engine, settings_from(ctx), space, budget=budget, min_accuracy=min_accuracy,
-        forced_by=forced_by, floor_set_by=getpass.getuser() if min_accuracy is not None else None,
-    )  # fmt: skip
+    with refused_while_training():
+        outcome = sweep.run(
+            engine, settings_from(ctx), space, budget=budget, min_accuracy=min_accuracy,
+            forced_by=forced_by,
+            floor_set_by=getpass.getuser() if min_accuracy is not None else None,
+        )  # fmt: skip
     if "skipped" in outcome:
         click.echo(f"nothing trained: {outcome['skipped']}")
         return

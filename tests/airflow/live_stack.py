@@ -52,6 +52,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Eight cheap candidates (two kinds x class weights x topic weights) for live sweeps
+SWEEP_SPACE = {"version": 1, "method": "grid", "parameters": {
+    "kind": {"values": ["linear", "text_linear"]}, "class_weights": {"values": [True, False]},
+    "topic_weights": {"values": [False, True]}}}  # fmt: skip
+
+
 def stack_env(home: Path, fnd_url: str) -> dict[str, str]:
     """A clean environment: none of the test session's AIRFLOW_* / FND_* variables leak in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FND_"))}
@@ -64,6 +70,8 @@ def stack_env(home: Path, fnd_url: str) -> dict[str, str]:
             "FND_GATE_MIN_ACCURACY": "0",  # a tiny model on a few posts: gate relaxed
             "FND_NUM_WORKERS": "0",
             "FND_SCORE_SHARDS": "2",
+            # A run waiting for another's training lease looks every 30 s, for at most 15 min.
+            "FND_TRAINING_LEASE_WAIT_HOURS": "0.25",
             # A retried task (a killed worker's shard) waits 3 s, not `fnd up`'s 30.
             "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "3",
         }

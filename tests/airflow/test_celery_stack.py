@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from fnd_core.stack.airflow_rest import wait_for_run
 from fnd_core.stack.demo import generate_batch
 from fnd_core.stack.processes import descendants
+from tests.airflow.live_stack import SWEEP_SPACE
 
 pytest_plugins = ["tests.airflow.live_stack"]
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -29,10 +30,6 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 BROKER = "redis://127.0.0.1:6379/11"  # a database of its own, emptied first
 N_POSTS = 400
 TRAIN_WORKERS = {"train-worker-1", "train-worker-2"}
-# eight cheap candidates: two linear kinds x class weights x topic weights
-SPACE = {"version": 1, "method": "grid", "parameters": {
-    "kind": {"values": ["linear", "text_linear"]}, "class_weights": {"values": [True, False]},
-    "topic_weights": {"values": [False, True]}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +100,7 @@ def test_a_sweeps_candidates_spread_over_the_train_workers(celery_stack):
 
     client, engine = celery_stack.client, celery_stack.engine()
     wait_idle(client)
-    conf = client.form_conf("fnd_sweep", space=SPACE, budget=8, min_accuracy=1.0)
+    conf = client.form_conf("fnd_sweep", space=SWEEP_SPACE, budget=8, min_accuracy=1.0)
     run = client.trigger("fnd_sweep", conf)
     done = wait_for_run(client, "fnd_sweep", run["dag_run_id"], timeout_s=600)
     assert done["state"] == "success", client.task_states("fnd_sweep", run["dag_run_id"])

@@ -77,3 +77,63 @@ def test_ingest_retrain_score_through_the_api(live_stack):
     readers = "select count(*) from pg_stat_activity where usename = 'fnd_ui'"
     assert scalar(engine, readers) >= 1
     engine.dispose()
+
+
+def test_a_sweep_of_eight_mapped_candidates_while_a_retraining_waits_for_its_lease(live_stack):
+    """LocalExecutor: fnd_sweep maps eight candidates; an fnd_retrain asked for meanwhile waits
+    for the training lease (its claim rescheduled) and trains only once the sweep gave it back.
+    Both gates reject (a floor of 1.0), on the record."""
+    from tests.airflow.live_stack import SWEEP_SPACE, wait_idle
+
+    client, engine = live_stack.client, live_stack.engine()
+    wait_idle(client)
+    if scalar(engine, "select count(*) from fnd.posts") < N_POSTS:  # run on its own
+        generate_batch(Path(live_stack.home) / "landing", N_POSTS, seed=12)
+        ingest = client.trigger("fnd_ingest", client.form_conf("fnd_ingest"))
+        wait_for_run(client, "fnd_ingest", ingest["dag_run_id"], timeout_s=300)
+    sweep = client.trigger(
+        "fnd_sweep", client.form_conf("fnd_sweep", space=SWEEP_SPACE, budget=8, min_accuracy=1.0)
+    )
+    claimed = wait_for_new_state(client, "fnd_sweep", sweep["dag_run_id"], "claim_training_lease")
+    assert claimed == "success"
+    retrain = client.trigger(
+        "fnd_retrain", client.form_conf("fnd_retrain", epochs=3, preset="tiny", min_accuracy=1.0)
+    )
+    swept = wait_for_run(client, "fnd_sweep", sweep["dag_run_id"], timeout_s=900)
+    sweep_tis = by_task(client, "fnd_sweep", sweep["dag_run_id"])
+    assert swept["state"] == "success", client.task_states("fnd_sweep", sweep["dag_run_id"])
+    assert [sweep_tis[f"evaluate_candidate[{i}]"]["state"] for i in range(8)] == ["success"] * 8
+    retrained = wait_for_run(client, "fnd_retrain", retrain["dag_run_id"], timeout_s=900)
+    retrain_tis = by_task(client, "fnd_retrain", retrain["dag_run_id"])
+    assert retrained["state"] == "success", retrain_tis
+    # one training run at a time: the retraining fitted only after the sweep released
+    released = sweep_tis["release_training_lease"]
+    assert released["state"] == "success"
+    assert retrain_tis["train"]["start_date"] > released["end_date"], (released, retrain_tis)
+    assert retrained["start_date"] < released["end_date"], retrained  # it ran, waiting, meanwhile
+    with engine.connect() as conn:
+        decisions = conn.execute(sa.text(
+            "select gate ->> 'decision' from fnd.model_versions where training_run_id in (:a, :b)"
+        ), {"a": sweep["dag_run_id"], "b": retrain["dag_run_id"]}).scalars().all()  # fmt: skip
+        lease = conn.execute(sa.text("select count(*) from fnd.training_lease")).scalar_one()
+    assert sorted(decisions) == ["reject", "reject"] and lease == 0
+    engine.dispose()
+
+
+def wait_for_new_state(client, dag_id: str, run_id: str, task_id: str, timeout_s: float = 300):
+    """The task's state once it is final (success, failed, skipped...)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.task_states(dag_id, run_id).get(task_id)
+        if state in ("success", "failed", "skipped", "upstream_failed"):
+            return state
+        time.sleep(2)
+    raise AssertionError(f"{dag_id}.{task_id} not done after {timeout_s}s")
+
+
+def by_task(client, dag_id: str, run_id: str) -> dict[str, dict]:
+    """The run's task instances by ``task_id`` (``task_id[i]`` when mapped)."""
+    return {ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): ti
+            for ti in client.task_instances(dag_id, run_id)}  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from fnd_core.pipeline import training_lease
 from fnd_core.settings import Settings
 from tests.airflow.test_pipeline_dags import load_dag, task_states
 from tests.helpers import ingest_demo
@@ -47,6 +48,9 @@ def test_a_sweep_maps_its_candidates_and_gates_the_winner(airflow_db, sweep_env,
         ), {"v": sweep_version}).one()  # fmt: skip
     assert done == 3 and winner in (0, 1, 2)
     assert status == "champion" and gate["evaluation"]["selection"]["sweep"]["winner"] == winner
+    # the run held the training lease from before its snapshot and gave it back at its end
+    assert states["claim_training_lease"] == states["release_training_lease"] == "success"
+    assert training_lease.current(clean_db) is None
 
 
 def test_a_bad_space_from_the_form_fails_before_any_fitting(airflow_db, sweep_env, clean_db):
@@ -59,3 +63,21 @@ def test_a_bad_space_from_the_form_fails_before_any_fitting(airflow_db, sweep_en
                    for k, v in states.items())  # fmt: skip
     with clean_db.connect() as conn:
         assert conn.execute(sa.text("select count(*) from fnd.sweeps")).scalar_one() == 0
+
+
+def test_a_run_waits_for_another_runs_training_lease_then_fails_without_training(
+    airflow_db, sweep_env, clean_db, monkeypatch
+):
+    from datetime import timedelta
+
+    monkeypatch.setenv("FND_TRAINING_LEASE_WAIT_HOURS", "0.001")  # 3.6 s of waiting
+    training_lease.claim(clean_db, "fnd_sweep/manual__other", timedelta(hours=1))
+    run = load_dag("fnd_retrain").test()
+    states = task_states(run)
+    assert run.state == "failed", states
+    assert states["claim_training_lease"] == "failed", states
+    assert states["snapshot"] == "upstream_failed", states
+    assert states.get("release_training_lease") != "success", states  # not its lease to give
+    assert training_lease.current(clean_db).holder == "fnd_sweep/manual__other"
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from fnd.model_versions")).scalar_one() == 0
