@@ -10,10 +10,11 @@ field stripped: topics discovered, the path an unseen deployment takes), the swe
 training part exactly as ``fnd sweep`` does (:func:`fnd_core.pipeline.sweep.estimate_candidate`
 per candidate, :func:`fnd_core.pipeline.sweep.choose`), its winner is fitted on the whole
 training part and scores the held-out events. Printed per hold-out: every candidate's estimate
-and held-out figure; the winner's own (naive) estimate, its nested estimate (what the gate
-reads) and its held-out balanced accuracy; then the mean |estimate - held-out| of both
-figures over the hold-outs: the winner's curse, measured. ``FND_CV_REPEATS`` sets the fold
-draws (the nested choice uses the first).
+and held-out figure; then for each selection rule on the same rows (``one_se``, the sweep's:
+the simplest within one standard error of the best; ``best``: the best estimate) the winner's
+own (naive) estimate, its nested estimate (what the gate reads) and its held-out balanced
+accuracy, and the mean |estimate - held-out| of both figures over the hold-outs: the winner's
+curse, measured. ``FND_CV_REPEATS`` sets the fold draws (the nested choice uses the first).
 """
 
 from __future__ import annotations
@@ -58,19 +59,22 @@ def run_holdout(bench, name: str, test: np.ndarray, space, budget: int) -> dict:
         lines.append([i, params, fmt(row["estimate"]), fmt(row["held_out"]),
                       f"{time.perf_counter() - t0:.0f}"])  # fmt: skip
         print(f"  {lines[-1]}", flush=True)
-    selection = sweep.choose(rows, (part, plan), bench.settings.gate_metric)
-    winner = rows[selection["winner"]]
-    nested = selection["nested"]
     print(f"\n### {name} (event stripped): {len(test)} held-out posts ({int(y.sum())} fake), "
           f"{len(rows)} candidates, {time.perf_counter() - started:.0f} s\n")  # fmt: skip
     print(table(lines, ("#", "recipe", "estimate", "held out", "seconds")))
-    held = winner["held_out"]
-    print(f"\nwinner {winner['candidate']}: own estimate {fmt(selection['naive'])}, nested "
-          f"{fmt(nested and nested['estimate'])}, held out {fmt(held)}; chosen per outer fold "
-          f"{nested and nested['chosen']}")  # fmt: skip
-    return {"name": name, "naive": selection["naive"], "nested": nested and nested["estimate"],
-            "interval": nested and nested["interval"], "held_out": held,
-            "winner": winner["config"]}  # fmt: skip
+    results = {}
+    for rule in sweep.RULES:  # both rules on the same rows
+        selection = sweep.choose(rows, (part, plan), bench.settings.gate_metric,
+                                 base=sweep.base_recipe(bench.settings), rule=rule)  # fmt: skip
+        winner, nested = rows[selection["winner"]], selection["nested"]
+        print(f"\n{rule}: winner {winner['candidate']}, own estimate {fmt(selection['naive'])}, "
+              f"nested {fmt(nested and nested['estimate'])}, held out {fmt(winner['held_out'])};"
+              f" chosen per outer fold {nested and nested['chosen']}")  # fmt: skip
+        results[rule] = {"name": name, "rule": rule, "naive": selection["naive"],
+                         "nested": nested and nested["estimate"],
+                         "interval": nested and nested["interval"],
+                         "held_out": winner["held_out"], "winner": winner["config"]}  # fmt: skip
+    return results
 
 
 def main() -> None:
@@ -91,23 +95,25 @@ def main() -> None:
         rng = random.Random(args.seed)  # the same sandy draw as topic_holdouts
         sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
         sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
-        results = []
+        results: dict[str, list[dict]] = {rule: [] for rule in sweep.RULES}
         for name in args.named.split(","):
             test = np.flatnonzero(np.isin(bench.events, NAMED[name]))
             if name == "H3":
                 test = np.union1d(test, sandy_draw)
-            results.append(run_holdout(bench, name, test, space, args.budget))
-        print("\n## The sweep's winner on the named hold-outs (event stripped)\n")
-        print(table(
-            [[r["name"], r["winner"], fmt(r["naive"]), fmt(r["nested"]),
-              "[{:.3f}, {:.3f}]".format(*r["interval"]) if r["interval"] else "–",
-              fmt(r["held_out"])] for r in results],
-            ("hold-out", "winner", "own estimate (naive)", "nested (the gate reads)",
-             "90 % interval", "held out"),
-        ))  # fmt: skip
-        for key in ("naive", "nested"):
-            gaps = [abs(r[key] - r["held_out"]) for r in results if r[key] is not None]
-            print(f"mean |{key} - held out| {np.mean(gaps):.3f} over {len(gaps)}")
+            for rule, result in run_holdout(bench, name, test, space, args.budget).items():
+                results[rule].append(result)
+        for rule, rows in results.items():
+            print(f"\n## The sweep's winner on the named hold-outs, rule {rule} (event stripped)\n")
+            print(table(
+                [[r["name"], r["winner"], fmt(r["naive"]), fmt(r["nested"]),
+                  "[{:.3f}, {:.3f}]".format(*r["interval"]) if r["interval"] else "–",
+                  fmt(r["held_out"])] for r in rows],
+                ("hold-out", "winner", "own estimate (naive)", "nested (the gate reads)",
+                 "90 % interval", "held out"),
+            ))  # fmt: skip
+            for key in ("naive", "nested"):
+                gaps = [abs(r[key] - r["held_out"]) for r in rows if r[key] is not None]
+                print(f"{rule}: mean |{key} - held out| {np.mean(gaps):.3f} over {len(gaps)}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@
    once as the executor allows): the recipe's estimate on the retraining's topic folds, and on
    each outer fold's inner folds. A candidate that fails is recorded with its reason; the
    search goes on;
-4. **select**: the best estimate wins; its **honest** figure is nested (each outer fold
-   chooses on its inner folds, then scores its held-out topics with its choice), recorded in
+4. **select**: the simplest candidate within one standard error of the best estimate wins
+   (retraining's rule among kinds); its **honest** figure is nested (each outer fold makes the
+   same choice on its inner folds, then scores its held-out topics with its pick), recorded in
    `fnd.sweeps` beside the winner's own (optimistic) figure;
 5. **train_winner**: the winner's recipe trained like any candidate, the champion's recipe on
    the same folds; then **evaluate → gate → promote / reject** as `fnd_retrain`. The gate reads

@@ -74,6 +74,31 @@ def test_built_once_then_loaded_and_rebuilt_when_altered(model, posts, tmp_path,
     )
 
 
+def test_each_weight_width_is_built_and_kept_apart_and_this_cpu_chooses(model, posts, tmp_path):
+    """8-bit weights for CPUs with VNNI, 7-bit for those without: one store can serve both, and
+    a record of one width is never loaded as the other."""
+    text = model.text_encoder
+    backbone = text.backbone_id(model.config.max_tokens)
+    store = str(tmp_path / "store")
+    built = {bits: int8.load_or_build(text, "text", backbone, store, bits=bits) for bits in (8, 7)}
+    assert {b: e.record["weight_bits"] for b, e in built.items()} == {8: 8, 7: 7}
+    assert built[8].record["sha256"] != built[7].record["sha256"]
+    for bits in (8, 7):
+        folder = Path(int8.folder_uri(store, backbone, bits))
+        assert folder.name == f"w{bits}"
+        assert json.loads((folder / "record.json").read_text()) == built[bits].record
+    # a 7-bit record copied where the 8-bit one belongs is rebuilt, not served
+    w8, w7 = (Path(int8.folder_uri(store, backbone, b)) for b in (8, 7))
+    for name in ("record.json", "model.onnx"):
+        (w8 / name).write_bytes((w7 / name).read_bytes())
+    assert int8.load_or_build(text, "text", backbone, store, bits=8).record["weight_bits"] == 8
+    # the width this CPU needs, as /proc/cpuinfo says
+    flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("flags") for f in line.split()}  # fmt: skip
+    assert int8.weight_bits() == (8 if flags & int8.VNNI_FLAGS else 7)
+    assert encoder_precision.cpu_tag().endswith(f"-int8w{int8.weight_bits()}")
+
+
 def test_an_image_encoder_needs_calibration_pictures(model, posts, tmp_path):
     encoder = model.image_encoder
     with pytest.raises(int8.Int8UnavailableError, match="calibration pictures"):

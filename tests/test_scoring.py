@@ -434,7 +434,7 @@ def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
         r["kind"]: r
         for r in (
             json.loads(p.read_text())
-            for p in (settings.home / "store" / "encoders-int8").glob("*/record.json")
+            for p in (settings.home / "store" / "encoders-int8").glob("*/w*/record.json")
         )
     }
     assert set(records) == {"image", "text"}
@@ -461,5 +461,5 @@ def test_int8_scoring_builds_each_encoder_once_and_keeps_the_float_verdicts(
     again = score_all(clean_db, int8, n_shards=1, rescore_all=True)  # built already: loaded
     assert again[0].encoders == {"image": "int8", "text": "int8"}
     built = [json.loads(p.read_text())["built_at"] for p in
-             (settings.home / "store" / "encoders-int8").glob("*/record.json")]  # fmt: skip
+             (settings.home / "store" / "encoders-int8").glob("*/w*/record.json")]  # fmt: skip
     assert sorted(built) == sorted(r["built_at"] for r in records.values())

@@ -15,6 +15,7 @@ from fnd_core.model.train.recipe import TrainOptions
 from fnd_core.pipeline import registry, sweep
 from fnd_core.pipeline.evaluation import Recipe
 from fnd_core.pipeline.sweep_space import DEFAULT_SPACE, apply, load_space, parse_space
+from fnd_core.settings import Settings
 from tests.helpers import ingest_demo, promote_tiny
 
 
@@ -126,6 +127,46 @@ def test_apply_puts_each_parameter_where_it_belongs():
         apply({"hidden": 0}, ModelConfig(preset="tiny"), base)
 
 
+def one_se(rows, estimate, interval):
+    """The sweep's rule written out: the best row's standard error off its 90 % interval; of
+    the rows within it, fewest inputs first (text, then text + image, then char n-grams, then
+    fusion), then the narrower fusion head."""
+    best = max(rows, key=lambda r: (estimate(r), -r["candidate"]))
+    low, high = interval(best)
+    bar = estimate(best) - (high - low) / (2 * 1.6449)
+    order = ["text_linear", "linear", "char_ngram", "fusion"]
+    near = [r for r in rows if estimate(r) >= bar - 1e-9]
+    return min(near, key=lambda r: (order.index(r["config"].get("kind", "fusion")),
+                                    r["config"].get("hidden", 256), r["candidate"]))  # fmt: skip
+
+
+def test_the_simplest_candidate_within_one_standard_error_wins_and_best_is_kept_to_compare():
+    base = sweep.base_recipe(Settings(model_preset="tiny"))
+
+    def row(i, config, estimate, low, high):
+        return {"candidate": i, "config": config, "estimate": estimate,
+                "interval_low": low, "interval_high": high}  # fmt: skip
+
+    rows = [
+        row(0, {"kind": "fusion", "hidden": 256}, 0.90, 0.80, 1.00),  # se 0.061: bar 0.839
+        row(1, {"kind": "fusion", "hidden": 64}, 0.89, 0.79, 0.99),
+        row(2, {"kind": "linear"}, 0.86, 0.76, 0.96),
+        row(3, {"kind": "text_linear"}, 0.70, 0.60, 0.80),  # simplest, but far below
+    ]
+    one = sweep.choose(rows, None, "balanced_accuracy", base=base)
+    assert (one["winner"], one["best"], one["bar"]) == (2, 0, pytest.approx(0.839, abs=1e-3))
+    assert one["rule"].startswith("the simplest candidate within one standard error")
+    assert sweep.choose(rows, None, "balanced_accuracy", base=base, rule="best")["winner"] == 0
+    # among fusion heads alone, the narrower one; with a zero-width interval, the best
+    assert sweep.choose(rows[:2], None, "balanced_accuracy", base=base)["winner"] == 1
+    sure = [{**r, "interval_low": r["estimate"], "interval_high": r["estimate"]} for r in rows]
+    assert sweep.choose(sure, None, "balanced_accuracy", base=base)["winner"] == 0
+    assert sweep.complexity({"kind": "fusion", "epochs": 5}, base) < sweep.complexity(
+        {"kind": "fusion"}, base)  # fewer epochs than the default: simpler  # fmt: skip
+    with pytest.raises(ValueError, match="unknown selection rule"):
+        sweep.choose(rows, None, "balanced_accuracy", base=base, rule="luck")
+
+
 @pytest.mark.slow
 def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figure(
     clean_db, settings, monkeypatch
@@ -150,7 +191,8 @@ def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figu
     selection = outcome["sweep"]
     with clean_db.connect() as conn:
         rows = conn.execute(sa.text(
-            "select candidate, config, status, estimate, estimate_spread, inner_estimates, error"
+            "select candidate, config, status, estimate, estimate_spread, interval_low,"
+            " interval_high, inner_estimates, inner_intervals, error"
             " from fnd.sweep_candidates where sweep_id = :id order by candidate"
         ), {"id": selection["sweep_id"]}).mappings().all()  # fmt: skip
         recorded = conn.execute(sa.text(
@@ -162,13 +204,14 @@ def test_a_sweep_records_every_candidate_and_gates_the_winner_on_its_nested_figu
     assert "out of memory (injected)" in failed[0]["error"]
     done = [r for r in rows if r["status"] == "done"]
     assert len(done) == 3 and selection["n_candidates"] == 3
-    best = max(done, key=lambda r: (r["estimate"], -r["candidate"]))
+    best = one_se(done, lambda r: r["estimate"], lambda r: (r["interval_low"], r["interval_high"]))
     assert selection["winner"] == best["candidate"] and selection["naive"] == best["estimate"]
-    # each outer fold's choice is the candidate with the best inner estimate there
+    # each outer fold makes the same choice on its inner estimates
     nested = selection["nested"]
     for k, chosen in enumerate(nested["chosen"]):
-        inner_best = max(done, key=lambda r: (r["inner_estimates"][k], -r["candidate"]))
-        assert chosen == inner_best["candidate"]
+        inner = one_se(done, lambda r, k=k: r["inner_estimates"][k],
+                       lambda r, k=k: r["inner_intervals"][k])  # fmt: skip
+        assert chosen == inner["candidate"]
     assert nested["optimism"] == pytest.approx(best["estimate"] - nested["estimate"], abs=1e-5)
     assert dict(recorded) == {
         "status": "selected", "winner": best["candidate"], "version": outcome["version"],

@@ -134,14 +134,17 @@ def _auto_considers_int8(model: FakeNewsModel) -> bool:
 
 
 def cpu_tag() -> str:
-    """The CPU features that decide int8 vs float speed: torch's kernel level, bf16, AMX."""
+    """The CPU features that decide int8 vs float speed and int8's verdicts: torch's kernel
+    level, bf16, AMX, and whether int8 weights keep 8 bits here (VNNI) or 7."""
     import torch
 
+    from fnd_core.model.encoders.int8 import weight_bits
     from fnd_core.model.runtime import native_bf16
 
     level = torch.backends.cpu.get_cpu_capability().lower()
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return f"{level}{'-bf16' if native_bf16(torch.device('cpu')) else ''}{'-amx' if amx else ''}"
+    bf16 = "-bf16" if native_bf16(torch.device("cpu")) else ""
+    return f"{level}{bf16}{'-amx' if amx else ''}-int8w{weight_bits()}"
 
 
 def _snapshot_posts(engine: Engine, as_of: str | None, model: FakeNewsModel) -> list[PostExample]:

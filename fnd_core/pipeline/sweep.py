@@ -11,10 +11,11 @@ candidate's out-of-fold predictions) lives in ``fnd.sweep_candidates``.
 2. :func:`evaluate_candidate` (one per candidate): its topic-disjoint estimate on the
    retraining's folds, and its estimate on every outer fold's inner folds (what the nested
    choice reads). A candidate that fails is recorded with its reason; the sweep goes on;
-3. :func:`select`: the winner is the best estimate; its honest figure is nested: in each outer
-   fold the candidate with the best *inner* estimate is chosen, and that fold's held-out topics
-   are scored by it. Picking the best of N makes the winner's own figure optimistic (the
-   winner's curse); the nested one measures the whole search procedure;
+3. :func:`select`: the winner is the simplest candidate within one standard error of the best
+   estimate (retraining's rule among kinds); its honest figure is nested: each outer fold makes
+   the same choice on its *inner* estimates, and that fold's held-out topics are scored by its
+   pick. Picking among N makes the winner's own figure optimistic (the winner's curse); the
+   nested one measures the whole search procedure;
 4. :func:`train_winner`: the winner's recipe trained like any candidate
    (:func:`fnd_core.pipeline.candidate_training.train_candidate`), its baselines and the
    champion's recipe on the same folds, the nested figure recorded where the gate reads it.
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -173,15 +175,15 @@ def estimate_candidate(
     metric = settings.gate_metric
     summary, oof = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
     try:
-        inner = [
-            s.estimate
+        inner_summaries = [
+            s
             for s, _ in candidates.cross_validate_parts(
                 kind, data, inner_parts(data, plan, recipe), recipe, metric=metric
             )
         ]
     except TooFewTopicsError as exc:
         log.warning("no inner estimates: an outer fold leaves too few topics (%s)", exc)
-        inner = None
+        inner_summaries = None
     figures = summary.to_json()
     return {
         "status": "done",
@@ -192,7 +194,8 @@ def estimate_candidate(
         "interval_high": summary.interval[1],
         "recall_real": summary.main.recall_real,
         "recall_fake": summary.main.recall_fake,
-        "inner_estimates": inner,
+        "inner_estimates": inner_summaries and [s.estimate for s in inner_summaries],
+        "inner_intervals": inner_summaries and [list(s.interval) for s in inner_summaries],
         "plan_sha256": plan_fingerprint(plan),
         "oof_p_fake": [float(v) for v in oof[0]],
     }
@@ -228,12 +231,14 @@ def _record_candidate(engine: Engine, sweep_id: str, candidate: int, f: dict[str
     )  # fmt: skip
     values = {c: f.get(c) for c in columns}
     values["inner"] = json.dumps(f.get("inner_estimates"))
+    values["inner_intervals"] = json.dumps(f.get("inner_intervals"))
     sets = ", ".join(f"{c} = :{c}" for c in columns)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
                 f"update fnd.sweep_candidates set {sets}, inner_estimates = cast(:inner as jsonb),"
-                " finished_at = now() where sweep_id = :sweep_id and candidate = :candidate"
+                " inner_intervals = cast(:inner_intervals as jsonb), finished_at = now()"
+                " where sweep_id = :sweep_id and candidate = :candidate"
             ),
             values | {"sweep_id": sweep_id, "candidate": candidate},
         )
@@ -242,8 +247,8 @@ def _record_candidate(engine: Engine, sweep_id: str, candidate: int, f: dict[str
 def select(
     engine: Engine, settings: Settings, snap: dict[str, Any], sweep_id: str
 ) -> dict[str, Any]:
-    """The winner (best estimate) and its nested estimate (:func:`choose`); recorded on the
-    sweep.
+    """The winner (the simplest candidate within one standard error of the best) and its
+    nested estimate (:func:`choose`); recorded on the sweep.
 
     Raises:
         ValueError: no candidate finished, or the candidates were scored on different folds.
@@ -259,24 +264,81 @@ def select(
         prepared = prepare(engine, settings, snap)
         if plan_fingerprint(prepared[1]) != rows[0]["plan_sha256"]:
             raise ValueError(f"sweep {sweep_id}: the snapshot's folds changed since it started")
-    selection = {"sweep_id": sweep_id, **choose(rows, prepared, settings.gate_metric)}
+    chosen = choose(rows, prepared, settings.gate_metric, base=base_recipe(settings))
+    selection = {"sweep_id": sweep_id, **chosen}
     _finish(engine, sweep_id, "selected", selection, winner=selection["winner"])
     return selection
 
 
-def choose(rows: list[dict[str, Any]], prepared: Prepared | None, metric: str) -> dict[str, Any]:
-    """The winner among finished candidates (best estimate), and the nested estimate of that
-    choice when ``prepared`` (the fold data and plan the rows were estimated on) is given:
-    each outer fold picks its best *inner* estimate and is scored by that pick."""
+RULES = {
+    "one_se": "the simplest candidate within one standard error of the best estimate",
+    "best": "the best estimate",
+}
+
+
+def complexity(params: dict[str, Any], base: tuple[ModelConfig, Recipe]) -> tuple[int, ...]:
+    """How complex a candidate's recipe is, for the one-standard-error rule: fewer inputs first
+    (the kinds in retraining's order, :data:`candidates.SIMPLEST_FIRST`), then for fusion a
+    narrower head and fewer epochs, then fewer options moved from their defaults."""
+    from fnd_core.pipeline.candidates import SIMPLEST_FIRST
+
+    kind, config, recipe = apply(params, *base)
+    size = (config.proj_dim, config.hidden, recipe.epochs) if kind == "fusion" else (0, 0, 0)
+    return (SIMPLEST_FIRST.index(kind), *size, len(params))
+
+
+def _pick(
+    rows: list[dict[str, Any]],
+    estimate: Callable[[dict[str, Any]], float],
+    interval: Callable[[dict[str, Any]], Sequence[float] | None],
+    rule: str,
+    base: tuple[ModelConfig, Recipe],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row ``rule`` picks, and how: the best row, its standard error (read off its 90 %
+    interval, as :func:`candidates.choose` reads it) and the bar the pick cleared."""
+    from fnd_core.pipeline.candidates import Z_90
+
+    best = max(rows, key=lambda r: (estimate(r), -r["candidate"]))
+    if rule == "best":
+        return best, {"best": best["candidate"]}
+    low, high = interval(best) or (estimate(best), estimate(best))
+    se = max(0.0, (high - low) / (2 * Z_90))
+    bar = estimate(best) - se
+    near = [r for r in rows if estimate(r) >= bar - 1e-12]
+    pick = min(near, key=lambda r: (complexity(r["config"], base), r["candidate"]))
+    return pick, {"best": best["candidate"], "standard_error": round(se, 6), "bar": round(bar, 6)}
+
+
+def choose(
+    rows: list[dict[str, Any]],
+    prepared: Prepared | None,
+    metric: str,
+    *,
+    base: tuple[ModelConfig, Recipe],
+    rule: str = "one_se",
+) -> dict[str, Any]:
+    """The winner among finished candidates, and the nested estimate of that choice when
+    ``prepared`` (the fold data and plan the rows were estimated on) is given: each outer fold
+    makes the same choice on its *inner* estimates and is scored by its pick.
+
+    The rule is retraining's among kinds (Breiman's one-standard-error rule): estimates closer
+    than their standard error differ by noise, and of several such recipes the simplest is the
+    one to ship (cheaper to train and score, less to overfit). ``rule="best"`` (the best
+    estimate) is there to compare the two on the same rows (``benchmarks/sweep_holdouts.py``).
+    """
     from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
 
-    winner = max(rows, key=lambda r: (r["estimate"], -r["candidate"]))
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}: use one of {sorted(RULES)}")
+    winner, how = _pick(rows, lambda r: r["estimate"],
+                        lambda r: (r["interval_low"], r["interval_high"]), rule, base)  # fmt: skip
     selection: dict[str, Any] = {
         "winner": winner["candidate"],
         "params": winner["config"],
         "naive": winner["estimate"],
         "n_candidates": len(rows),
-        "rule": "best topic-disjoint estimate; nested over the outer folds",
+        "rule": f"{RULES[rule]}; nested over the outer folds",
+        **how,
         "nested": None,
     }
     if prepared is None:
@@ -285,7 +347,7 @@ def choose(rows: list[dict[str, Any]], prepared: Prepared | None, metric: str) -
     data, plan = prepared
     p, chosen = np.zeros(len(data.y)), []
     for k, test in enumerate(plan.repeats[0]):
-        pick = max(rows, key=lambda r: (r["inner_estimates"][k], -r["candidate"]))
+        pick, _ = _pick(rows, _kth("inner_estimates", k), _kth("inner_intervals", k), rule, base)
         chosen.append(pick["candidate"])
         p[test] = np.asarray(pick["oof_p_fake"])[test]
     outer = _first_repeat(plan)
@@ -299,10 +361,21 @@ def choose(rows: list[dict[str, Any]], prepared: Prepared | None, metric: str) -
         "n_outer_folds": len(chosen),
     }
     log.info(
-        "candidate %d wins, %.3f on the folds; nested %.3f (chosen per outer fold: %s)",
-        winner["candidate"], winner["estimate"], summary["estimate"], chosen,
+        "candidate %d chosen (%s), %.3f on the folds; nested %.3f (chosen per outer fold: %s)",
+        winner["candidate"], RULES[rule], winner["estimate"], summary["estimate"], chosen,
     )  # fmt: skip
     return selection
+
+
+def _kth(column: str, k: int) -> Callable[[dict[str, Any]], Any]:
+    """A row's ``column`` (a list per outer fold) at fold ``k``; ``None`` where the column was
+    not recorded (inner intervals of a sweep from before they were)."""
+
+    def read(row: dict[str, Any]) -> Any:
+        values = row.get(column)
+        return values[k] if values else None
+
+    return read
 
 
 def _first_repeat(plan: CVPlan) -> CVPlan:
@@ -314,8 +387,9 @@ def _first_repeat(plan: CVPlan) -> CVPlan:
 def _finished(engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
     return _rows(
         engine,
-        "select candidate, config, estimate, inner_estimates, plan_sha256, oof_p_fake "
-        "from fnd.sweep_candidates where sweep_id = :id and status = 'done' order by candidate",
+        "select candidate, config, estimate, interval_low, interval_high, inner_estimates, "
+        "inner_intervals, plan_sha256, oof_p_fake from fnd.sweep_candidates "
+        "where sweep_id = :id and status = 'done' order by candidate",
         id=sweep_id,
     )
 

@@ -64,6 +64,11 @@ def test_the_names_other_code_uses_exist_in_the_dags(dagbag):
         (contracts.SWEEP_DAG, contracts.SWEEP_CANDIDATE_TASK),
         (contracts.SWEEP_DAG, contracts.RESCORING_TASK),
     } <= tasks
+    for dag_id in (contracts.RETRAIN_DAG, contracts.SWEEP_DAG):
+        assert {
+            (dag_id, contracts.CLAIM_LEASE_TASK),
+            (dag_id, contracts.RELEASE_LEASE_TASK),
+        } <= tasks
     outlets = {
         outlet.uri.rstrip("/")  # Airflow normalises "fnd://posts" to "fnd://posts/"
         for dag in dagbag.dags.values()
@@ -162,3 +167,16 @@ def test_sweep_form_defaults_to_the_shipped_space_and_caps_the_budget(airflow_db
     assert params["budget"] == 8
     assert dag.get_task(contracts.SWEEP_CANDIDATE_TASK).queue == "default"
     assert dag.timetable.expression == "0 3 * * 6"
+
+
+@pytest.mark.parametrize("dag_id", [contracts.RETRAIN_DAG, contracts.SWEEP_DAG])
+def test_every_task_of_a_training_dag_runs_inside_the_training_lease(dagbag, dag_id):
+    """Claimed before anything else (a sensor that waits without holding a worker slot), given
+    back after everything else, whichever way the gate went (a teardown)."""
+    dag = dagbag.dags[dag_id]
+    claim = dag.get_task(contracts.CLAIM_LEASE_TASK)
+    release = dag.get_task(contracts.RELEASE_LEASE_TASK)
+    assert claim.is_setup and release.is_teardown and claim.mode == "reschedule"
+    inside = set(dag.task_ids) - {claim.task_id, release.task_id}
+    assert inside <= claim.get_flat_relative_ids(upstream=False)
+    assert inside <= release.get_flat_relative_ids(upstream=True)

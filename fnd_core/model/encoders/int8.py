@@ -12,7 +12,8 @@ own int8 (``torch.ao``) has no maintained CPU path for these graphs.
   quantized per batch): no calibration.
 
 Each is built at most once per backbone id (the float encoder's id: weights digest, input size,
-preprocessing), in ``<store>/encoders-int8/<backbone id>/``: ``model.onnx`` and ``record.json``
+preprocessing) and weight width (:func:`weight_bits`: 8 bits on CPUs with VNNI, 7 elsewhere),
+in ``<store>/encoders-int8/<backbone id>/w<bits>/``: ``model.onnx`` and ``record.json``
 (its sha256, how it was built, the calibration pictures by URI and sha256, the versions). On
 load the bytes are checked against the record; a missing or altered file is rebuilt, said in
 the log. Features from an int8 encoder are cached under their own id, which carries the int8
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
 
-FORMAT = "fnd-int8/2"  # 2: weights in 7 bits (reduce_range), what non-VNNI CPUs need
+FORMAT = "fnd-int8/3"  # 3: weights in 8 or 7 bits, as the CPU needs (weight_bits)
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # /proc/cpuinfo names
 FOLDER = "encoders-int8"
 CALIBRATION_BATCH = 8
 IMAGE_METHOD = "static QDQ: int8 per-channel weights, uint8 activations, MinMax calibration"
@@ -86,8 +88,30 @@ class Int8Encoder:
         return torch.from_numpy(self.session.run(None, feeds)[0]).float()
 
 
-def folder_uri(store: str, backbone_id: str) -> str:
-    return storage.join(store, FOLDER, backbone_id)
+@functools.cache
+def weight_bits() -> int:
+    """How many bits this CPU's int8 weights keep: 8 where it multiplies uint8 by int8 into
+    32-bit sums (VNNI: AVX512-VNNI, AVX-VNNI, AMX), 7 elsewhere.
+
+    Without VNNI, ONNX Runtime's kernels (AVX2's ``vpmaddubsw``) add pairs of products into 16
+    bits, which full-range weights overflow: on an AVX2-only EPYC they left 89.3 % of a demo
+    champion's labels as fp32's. Seven bits (ONNX Runtime's ``reduce_range``) cannot overflow,
+    but cost precision where nothing overflows: on an AVX512-VNNI EPYC they left 98.97 % of
+    10,000 demo posts' labels as fp32's (docs/benchmarks.md). A store may serve both kinds of
+    CPU: each width is built and kept apart (:func:`folder_uri`).
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: the width that is right everywhere
+        return 7
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+    return 8 if flags & VNNI_FLAGS else 7
+
+
+def folder_uri(store: str, backbone_id: str, bits: int | None = None) -> str:
+    """Where ``backbone_id``'s int8 encoder with ``bits``-bit weights (default: this CPU's) is
+    kept."""
+    return storage.join(store, FOLDER, backbone_id, f"w{bits or weight_bits()}")
 
 
 def load_or_build(
@@ -101,6 +125,7 @@ def load_or_build(
     threads: int | None = None,
     gcs_endpoint: str | None = None,
     before_session: Callable[[], None] | None = None,
+    bits: int | None = None,
 ) -> Int8Encoder:
     """The int8 encoder for ``backbone_id`` from the store, built (and stored) when missing.
 
@@ -108,17 +133,19 @@ def load_or_build(
     fewer than 8 is refused). A stored file whose sha256 differs from its record, or a record
     of another format or backbone, is rebuilt. ``before_session`` runs once the int8 model is
     verified or built, before its session is made: the float encoder is no longer needed then,
-    and releasing it there keeps the two from being held at once.
+    and releasing it there keeps the two from being held at once. ``bits``: the weights' width
+    (default: what this CPU needs, :func:`weight_bits`).
     """
-    folder = folder_uri(store, backbone_id)
-    found = _read_verified(folder, backbone_id, kind, gcs_endpoint)
+    bits = bits or weight_bits()
+    folder = folder_uri(store, backbone_id, bits)
+    found = _read_verified(folder, backbone_id, kind, bits, gcs_endpoint)
     if found is not None:
         record, model = found
         if before_session is not None:
             before_session()
         return Int8Encoder(kind, backbone_id, record, _session(model, threads))
     options = {"endpoint_url": gcs_endpoint} if gcs_endpoint else None
-    record, model = _build(encoder, kind, backbone_id, calibration, image_size, options)
+    record, model = _build(encoder, kind, backbone_id, calibration, image_size, options, bits)
     # the model first, its record last: a reader between the two sees a mismatch and rebuilds
     storage.write_bytes(storage.join(folder, "model.onnx"), model, gcs_endpoint=gcs_endpoint)
     storage.write_bytes(
@@ -131,8 +158,9 @@ def load_or_build(
 
 
 def stored_sha256(store: str, backbone_id: str, gcs_endpoint: str | None = None) -> str | None:
-    """The sha256 the store's record gives ``backbone_id``'s int8 model (None: no readable
-    record). Not a verification: :func:`load_or_build` verifies the file itself."""
+    """The sha256 the store's record gives ``backbone_id``'s int8 model of this CPU's weight
+    width (None: no readable record). Not a verification: :func:`load_or_build` verifies the
+    file itself."""
     uri = storage.join(folder_uri(store, backbone_id), "record.json")
     try:
         if not storage.exists(uri, gcs_endpoint=gcs_endpoint):
@@ -144,7 +172,7 @@ def stored_sha256(store: str, backbone_id: str, gcs_endpoint: str | None = None)
 
 
 def _read_verified(
-    folder: str, backbone_id: str, kind: str, gcs_endpoint: str | None
+    folder: str, backbone_id: str, kind: str, bits: int, gcs_endpoint: str | None
 ) -> tuple[dict, bytes] | None:
     """(record, model bytes) when both are there and agree; None, with the reason logged."""
     record_uri, model_uri = storage.join(folder, "record.json"), storage.join(folder, "model.onnx")
@@ -158,9 +186,11 @@ def _read_verified(
         log.warning("int8 record %s is unreadable (%s): rebuilding", record_uri, exc)
         return None
     model = storage.read_bytes(model_uri, gcs_endpoint=gcs_endpoint)
-    expected = (FORMAT, backbone_id, kind)
-    if (record.get("format"), record.get("backbone_id"), record.get("kind")) != expected:
-        log.warning("int8 record %s is not %s's %s encoder: rebuilding", record_uri, *expected[1:])
+    expected = (FORMAT, backbone_id, kind, bits)
+    found = tuple(record.get(k) for k in ("format", "backbone_id", "kind", "weight_bits"))
+    if found != expected:
+        log.warning("int8 record %s is not %s's %s encoder with %d-bit weights: rebuilding",
+                    record_uri, *expected[1:])  # fmt: skip
         return None
     if hashlib.sha256(model).hexdigest() != record.get("sha256"):
         log.warning(
@@ -217,8 +247,9 @@ def _build(
     calibration: Sequence[CalibrationPicture],
     image_size: int,
     storage_options: dict[str, Any] | None,
+    bits: int,
 ) -> tuple[dict[str, Any], bytes]:
-    """Export ``encoder`` to ONNX and quantize it; (record, model bytes)."""
+    """Export ``encoder`` to ONNX and quantize it, weights in ``bits`` bits; (record, bytes)."""
     import onnx
     import onnxruntime
     import torch
@@ -233,11 +264,11 @@ def _build(
         work = Path(folder)
         if kind == "image":
             _export_image(cast("ImageBackbone", encoder), work / "float.onnx", image_size)
-            _quantize_image(work, calibration, image_size, storage_options)
+            _quantize_image(work, calibration, image_size, storage_options, bits)
             method = IMAGE_METHOD
         else:
             _export_text(cast("TextBackbone", encoder), work / "float.onnx")
-            _quantize_text(work)
+            _quantize_text(work, bits)
             method = TEXT_METHOD
         model = (work / "int8.onnx").read_bytes()
     seconds = time.perf_counter() - started
@@ -247,6 +278,7 @@ def _build(
         "backbone_id": backbone_id,
         "sha256": hashlib.sha256(model).hexdigest(),
         "bytes": len(model),
+        "weight_bits": bits,
         "method": method,
         "calibration": [{"uri": p.uri, "sha256": p.sha256} for p in calibration]
         if kind == "image"
@@ -303,6 +335,7 @@ def _quantize_image(
     calibration: Sequence[CalibrationPicture],
     image_size: int,
     storage_options: dict[str, Any] | None,
+    bits: int,
 ) -> None:
     import torch
     from onnxruntime.quantization import (
@@ -331,14 +364,14 @@ def _quantize_image(
     quantize_static(
         work / "pre.onnx", work / "int8.onnx", Pictures(), quant_format=QuantFormat.QDQ,
         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        reduce_range=True,
+        reduce_range=bits == 7,
     )  # fmt: skip
 
 
-def _quantize_text(work: Path) -> None:
+def _quantize_text(work: Path, bits: int) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         work / "float.onnx", work / "int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul"], reduce_range=True,
+        op_types_to_quantize=["MatMul"], reduce_range=bits == 7,
     )  # fmt: skip
