@@ -25,6 +25,8 @@ EXIT_LEASE_HELD = 75
 
 
 class TrainingLeaseHeld(click.ClickException):
+    """Printed as ``Error: …`` naming the holder; the process exits 75."""
+
     exit_code = EXIT_LEASE_HELD
 
 
