@@ -131,7 +131,7 @@ def test_auto_measured_int8_on_this_cpu_and_kept_it_only_where_the_labels_held(t
     assert held or not int8  # ...and only with both shares of labels held
     if any(faster.values()) and not int8:  # tried and refused: the figures say why
         assert not held
-    built = {json.loads(p.read_text())["sha256"] for p in folder.glob("*/record.json")}
+    built = {json.loads(p.read_text())["sha256"] for p in folder.glob("*/w*/record.json")}
     assert set(record["int8_sha256"].values()) == built
     report = scoring.score_shard(
         engine, settings, model_version=version, rescore_all=True, run_id="initial"

@@ -26,6 +26,7 @@ TABLES = {
     "prediction_evidence",
     "sweeps",
     "sweep_candidates",
+    "training_lease",
     "schema_migrations",
 }
 VIEWS = {
