@@ -3,6 +3,8 @@ refusal, and the whole-run paths holding it."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -53,6 +55,26 @@ def test_a_dead_holders_lease_is_taken_over_once_expired_and_its_steps_stop(clea
         training_lease.renew(clean_db, "fnd_sweep/killed", HOUR)
     renewed = training_lease.renew(clean_db, "fnd_retrain/next", 2 * HOUR)
     assert renewed.expires_at > taken.expires_at and renewed.acquired_at == taken.acquired_at
+
+
+def test_a_killed_cli_command_on_this_host_is_taken_over_at_once(clean_db):
+    """`fnd train` killed with SIGKILL gives nothing back; the next command need not wait the
+    lease out: its process is gone. A live process's lease, or another host's, is held."""
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = f"cli/train/{socket.gethostname()}/{gone.stdout.strip()}"
+    training_lease.claim(clean_db, dead, HOUR)
+    taken = training_lease.claim(clean_db, "cli/sweep/here/1", HOUR)
+    assert taken.holder == "cli/sweep/here/1" and taken.taken_over_from == dead
+    training_lease.release(clean_db, "cli/sweep/here/1")
+    for alive in (f"cli/train/{socket.gethostname()}/{os.getpid()}", "cli/train/elsewhere/1"):
+        training_lease.claim(clean_db, alive, HOUR)
+        with pytest.raises(LeaseHeldError):
+            training_lease.claim(clean_db, "cli/sweep/here/1", HOUR)
+        training_lease.release(clean_db, alive)
 
 
 def test_racing_claims_leave_exactly_one_holder(clean_db):

@@ -10,7 +10,8 @@ A run claims the lease before it snapshots and releases it when it ends; every t
 renews it. The lease expires ``ttl`` after the last renewal: a holder that died without
 releasing it (a killed worker, a lost scheduler) is taken for dead then, and the next claim
 takes it over and records whom from. A step whose lease was taken over fails rather than train
-beside the new holder. Expiry reads the database's clock, so hosts' clocks do not matter.
+beside the new holder. Expiry reads the database's clock, so hosts' clocks do not matter. An
+``fnd`` CLI command killed on this host (its process gone) is taken over at once.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ _RENEW = sa.text(f"""
     returning {_COLUMNS}
 """)
 _CURRENT = sa.text(f"select {_COLUMNS} from fnd.training_lease where name = 'training'")
+_TAKE_OVER = sa.text(f"""
+    update fnd.training_lease set holder = :holder, acquired_at = now(), renewed_at = now(),
+        expires_at = now() + make_interval(secs => :ttl), taken_over_from = holder
+    where name = 'training' and holder = :dead
+    returning {_COLUMNS}
+""")
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,29 @@ def claim(engine: Engine, holder: str, ttl: timedelta) -> Lease:
     held = current(engine)
     if held is None:  # released between the two statements: try once more
         return claim(engine, holder, ttl)
+    if _is_dead_local_process(held.holder):
+        with engine.begin() as conn:
+            row = conn.execute(
+                _TAKE_OVER, {"holder": holder, "ttl": ttl.total_seconds(), "dead": held.holder}
+            ).first()
+        return Lease(*row) if row is not None else claim(engine, holder, ttl)
     raise LeaseHeldError(held)
+
+
+def _is_dead_local_process(holder: str) -> bool:
+    """Whether ``holder`` is an ``fnd`` CLI command of this host whose process is gone (a
+    killed ``fnd train``): its lease need not wait for expiry. Any other holder (a DAG run, a
+    command on another host) is left to expiry."""
+    parts = holder.split("/")
+    if len(parts) != 4 or parts[0] != "cli" or parts[2] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[3]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError, OverflowError):
+        return False
+    return False
 
 
 def renew(engine: Engine, holder: str, ttl: timedelta) -> Lease:
