@@ -252,3 +252,19 @@ def test_a_budget_above_the_setting_is_refused(clean_db, settings):
     with pytest.raises(ValueError, match="FND_SWEEP_MAX_CANDIDATES=4"):
         sweep.start(clean_db, settings, {"as_of": "2026-01-01T00:00:00+00:00"}, load_space(),
                     budget=5)  # fmt: skip
+
+
+def test_a_candidate_estimated_without_its_inner_folds_keeps_its_outer_figures(tmp_path):
+    """``inner=False`` (the sampler benchmark) skips only the nested part's fits."""
+    from fnd_core.pipeline.evaluation import CVPlan
+    from tests.test_nested_selection import fold_data
+
+    data, topics = fold_data(8)
+    plan = CVPlan.make(data.y, topics, n_folds=4, repeats=1, seed=1, topic_of=topics)
+    settings = Settings(home=tmp_path, model_preset="tiny", image_size=32)
+    full = sweep.estimate_candidate(settings, {"kind": "linear"}, data, plan)
+    outer = sweep.estimate_candidate(settings, {"kind": "linear"}, data, plan, inner=False)
+    assert len(full["inner_estimates"]) == len(full["inner_intervals"]) == 4
+    assert outer["inner_estimates"] is None and outer["inner_intervals"] is None
+    assert outer["estimate"] == full["estimate"]
+    assert outer["oof_p_fake"] == full["oof_p_fake"]

@@ -157,10 +157,11 @@ def evaluate_candidate(
 
 
 def estimate_candidate(
-    settings: Settings, params: dict[str, Any], data: FoldData, plan: CVPlan
+    settings: Settings, params: dict[str, Any], data: FoldData, plan: CVPlan, *, inner: bool = True
 ) -> dict[str, Any]:
     """One candidate's figures on ``plan`` and on each outer fold's inner folds, and its
-    out-of-fold P(fake) on the outer folds (first repeat): a row of ``fnd.sweep_candidates``."""
+    out-of-fold P(fake) on the outer folds (first repeat): a row of ``fnd.sweep_candidates``.
+    ``inner=False`` skips the inner folds (no nested estimate: a benchmark comparing samplers)."""
     import dataclasses
 
     from fnd_core.pipeline import candidates
@@ -174,16 +175,17 @@ def estimate_candidate(
         raise ValueError(f"kind {kind!r} cannot be fitted on this model's inputs")
     metric = settings.gate_metric
     summary, oof = candidates.cross_validate(kind, data, plan, recipe, metric=metric)
-    try:
-        inner_summaries = [
-            s
-            for s, _ in candidates.cross_validate_parts(
-                kind, data, inner_parts(data, plan, recipe), recipe, metric=metric
-            )
-        ]
-    except TooFewTopicsError as exc:
-        log.warning("no inner estimates: an outer fold leaves too few topics (%s)", exc)
-        inner_summaries = None
+    inner_summaries = None
+    if inner:
+        try:
+            inner_summaries = [
+                s
+                for s, _ in candidates.cross_validate_parts(
+                    kind, data, inner_parts(data, plan, recipe), recipe, metric=metric
+                )
+            ]
+        except TooFewTopicsError as exc:
+            log.warning("no inner estimates: an outer fold leaves too few topics (%s)", exc)
     figures = summary.to_json()
     return {
         "status": "done",
