@@ -23,7 +23,9 @@ prior:
 - ``random``: ``--random`` hold-outs of 2 to 4 events whose held-out posts hold both classes
   (and whose training part too), event field stripped: the shipped kind's estimate against
   its held-out figure — mean |gap| and how often the interval holds the held-out figure —
-  for the naive estimate and for the nested one (what the gate reads).
+  for the naive estimate and for the nested one (what the gate reads). Beside the gate's choice,
+  what two other rules would ship: the best estimate, and the simplest kind within one *paired*
+  standard error of the best (:func:`paired_choice`; measured, not adopted).
 
 Figures are printed as Markdown (the README's "Verdicts on new events" pastes them).
 """
