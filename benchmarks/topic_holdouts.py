@@ -113,7 +113,7 @@ def paired_choice(part, plan, cvs: dict, oofs: dict, draws: int = 1000) -> str:
     draws of topics (class-stratified, as the interval's), instead of the best's own spread.
     Two kinds scored on the same topics share most of their noise; only the difference's noise
     says whether they are tied. Measured here, not used by the gate."""
-    from fnd_core.pipeline.evaluation import _scored_only
+    from fnd_core.pipeline.evaluation import _scored_only, bootstrap_balanced_accuracy
 
     y, groups, oof_of, scored_plan = part.y, part.stories, dict(oofs), plan
     if plan.scored is not None:  # posts always trained on are not scored
@@ -121,23 +121,12 @@ def paired_choice(part, plan, cvs: dict, oofs: dict, draws: int = 1000) -> str:
             y, oof_of[kind], scored_plan, groups = _scored_only(
                 part.y, oofs[kind], plan, part.stories
             )
-    plan = scored_plan
-    units = plan.units if plan.units is not None else groups
-    rng = np.random.default_rng(0)
-    picks = {}
-    for label in (0, 1):
-        ids, unit_of = np.unique(units[y == label], return_inverse=True)
-        picks[label] = (unit_of, len(ids), rng.integers(0, len(ids), size=(draws, len(ids))))
+    units = scored_plan.units if scored_plan.units is not None else groups
 
-    def ba_draws(kind: str) -> np.ndarray:
-        correct = np.mean([metrics.predict_labels(p, 0.5) == y for p in oof_of[kind]], axis=0)
-        recalls = []
-        for label in (0, 1):
-            unit_of, n, pick = picks[label]
-            hit = np.bincount(unit_of, weights=correct[y == label], minlength=n)
-            total = np.bincount(unit_of, minlength=n).astype(float)
-            recalls.append(hit[pick].sum(axis=1) / np.maximum(total[pick].sum(axis=1), 1e-12))
-        return (recalls[0] + recalls[1]) / 2
+    def ba_draws(kind: str) -> np.ndarray:  # the same resamples for every kind: paired
+        found = bootstrap_balanced_accuracy(y, oof_of[kind], units, 0.5, draws=draws)
+        assert found is not None, "both classes are scored"
+        return found
 
     estimates = {kind: cvs[kind].estimate for kind in cvs}
     best = max(estimates, key=lambda k: (estimates[k], -candidates.SIMPLEST_FIRST.index(k)))

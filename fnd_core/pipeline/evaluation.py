@@ -324,12 +324,34 @@ def topic_interval(
     level: float = INTERVAL_LEVEL,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """A ``level`` interval of pooled balanced accuracy: a bootstrap over fold units.
+    """A ``level`` interval of pooled balanced accuracy: a bootstrap over fold units
+    (:func:`bootstrap_balanced_accuracy`)."""
+    ba = bootstrap_balanced_accuracy(y, oof, units, threshold, weights, draws=draws, seed=seed)
+    if ba is None:
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ba, [tail, 100 - tail])
+    return round(float(low), 6), round(float(high), 6)
+
+
+def bootstrap_balanced_accuracy(
+    y: np.ndarray,
+    oof: list[np.ndarray],
+    units: np.ndarray,
+    threshold: float,
+    weights: np.ndarray | None = None,
+    *,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> np.ndarray | None:
+    """Pooled balanced accuracy over ``draws`` bootstrap resamples of the fold units; None
+    when a class is missing.
 
     Class-stratified: the units holding real posts are resampled to give the real recall, the
     units holding fake posts (separately) the fake recall, so every draw has both classes. The
     out-of-fold predictions are averaged over repeats first (each repeat is the same model
-    class on other folds, not new evidence).
+    class on other folds, not new evidence). The resamples depend only on ``y``, ``units`` and
+    ``seed``: two models' draws with the same ones are paired.
     """
     y = np.asarray(y, dtype=int)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
@@ -339,16 +361,13 @@ def topic_interval(
     for label in (0, 1):
         rows = y == label
         if not rows.any():
-            return (float("nan"), float("nan"))
+            return None
         ids, unit_of = np.unique(units[rows], return_inverse=True)
         hit = np.bincount(unit_of, weights=(w * correct)[rows], minlength=len(ids))
         total = np.bincount(unit_of, weights=w[rows], minlength=len(ids))
         picks = rng.integers(0, len(ids), size=(draws, len(ids)))
         recall_draws.append(hit[picks].sum(axis=1) / np.maximum(total[picks].sum(axis=1), 1e-12))
-    ba = (recall_draws[0] + recall_draws[1]) / 2
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(ba, [tail, 100 - tail])
-    return round(float(low), 6), round(float(high), 6)
+    return (recall_draws[0] + recall_draws[1]) / 2
 
 
 def effective_stories(groups: np.ndarray) -> float:
