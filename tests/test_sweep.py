@@ -80,6 +80,7 @@ def test_a_grid_larger_than_the_budget_is_sampled_and_duplicates_collapse():
         ({**space({"hidden": 8}), "version": 2}, "version must be 1"),
         (space({"hidden": 8}, method="tpe"), "method must be one of grid, random"),
         ({**space({"hidden": 8}), "command": "rm -rf /"}, "unknown sweep space keys"),
+        (space({"hidden": 8}, description={"nested": ["a"]}), "description is a text"),
         (space({}), "non-empty mapping `parameters`"),
     ],
 )
@@ -99,6 +100,19 @@ def test_a_space_file_is_safe_yaml_and_capped(tmp_path):
         load_space(big)
     with pytest.raises(ValueError, match="budget must be 1 to 256"):
         load_space().expand(257)
+
+
+def test_a_space_file_of_nested_yaml_aliases_is_refused_before_it_expands(tmp_path):
+    """A "billion laughs": 1 KiB of aliases that stands for gigabytes once written out."""
+    lines = ["version: 1", "parameters: {hidden: 8}", "description:",
+             '  l0: &l0 ["x","x","x","x","x","x","x","x","x"]']  # fmt: skip
+    for i in range(1, 9):
+        lines.append(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 1024
+    with pytest.raises(ValueError, match="may not use YAML aliases"):
+        load_space(bomb)
 
 
 def test_a_random_range_stays_inside_its_bounds_and_log_spreads_the_draws():

@@ -47,6 +47,7 @@ SPACE_VERSION = 1
 METHODS = ("grid", "random")
 MAX_SPACE_BYTES = 64 * 1024
 MAX_VALUES = 100  # per parameter
+MAX_DESCRIPTION = 2000  # characters
 HARD_MAX_CANDIDATES = 256  # whatever a setting says; Airflow's max_map_length is 1,024
 
 
@@ -169,7 +170,12 @@ def load_space(source: str | Path | dict[str, Any] | None = None) -> SweepSpace:
         raise ValueError(f"{path}: a sweep space is at most {MAX_SPACE_BYTES} bytes")
     import yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    text = path.read_text(encoding="utf-8")
+    # An alias repeats a value without writing it out: a 1 KiB file of nested aliases stands for
+    # gigabytes once recorded (a "billion laughs"). A space writes every value out.
+    if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, yaml.SafeLoader)):
+        raise ValueError(f"{path}: a sweep space may not use YAML aliases (*name); write it out")
+    data = yaml.safe_load(text)  # JSON is YAML too
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a sweep space is a mapping with version, method, parameters")
     return parse_space(data)
@@ -187,6 +193,11 @@ def parse_space(data: dict[str, Any]) -> SweepSpace:
     method = data.get("method", "random")
     if method not in METHODS:
         raise ValueError(f"sweep space method must be one of {', '.join(METHODS)}, got {method!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise ValueError(
+            f"sweep space description is a text of at most {MAX_DESCRIPTION} characters"
+        )
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ValueError(f"sweep space seed must be an integer in [0, 2**31), got {seed!r}")
