@@ -301,8 +301,12 @@ def main() -> None:
         part = [p for p in scored if name == "all held-out posts" or p["event"] == name]
         y = np.array([p["label"] for p in part])
         keys = [PostKeys(sha[p["image"]], p["text"]) for p in part]
-        by_post, by_story = balanced(y, np.array([p_fake[p["id"]] for p in part]), keys)
-        rows.append((name, len(part), f"{y.mean():.2f}", f"{by_post:.3f}", f"{by_story:.3f}"))
+        scores = np.array([p_fake[p["id"]] for p in part])
+        by_post, by_story = balanced(y, scores, keys)
+        recall = metrics.per_class_recall(y, metrics.predict_labels(scores, 0.5))
+        shown = ["–" if recall[c] is None else f"{recall[c]:.3f}" for c in ("real", "fake")]
+        rows.append((name, len(part), f"{y.mean():.2f}", f"{by_post:.3f}", f"{by_story:.3f}",
+                     *shown))  # fmt: skip
     print(f"gate: {estimate['gate_decision']} {estimate['kind']} (trained, cross-validated and "
           f"gated in {trained / 60:.1f} min); recorded {estimate['gate_metric']} "
           f"{estimate['gate_estimate']:.3f} [{estimate['gate_interval_low']:.3f}, "
@@ -313,7 +317,7 @@ def main() -> None:
         f"recorded estimate): {float(rows[-1][3]) - estimate['gate_estimate']:+.3f}"
     )
     print(table(rows, ("held out", "posts", "fake share", "champion by post",
-                       "champion, each story once")))  # fmt: skip
+                       "champion, each story once", "real recall", "fake recall")))  # fmt: skip
     print(
         "novelty (percentile of the distance to the nearest training topic among the training "
         "posts' own) and picture evidence; balanced accuracy by post of the model alone and "
