@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -84,6 +86,22 @@ def test_a_topic_holding_most_of_a_class_is_kept_in_training_and_not_scored():
     p = np.where(y == 1, 0.9, 0.2)
     summary = evaluation.summarise(y, [p, p], cv, "balanced_accuracy", 0.5, stories).to_json()
     assert summary["n"] == 4 and summary["estimate"] == 1.0
+
+
+def test_each_class_support_is_recorded_and_a_class_scored_on_one_topic_warned(caplog):
+    stories, y, hints = _dominant_case()
+    with caplog.at_level(logging.WARNING, logger="fnd_core.model.splits.topics"):
+        plan = plan_topics(stories, y, hints, [None] * 12, None, None)
+    assert plan.summary()["support"] == {
+        "real": {"stories": 7, "topics": 2, "scored_stories": 1, "scored_topics": 1},
+        "fake": {"stories": 5, "topics": 4, "scored_stories": 3, "scored_topics": 3},
+    }  # "big" (6 real stories) is kept in training: only "small" scores the real side
+    assert "real side rests on 1 topic(s) (1 real stories scored)" in caplog.text
+    assert "fake side" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fnd_core.model.splits.topics"):
+        split = plan_topics(stories, y, hints, [None] * 12, None, None, mode="stories")
+    assert split.support["real"]["scored_stories"] == 7 and "rests on" not in caplog.text
 
 
 def test_or_split_into_its_stories():

@@ -60,6 +60,7 @@ select
     kind,
     n_topics,
     topic_source,
+    class_support,
     selection,
     cv_folds,
     cv_repeats,

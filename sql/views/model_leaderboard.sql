@@ -74,6 +74,7 @@ select
         else metrics -> 'cv' -> 'interval' end ->> 1)::numeric as gate_interval_high,
     (metrics -> 'topics' ->> 'n_topics')::integer as n_topics,
     metrics -> 'topics' ->> 'source' as topic_source,
+    metrics -> 'topics' -> 'support' as class_support,
     case when metrics -> 'cv' ->> 'counted_by' = 'stories'
         then (metrics -> 'cv' ->> 'estimate')::numeric
         else (metrics -> 'cv' -> 'stories' -> 'estimates'
@@ -133,6 +134,7 @@ comment on column fnd.model_leaderboard.gate_interval_low is 'Lower end of the e
 comment on column fnd.model_leaderboard.gate_interval_high is 'Upper end of the estimate''s 90-percent interval.';
 comment on column fnd.model_leaderboard.n_topics is 'Topics (news events) in the training snapshot, before the largest-class correction.';
 comment on column fnd.model_leaderboard.topic_source is 'Where the topics came from: field (the landing rows'' topic or event), discovered, or field+discovered.';
+comment on column fnd.model_leaderboard.class_support is 'Per class (real, fake): stories and topics holding it in training, and those the estimate scored (JSON; null before 2026-12-07).';
 comment on column fnd.model_leaderboard.gate_estimate_by_story is 'The gate metric with each story (a picture or caption and its reposts) counted once.';
 comment on column fnd.model_leaderboard.selection is 'Every candidate kind''s estimate on the same folds, the winner, its margin and the spread.';
 

@@ -482,6 +482,9 @@ def test_models_page_shows_the_leaderboard_gate_and_plots(client, auth, built):
     nested = champion["selection"]["nested"]
     assert f"the choice, nested: <strong>{nested['estimate']:.3f}</strong>" in html
     assert f"against {nested['naive']:.3f} naive" in html
+    real = champion["class_support"]["real"]  # how broad the estimate's real side is
+    assert real["scored_stories"] <= real["stories"] and real["scored_topics"] <= real["topics"]
+    assert f"real: {real['stories']:,} stories in {real['topics']} topic" in html
     assert f"{champion['leak']['n_groups']} leak groups" in html and "text baseline" in html
     names = {p["name"] for p in champion["plots"]}
     assert {"roc_test.png", "confusion_test.png"} <= names  # out of fold
