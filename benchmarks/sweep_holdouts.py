@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import bench_home, machine, table
-from benchmarks.topic_holdouts import DATA, NAMED, SANDY_DRAW, fmt, load, scores
+from benchmarks.topic_holdouts import DATA, fmt, load, named_test, scores
 from fnd_core.pipeline import candidates, sweep
 from fnd_core.pipeline.sweep_space import apply, load_space
 from fnd_core.settings import Settings
@@ -92,14 +91,9 @@ def main() -> None:
         bench = load(args.data, settings, None)
         print(f"# {machine()}; {len(bench.examples):,} posts; budget {args.budget}; space "
               f"{space.sha256[:12]}; {settings.cv_repeats} fold draw(s)")  # fmt: skip
-        rng = random.Random(args.seed)  # the same sandy draw as topic_holdouts
-        sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
-        sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
         results: dict[str, list[dict]] = {rule: [] for rule in sweep.RULES}
         for name in args.named.split(","):
-            test = np.flatnonzero(np.isin(bench.events, NAMED[name]))
-            if name == "H3":
-                test = np.union1d(test, sandy_draw)
+            test = named_test(bench, name, args.seed)  # as topic_holdouts holds out
             for rule, result in run_holdout(bench, name, test, space, args.budget).items():
                 results[rule].append(result)
         for rule, rows in results.items():

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ import numpy as np
 
 from benchmarks.common import bench_home, machine, table
 from benchmarks.sweep_holdouts import held_out_p
-from benchmarks.topic_holdouts import DATA, NAMED, SANDY_DRAW, fmt, load, scores
+from benchmarks.topic_holdouts import DATA, fmt, load, named_test, scores
 from fnd_core.pipeline import sweep
 from fnd_core.pipeline.sweep_space import PARAMETERS, SweepSpace, canonical, load_space
 from fnd_core.settings import Settings
@@ -187,14 +186,9 @@ def main() -> None:
             f"# {machine()}; {len(bench.examples):,} posts; budget {args.budget}, TPE startup "
             f"{args.startup}; space {space.sha256[:12]}; {settings.cv_repeats} fold draw(s)"
         )
-        rng = random.Random(args.seed)  # the same sandy draw as topic_holdouts
-        sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
-        sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
         results = []
         for name in args.named.split(","):
-            test = np.flatnonzero(np.isin(bench.events, NAMED[name]))
-            if name == "H3":
-                test = np.union1d(test, sandy_draw)
+            test = named_test(bench, name, args.seed)  # as topic_holdouts holds out
             results.append(run_holdout(bench, name, test, space, args.budget, args.startup))
         print("\n## Mean over the hold-outs\n")
         lines = []

@@ -206,16 +206,21 @@ def loeo(bench: Bench) -> None:
     print(table(rows, ("kind", "real recall", "fake recall", "balanced accuracy")))
 
 
+def named_test(bench: Bench, name: str, seed: int) -> np.ndarray:
+    """The held-out rows of named hold-out ``name`` (H3: with ``SANDY_DRAW`` sandy posts drawn
+    with ``seed``); every benchmark on the named hold-outs holds out these."""
+    test = np.flatnonzero(np.isin(bench.events, NAMED[name]))
+    if name == "H3":
+        sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
+        test = np.union1d(test, sorted(random.Random(seed).sample(sandy, SANDY_DRAW)))
+    return test
+
+
 def named(bench: Bench, seed: int, repeats: int, which: list[str], strips: list[bool]) -> None:
-    rng = random.Random(seed)
-    sandy = [i for i, e in enumerate(bench.events) if e == "sandy"]
-    sandy_draw = np.array(sorted(rng.sample(sandy, SANDY_DRAW)))
-    for name, events in NAMED.items():
+    for name in NAMED:
         if name not in which:
             continue
-        test = np.flatnonzero(np.isin(bench.events, events))
-        if name == "H3":
-            test = np.union1d(test, sandy_draw)
+        test = named_test(bench, name, seed)
         train = np.setdiff1d(np.arange(len(bench.events)), test)
         y = bench.data.y[test]
         for strip in strips:

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import bench_home, machine, table
-from benchmarks.topic_holdouts import DATA, NAMED, SANDY_DRAW, Bench, fmt, load, scores
+from benchmarks.topic_holdouts import DATA, Bench, fmt, load, named_test, scores
 from fnd_core.model.splits.grouping import group_weights
 from fnd_core.pipeline import candidates
 from fnd_core.pipeline.evaluation import DEFAULT_THRESHOLD, summarise
@@ -181,10 +181,7 @@ def splits(
             rest = np.flatnonzero(~np.isin(events, [*held, "sandy"]))
             found[name] = (np.union1d(rest, kept), test)
             continue
-        test = np.flatnonzero(np.isin(events, NAMED[name]))
-        if name == "H3":
-            draw = sorted(random.Random(seed).sample(list(sandy), SANDY_DRAW))
-            test = np.union1d(test, draw)
+        test = named_test(bench, name, seed)
         found[name] = (np.setdiff1d(everyone, test), test)
     return found
 
